@@ -1,0 +1,1 @@
+// The companion agent: see the files of this module.

@@ -1,0 +1,388 @@
+/// The whole configuration of a Cutover process, as validated from a JSON file or built from flags.
+///
+/// Values here are what the operator asked for; runtime changes (switches, pauses, gates) live in
+/// `RuntimeState` and are layered on top when a `RoutingSnapshot` is built.
+public struct Config: Sendable, Equatable {
+    public var listeners: [ListenerConfig]
+    public var profiles: [ProfileConfig]
+    public var admin: AdminConfig
+    /// Where runtime state is persisted; `nil` keeps it in memory only.
+    public var stateFile: String?
+    public var databases: [DatabaseConfig]
+    public var timeouts: Timeouts
+    public var limits: Limits
+    /// `"stderr"`, `"off"` or a file path for the per-request access log.
+    public var accessLog: String
+    /// Number of worker queues that own connections; 0 means one per CPU.
+    public var workers: Int
+
+    public init(
+        listeners: [ListenerConfig], profiles: [ProfileConfig], admin: AdminConfig = AdminConfig(),
+        stateFile: String? = nil, databases: [DatabaseConfig] = [], timeouts: Timeouts = Timeouts(),
+        limits: Limits = Limits(), accessLog: String = "stderr", workers: Int = 0
+    ) {
+        self.listeners = listeners
+        self.profiles = profiles
+        self.admin = admin
+        self.stateFile = stateFile
+        self.databases = databases
+        self.timeouts = timeouts
+        self.limits = limits
+        self.accessLog = accessLog
+        self.workers = workers
+    }
+
+    /// The profile with this name, if configured.
+    public func profile(named name: String) -> ProfileConfig? {
+        profiles.first { $0.name == name }
+    }
+}
+
+/// A host and a TCP port, as written `host:port` (IPv6 as `[::1]:port`).
+public struct HostPort: Sendable, Hashable, CustomStringConvertible {
+    public var host: String
+    public var port: UInt16
+
+    public init(host: String, port: UInt16) {
+        self.host = host
+        self.port = port
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+    /// Parses `host:port` or `[v6]:port`; the reason is a phrase for a config error.
+    public static func parse(_ text: String) -> Result<HostPort, HostPortError> {
+        var host: Substring
+        var portText: Substring
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]") else { return .failure(.malformed) }
+            host = text[text.index(after: text.startIndex)..<close]
+            let rest = text[text.index(after: close)...]
+            guard rest.hasPrefix(":") else { return .failure(.missingPort) }
+            portText = rest.dropFirst()
+        } else {
+            guard let colon = text.lastIndex(of: ":") else { return .failure(.missingPort) }
+            host = text[..<colon]
+            portText = text[text.index(after: colon)...]
+            if host.contains(":") { return .failure(.malformed) }
+        }
+        guard !host.isEmpty else { return .failure(.missingHost) }
+        guard let port = UInt16(portText), !portText.isEmpty else { return .failure(.badPort(String(portText))) }
+        return .success(HostPort(host: String(host), port: port))
+    }
+}
+
+/// Why a `host:port` string was refused.
+public enum HostPortError: Error, Sendable, Equatable, CustomStringConvertible {
+    case missingPort
+    case missingHost
+    case badPort(String)
+    case malformed
+
+    public var description: String {
+        switch self {
+        case .missingPort: return "has no port"
+        case .missingHost: return "has no host"
+        case .badPort(let p): return "has an invalid port \"\(p)\" (want 0-65535)"
+        case .malformed: return "is not host:port (IPv6 hosts go in brackets: [::1]:8080)"
+        }
+    }
+}
+
+/// How a listener treats its bytes.
+public enum ListenerMode: String, Sendable, Equatable, CaseIterable {
+    case http
+    case tcp
+}
+
+/// One listening address routed to one profile.
+public struct ListenerConfig: Sendable, Equatable {
+    public var name: String
+    public var address: HostPort
+    public var mode: ListenerMode
+    public var profile: String
+
+    public init(name: String, address: HostPort, mode: ListenerMode, profile: String) {
+        self.name = name
+        self.address = address
+        self.mode = mode
+        self.profile = profile
+    }
+}
+
+/// What the operator asked of an endpoint, kept apart from what probes see (`Health`).
+public enum AdminState: String, Sendable, Equatable, CaseIterable {
+    /// Eligible for new work.
+    case online
+    /// Never chosen for new work.
+    case offline
+    /// Gets nothing new; in-flight work finishes, then it becomes `offline`.
+    case draining
+}
+
+/// What probes and passive checks see of an endpoint.
+public enum Health: String, Sendable, Equatable, CaseIterable {
+    case unknown
+    case up
+    case down
+}
+
+/// How a profile picks among its endpoints.
+public enum RoutingMethod: String, Sendable, Equatable {
+    /// Best priority present wins; weighted round robin among equals.
+    case priority
+}
+
+/// One backend address of a profile.
+public struct EndpointConfig: Sendable, Equatable {
+    public var name: String
+    public var address: HostPort
+    /// Lower wins.
+    public var priority: Int
+    /// Share among endpoints of the same priority (0 never chosen).
+    public var weight: Int
+    public var state: AdminState
+    /// Overrides the profile's probe for this endpoint.
+    public var probe: ProbeConfig?
+
+    public init(name: String, address: HostPort, priority: Int = 1, weight: Int = 1, state: AdminState = .online, probe: ProbeConfig? = nil) {
+        self.name = name
+        self.address = address
+        self.priority = priority
+        self.weight = weight
+        self.state = state
+        self.probe = probe
+    }
+}
+
+/// The kind of active health check.
+public enum ProbeType: String, Sendable, Equatable {
+    case http
+    case tcp
+    case command
+}
+
+/// An active health probe; defaults follow common traffic managers (2 s / 1 s / rise 2 / fall 3).
+public struct ProbeConfig: Sendable, Equatable {
+    public var type: ProbeType
+    public var method: String
+    public var path: String
+    /// Host header for HTTP probes; the endpoint address when `nil`.
+    public var host: String?
+    public var headers: [HTTPHeaderField]
+    /// Status codes counted as healthy (default 200-399).
+    public var expectStatus: [ClosedRange<Int>]
+    /// A substring the body must contain, if set.
+    public var bodyContains: String?
+    /// Probe this port instead of the endpoint's.
+    public var port: UInt16?
+    /// Executable and arguments for `command` probes.
+    public var command: [String]
+    public var interval: Duration
+    public var timeout: Duration
+    public var rise: Int
+    public var fall: Int
+
+    public init(
+        type: ProbeType = .http, method: String = "GET", path: String = "/", host: String? = nil,
+        headers: [HTTPHeaderField] = [], expectStatus: [ClosedRange<Int>] = [200...399],
+        bodyContains: String? = nil, port: UInt16? = nil, command: [String] = [],
+        interval: Duration = .seconds(2), timeout: Duration = .seconds(1), rise: Int = 2, fall: Int = 3
+    ) {
+        self.type = type
+        self.method = method
+        self.path = path
+        self.host = host
+        self.headers = headers
+        self.expectStatus = expectStatus
+        self.bodyContains = bodyContains
+        self.port = port
+        self.command = command
+        self.interval = interval
+        self.timeout = timeout
+        self.rise = rise
+        self.fall = fall
+    }
+}
+
+/// A header name and value, as configured or parsed.
+public struct HTTPHeaderField: Sendable, Equatable {
+    public var name: String
+    public var value: String
+
+    public init(name: String, value: String) {
+        self.name = name
+        self.value = value
+    }
+}
+
+/// Who may pass a closed maintenance gate: a source network or a header carrying a secret.
+public struct MaintenanceBypass: Sendable, Equatable {
+    public var sources: [CIDR]
+    public var header: HTTPHeaderField?
+
+    public init(sources: [CIDR] = [], header: HTTPHeaderField? = nil) {
+        self.sources = sources
+        self.header = header
+    }
+}
+
+/// What a profile answers while its maintenance or read-only gate is closed.
+public struct GateConfig: Sendable, Equatable {
+    /// Body of the maintenance 503 (HTML); a built-in page when `nil`.
+    public var maintenancePage: String?
+    /// Path of a file holding the maintenance page; read at load time.
+    public var maintenancePageFile: String?
+    public var retryAfter: Duration
+    public var bypass: MaintenanceBypass
+
+    public init(maintenancePage: String? = nil, maintenancePageFile: String? = nil, retryAfter: Duration = .seconds(30), bypass: MaintenanceBypass = MaintenanceBypass()) {
+        self.maintenancePage = maintenancePage
+        self.maintenancePageFile = maintenancePageFile
+        self.retryAfter = retryAfter
+        self.bypass = bypass
+    }
+}
+
+/// Passive health: failures seen on live traffic that mark an endpoint down early.
+public struct PassiveHealthConfig: Sendable, Equatable {
+    /// Consecutive connect failures, resets or timeouts that mark the endpoint down (0 = off).
+    public var failures: Int
+    /// Consecutive 5xx answers that mark it down (0 = off, the default).
+    public var status5xx: Int
+
+    public init(failures: Int = 3, status5xx: Int = 0) {
+        self.failures = failures
+        self.status5xx = status5xx
+    }
+}
+
+/// A named group of endpoints with the settings for probing, draining, holding and gates.
+public struct ProfileConfig: Sendable, Equatable {
+    public var name: String
+    public var routing: RoutingMethod
+    public var endpoints: [EndpointConfig]
+    public var probe: ProbeConfig?
+    public var passive: PassiveHealthConfig
+    public var drainTimeout: Duration
+    public var holdTimeout: Duration
+    public var maxHeld: Int
+    /// Hold requests instead of answering 503 when no endpoint is eligible.
+    public var holdWhenUnavailable: Bool
+    /// Route to down endpoints rather than failing when nothing is healthy.
+    public var failOpen: Bool
+    /// Treat `unknown` health as up until the first probe result.
+    public var unknownIsUp: Bool
+    public var gate: GateConfig
+
+    public init(
+        name: String, routing: RoutingMethod = .priority, endpoints: [EndpointConfig], probe: ProbeConfig? = nil,
+        passive: PassiveHealthConfig = PassiveHealthConfig(), drainTimeout: Duration = .seconds(30),
+        holdTimeout: Duration = .seconds(30), maxHeld: Int = 10_000, holdWhenUnavailable: Bool = false,
+        failOpen: Bool = false, unknownIsUp: Bool = true, gate: GateConfig = GateConfig()
+    ) {
+        self.name = name
+        self.routing = routing
+        self.endpoints = endpoints
+        self.probe = probe
+        self.passive = passive
+        self.drainTimeout = drainTimeout
+        self.holdTimeout = holdTimeout
+        self.maxHeld = maxHeld
+        self.holdWhenUnavailable = holdWhenUnavailable
+        self.failOpen = failOpen
+        self.unknownIsUp = unknownIsUp
+        self.gate = gate
+    }
+
+    /// The endpoint with this name, if configured.
+    public func endpoint(named name: String) -> EndpointConfig? {
+        endpoints.first { $0.name == name }
+    }
+}
+
+/// The admin interfaces: a Unix socket for commands and an optional HTTP listener.
+public struct AdminConfig: Sendable, Equatable {
+    public var socket: String?
+    /// Permission bits of the socket file (default 0600).
+    public var socketMode: UInt16
+    /// Group owning the socket, if set.
+    public var socketGroup: String?
+    public var http: HostPort?
+    /// Bearer token required on the HTTP listener (mandatory when it is not loopback).
+    public var token: String?
+
+    public init(socket: String? = nil, socketMode: UInt16 = 0o600, socketGroup: String? = nil, http: HostPort? = nil, token: String? = nil) {
+        self.socket = socket
+        self.socketMode = socketMode
+        self.socketGroup = socketGroup
+        self.http = http
+        self.token = token
+    }
+}
+
+/// A database the agent can fence or migrate.
+public struct DatabaseConfig: Sendable, Equatable {
+    public var name: String
+    public var driver: String
+    /// libpq connection string; its `dbname` is the database acted upon.
+    public var dsn: String
+
+    public init(name: String, driver: String = "postgres", dsn: String) {
+        self.name = name
+        self.driver = driver
+        self.dsn = dsn
+    }
+}
+
+/// Connection timeouts, shared by all listeners.
+public struct Timeouts: Sendable, Equatable {
+    /// Upstream TCP connect.
+    public var connect: Duration
+    /// Time allowed to receive a whole request head (408 after).
+    public var headerRead: Duration
+    /// An idle keep-alive client connection, or a TCP tunnel with no traffic either way.
+    public var idle: Duration
+    /// Waiting for an upstream's response head, or for more of its body (504 before the head).
+    public var upstreamResponse: Duration
+    /// A peer that accepts no bytes for this long is closed.
+    public var write: Duration
+    /// How long SIGTERM waits for in-flight work before closing.
+    public var shutdown: Duration
+
+    public init(
+        connect: Duration = .seconds(5), headerRead: Duration = .seconds(10), idle: Duration = .seconds(60),
+        upstreamResponse: Duration = .seconds(60), write: Duration = .seconds(30), shutdown: Duration = .seconds(30)
+    ) {
+        self.connect = connect
+        self.headerRead = headerRead
+        self.idle = idle
+        self.upstreamResponse = upstreamResponse
+        self.write = write
+        self.shutdown = shutdown
+    }
+}
+
+/// Size limits on what clients may send, and on open connections.
+public struct Limits: Sendable, Equatable {
+    public var maxConnections: Int
+    public var maxHeaderBytes: Int
+    public var maxHeaderCount: Int
+    public var maxRequestLineBytes: Int
+    /// Largest accepted request body; `nil` means unlimited (bodies are streamed, never buffered).
+    public var maxBodyBytes: Int?
+    /// Idle upstream keep-alive connections kept per endpoint per worker.
+    public var maxIdleUpstreamPerEndpoint: Int
+
+    public init(
+        maxConnections: Int = 8_000, maxHeaderBytes: Int = 16_384, maxHeaderCount: Int = 100,
+        maxRequestLineBytes: Int = 8_192, maxBodyBytes: Int? = nil, maxIdleUpstreamPerEndpoint: Int = 256
+    ) {
+        self.maxConnections = maxConnections
+        self.maxHeaderBytes = maxHeaderBytes
+        self.maxHeaderCount = maxHeaderCount
+        self.maxRequestLineBytes = maxRequestLineBytes
+        self.maxBodyBytes = maxBodyBytes
+        self.maxIdleUpstreamPerEndpoint = maxIdleUpstreamPerEndpoint
+    }
+}

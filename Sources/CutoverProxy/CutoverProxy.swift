@@ -1,0 +1,1 @@
+// The proxy I/O layer: see the files of this module.

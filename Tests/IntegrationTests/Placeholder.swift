@@ -1,0 +1,1 @@
+// Integration tests start the built cutover binary.
