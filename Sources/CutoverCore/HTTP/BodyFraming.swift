@@ -57,10 +57,11 @@ extension HTTPResponseHead {
                 throw HTTPParseError(status: 502, reason: "upstream response: Content-Length and Transfer-Encoding both present")
             }
             switch BodyFraming.transferCodings(of: headers) {
-            case .chunked: return .chunked
+            // Other codings (gzip, chunked) pass through untouched: only the chunked framing matters here.
+            case .chunked, .unsupportedCoding: return .chunked
             case .chunkedTwice:
                 throw HTTPParseError(status: 502, reason: "upstream response: chunked applied more than once")
-            case .empty, .notChunkedLast, .unsupportedCoding: return .untilClose
+            case .empty, .notChunkedLast: return .untilClose
             }
         }
         if let length = try BodyFraming.contentLength(of: headers, errorStatus: 502) {
