@@ -121,7 +121,10 @@ final class HTTPBodyFramingTests: XCTestCase {
             [("Content-Length", "99999999999999999999")],
         ]
         for fields in bad {
-            guard case .failure(let error) = responseFraming(200, fields) else { XCTFail("accepted \(fields)"); continue }
+            guard case .failure(let error) = responseFraming(200, fields) else {
+                XCTFail("accepted \(fields)")
+                continue
+            }
             XCTAssertEqual(error.status, 502, "\(fields)")
         }
     }

@@ -210,7 +210,9 @@ public enum HTTPParser {
 
     /// `scheme "://" ...` with an RFC 3986 scheme.
     static func isAbsoluteForm(_ target: UnsafeRawBufferPointer) -> Bool {
-        guard let first = target.first, HTTPSyntax.lowercased(first) &- UInt8(ascii: "a") < 26 else { return false }
+        guard let first = target.first, HTTPSyntax.lowercased(first) &- UInt8(ascii: "a") < 26 else {
+            return false
+        }
         var index = 1
         while index < target.count {
             let byte = target[index]
