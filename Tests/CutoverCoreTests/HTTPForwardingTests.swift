@@ -97,6 +97,12 @@ final class HTTPForwardingTests: XCTestCase {
         XCTAssertFalse(keptFor11.headers.contains("Connection"))
     }
 
+    func testInterimResponse_getsNoConnectionField() {
+        let response = HTTPForwarding.clientResponse(
+            HTTPResponseHead(status: 100), requestVersion: .http1_1, keepClientAlive: false, upgrading: false)
+        XCTAssertEqual(response.headers, [("Via", "1.1 cutover")])
+    }
+
     func testSwitchingProtocolsResponse_keepsUpgrade() {
         let head = HTTPResponseHead(
             status: 101, headers: [("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Accept", "a")])

@@ -35,7 +35,8 @@ public enum HTTPForwarding {
     /// Strips hop-by-hop fields (keeping Transfer-Encoding), appends `Via`, and states the
     /// connection's fate: `Connection: close` when `!keepClientAlive`, `Connection: keep-alive` for
     /// an HTTP/1.0 client kept alive, `Connection: upgrade` plus `Upgrade` for a 101 when
-    /// `upgrading`. The status line always says HTTP/1.1 (our own version, RFC 9110 §6.2).
+    /// `upgrading`; interim 1xx responses get no Connection field. The status line always says
+    /// HTTP/1.1 (our own version, RFC 9110 §6.2).
     public static func clientResponse(
         _ head: HTTPResponseHead, requestVersion: HTTPVersion, keepClientAlive: Bool, upgrading: Bool
     ) -> HTTPResponseHead {
@@ -46,6 +47,8 @@ public enum HTTPForwarding {
         result.headers.appendListElement(name: "Via", element: "\(head.version.viaText) \(viaName)")
         if switching {
             result.headers.add(name: "Connection", value: "upgrade")
+        } else if head.status < 200 {
+            // An interim response (100 Continue) says nothing about the connection: the final one does.
         } else if !keepClientAlive {
             result.headers.add(name: "Connection", value: "close")
         } else if requestVersion == .http1_0 {
