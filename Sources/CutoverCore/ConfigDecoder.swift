@@ -7,6 +7,8 @@ struct ConfigDecoder {
     /// Directory that relative `page_file` paths are resolved against.
     let baseDirectory: String
 
+    // The accepted keys of each object, in the order they are documented; unknown-key errors
+    // list them in this order so the message reads like the reference.
     static let rootKeys = ["listeners", "profiles", "admin", "state_file", "databases", "timeouts", "limits", "access_log", "workers"]
     static let listenerKeys = ["name", "address", "mode", "profile"]
     static let profileKeys = [
@@ -30,6 +32,8 @@ struct ConfigDecoder {
         "max_idle_upstream_per_endpoint",
     ]
 
+    /// Decodes the top-level object. Listeners and profiles come first: they are required, so a
+    /// config missing them fails on that before any detail deeper down.
     func decodeConfig(_ document: JSONValue) throws(ConfigError) -> Config {
         guard case .object = document else {
             throw ConfigError(file: file, key: "", reason: "expected a JSON object at the top level, got \(document.kindDescription)")
@@ -44,6 +48,7 @@ struct ConfigDecoder {
         for (i, element) in try root.required("profiles", root.array).enumerated() {
             profiles.append(try decodeProfile(element, path: "profiles[\(i)]"))
         }
+        // Start from the model's defaults and overwrite only what the file sets.
         var config = Config(listeners: listeners, profiles: profiles)
         if let admin = try root.object("admin", keys: Self.adminKeys) { config.admin = try decodeAdmin(admin) }
         config.stateFile = try root.string("state_file")
@@ -59,6 +64,7 @@ struct ConfigDecoder {
         return config
     }
 
+    /// `{ name, address, mode, profile }`; the profile reference is checked by validation.
     private func decodeListener(_ value: JSONValue, path: String) throws(ConfigError) -> ListenerConfig {
         let object = try ConfigObject(value, path: path, file: file, keys: Self.listenerKeys)
         let name = try object.required("name", object.string)
@@ -68,6 +74,7 @@ struct ConfigDecoder {
         return ListenerConfig(name: name, address: address, mode: mode, profile: profile)
     }
 
+    /// A profile and its endpoints; each absent key keeps `ProfileConfig`'s default.
     private func decodeProfile(_ value: JSONValue, path: String) throws(ConfigError) -> ProfileConfig {
         let object = try ConfigObject(value, path: path, file: file, keys: Self.profileKeys)
         let name = try object.required("name", object.string)
@@ -94,6 +101,7 @@ struct ConfigDecoder {
         return profile
     }
 
+    /// An endpoint; `state` is decoded by hand to explain why `draining` is refused.
     private func decodeEndpoint(_ value: JSONValue, path: String) throws(ConfigError) -> EndpointConfig {
         let object = try ConfigObject(value, path: path, file: file, keys: Self.endpointKeys)
         var endpoint = EndpointConfig(name: try object.required("name", object.string), address: try object.required("address", object.hostPort))
@@ -113,12 +121,15 @@ struct ConfigDecoder {
         return endpoint
     }
 
+    /// A probe object, used both for a profile and for an endpoint's override (which replaces it
+    /// whole: the model has no way to say "inherit this field").
     private func decodeProbe(_ object: ConfigObject) throws(ConfigError) -> ProbeConfig {
         var probe = ProbeConfig()
         if let type = try object.choice("type", ProbeType.self, what: "probe type") { probe.type = type }
         if let method = try object.string("method") { probe.method = method }
         if let path = try object.string("path") { probe.path = path }
         probe.host = try object.string("host")
+        // Header names are the keys, so any key is allowed here; validation checks them as tokens.
         if let headers = try object.object("headers", keys: nil) {
             for member in headers.members {
                 guard case .string(let value) = member.value else {
@@ -128,6 +139,7 @@ struct ConfigDecoder {
             }
         }
         if let statuses = try object.array("expect_status") {
+            // Setting the key replaces the default 200-399 rather than adding to it.
             probe.expectStatus = []
             for (i, element) in statuses.enumerated() {
                 probe.expectStatus.append(try decodeStatusRange(element, key: object.path("expect_status") + "[\(i)]"))
@@ -174,11 +186,14 @@ struct ConfigDecoder {
         }
     }
 
+    /// The `maintenance` object; `page_file` is read now so a missing page fails the load, not a request.
     private func decodeGate(_ object: ConfigObject) throws(ConfigError) -> GateConfig {
         var gate = GateConfig()
         gate.maintenancePage = try object.string("page")
         if let pageFile = try object.string("page_file") {
             guard gate.maintenancePage == nil else { throw object.error("page_file", "set page or page_file, not both") }
+            // Relative to the config file, not the working directory, so a service unit's cwd
+            // does not change which page is served.
             let resolved = pageFile.hasPrefix("/") ? pageFile : baseDirectory + "/" + pageFile
             switch ConfigLoader.readFile(resolved) {
             case .success(let bytes):
@@ -213,6 +228,7 @@ struct ConfigDecoder {
         return gate
     }
 
+    /// The `admin` object; whether a non-loopback `http` has a token is checked by validation.
     private func decodeAdmin(_ object: ConfigObject) throws(ConfigError) -> AdminConfig {
         var admin = AdminConfig()
         admin.socket = try object.string("socket")
@@ -232,6 +248,7 @@ struct ConfigDecoder {
         return admin
     }
 
+    /// One `databases` entry; the driver name is checked by validation.
     private func decodeDatabase(_ value: JSONValue, path: String) throws(ConfigError) -> DatabaseConfig {
         let object = try ConfigObject(value, path: path, file: file, keys: Self.databaseKeys)
         var database = DatabaseConfig(name: try object.required("name", object.string), dsn: try object.required("dsn", object.string))
@@ -239,6 +256,7 @@ struct ConfigDecoder {
         return database
     }
 
+    /// The `timeouts` object; every key is a duration string.
     private func decodeTimeouts(_ object: ConfigObject) throws(ConfigError) -> Timeouts {
         var timeouts = Timeouts()
         if let connect = try object.duration("connect") { timeouts.connect = connect }
@@ -250,6 +268,7 @@ struct ConfigDecoder {
         return timeouts
     }
 
+    /// The `limits` object; `max_body_bytes` stays `nil` (unlimited) unless set.
     private func decodeLimits(_ object: ConfigObject) throws(ConfigError) -> Limits {
         var limits = Limits()
         if let value = try object.int("max_connections") { limits.maxConnections = value }
@@ -325,6 +344,8 @@ struct ConfigObject {
     func int(_ key: String) throws(ConfigError) -> Int? {
         guard let value = value(key) else { return nil }
         guard case .number(let literal) = value else { throw error(key, "expected an integer, got \(value.kindDescription)") }
+        // The literal is exact text: `Int` refuses fractions, exponents and overflow alike, so
+        // tell them apart for the message.
         guard let number = Int(literal) else {
             let isWhole = !literal.contains(".") && !literal.contains("e") && !literal.contains("E")
             throw error(key, isWhole ? "\(literal) is too large" : "expected an integer, got \(literal)")

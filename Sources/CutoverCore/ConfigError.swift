@@ -8,6 +8,7 @@ public struct ConfigError: Error, Sendable, Equatable, CustomStringConvertible {
     public var file: String
     /// Key path such as `listeners[0].profile` or `profiles[1].probe.interval`; empty for the whole file.
     public var key: String
+    /// A phrase an operator can act on, e.g. `"10.0.0.5" has no port`.
     public var reason: String
 
     public init(file: String, key: String, reason: String) {

@@ -30,6 +30,7 @@ private struct ConfigValidator {
         ConfigError(file: file, key: key, reason: reason)
     }
 
+    /// Runs every rule in document order, so the first error reported is the first in the file.
     func check(_ config: Config) throws(ConfigError) {
         guard !config.listeners.isEmpty else { throw fail("listeners", "at least one listener is required") }
         guard !config.profiles.isEmpty else { throw fail("profiles", "at least one profile is required") }
@@ -44,6 +45,7 @@ private struct ConfigValidator {
         guard config.workers >= 0 else { throw fail("workers", "must be 0 (one per CPU) or more, got \(config.workers)") }
     }
 
+    /// Names, duplicate names and addresses (reported on the later one), and profile references.
     private func checkListeners(_ config: Config) throws(ConfigError) {
         let profileNames = config.profiles.map(\.name)
         for (i, listener) in config.listeners.enumerated() {
@@ -71,6 +73,7 @@ private struct ConfigValidator {
         host == "0.0.0.0" || host == "::" || host == "*"
     }
 
+    /// Each profile with its endpoints, probe, passive counters and gate.
     private func checkProfiles(_ profiles: [ProfileConfig]) throws(ConfigError) {
         for (i, profile) in profiles.enumerated() {
             let path = "profiles[\(i)]"
@@ -90,11 +93,13 @@ private struct ConfigValidator {
         }
     }
 
+    /// One endpoint: name unique within its profile, a real port, ranges, and a config-time state.
     private func checkEndpoint(_ endpoint: EndpointConfig, index j: Int, in profile: ProfileConfig, path: String) throws(ConfigError) {
         try checkName(endpoint.name, key: "\(path).name")
         if profile.endpoints[..<j].contains(where: { $0.name == endpoint.name }) {
             throw fail("\(path).name", "duplicate endpoint name \"\(endpoint.name)\" in profile \"\(profile.name)\"")
         }
+        // Port 0 means "any" when binding, but nothing can be reached on it.
         guard endpoint.address.port != 0 else {
             throw fail("\(path).address", "\(endpoint.address) has port 0 (only listeners may use port 0)")
         }
@@ -102,17 +107,20 @@ private struct ConfigValidator {
         guard (0...ConfigLoader.maxWeight).contains(endpoint.weight) else {
             throw fail("\(path).weight", "must be 0-\(ConfigLoader.maxWeight), got \(endpoint.weight)")
         }
+        // Draining needs a deadline and in-flight counts that only exist at runtime.
         guard endpoint.state != .draining else {
             throw fail("\(path).state", "\"draining\" is a runtime state (set by switch or drain); configure online or offline")
         }
         if let probe = endpoint.probe { try checkProbe(probe, path: "\(path).probe") }
     }
 
+    /// Probe fields that would produce a malformed request or a check that can never settle.
     private func checkProbe(_ probe: ProbeConfig, path: String) throws(ConfigError) {
         guard !probe.method.isEmpty, probe.method.utf8.allSatisfy(Self.isTokenByte) else {
             throw fail("\(path).method", "\"\(probe.method)\" is not an HTTP method")
         }
         guard probe.path.hasPrefix("/") else { throw fail("\(path).path", "\"\(probe.path)\" must start with \"/\"") }
+        // The path goes on the request line verbatim: a space or CR/LF would split it.
         guard !probe.path.utf8.contains(where: { $0 <= 0x20 || $0 == 0x7F }) else {
             throw fail("\(path).path", "\"\(probe.path)\" contains spaces or control characters (percent-encode them)")
         }
@@ -142,6 +150,7 @@ private struct ConfigValidator {
         }
         guard probe.interval > .zero else { throw fail("\(path).interval", "must be greater than 0") }
         guard probe.timeout > .zero else { throw fail("\(path).timeout", "must be greater than 0") }
+        // A timeout longer than the interval would let probes of one endpoint overlap.
         guard probe.timeout <= probe.interval else {
             throw fail("\(path).timeout", "\(DurationText.format(probe.timeout)) is longer than interval \(DurationText.format(probe.interval))")
         }
@@ -149,6 +158,7 @@ private struct ConfigValidator {
         guard probe.fall >= 1 else { throw fail("\(path).fall", "must be 1 or more, got \(probe.fall)") }
     }
 
+    /// The bypass header must be sendable and must carry a secret.
     private func checkGate(_ gate: GateConfig, path: String) throws(ConfigError) {
         guard let header = gate.bypass.header else { return }
         guard !header.name.isEmpty, header.name.utf8.allSatisfy(Self.isTokenByte) else {
@@ -161,6 +171,7 @@ private struct ConfigValidator {
         }
     }
 
+    /// Admin socket and HTTP listener settings.
     private func checkAdmin(_ admin: AdminConfig, listeners: [ListenerConfig]) throws(ConfigError) {
         if let socket = admin.socket, socket.isEmpty { throw fail("admin.socket", "must not be empty (leave it out for no socket)") }
         guard admin.socketMode <= 0o777 else {
@@ -178,6 +189,7 @@ private struct ConfigValidator {
         }
     }
 
+    /// Database names are unique and name a driver this build has.
     private func checkDatabases(_ databases: [DatabaseConfig]) throws(ConfigError) {
         for (i, database) in databases.enumerated() {
             let path = "databases[\(i)]"
@@ -192,6 +204,7 @@ private struct ConfigValidator {
         }
     }
 
+    /// All timeouts but `shutdown` must be positive: a zero timeout would fire at once.
     private func checkTimeouts(_ timeouts: Timeouts) throws(ConfigError) {
         let positive: [(String, Duration)] = [
             ("connect", timeouts.connect), ("header_read", timeouts.headerRead), ("idle", timeouts.idle),
@@ -202,6 +215,7 @@ private struct ConfigValidator {
         }
     }
 
+    /// Size limits must admit at least one byte or header; body and idle-pool limits may be 0.
     private func checkLimits(_ limits: Limits) throws(ConfigError) {
         let atLeastOne: [(String, Int)] = [
             ("max_connections", limits.maxConnections), ("max_header_bytes", limits.maxHeaderBytes),

@@ -13,6 +13,7 @@ struct JSONParser {
         self.bytes = bytes
     }
 
+    /// Parses exactly one value surrounded by optional whitespace; anything after it is an error.
     mutating func parseDocument() throws(JSONSyntaxError) -> JSONValue {
         // A UTF-8 byte order mark is tolerated: some editors write one.
         if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { index = 3 }
@@ -24,6 +25,7 @@ struct JSONParser {
         return value
     }
 
+    /// Dispatches on the first byte; every JSON value is identified by it alone.
     private mutating func parseValue() throws(JSONSyntaxError) -> JSONValue {
         guard index < bytes.count else { throw error("unexpected end of file, expected a value") }
         switch bytes[index] {
@@ -38,6 +40,7 @@ struct JSONParser {
         }
     }
 
+    /// `{ "key": value, ... }`, keys unique, no trailing comma.
     private mutating func parseObject() throws(JSONSyntaxError) -> JSONValue {
         try enter()
         index += 1  // {
@@ -51,6 +54,7 @@ struct JSONParser {
         }
         while true {
             skipWhitespace()
+            // After "{" or ",": a "}" here would be a trailing comma, which RFC 8259 forbids.
             guard peek(UInt8(ascii: "\"")) else { throw error("unexpected \(describeCurrent()), expected a quoted key") }
             let keyStart = index
             let key = try parseString()
@@ -75,6 +79,7 @@ struct JSONParser {
         }
     }
 
+    /// `[ value, ... ]`, no trailing comma.
     private mutating func parseArray() throws(JSONSyntaxError) -> JSONValue {
         try enter()
         index += 1  // [
@@ -102,6 +107,7 @@ struct JSONParser {
         }
     }
 
+    /// A quoted string; bytes are collected raw and validated as UTF-8 once at the closing quote.
     private mutating func parseString() throws(JSONSyntaxError) -> String {
         let start = index
         index += 1  // opening quote
@@ -128,9 +134,11 @@ struct JSONParser {
                 case UInt8(ascii: "t"): out.append(0x09)
                 case UInt8(ascii: "u"): out.append(contentsOf: try parseUnicodeEscape())
                 default:
+                    // Point at the backslash, where the operator has to look.
                     index -= 2
                     throw error("invalid escape \"\\\(Character(Unicode.Scalar(escape)))\" in string")
                 }
+            // RFC 8259: raw control characters (a literal newline in a string) must be escaped.
             case 0x00..<0x20:
                 throw error("control character in string (write it as an escape such as \\n)")
             default:
@@ -152,6 +160,7 @@ struct JSONParser {
             index += 2
             let low = try hex4()
             guard (0xDC00...0xDFFF).contains(low) else { throw error("unpaired surrogate in \\u escape", at: escapeStart) }
+            // Combine the UTF-16 pair into one scalar (emoji and other astral characters).
             scalarValue = 0x10000 + ((UInt32(high) - 0xD800) << 10) + (UInt32(low) - 0xDC00)
         } else if (0xDC00...0xDFFF).contains(high) {
             throw error("unpaired surrogate in \\u escape", at: escapeStart)
@@ -209,6 +218,7 @@ struct JSONParser {
         byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")
     }
 
+    /// `true`, `false` or `null`; anything else starting with t/f/n is likely an unquoted string.
     private mutating func expectLiteral(_ word: String) throws(JSONSyntaxError) {
         let expected = Array(word.utf8)
         guard bytes[index...].starts(with: expected) else {
@@ -244,6 +254,8 @@ struct JSONParser {
         return "byte 0x" + String(byte, radix: 16)
     }
 
+    /// Builds the error for `offset` (default: the current position), converting it to line and column.
+    /// Positions are computed only on failure, so the happy path never tracks lines.
     private func error(_ message: String, at offset: Int? = nil) -> JSONSyntaxError {
         let position = min(offset ?? index, bytes.count)
         var line = 1

@@ -3,11 +3,15 @@
 /// Numbers stay as their literal text so that integers are never rounded through `Double` and
 /// `true` can never be mistaken for `1` (as it can with `NSNumber`).
 public enum JSONValue: Sendable, Equatable {
+    /// `null`; config decoding reads it as "not set".
     case null
+    /// `true` or `false`, never confused with a number.
     case bool(Bool)
     /// The number exactly as written, already checked against the JSON number grammar.
     case number(String)
+    /// A string with its escapes resolved.
     case string(String)
+    /// Elements in document order.
     case array([JSONValue])
     /// Members in document order; keys are unique (the parser refuses duplicates).
     case object([JSONMember])
@@ -39,7 +43,9 @@ public enum JSONValue: Sendable, Equatable {
 
 /// One `"key": value` pair of a JSON object.
 public struct JSONMember: Sendable, Equatable {
+    /// The key, escapes resolved.
     public var key: String
+    /// The value the key maps to.
     public var value: JSONValue
 
     public init(key: String, value: JSONValue) {
@@ -50,8 +56,11 @@ public struct JSONMember: Sendable, Equatable {
 
 /// Where and why a document is not JSON; `line` and `column` count from 1 (columns in characters).
 public struct JSONSyntaxError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// 1-based line of the offending character.
     public var line: Int
+    /// 1-based column, counted in characters (UTF-8 sequences count once).
     public var column: Int
+    /// What was wrong, e.g. `unexpected "}", expected a value`.
     public var message: String
 
     public init(line: Int, column: Int, message: String) {
