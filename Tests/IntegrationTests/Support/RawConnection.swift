@@ -68,18 +68,24 @@ final class RawConnection {
         return String(decoding: data, as: UTF8.self)
     }
 
-    /// Reads one HTTP response with a Content-Length body (enough for keep-alive tests).
+    /// Bytes received after the last complete response (pipelined answers).
+    private var leftover: [UInt8] = []
+
+    /// Reads one HTTP response with a Content-Length body (or none), enough for keep-alive tests.
     func readResponse() -> String {
-        var data: [UInt8] = []
+        var data = leftover
+        leftover = []
         var chunk = [UInt8](repeating: 0, count: 65_536)
+        let separator: [UInt8] = [13, 10, 13, 10]
         while true {
-            let text = String(decoding: data, as: UTF8.self)
-            if let headEnd = text.range(of: "\r\n\r\n") {
-                let head = text[..<headEnd.lowerBound].lowercased()
+            if let headEnd = data.firstRange(of: separator) {
+                let head = String(decoding: data[..<headEnd.lowerBound], as: UTF8.self).lowercased()
                 let length = head.split(separator: "\r\n").first { $0.hasPrefix("content-length:") }
                     .flatMap { Int($0.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) } ?? 0
-                if text.utf8.count - text.utf8.distance(from: text.utf8.startIndex, to: headEnd.upperBound.samePosition(in: text.utf8)!) >= length {
-                    return text
+                let total = headEnd.upperBound + length
+                if data.count >= total {
+                    leftover = Array(data[total...])
+                    return String(decoding: data[..<total], as: UTF8.self)
                 }
             }
             let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
