@@ -26,6 +26,9 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     private var closeWhenFlushed = false
     private var handedOff = false
 
+    /// Client bytes buffered beyond the request being served before the client is no longer read.
+    static let maxBufferedPipeline = 65_536
+
     private enum Phase {
         case awaitingHead
         case holding
@@ -35,7 +38,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     }
 
     init(fd: Int32, worker: Worker, runtime: ProxyRuntime, slot: Int) {
-        self.client = SocketChannel(fd: fd, queue: worker.queue)
+        self.client = SocketChannel(fd: fd, worker: worker)
         self.worker = worker
         self.runtime = runtime
         self.slot = slot
@@ -128,7 +131,9 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
                     if consumed < 0 { return }
                     inbound.removeFirst(consumed)
                 }
-                if exchange.requestBodyDone || upstream.hasPendingOutput || clientEnded {
+                // Pausing a Dispatch source costs a thread wake-up on resume, so a client whose request is
+                // complete stays readable: pipelined bytes queue in `inbound` up to a bound.
+                if upstream.hasPendingOutput || clientEnded || inbound.count > HTTPSession.maxBufferedPipeline {
                     client.pauseReading()
                 } else {
                     client.resumeReading()
@@ -291,7 +296,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         exchange.reusedUpstream = false
         do {
             let fd = try Socket.startConnect(to: target.socketAddress)
-            let channel = SocketChannel(fd: fd, queue: worker.queue)
+            let channel = SocketChannel(fd: fd, worker: worker)
             channel.handler = self
             exchange.upstream = channel
             target.counters.connections.wrappingAdd(1, ordering: .relaxed)

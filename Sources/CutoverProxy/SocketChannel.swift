@@ -17,62 +17,67 @@ extension ChannelHandler {
     func channelConnected(_ channel: SocketChannel, error: Int32) {}
 }
 
-/// One non-blocking socket on Dispatch sources: reads when asked, queues what the kernel will not
-/// take yet, and tells its handler when that queue drains.
+/// One non-blocking socket watched by its worker's `EventPoller`: reads when asked, queues what the
+/// kernel will not take yet, and tells its handler when that queue drains.
 ///
 /// Reading and writing are driven by the handler: a handler that cannot pass bytes on pauses reading,
 /// so a slow peer never makes the proxy buffer more than one read's worth per direction.
-final class SocketChannel: @unchecked Sendable {  // confined to `queue` (its worker's)
+final class SocketChannel: @unchecked Sendable {  // confined to its worker's queue
     let fd: Int32
-    let queue: DispatchQueue
+    private unowned let poller: EventPoller
+    private var token: UInt64 = 0
     /// The current owner; set to `nil` when the channel changes hands or closes (breaks the cycle).
     var handler: ChannelHandler?
 
-    private var readSource: DispatchSourceRead?
-    private var writeSource: DispatchSourceWrite?
-    private var readPaused = true
-    private var writeArmed = false
+    private var reading = false
+    private var writeWanted = false
     private var connecting = false
+    /// The epoll events currently registered (0 = not in epoll).
+    private var interest: UInt32 = 0
     /// Bytes accepted by `write` that the kernel has not taken yet.
     private var pending: [UInt8] = []
     private var pendingOffset = 0
     private(set) var isClosed = false
-    /// Sources still to be cancelled before the descriptor may be closed.
-    private var liveSources = 0
 
-    init(fd: Int32, queue: DispatchQueue) {
+    init(fd: Int32, worker: Worker) {
         self.fd = fd
-        self.queue = queue
+        self.poller = worker.poller
+        self.token = poller.register(self)
     }
 
     var hasPendingOutput: Bool { pendingOffset < pending.count }
 
     /// Starts delivering `channelReadable` to the handler.
     func resumeReading() {
-        guard !isClosed, readPaused else { return }
-        readPaused = false
-        if let source = readSource {
-            source.resume()
-        } else {
-            let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
-            source.setEventHandler { [unowned self] in
-                self.handler?.channelReadable(self)
-            }
-            source.setCancelHandler { [self] in self.sourceCancelled() }
-            liveSources += 1
-            readSource = source
-            source.activate()
-        }
+        guard !isClosed, !reading else { return }
+        reading = true
+        updateInterest()
     }
 
     /// Stops `channelReadable` until `resumeReading`; the kernel buffer then pushes back on the peer.
     func pauseReading() {
-        guard !isClosed, !readPaused, let source = readSource else { return }
-        readPaused = true
-        source.suspend()
+        guard !isClosed, reading else { return }
+        reading = false
+        updateInterest()
     }
 
-    var isReadingPaused: Bool { readPaused }
+    var isReadingPaused: Bool { !reading }
+
+    private func updateInterest() {
+        let wanted = (reading ? EventPoller.readable : 0) | (writeWanted ? EventPoller.writable : 0)
+        poller.update(fd: fd, token: token, from: interest, to: wanted)
+        interest = wanted
+    }
+
+    /// Called by the poller with the epoll events that fired.
+    func handle(events: UInt32) {
+        if events & (EventPoller.writable | EventPoller.failed) != 0 && writeWanted {
+            writable()
+        }
+        if events & (EventPoller.readable | EventPoller.failed) != 0 && reading && !isClosed {
+            handler?.channelReadable(self)
+        }
+    }
 
     /// Reads once into `buffer`: the byte count, 0 at end of stream, or -1 when nothing is there
     /// (`EAGAIN`) — errors such as a reset are returned as `-2`.
@@ -106,7 +111,7 @@ final class SocketChannel: @unchecked Sendable {  // confined to `queue` (its wo
             pending.removeAll(keepingCapacity: true)
             pendingOffset = 0
             pending.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[offset...]))
-            armWrite()
+            setWriteWanted(true)
         }
         return true
     }
@@ -120,34 +125,19 @@ final class SocketChannel: @unchecked Sendable {  // confined to `queue` (its wo
     /// Waits for a non-blocking connect to finish, then calls `channelConnected`.
     func awaitConnect() {
         connecting = true
-        armWrite()
+        setWriteWanted(true)
     }
 
-    private func armWrite() {
-        guard !writeArmed, !isClosed else { return }
-        writeArmed = true
-        if let source = writeSource {
-            source.resume()
-            return
-        }
-        let source = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: queue)
-        source.setEventHandler { [unowned self] in self.writable() }
-        source.setCancelHandler { [self] in self.sourceCancelled() }
-        liveSources += 1
-        writeSource = source
-        source.activate()
-    }
-
-    private func disarmWrite() {
-        guard writeArmed, let source = writeSource else { return }
-        writeArmed = false
-        source.suspend()
+    private func setWriteWanted(_ wanted: Bool) {
+        guard !isClosed, writeWanted != wanted else { return }
+        writeWanted = wanted
+        updateInterest()
     }
 
     private func writable() {
         if connecting {
             connecting = false
-            disarmWrite()
+            setWriteWanted(false)
             handler?.channelConnected(self, error: Socket.pendingError(fd))
             return
         }
@@ -163,7 +153,7 @@ final class SocketChannel: @unchecked Sendable {  // confined to `queue` (its wo
             // The peer is gone: the owner learns it from its next read.
             pending.removeAll()
             pendingOffset = 0
-            disarmWrite()
+            setWriteWanted(false)
             handler?.channelReadable(self)
             return
         }
@@ -174,7 +164,7 @@ final class SocketChannel: @unchecked Sendable {  // confined to `queue` (its wo
             pending.removeAll(keepingCapacity: true)
         }
         pendingOffset = 0
-        disarmWrite()
+        setWriteWanted(false)
         handler?.channelDrained(self)
     }
 
@@ -184,34 +174,16 @@ final class SocketChannel: @unchecked Sendable {  // confined to `queue` (its wo
         Glibc.shutdown(fd, Int32(SHUT_WR))
     }
 
-    /// Closes the socket: sources are cancelled and the descriptor closed once they have stopped.
+    /// Closes the socket and forgets it in the poller.
     func close() {
         guard !isClosed else { return }
+        poller.update(fd: fd, token: token, from: interest, to: 0)
+        interest = 0
+        poller.unregister(token: token)
         isClosed = true
         handler = nil
         pending = []
         pendingOffset = 0
-        if liveSources == 0 {
-            Glibc.close(fd)
-            return
-        }
-        // A suspended source never delivers its cancellation: resume it first.
-        if let source = readSource {
-            source.cancel()
-            if readPaused { source.resume() }
-        }
-        if let source = writeSource {
-            source.cancel()
-            if !writeArmed { source.resume() }
-        }
-    }
-
-    private func sourceCancelled() {
-        liveSources -= 1
-        if liveSources == 0 {
-            readSource = nil
-            writeSource = nil
-            Glibc.close(fd)
-        }
+        Glibc.close(fd)
     }
 }

@@ -28,7 +28,7 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
     }
 
     init(fd: Int32, worker: Worker, runtime: ProxyRuntime, slot: Int) {
-        self.client = SocketChannel(fd: fd, queue: worker.queue)
+        self.client = SocketChannel(fd: fd, worker: worker)
         self.worker = worker
         self.runtime = runtime
         self.slot = slot
@@ -111,7 +111,7 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
         deadline = monotonicMilliseconds() + UInt64(runtime.config.timeouts.connect.milliseconds)
         do {
             let fd = try Socket.startConnect(to: target.socketAddress)
-            let channel = SocketChannel(fd: fd, queue: worker.queue)
+            let channel = SocketChannel(fd: fd, worker: worker)
             channel.handler = self
             upstream = channel
             target.counters.connections.wrappingAdd(1, ordering: .relaxed)

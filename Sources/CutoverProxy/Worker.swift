@@ -28,6 +28,8 @@ final class Worker: @unchecked Sendable {  // confined to `queue`
     /// Head serialisation buffer, reused.
     var headBuffer: [UInt8] = []
     let pool: UpstreamPool
+    /// Socket readiness for every channel of this worker.
+    let poller: EventPoller
     private var connections: [ObjectIdentifier: WorkerConnection] = [:]
     private var sweepTimer: DispatchSourceTimer?
     let accessLog: AccessLog?
@@ -40,6 +42,7 @@ final class Worker: @unchecked Sendable {  // confined to `queue`
         self.queue = DispatchQueue(label: "cutover.worker.\(index)", qos: .userInitiated)
         self.scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: Worker.scratchSize, alignment: 16)
         self.pool = UpstreamPool(maxIdlePerEndpoint: maxIdlePerEndpoint)
+        self.poller = EventPoller(queue: queue)
         self.accessLog = accessLog
         headBuffer.reserveCapacity(4096)
     }

@@ -85,8 +85,8 @@ final class SwitchTests: XCTestCase {
         let load = LoadClient()
         load.start(port: proxy.port(), connections: 20)
         XCTAssertTrue(waitUntil { load.results.count > 200 })
-        XCTAssertEqual(try proxy.ctl("pause", "web").status, 0)
         let paused = Date()
+        XCTAssertEqual(try proxy.ctl("pause", "web").status, 0)
         XCTAssertTrue(waitUntil { (try? proxy.ctl("show stats").stdout.contains("held_now 20")) ?? false }, "requests are not held")
         XCTAssertEqual(try proxy.ctl("switch", "web", "green").status, 0)
         usleep(300_000)
@@ -96,8 +96,9 @@ final class SwitchTests: XCTestCase {
         load.stop()
         XCTAssertEqual(load.failures, [])
         XCTAssertEqual(load.results.filter { $0.status != 200 }.count, 0)
-        let held = load.results.filter { $0.started > paused && $0.started < resumed }
-        XCTAssertFalse(held.isEmpty)
+        // Every connection had its request held: those started before the resume and ended after it.
+        let held = load.results.filter { $0.started < resumed && $0.ended > resumed }
+        XCTAssertEqual(held.count, 20)
         XCTAssertEqual(Set(held.map(\.backend)), ["green"], "held requests go where the snapshot says at resume")
         let pauseLength = resumed.timeIntervalSince(paused)
         XCTAssertTrue(held.allSatisfy { $0.ended.timeIntervalSince($0.started) < pauseLength + 1.0 })
