@@ -85,6 +85,21 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
             let consumed = forwardRequestBody(bytes, exchange: exchange)
             if consumed < 0 { return }
             if consumed < n { inbound.append(contentsOf: bytes[consumed...]) }
+        } else if phase == .awaitingHead, inbound.isEmpty, !client.hasPendingOutput {
+            // The common keep-alive case: a whole head in one read, parsed where it landed and
+            // never copied; only what follows it (a body, a pipelined request) is kept.
+            markHeadStarted()
+            switch parseHead(bytes) {
+            case .failure(let error):
+                rejectRequest(error)
+                return
+            case .success(.incomplete):
+                inbound.append(contentsOf: bytes)
+            case .success(.complete(let head, let headLength)):
+                if headLength < n { inbound.append(contentsOf: bytes[headLength...]) }
+                headStartedAt = 0
+                begin(head)
+            }
         } else {
             inbound.append(contentsOf: bytes)
         }
@@ -150,16 +165,9 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
 
     /// Parses a head from `inbound`; true when a request started (the loop goes on).
     private func parseNextHead() -> Bool {
-        if headStartedAt == 0 {
-            headStartedAt = monotonicMilliseconds()
-            deadline = headStartedAt + UInt64(timeouts.headerRead.milliseconds)
-        }
-        let limits = runtime.headLimits
-        let result = inbound.withUnsafeBytes { raw in
-            Result { () throws(HTTPParseError) in try HTTPParser.parseRequestHead(raw, limits: limits) }
-        }
+        markHeadStarted()
         let parsed: HeadParse<HTTPRequestHead>
-        switch result {
+        switch inbound.withUnsafeBytes({ parseHead($0) }) {
         case .success(let value): parsed = value
         case .failure(let error):
             rejectRequest(error)
@@ -175,6 +183,18 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
             begin(head)
             return true
         }
+    }
+
+    /// Starts the header-read clock at the first byte of a head.
+    private func markHeadStarted() {
+        guard headStartedAt == 0 else { return }
+        headStartedAt = monotonicMilliseconds()
+        deadline = headStartedAt + UInt64(timeouts.headerRead.milliseconds)
+    }
+
+    private func parseHead(_ raw: UnsafeRawBufferPointer) -> Result<HeadParse<HTTPRequestHead>, HTTPParseError> {
+        let limits = runtime.headLimits
+        return Result { () throws(HTTPParseError) in try HTTPParser.parseRequestHead(raw, limits: limits) }
     }
 
     private func rejectRequest(_ error: HTTPParseError) {
@@ -397,16 +417,24 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
             forwardResponseBody(bytes, exchange: exchange)
             return
         }
+        if exchange.responseInbound.isEmpty, case .success(.complete(let head, let headLength)) = parseResponseHead(bytes),
+           head.status >= 200 {
+            // The common case: a final response head whole in one read, used where it landed.
+            startResponse(exchange, head: head, rest: UnsafeRawBufferPointer(rebasing: bytes[headLength...]))
+            return
+        }
         exchange.responseInbound.append(contentsOf: bytes)
         parseResponseHeads(exchange)
     }
 
+    private func parseResponseHead(_ raw: UnsafeRawBufferPointer) -> Result<HeadParse<HTTPResponseHead>, HTTPParseError> {
+        let limits = runtime.upstreamHeadLimits
+        return Result { () throws(HTTPParseError) in try HTTPParser.parseResponseHead(raw, limits: limits) }
+    }
+
     private func parseResponseHeads(_ exchange: Exchange) {
         while !exchange.responseHeadDone {
-            let limits = runtime.upstreamHeadLimits
-            let result = exchange.responseInbound.withUnsafeBytes { raw in
-                Result { () throws(HTTPParseError) in try HTTPParser.parseResponseHead(raw, limits: limits) }
-            }
+            let result = exchange.responseInbound.withUnsafeBytes { parseResponseHead($0) }
             let parsed: HeadParse<HTTPResponseHead>
             switch result {
             case .success(let value): parsed = value
@@ -428,11 +456,14 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
                 }
                 continue
             }
-            startResponse(exchange, head: head)
+            let rest = exchange.responseInbound
+            exchange.responseInbound = []
+            rest.withUnsafeBytes { startResponse(exchange, head: head, rest: $0) }
         }
     }
 
-    private func startResponse(_ exchange: Exchange, head: HTTPResponseHead) {
+    /// Relays a final response head; `rest` holds the bytes that arrived after it.
+    private func startResponse(_ exchange: Exchange, head: HTTPResponseHead, rest: UnsafeRawBufferPointer) {
         let framing: BodyFraming
         do {
             framing = try head.bodyFraming(requestMethod: exchange.head.method)
@@ -456,15 +487,11 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         writeHead(forwarded)
         exchange.sentToClient = true
         if framing == .none {
-            if !exchange.responseInbound.isEmpty { exchange.upstreamReusable = false }
+            if !rest.isEmpty { exchange.upstreamReusable = false }
             finishExchange(exchange)
             return
         }
-        if !exchange.responseInbound.isEmpty {
-            let rest = exchange.responseInbound
-            exchange.responseInbound = []
-            rest.withUnsafeBytes { forwardResponseBody($0, exchange: exchange) }
-        }
+        if !rest.isEmpty { forwardResponseBody(rest, exchange: exchange) }
     }
 
     private func writeHead(_ head: HTTPResponseHead) {

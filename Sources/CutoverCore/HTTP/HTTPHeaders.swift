@@ -34,7 +34,7 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence, ExpressibleByArrayLite
 
     /// The value of the first field with this name, ignoring case; `nil` when absent.
     public subscript(name: String) -> String? {
-        let lowercase = name.lowercased()
+        let lowercase = name
         for field in fields where HTTPSyntax.equalsIgnoringCase(field.name, lowercase: lowercase) {
             return field.value
         }
@@ -43,13 +43,13 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence, ExpressibleByArrayLite
 
     /// The values of every field with this name, ignoring case, in order.
     public func values(named name: String) -> [String] {
-        let lowercase = name.lowercased()
+        let lowercase = name
         return fields.compactMap { HTTPSyntax.equalsIgnoringCase($0.name, lowercase: lowercase) ? $0.value : nil }
     }
 
     /// Whether at least one field has this name, ignoring case.
     public func contains(_ name: String) -> Bool {
-        let lowercase = name.lowercased()
+        let lowercase = name
         return fields.contains { HTTPSyntax.equalsIgnoringCase($0.name, lowercase: lowercase) }
     }
 
@@ -60,7 +60,7 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence, ExpressibleByArrayLite
 
     /// Removes every field with this name, ignoring case.
     public mutating func remove(named name: String) {
-        let lowercase = name.lowercased()
+        let lowercase = name
         fields.removeAll { HTTPSyntax.equalsIgnoringCase($0.name, lowercase: lowercase) }
     }
 
@@ -73,7 +73,7 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence, ExpressibleByArrayLite
     /// Adds `element` to the comma-separated list in the last field with this name, or appends a
     /// new field when there is none (RFC 9110 §5.3: both mean the same).
     public mutating func appendListElement(name: String, element: String) {
-        let lowercase = name.lowercased()
+        let lowercase = name
         if let index = fields.lastIndex(where: { HTTPSyntax.equalsIgnoringCase($0.name, lowercase: lowercase) }) {
             let existing = fields[index].value
             fields[index].value = existing.isEmpty ? element : existing + ", " + element
@@ -97,8 +97,8 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence, ExpressibleByArrayLite
     /// Whether any field with this name lists `token` (case-insensitive) in its comma-separated
     /// value; allocation-free, for `Connection: close` checks on every request.
     public func containsToken(_ token: String, inFieldsNamed name: String) -> Bool {
-        let lowercaseName = name.lowercased()
-        let lowercaseToken = token.lowercased()
+        let lowercaseName = name
+        let lowercaseToken = token
         var found = false
         for field in fields where HTTPSyntax.equalsIgnoringCase(field.name, lowercase: lowercaseName) {
             HTTPSyntax.forEachListElement(field.value) { element in

@@ -42,7 +42,9 @@ enum HTTPSyntax {
         let a = text.utf8
         let b = lowercase.utf8
         guard a.count == b.count else { return false }
-        return a.elementsEqual(b) { lowercased($0) == $1 }
+        // Both sides are folded, so callers need not lower-case a name first (that allocated a
+        // String per header lookup on the hot path).
+        return a.elementsEqual(b) { lowercased($0) == lowercased($1) }
     }
 
     /// Compares raw bytes ASCII case-insensitively with a lower-case literal.
@@ -73,6 +75,6 @@ enum HTTPSyntax {
 
     /// Whether a list element equals a lower-case token, ignoring case.
     static func element(_ element: Substring.UTF8View, equals lowercase: String) -> Bool {
-        element.count == lowercase.utf8.count && element.elementsEqual(lowercase.utf8) { lowercased($0) == $1 }
+        element.count == lowercase.utf8.count && element.elementsEqual(lowercase.utf8) { lowercased($0) == lowercased($1) }
     }
 }
