@@ -32,6 +32,7 @@ struct StateFile {
         }
         let data = try JSONSerialization.data(withJSONObject: ["version": 1, "profiles": profiles], options: [.sortedKeys, .prettyPrinted])
         let directory = (path as NSString).deletingLastPathComponent
+        if !directory.isEmpty { try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
         let temporary = path + ".tmp.\(getpid())"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw Failure(path: temporary, reason: String(cString: strerror(errno))) }
