@@ -42,6 +42,8 @@ public final class EndpointCounters: Sendable {
     public let forceClosed = Atomic<Int>(0)
     public let bytesIn = Atomic<Int>(0)
     public let bytesOut = Atomic<Int>(0)
+    /// Durations of exchanges relayed from this endpoint, for `cutover_request_duration_seconds`.
+    public let latency = LatencyHistogram()
 
     public init() {}
 

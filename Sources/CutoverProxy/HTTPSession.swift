@@ -683,6 +683,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         guard let target = exchange.target else { return }
         target.counters.inFlight.wrappingSubtract(1, ordering: .relaxed)
         target.counters.recordResponse(status: exchange.status)
+        target.counters.latency.record(milliseconds: monotonicMilliseconds() &- exchange.started)
         if let upstream = exchange.upstream {
             exchange.upstream = nil
             // A draining endpoint keeps no idle connections: it closes after its current response.
