@@ -66,6 +66,7 @@ extension ProxyRuntime {
         }
     }
 
+    @discardableResult
     private func onControlQueue<T>(_ body: () throws(AdminError) -> T) throws(AdminError) -> T {
         let result: Result<T, AdminError> = controlQueue.sync { Result(catching: body) }
         return try result.get()
