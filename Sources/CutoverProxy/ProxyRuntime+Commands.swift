@@ -9,16 +9,13 @@ extension ProxyRuntime {
     ///
     /// - Important: may block (e.g. `switch --wait`); never call on a worker or the control queue.
     public func execute(line: String) -> String {
-        let parsed: AdminCommand.Line
+        // Asked for before parsing, so that a line that does not parse still gets a JSON error.
+        let json = line.split(separator: " ").contains("--json")
         do {
-            parsed = try AdminCommand.parse(line)
+            let parsed = try AdminCommand.parse(line)
+            return try execute(parsed.command, json: json)
         } catch {
-            return error.description
-        }
-        do {
-            return try execute(parsed.command, json: parsed.json)
-        } catch {
-            return parsed.json ? jsonLine(["ok": false, "code": error.code.rawValue, "message": error.message]) : error.description
+            return json ? jsonLine(["ok": false, "code": error.code.rawValue, "message": error.message]) : error.description
         }
     }
 
