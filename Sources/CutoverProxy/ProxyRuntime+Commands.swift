@@ -33,13 +33,13 @@ extension ProxyRuntime {
         case .showEvents(let count):
             return showEvents(count: count, json: json)
         case .switchTo(let profile, let endpoint, let force, let wait):
-            let drained = try onControlQueue { () throws(AdminError) in try switchTo(profile: profile, endpoint: endpoint, force: force) }
-            let waited = wait ? waitForDrains(drained) : nil
-            return answer(json: json, "switched \(profile) to \(endpoint)", details: [
-                "profile": profile, "endpoint": endpoint, "draining": drained.map { $0.components(separatedBy: "/").last ?? $0 },
-            ] .merging(waited.map { ["drains": $0] } ?? [:]) { a, _ in a }, extra: waited.map { outcomes in
-                outcomes.isEmpty ? "nothing to drain" : outcomes.map { "\($0.key): \($0.value)" }.sorted().joined(separator: "; ")
-            })
+            let draining = try onControlQueue { () throws(AdminError) in try switchTo(profile: profile, endpoint: endpoint, force: force) }
+            var details: [String: Any] = ["profile": profile, "endpoint": endpoint, "draining": draining.map(\.name)]
+            guard wait else { return answer(json: json, "switched \(profile) to \(endpoint)", details: details) }
+            let outcomes = waitForDrains(draining.map(\.qualifiedName))
+            details["drains"] = outcomes
+            let summary = outcomes.isEmpty ? "nothing to drain" : outcomes.map { "\($0.key): \($0.value)" }.sorted().joined(separator: "; ")
+            return answer(json: json, "switched \(profile) to \(endpoint)", details: details, extra: summary)
         case .setEndpoint(let profile, let endpoint, let state, let priority, let weight):
             let summary = try onControlQueue { () throws(AdminError) in
                 try setEndpoint(profile: profile, endpoint: endpoint, state: state, priority: priority, weight: weight)
@@ -95,8 +95,8 @@ extension ProxyRuntime {
         return endpoint
     }
 
-    /// Makes `endpoint` the only online endpoint of its priority (and better); returns the keys now draining.
-    func switchTo(profile profileName: String, endpoint name: String, force: Bool) throws(AdminError) -> [String] {
+    /// Makes `endpoint` the only online endpoint of its priority (and better); returns those now draining.
+    func switchTo(profile profileName: String, endpoint name: String, force: Bool) throws(AdminError) -> [EndpointTarget] {
         let profile = try profileConfig(profileName)
         _ = try endpointConfig(profile, name)
         guard var endpoints = runtime.profiles[profileName]?.endpoints, let chosen = endpoints[name] else {
@@ -112,22 +112,21 @@ extension ProxyRuntime {
                 break
             }
         }
-        var draining: [String] = []
-        for (other, state) in endpoints where other != name && state.admin == .online && state.priority <= chosen.priority {
-            endpoints[other]?.admin = .draining
-            draining.append("\(profileName)/\(other)")
+        // Config order, so that answers and events list the old endpoints the same way every time.
+        let draining = profile.endpoints.map(\.name).filter { other in
+            guard other != name, let state = endpoints[other] else { return false }
+            return state.admin == .online && state.priority <= chosen.priority
         }
         let alreadyLive = chosen.admin == .online && draining.isEmpty
         endpoints[name]?.admin = .online
         runtime.profiles[profileName]?.endpoints = endpoints
-        drainOutcomes = drainOutcomes.filter { key, _ in !draining.contains(key) }
-        for key in draining { startDrain(profile: profile, endpoint: String(key.dropFirst(profileName.count + 1))) }
+        for other in draining { startDrain(profile: profile, endpoint: other) }
         if !alreadyLive {
             stats.switches.wrappingAdd(1, ordering: .relaxed)
             events.record(profile: profileName, endpoint: name, state: "online", cause: "switch\(force ? " --force" : "")")
         }
         publish()
-        return draining
+        return draining.compactMap { target(profile: profileName, endpoint: $0) }
     }
 
     /// Changes an endpoint's admin state, priority or weight; returns a one-line summary.
