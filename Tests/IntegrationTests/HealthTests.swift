@@ -101,6 +101,33 @@ final class HealthTests: XCTestCase {
         XCTAssertNil(answer.header("X-Backend"), "a down endpoint was used")
     }
 
+    /// A `tcp` probe only connects; its `port` override is what gets probed, not the traffic port.
+    func testTCPProbe_connectsToTheOverridePort() throws {
+        let dir = try TemporaryDirectory()
+        let blue = try Backend(name: "blue", directory: dir)
+        let green = try Backend(name: "green", directory: dir)
+        let closedPort = try SilentListener().port  // bound, then closed at once: nothing listens there
+        let socket = dir.path("admin.sock")
+        let proxy = try Proxy(config: """
+            { "listeners": [{ "name": "web", "address": "127.0.0.1:0", "profile": "web" }],
+              "profiles": [{ "name": "web", "passive": { "failures": 0 },
+                "probe": { "type": "tcp", "interval": "200ms", "timeout": "150ms" },
+                "endpoints": [
+                  { "name": "blue", "address": "\(blue.address)", "priority": 1,
+                    "probe": { "type": "tcp", "port": \(closedPort), "interval": "200ms", "timeout": "150ms" } },
+                  { "name": "green", "address": "\(green.address)", "priority": 2 } ] }],
+              "admin": { "socket": "\(socket)" }, "access_log": "off" }
+            """, directory: dir, socketPath: socket)
+        defer { proxy.stop(); blue.stop(); green.stop() }
+
+        XCTAssertNotNil(waitForHealth(proxy, "web/blue", "down", timeout: 3))
+        XCTAssertNotNil(waitForHealth(proxy, "web/green", "up", timeout: 3))
+        XCTAssertEqual(try curl(proxy.url()).body, "green\n")
+        let events = try proxy.ctl("show", "events").stdout
+        XCTAssertTrue(events.contains("web/blue down (probe: connect refused (first check))"), events)
+        XCTAssertTrue(events.contains("web/green up (probe: connected to \(green.address) (2 consecutive successes))"), events)
+    }
+
     // MARK: - Command probes
 
     /// A `command` probe gets the endpoint in its environment and follows the exit status.
