@@ -25,10 +25,13 @@ extension ProxyRuntime {
 
     /// A live request could not reach `target` (refused, reset, timed out).
     ///
+    /// Only endpoints with an active probe are marked down: probes are what bring an endpoint back
+    /// (after `rise` successes), so without one a passive `down` would last until a restart.
     /// - Important: callable from any queue; the count is kept on the control queue.
     func reportPassiveFailure(target: EndpointTarget, cause: String) {
         controlQueue.async { [self] in
-            guard let profile = config.profile(named: target.profile), profile.passive.failures > 0 else { return }
+            guard let profile = config.profile(named: target.profile), profile.passive.failures > 0,
+                  (profile.endpoint(named: target.name)?.probe ?? profile.probe) != nil else { return }
             let key = target.qualifiedName
             let failures = (passiveFailures[key] ?? 0) + 1
             passiveFailures[key] = failures

@@ -30,6 +30,8 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     /// so the hot path can skip the control queue when there is no streak to reset.
     var passiveFailures: [String: Int] = [:]
     let passiveFailureCount = Atomic<Int>(0)
+    /// Active health probes; scheduled and counted on `controlQueue` (see `startProbes`).
+    lazy var prober = HealthProber(queue: controlQueue)
     let store: SnapshotStore
     let workers: [Worker]
     let events = EventLog()

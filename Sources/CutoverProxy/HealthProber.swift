@@ -1,0 +1,114 @@
+import CutoverCore
+import Dispatch
+import Foundation
+
+/// Runs the active health probe of every probed endpoint, on a jittered interval, and hands each
+/// result with the endpoint's rise/fall counter to the runtime.
+///
+/// Scheduling and counters live on the control queue; each probe run gets a thread of its own
+/// (`Probe.run` blocks up to the probe's timeout), so a hung endpoint can stall neither the control
+/// queue, nor a worker, nor the shared Dispatch pool that the workers run on.
+final class HealthProber: @unchecked Sendable {  // `loops` and `report` are touched only on `queue`
+    /// What to probe for one endpoint; an unchanged plan keeps its loop and counter across reloads.
+    struct Plan: Sendable, Equatable {
+        let profile: String
+        let endpoint: String
+        let probe: ProbeConfig
+        /// The endpoint's address with the probe's `port` applied: what is probed.
+        let address: HostPort
+        /// `address` resolved (bytes of a `sockaddr_in`/`sockaddr_in6`).
+        let socketAddress: [UInt8]
+
+        /// `profile/name`.
+        var key: String { "\(profile)/\(endpoint)" }
+    }
+
+    /// Receives one probe result and the endpoint's counter to record it in, on `queue`.
+    typealias Report = (Plan, ProbeOutcome, inout HealthCounter) -> Void
+
+    /// The probing of one endpoint: its plan, its counter, and whether it was stopped.
+    private final class Loop: @unchecked Sendable {  // mutable fields touched only on the control queue
+        let plan: Plan
+        var counter: HealthCounter
+        /// Set when a reload replaced or removed the plan; a run in progress is then discarded.
+        var stopped = false
+
+        init(plan: Plan) {
+            self.plan = plan
+            self.counter = HealthCounter(probe: plan.probe)
+        }
+    }
+
+    /// Fraction of the interval by which each wait is randomly lengthened or shortened.
+    static let jitter = 0.1
+
+    private let queue: DispatchQueue
+    private var loops: [String: Loop] = [:]
+    private var report: Report?
+
+    /// A prober that schedules on `queue` and reports there.
+    init(queue: DispatchQueue) {
+        self.queue = queue
+    }
+
+    /// The plans being probed now, by `profile/name`.
+    var plans: [String: Plan] { loops.mapValues(\.plan) }
+
+    /// Probes exactly `plans` from now on: unchanged plans keep running with their counters, changed
+    /// and new ones start afresh (first run at a random point of their first interval), others stop.
+    ///
+    /// - Returns: the keys of endpoints that were probed and no longer are.
+    /// - Important: call on `queue`.
+    @discardableResult
+    func update(_ plans: [Plan], report: @escaping Report) -> [String] {
+        dispatchPrecondition(condition: .onQueue(queue))
+        self.report = report
+        var next: [String: Loop] = [:]
+        for plan in plans {
+            if let running = loops[plan.key], running.plan == plan {
+                next[plan.key] = running
+                continue
+            }
+            loops[plan.key]?.stopped = true
+            let loop = Loop(plan: plan)
+            next[plan.key] = loop
+            // Spread first runs over the interval so that endpoints never probe in lock-step.
+            schedule(loop, after: Self.scaled(plan.probe.interval, by: Double.random(in: 0..<1)))
+        }
+        let dropped = loops.keys.filter { next[$0] == nil }
+        for key in dropped { loops[key]?.stopped = true }
+        loops = next
+        return dropped
+    }
+
+    private func schedule(_ loop: Loop, after delay: Duration) {
+        queue.asyncAfter(deadline: .now() + .milliseconds(Int(max(0, delay.milliseconds)))) { [weak self] in
+            self?.launch(loop)
+        }
+    }
+
+    /// Starts one run on a thread of its own; the result comes back to `queue`.
+    private func launch(_ loop: Loop) {
+        guard !loop.stopped else { return }
+        let started = monotonicMilliseconds()
+        let plan = loop.plan
+        let queue = self.queue
+        Thread.detachNewThread { [weak self] in
+            let outcome = Probe.run(plan)
+            queue.async { [weak self] in self?.finished(loop, outcome: outcome, started: started) }
+        }
+    }
+
+    private func finished(_ loop: Loop, outcome: ProbeOutcome, started: UInt64) {
+        guard !loop.stopped else { return }
+        report?(loop.plan, outcome, &loop.counter)
+        // Runs start one jittered interval apart, however long each took (timeout ≤ interval).
+        let interval = Self.scaled(loop.plan.probe.interval, by: 1 + Double.random(in: -Self.jitter...Self.jitter))
+        let elapsed = Duration.milliseconds(Int64(monotonicMilliseconds() - started))
+        schedule(loop, after: max(.zero, interval - elapsed))
+    }
+
+    private static func scaled(_ duration: Duration, by factor: Double) -> Duration {
+        .milliseconds(Int64((Double(duration.milliseconds) * factor).rounded()))
+    }
+}
