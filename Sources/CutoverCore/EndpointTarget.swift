@@ -40,6 +40,9 @@ public final class EndpointCounters: Sendable {
     public let connectErrors = Atomic<Int>(0)
     /// Tunnels and requests force-closed at a drain deadline.
     public let forceClosed = Atomic<Int>(0)
+    /// Non-zero while live traffic has a failure streak against this endpoint, so that successes
+    /// reset it only when there is something to reset.
+    public let passiveStreak = Atomic<Int>(0)
     public let bytesIn = Atomic<Int>(0)
     public let bytesOut = Atomic<Int>(0)
     /// Durations of exchanges relayed from this endpoint, for `cutover_request_duration_seconds`.

@@ -56,7 +56,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
 
     var servingTarget: EndpointTarget? { exchange?.target }
 
-    private var timeouts: Timeouts { runtime.config.timeouts }
+    private var timeouts: Timeouts { worker.settings.timeouts }
 
     private func setIdleDeadline() {
         deadline = monotonicMilliseconds() + UInt64(timeouts.idle.milliseconds)
@@ -193,7 +193,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     }
 
     private func parseHead(_ raw: UnsafeRawBufferPointer) -> Result<HeadParse<HTTPRequestHead>, HTTPParseError> {
-        let limits = runtime.headLimits
+        let limits = worker.settings.headLimits
         return Result { () throws(HTTPParseError) in try HTTPParser.parseRequestHead(raw, limits: limits) }
     }
 
@@ -215,7 +215,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
             rejectRequest(error)
             return
         }
-        if let limit = runtime.config.limits.maxBodyBytes, case .contentLength(let length) = framing, length > Int64(limit) {
+        if let limit = worker.settings.limits.maxBodyBytes, case .contentLength(let length) = framing, length > Int64(limit) {
             rejectRequest(HTTPParseError(status: 413, reason: "request body of \(length) bytes is over the limit of \(limit)"))
             return
         }
@@ -232,6 +232,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
             return
         }
         exchange.profile = route.name
+        exchange.reportsServerErrors = route.config.passive.status5xx > 0
         if route.maintenance && !bypassesMaintenance(exchange.head, gate: route.config.gate) {
             answerMaintenance(exchange, gate: route.config.gate)
             return
@@ -428,7 +429,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     }
 
     private func parseResponseHead(_ raw: UnsafeRawBufferPointer) -> Result<HeadParse<HTTPResponseHead>, HTTPParseError> {
-        let limits = runtime.upstreamHeadLimits
+        let limits = worker.settings.upstreamHeadLimits
         return Result { () throws(HTTPParseError) in try HTTPParser.parseResponseHead(raw, limits: limits) }
     }
 
@@ -683,6 +684,11 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         guard let target = exchange.target else { return }
         target.counters.inFlight.wrappingSubtract(1, ordering: .relaxed)
         target.counters.recordResponse(status: exchange.status)
+        if exchange.status >= 500 && exchange.reportsServerErrors {
+            runtime.reportPassiveFailure(target: target, cause: "HTTP \(exchange.status) for \(exchange.head.method) \(exchange.head.target)", signal: .serverError)
+        } else {
+            runtime.reportPassiveSuccess(target: target)
+        }
         target.counters.latency.record(milliseconds: monotonicMilliseconds() &- exchange.started)
         if let upstream = exchange.upstream {
             exchange.upstream = nil
@@ -804,6 +810,8 @@ private final class Exchange {
     let framing: BodyFraming
     let started: UInt64
     var profile = "-"
+    /// The profile counts 5xx answers as passive failures (`passive.status_5xx`).
+    var reportsServerErrors = false
     var target: EndpointTarget?
     /// Name of the endpoint that served it, kept for the access log after `target` is released.
     var endpointName: String?

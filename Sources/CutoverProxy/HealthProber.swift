@@ -30,6 +30,7 @@ final class HealthProber: @unchecked Sendable {  // `loops` and `report` are tou
     private final class Loop: @unchecked Sendable {  // mutable fields touched only on the control queue
         let plan: Plan
         var counter: HealthCounter
+        var record = ProbeRecord()
         /// Set when a reload replaced or removed the plan; a run in progress is then discarded.
         var stopped = false
 
@@ -53,6 +54,9 @@ final class HealthProber: @unchecked Sendable {  // `loops` and `report` are tou
 
     /// The plans being probed now, by `profile/name`.
     var plans: [String: Plan] { loops.mapValues(\.plan) }
+
+    /// Probe results so far per `profile/endpoint`, for metrics.
+    var records: [String: ProbeRecord] { loops.mapValues(\.record) }
 
     /// Probes exactly `plans` from now on: unchanged plans keep running with their counters, changed
     /// and new ones start afresh (first run at a random point of their first interval), others stop.
@@ -101,14 +105,30 @@ final class HealthProber: @unchecked Sendable {  // `loops` and `report` are tou
 
     private func finished(_ loop: Loop, outcome: ProbeOutcome, started: UInt64) {
         guard !loop.stopped else { return }
+        let elapsed = Duration.milliseconds(Int64(monotonicMilliseconds() - started))
+        loop.record.add(outcome, duration: elapsed)
         report?(loop.plan, outcome, &loop.counter)
         // Runs start one jittered interval apart, however long each took (timeout ≤ interval).
         let interval = Self.scaled(loop.plan.probe.interval, by: 1 + Double.random(in: -Self.jitter...Self.jitter))
-        let elapsed = Duration.milliseconds(Int64(monotonicMilliseconds() - started))
         schedule(loop, after: max(.zero, interval - elapsed))
     }
 
     private static func scaled(_ duration: Duration, by factor: Double) -> Duration {
         .milliseconds(Int64((Double(duration.milliseconds) * factor).rounded()))
+    }
+}
+
+/// What the probes of one endpoint returned so far: counts by result and the last run's duration.
+struct ProbeRecord: Sendable {
+    var successes = 0
+    var failures = 0
+    var lastDuration: Duration = .zero
+
+    mutating func add(_ outcome: ProbeOutcome, duration: Duration) {
+        switch outcome {
+        case .success: successes += 1
+        case .failure: failures += 1
+        }
+        lastDuration = duration
     }
 }

@@ -75,8 +75,8 @@ extension ProxyRuntime {
 
     /// The whole exposition: process totals, per-profile gates and holds, per-endpoint counters.
     func metricsText() -> String {
-        let (endpoints, profiles, stats, draining) = controlQueue.sync {
-            (endpointViews(), profileViews(), Dictionary(statsValues(), uniquingKeysWith: { a, _ in a }), drains.count)
+        let (endpoints, profiles, stats, draining, probes) = controlQueue.sync {
+            (endpointViews(), profileViews(), Dictionary(statsValues(), uniquingKeysWith: { a, _ in a }), drains.count, prober.records)
         }
         var m = PrometheusText()
         m.family("cutover_info", .gauge, help: "Always 1; the version label says which build runs.")
@@ -108,7 +108,7 @@ extension ProxyRuntime {
 
         writeProfileMetrics(&m, profiles)
         writeEndpointMetrics(&m, endpoints)
-        writeProbeMetrics(&m, endpoints)
+        writeProbeMetrics(&m, probes)
         return m.text
     }
 
@@ -173,7 +173,22 @@ extension ProxyRuntime {
     /// (counters) and `cutover_probe_duration_seconds` (a `LatencyHistogram` per endpoint, written with
     /// `m.histogram`), each labelled `profile` and `endpoint`. Health itself is already exported as
     /// `cutover_endpoint_up` and `cutover_endpoint_health`.
-    private func writeProbeMetrics(_ m: inout PrometheusText, _ endpoints: [EndpointView]) {}
+    private func writeProbeMetrics(_ m: inout PrometheusText, _ records: [String: ProbeRecord]) {
+        let sorted = records.sorted { $0.key < $1.key }
+        func labels(_ key: String) -> [(String, String)] {
+            let parts = key.split(separator: "/", maxSplits: 1).map(String.init)
+            return [("profile", parts[0]), ("endpoint", parts.count > 1 ? parts[1] : "")]
+        }
+        m.family("cutover_probes_total", .counter, help: "Active health probe runs, by result.")
+        for (key, record) in sorted {
+            m.sample("cutover_probes_total", labels(key) + [("result", "success")], record.successes)
+            m.sample("cutover_probes_total", labels(key) + [("result", "failure")], record.failures)
+        }
+        m.family("cutover_probe_duration_seconds", .gauge, help: "How long the last probe run took.")
+        for (key, record) in sorted {
+            m.sample("cutover_probe_duration_seconds", labels(key), record.lastDuration.seconds)
+        }
+    }
 
     // MARK: - Status page
 

@@ -26,10 +26,8 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     private var drainTimer: DispatchSourceTimer?
     /// Last health change per `profile/name`, for `show endpoints`.
     var lastHealthChange: [String: RuntimeEvent] = [:]
-    /// Consecutive live-traffic failures per `profile/name`; `passiveFailureCount` mirrors its size
-    /// so the hot path can skip the control queue when there is no streak to reset.
+    /// Consecutive live-traffic failures per `signal|profile/name` (see `reportPassiveFailure`).
     var passiveFailures: [String: Int] = [:]
-    let passiveFailureCount = Atomic<Int>(0)
     /// Active health probes; scheduled and counted on `controlQueue` (see `startProbes`).
     lazy var prober = HealthProber(queue: controlQueue)
     let store: SnapshotStore
@@ -56,7 +54,7 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         let accessLog = config.accessLog == "off" ? nil : try AccessLog(destination: config.accessLog, workers: workerCount)
         self.accessLog = accessLog
         self.workers = (0..<workerCount).map {
-            Worker(index: $0, accessLog: accessLog, maxIdlePerEndpoint: config.limits.maxIdleUpstreamPerEndpoint)
+            Worker(index: $0, accessLog: accessLog, settings: ConnectionSettings(config))
         }
         self.stateFile = config.stateFile.map(StateFile.init(path:))
         var state = RuntimeState(config: config)
@@ -108,7 +106,7 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     private func accepted(fd: Int32, on worker: Worker, slot: Int, mode: ListenerMode) {
         stats.acceptedConnections.wrappingAdd(1, ordering: .relaxed)
         let open = stats.openConnections.wrappingAdd(1, ordering: .relaxed).newValue
-        if open > config.limits.maxConnections || shuttingDown.load(ordering: .relaxed) {
+        if open > worker.settings.limits.maxConnections || shuttingDown.load(ordering: .relaxed) {
             stats.openConnections.wrappingSubtract(1, ordering: .relaxed)
             stats.refusedConnections.wrappingAdd(1, ordering: .relaxed)
             close(fd)
@@ -244,6 +242,8 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         for listener in opened { startAccepting(listener) }
         listeners = kept + opened
         config = next
+        let settings = ConnectionSettings(next)
+        for worker in workers { worker.queue.async { worker.settings = settings } }
         targets = nextTargets
         runtime = runtime.reconciled(with: next)
         drains = drains.filter { key, _ in targets[key] != nil }

@@ -108,7 +108,7 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
         servingTarget = target
         target.counters.inFlight.wrappingAdd(1, ordering: .relaxed)
         phase = .connecting
-        deadline = monotonicMilliseconds() + UInt64(runtime.config.timeouts.connect.milliseconds)
+        deadline = monotonicMilliseconds() + UInt64(worker.settings.timeouts.connect.milliseconds)
         do {
             let fd = try Socket.startConnect(to: target.socketAddress)
             let channel = SocketChannel(fd: fd, worker: worker)
@@ -144,7 +144,7 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
     }
 
     private func touch() {
-        deadline = monotonicMilliseconds() + UInt64(runtime.config.timeouts.idle.milliseconds)
+        deadline = monotonicMilliseconds() + UInt64(worker.settings.timeouts.idle.milliseconds)
     }
 
     func channelReadable(_ channel: SocketChannel) {

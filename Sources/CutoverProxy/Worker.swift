@@ -33,15 +33,18 @@ final class Worker: @unchecked Sendable {  // confined to `queue`
     private var connections: [ObjectIdentifier: WorkerConnection] = [:]
     private var sweepTimer: DispatchSourceTimer?
     let accessLog: AccessLog?
+    /// Timeouts and limits for this worker's connections; replaced on reload (on this queue).
+    var settings: ConnectionSettings
 
     static let scratchSize = 64 * 1024
     static let sweepInterval = DispatchTimeInterval.milliseconds(100)
 
-    init(index: Int, accessLog: AccessLog?, maxIdlePerEndpoint: Int) {
+    init(index: Int, accessLog: AccessLog?, settings: ConnectionSettings) {
         self.index = index
         self.queue = DispatchQueue(label: "cutover.worker.\(index)", qos: .userInitiated)
         self.scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: Worker.scratchSize, alignment: 16)
-        self.pool = UpstreamPool(maxIdlePerEndpoint: maxIdlePerEndpoint)
+        self.settings = settings
+        self.pool = UpstreamPool(maxIdlePerEndpoint: settings.limits.maxIdleUpstreamPerEndpoint)
         self.poller = EventPoller(queue: queue)
         self.accessLog = accessLog
         headBuffer.reserveCapacity(4096)

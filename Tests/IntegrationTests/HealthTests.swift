@@ -66,6 +66,27 @@ final class HealthTests: XCTestCase {
         XCTAssertTrue(events.contains("web/blue down (probe: HTTP 500 on /healthz (2 consecutive failures))"), events)
     }
 
+    /// With `passive.status_5xx`, consecutive 5xx answers on live traffic take an endpoint out before
+    /// any probe notices (its health path still answers 200).
+    func testConsecutive5xxAnswers_markTheEndpointDown() throws {
+        let dir = try TemporaryDirectory()
+        let blue = try Backend(name: "blue", directory: dir)
+        let green = try Backend(name: "green", directory: dir)
+        let slowProbe = #"{ "type": "http", "path": "/healthz", "interval": "5s", "timeout": "1s", "rise": 1, "fall": 3 }"#
+        let proxy = try startProxy(dir, blue: blue.address, green: green.address, probe: slowProbe, passive: #"{ "failures": 0, "status_5xx": 2 }"#)
+        defer { proxy.stop(); blue.stop(); green.stop() }
+        XCTAssertNotNil(waitForHealth(proxy, "web/blue", "up", timeout: 8), "blue never came up")
+
+        XCTAssertEqual(try curl(proxy.url("/status?code=503")).code, 503)
+        XCTAssertEqual(try curl(proxy.url("/status?code=200")).code, 200, "a success in between resets the streak")
+        XCTAssertEqual(try curl(proxy.url("/status?code=500")).code, 500)
+        XCTAssertEqual(try health(proxy, "web/blue"), "up")
+        XCTAssertEqual(try curl(proxy.url("/status?code=502")).code, 502)
+        XCTAssertNotNil(waitForHealth(proxy, "web/blue", "down", timeout: 2), "two 5xx in a row did not mark blue down")
+        XCTAssertEqual(try curl(proxy.url()).body, "green\n")
+        XCTAssertTrue(try proxy.ctl("show", "events").stdout.contains("passive: 2 consecutive 5xx answers"))
+    }
+
     /// A backend that accepts connections and never answers is taken out by the probe timeout.
     func testHungBackend_isDetectedByTheTimeout() throws {
         let dir = try TemporaryDirectory()
@@ -241,11 +262,11 @@ final class HealthTests: XCTestCase {
 
     /// blue at priority 1, green at priority 2, one profile `web`, passive checks off so that only
     /// probes move health.
-    private func startProxy(_ dir: TemporaryDirectory, blue: String, green: String, probe: String) throws -> Proxy {
+    private func startProxy(_ dir: TemporaryDirectory, blue: String, green: String, probe: String, passive: String = #"{ "failures": 0 }"#) throws -> Proxy {
         let socket = dir.path("admin.sock")
         return try Proxy(config: """
             { "listeners": [{ "name": "web", "address": "127.0.0.1:0", "profile": "web" }],
-              "profiles": [{ "name": "web", "probe": \(probe), "passive": { "failures": 0 },
+              "profiles": [{ "name": "web", "probe": \(probe), "passive": \(passive),
                 "endpoints": [
                   { "name": "blue", "address": "\(blue)", "priority": 1 },
                   { "name": "green", "address": "\(green)", "priority": 2 } ] }],
