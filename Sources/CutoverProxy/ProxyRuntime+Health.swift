@@ -35,6 +35,8 @@ extension ProxyRuntime {
             let key = "\(signal.rawValue)|\(target.qualifiedName)"
             let count = (passiveFailures[key] ?? 0) + 1
             passiveFailures[key] = count
+            // Again here: a reset queued before this failure may have cleared the mark.
+            target.counters.passiveStreak.store(1, ordering: .relaxed)
             if count >= threshold {
                 setHealth(profile: target.profile, endpoint: target.name, health: .down, cause: "passive: \(count) consecutive \(signal.rawValue), last: \(cause)")
             }
