@@ -15,10 +15,13 @@ enum DemoCommand {
             online, green offline (standby). Then prints what to curl and how to switch.
 
             Options:
-              --port PORT           the proxy's port on 127.0.0.1 (default 8080; 0 = any free port)
+              --port PORT           the proxy's port on 127.0.0.1 (default 8080; 0 = any free port);
+                                    the backends then take any free ports and the admin HTTP
+                                    listener is off, so a second demo can run beside the first
               --admin-socket PATH   admin socket (default /tmp/cutover-demo.sock)
               --config FILE         the demo config (default Config/demo.json if present, else a
                                     built-in copy of it)
+              --print-config        print the built-in copy of Config/demo.json and exit
             """,
         run: run)
 
@@ -47,7 +50,11 @@ enum DemoCommand {
 
     static func run(_ words: [String]) throws -> Int32 {
         let args = try Arguments(words, valued: ["--port", "--admin-socket", "--config"])
-        try args.rejectUnknown(flags: [])
+        try args.rejectUnknown(flags: ["--print-config"])
+        if args.has("--print-config") {
+            print(builtInConfig, terminator: "")
+            return 0
+        }
         var path = args.value("--config")
         if path == nil && FileManager.default.fileExists(atPath: "Config/demo.json") { path = "Config/demo.json" }
         var config = try path.map { try ConfigLoader.load(path: $0) } ?? ConfigLoader.parse(builtInConfig, file: "(built-in demo config)")
@@ -59,12 +66,15 @@ enum DemoCommand {
             config.listeners[0].address.port = port
         }
         if let socket = args.value("--admin-socket") { config.admin.socket = socket }
-        // The admin HTTP port of the demo must not stop a second demo on another --port.
-        if args.value("--port") != nil { config.admin.http = nil }
-        // Start the backends on the addresses the config names (port 0 there means "any").
+        // With --port, a second demo (or a test) runs beside the first: its backends take any free
+        // port and it has no admin HTTP listener, so nothing collides with the shipped ports.
+        let portGiven = args.value("--port") != nil
+        if portGiven { config.admin.http = nil }
         var backends: [SampleBackend] = []
         for (index, endpoint) in profile.endpoints.enumerated() {
-            let backend = try SampleBackend(name: endpoint.name, address: endpoint.address)
+            var address = endpoint.address
+            if portGiven { address.port = 0 }
+            let backend = try SampleBackend(name: endpoint.name, address: address)
             backends.append(backend)
             config.profiles[0].endpoints[index].address.port = backend.port
         }
