@@ -16,6 +16,8 @@ enum CommandLineTool {
         ProxyCommand.subcommand,
         DemoCommand.subcommand,
         CtlCommand.subcommand,
+        DBCommand.subcommand,
+        FlagCommand.subcommand,
     ]
 
     static let overview = """

@@ -97,6 +97,15 @@ final class PostgresCluster: @unchecked Sendable {
     /// the wait hung. Output goes to a file, so a daemon inheriting it cannot hold a pipe open.
     @discardableResult
     static func run(_ path: String, _ arguments: [String]) throws -> String {
+        let (status, output) = try runCapturing(path, arguments)
+        guard status == 0 else {
+            throw FixtureError("\(path) \(arguments.joined(separator: " ")) failed (exit \(status)): \(output)")
+        }
+        return output
+    }
+
+    /// Runs a program to completion; returns its exit status (-1 if killed) and its stdout+stderr.
+    static func runCapturing(_ path: String, _ arguments: [String]) throws -> (Int32, String) {
         let outputPath = NSTemporaryDirectory() + "cutover-run-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).log"
         defer { unlink(outputPath) }
         var actions = posix_spawn_file_actions_t()
@@ -113,11 +122,30 @@ final class PostgresCluster: @unchecked Sendable {
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         let output = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
-        // WIFEXITED && WEXITSTATUS == 0
-        guard status & 0x7f == 0 && (status >> 8) & 0xff == 0 else {
-            throw FixtureError("\(path) \(arguments.joined(separator: " ")) failed (status \(status)): \(output)")
-        }
-        return output
+        // WIFEXITED ? WEXITSTATUS : -1
+        return (status & 0x7f == 0 ? (status >> 8) & 0xff : -1, output)
+    }
+}
+
+/// A test class sharing one cluster across its tests: started in class setUp, always stopped in class tearDown.
+class ClusterTestCase: XCTestCase {
+    nonisolated(unsafe) static var clusters: [ObjectIdentifier: Result<PostgresCluster, Error>] = [:]
+
+    override class func setUp() {
+        super.setUp()
+        clusters[ObjectIdentifier(self)] = Result { try PostgresCluster() }
+    }
+
+    override class func tearDown() {
+        if case .success(let cluster) = clusters.removeValue(forKey: ObjectIdentifier(self)) { cluster.stop() }
+        super.tearDown()
+    }
+
+    var cluster: PostgresCluster!
+
+    override func setUpWithError() throws {
+        guard let started = Self.clusters[ObjectIdentifier(Self.self)] else { throw FixtureError("no cluster for \(Self.self)") }
+        cluster = try started.get()
     }
 }
 

@@ -5,28 +5,7 @@ import Foundation
 import XCTest
 
 /// The read-only fence against a real PostgreSQL 15 cluster (one cluster for the whole class).
-final class ReadOnlyFenceTests: XCTestCase {
-    nonisolated(unsafe) static var cluster: PostgresCluster?
-    nonisolated(unsafe) static var startError: Error?
-
-    override class func setUp() {
-        super.setUp()
-        do { cluster = try PostgresCluster() } catch { startError = error }
-    }
-
-    override class func tearDown() {
-        cluster?.stop()
-        cluster = nil
-        super.tearDown()
-    }
-
-    var cluster: PostgresCluster!
-
-    override func setUpWithError() throws {
-        if let error = Self.startError { throw error }
-        cluster = try XCTUnwrap(Self.cluster)
-    }
-
+final class ReadOnlyFenceTests: ClusterTestCase {
     /// Every test leaves `app` read-write, whatever happened.
     override func tearDownWithError() throws {
         guard let cluster else { return }
