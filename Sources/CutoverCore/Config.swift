@@ -128,7 +128,7 @@ public enum Health: String, Sendable, Equatable, CaseIterable {
 }
 
 /// How a profile picks among its endpoints.
-public enum RoutingMethod: String, Sendable, Equatable {
+public enum RoutingMethod: String, Sendable, Equatable, CaseIterable {
     /// Best priority present wins; weighted round robin among equals.
     case priority
 }
@@ -156,7 +156,7 @@ public struct EndpointConfig: Sendable, Equatable {
 }
 
 /// The kind of active health check.
-public enum ProbeType: String, Sendable, Equatable {
+public enum ProbeType: String, Sendable, Equatable, CaseIterable {
     case http
     case tcp
     case command

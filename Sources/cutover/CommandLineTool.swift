@@ -16,6 +16,7 @@ enum CommandLineTool {
         ProxyCommand.subcommand,
         DemoCommand.subcommand,
         CtlCommand.subcommand,
+        BackendCommand.subcommand,
         DBCommand.subcommand,
         FlagCommand.subcommand,
     ]

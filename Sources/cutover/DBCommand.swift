@@ -7,6 +7,7 @@ enum DBCommand {
 
     static let help = """
         Usage: cutover db readonly on|off|status --dsn CONNINFO [OPTIONS]
+               cutover db readonly on|off|status TARGET --config FILE [OPTIONS]
 
         Fences one PostgreSQL database read-only for an upgrade, gives it back read-write, or shows
         what the database itself says about its mode.
@@ -30,6 +31,8 @@ enum DBCommand {
                                 the database fenced. The role must own the database (or be a member
                                 of its owner) and have pg_signal_backend and pg_read_all_stats, or
                                 be a superuser.
+          TARGET --config FILE  instead of --dsn: the database named TARGET in the config's
+                                "databases" list (driver postgres); its "dsn" is used.
           --control-db NAME     database the control session connects to (default: postgres); it
                                 must not be the fenced database, because ALTER DATABASE fails in a
                                 session of a read-only database.
@@ -52,11 +55,8 @@ enum DBCommand {
         guard arguments.positionals.count >= 2 else { throw UsageError("missing on, off or status") }
         let action = arguments.positionals[1]
         guard ["on", "off", "status"].contains(action) else { throw UsageError("expected on, off or status, not '\(action)'") }
-        guard arguments.positionals.count == 2 else {
-            throw UsageError("unexpected '\(arguments.positionals[2])' (configured database names need --config, which is not available yet: use --dsn)")
-        }
-        if arguments.value("--config") != nil { throw UsageError("--config is not available yet: use --dsn") }
-        guard let dsn = arguments.value("--dsn") else { throw UsageError("--dsn is required") }
+        guard arguments.positionals.count <= 3 else { throw UsageError("unexpected '\(arguments.positionals[3])'") }
+        let dsn = try connectionString(arguments, target: arguments.positionals.count == 3 ? arguments.positionals[2] : nil)
         let grace = try arguments.duration("--grace", default: .seconds(2))
         let connectTimeout = try arguments.duration("--connect-timeout", default: .seconds(5))
         let json = arguments.has("--json")
@@ -83,5 +83,26 @@ enum DBCommand {
             print(json ? report.json : report.text)
         }
         return 0
+    }
+
+    /// The `--dsn`, or the `dsn` of the database named TARGET in `--config`.
+    static func connectionString(_ arguments: Arguments, target: String?) throws -> String {
+        switch (target, arguments.value("--dsn")) {
+        case (nil, nil):
+            throw UsageError("name a configured database (TARGET with --config FILE) or give --dsn")
+        case (.some, .some):
+            throw UsageError("give either TARGET or --dsn, not both")
+        case (nil, let dsn?):
+            return dsn
+        case (let name?, nil):
+            guard let path = arguments.value("--config") else { throw UsageError("TARGET '\(name)' needs --config FILE") }
+            let config = try ConfigLoader.load(path: path)
+            guard let database = config.databases.first(where: { $0.name == name }) else {
+                let known = config.databases.map(\.name)
+                throw UsageError("no database named '\(name)' in \(path) (configured: \(known.isEmpty ? "none" : known.joined(separator: ", ")))")
+            }
+            guard database.driver == "postgres" else { throw UsageError("database '\(name)' uses driver '\(database.driver)'; only postgres is supported") }
+            return database.dsn
+        }
     }
 }

@@ -1,5 +1,99 @@
 import CutoverCore
+import CutoverProxy
+import Foundation
 
+/// `cutover demo`: two sample backends and the proxy in one process, to see a switch in a minute.
 enum DemoCommand {
-    static let subcommand = Subcommand(name: "demo", summary: "(not yet)", help: "cutover demo") { _ in 1 }
+    static let subcommand = Subcommand(
+        name: "demo",
+        summary: "blue and green sample backends behind the proxy: see a switch work in a minute",
+        help: """
+            Usage: cutover demo [--port PORT] [--admin-socket PATH] [--config FILE]
+
+            Starts, in one process, two sample backends ("blue" and "green", each answering with
+            its name) and the proxy in front of them, from Config/demo.json: profile "demo", blue
+            online, green offline (standby). Then prints what to curl and how to switch.
+
+            Options:
+              --port PORT           the proxy's port on 127.0.0.1 (default 8080; 0 = any free port)
+              --admin-socket PATH   admin socket (default /tmp/cutover-demo.sock)
+              --config FILE         the demo config (default Config/demo.json if present, else a
+                                    built-in copy of it)
+            """,
+        run: run)
+
+    /// Config/demo.json, built in so that the demo also runs outside a checkout (a test keeps them equal).
+    static let builtInConfig = """
+        {
+          "listeners": [
+            { "name": "demo", "address": "127.0.0.1:8080", "mode": "http", "profile": "demo" }
+          ],
+          "profiles": [
+            {
+              "name": "demo",
+              "routing": "priority",
+              "endpoints": [
+                { "name": "blue", "address": "127.0.0.1:8081", "state": "online" },
+                { "name": "green", "address": "127.0.0.1:8082", "state": "offline" }
+              ],
+              "probe": { "type": "http", "path": "/healthz", "interval": "1s", "timeout": "500ms", "rise": 1, "fall": 2 },
+              "drain_timeout": "10s"
+            }
+          ],
+          "admin": { "socket": "/tmp/cutover-demo.sock", "http": "127.0.0.1:9901" }
+        }
+
+        """
+
+    static func run(_ words: [String]) throws -> Int32 {
+        let args = try Arguments(words, valued: ["--port", "--admin-socket", "--config"])
+        try args.rejectUnknown(flags: [])
+        var path = args.value("--config")
+        if path == nil && FileManager.default.fileExists(atPath: "Config/demo.json") { path = "Config/demo.json" }
+        var config = try path.map { try ConfigLoader.load(path: $0) } ?? ConfigLoader.parse(builtInConfig, file: "(built-in demo config)")
+        guard config.listeners.count == 1, let profile = config.profiles.first else {
+            throw UsageError("the demo config needs exactly one listener and one profile")
+        }
+        if let portText = args.value("--port") {
+            guard let port = UInt16(portText) else { throw UsageError("--port: \"\(portText)\" is not a port number") }
+            config.listeners[0].address.port = port
+        }
+        if let socket = args.value("--admin-socket") { config.admin.socket = socket }
+        // The admin HTTP port of the demo must not stop a second demo on another --port.
+        if args.value("--port") != nil { config.admin.http = nil }
+        // Start the backends on the addresses the config names (port 0 there means "any").
+        var backends: [SampleBackend] = []
+        for (index, endpoint) in profile.endpoints.enumerated() {
+            let backend = try SampleBackend(name: endpoint.name, address: endpoint.address)
+            backends.append(backend)
+            config.profiles[0].endpoints[index].address.port = backend.port
+        }
+        let socket = config.admin.socket ?? "/tmp/cutover-demo.sock"
+        let listenHost = config.listeners[0].address.host
+        let listener = config.listeners[0]
+        let backendAddresses = backends.map { "127.0.0.1:\($0.port)" }.joined(separator: ", ")
+        try withExtendedLifetime(backends) {
+            try runDemoProxy(config: config, profile: profile, listener: listener, listenHost: listenHost, socket: socket, backendAddresses: backendAddresses)
+        }
+    }
+
+    private static func runDemoProxy(config: Config, profile: ProfileConfig, listener: ListenerConfig, listenHost: String, socket: String, backendAddresses: String) throws -> Never {
+        try ProxyServer.run(config: config, configPath: nil) { runtime in
+            let port = runtime.boundPorts[listener.name] ?? listener.address.port
+            let names = profile.endpoints.map(\.name)
+            let other = names.count > 1 ? names[1] : names[0]
+            print("""
+                Cutover demo: profile "\(profile.name)" with \(names.joined(separator: " and ")) on \(backendAddresses)
+                proxy listening on http://\(listenHost):\(port)/
+
+                  curl http://\(listenHost):\(port)/                                  # answered by \(names[0])
+                  cutover ctl --socket \(socket) switch \(profile.name) \(other)   # switch to \(other)
+                  curl http://\(listenHost):\(port)/                                  # answered by \(other)
+                  cutover ctl --socket \(socket) show endpoints
+
+                Ctrl-C stops the demo.
+                """)
+            fflush(nil)
+        }
+    }
 }

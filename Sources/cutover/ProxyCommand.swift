@@ -1,5 +1,88 @@
 import CutoverCore
+import CutoverProxy
 
+/// `cutover proxy`: run the reverse proxy from a config file or from flags.
 enum ProxyCommand {
-    static let subcommand = Subcommand(name: "proxy", summary: "(not yet)", help: "cutover proxy") { _ in 1 }
+    static let subcommand = Subcommand(
+        name: "proxy",
+        summary: "run the reverse proxy (from --config FILE, or --listen/--endpoint flags)",
+        help: """
+            Usage: cutover proxy --config FILE
+                   cutover proxy --listen HOST:PORT --endpoint NAME=HOST:PORT [--endpoint NAME=HOST:PORT ...]
+                                 [--mode http|tcp] [--admin-socket PATH] [--workers N] [--access-log stderr|off|PATH]
+
+            Runs the proxy in the foreground until SIGTERM or SIGINT, then stops accepting, lets
+            in-flight requests finish (timeouts.shutdown, default 30s) and exits 0. SIGHUP re-reads
+            the config file; a config that fails validation is refused and the running one kept.
+
+            Options:
+              --config FILE         JSON config (see README, "Configuration reference"). A bad config
+                                    is refused before anything starts: file, key path and reason.
+              --listen HOST:PORT    without a file: the address to accept on (port 0 = any free port)
+              --endpoint NAME=HOST:PORT
+                                    without a file: an endpoint of the profile "default"; the first
+                                    is online, the others offline (standby for `switch`). Repeatable.
+              --mode http|tcp       without a file: HTTP/1.1 reverse proxy (default) or raw TCP
+              --admin-socket PATH   admin Unix socket for `cutover ctl` (with --config: overrides
+                                    admin.socket)
+              --workers N           worker queues (default: one per CPU; overrides the config)
+              --access-log DEST     stderr (default), off, or a file path (overrides the config)
+              --check               validate the config and exit (0 valid, 1 invalid)
+            """,
+        run: run)
+
+    static func run(_ words: [String]) throws -> Int32 {
+        let args = try Arguments(words, valued: ["--config", "--listen", "--endpoint", "--mode", "--admin-socket", "--workers", "--access-log"])
+        try args.rejectUnknown(flags: ["--check"])
+        guard args.positionals.isEmpty else { throw UsageError("unexpected argument \(args.positionals[0])") }
+        var config: Config
+        let path = args.value("--config")
+        if let path {
+            guard args.value("--listen") == nil, args.values("--endpoint").isEmpty, args.value("--mode") == nil else {
+                throw UsageError("--config cannot be combined with --listen, --endpoint or --mode")
+            }
+            config = try ConfigLoader.load(path: path)
+        } else {
+            config = try configFromFlags(args)
+        }
+        if let socket = args.value("--admin-socket") { config.admin.socket = socket }
+        if let workers = args.value("--workers") {
+            guard let n = Int(workers), n >= 1, n <= 256 else { throw UsageError("--workers: \"\(workers)\" is not a number from 1 to 256") }
+            config.workers = n
+        }
+        if let accessLog = args.value("--access-log") { config.accessLog = accessLog }
+        try ConfigLoader.validate(config, file: path ?? "(command line)")
+        if args.has("--check") {
+            print("\(path ?? "(command line)"): valid (\(config.listeners.count) listeners, \(config.profiles.count) profiles)")
+            return 0
+        }
+        try ProxyServer.run(config: config, configPath: path)
+    }
+
+    /// The single-profile config that `--listen`/`--endpoint` describe.
+    static func configFromFlags(_ args: Arguments) throws -> Config {
+        guard let listenText = args.value("--listen") else { throw UsageError("give --config FILE, or --listen HOST:PORT with at least one --endpoint") }
+        let listen = try hostPort(listenText, option: "--listen")
+        let endpointTexts = args.values("--endpoint")
+        guard !endpointTexts.isEmpty else { throw UsageError("--listen needs at least one --endpoint NAME=HOST:PORT") }
+        var endpoints: [EndpointConfig] = []
+        for (index, text) in endpointTexts.enumerated() {
+            guard let eq = text.firstIndex(of: "=") else { throw UsageError("--endpoint \"\(text)\": expected NAME=HOST:PORT") }
+            let name = String(text[..<eq])
+            let address = try hostPort(String(text[text.index(after: eq)...]), option: "--endpoint \(name)")
+            endpoints.append(EndpointConfig(name: name, address: address, state: index == 0 ? .online : .offline))
+        }
+        let modeText = args.value("--mode") ?? "http"
+        guard let mode = ListenerMode(rawValue: modeText) else { throw UsageError("--mode: \"\(modeText)\" is not http or tcp") }
+        return Config(
+            listeners: [ListenerConfig(name: "default", address: listen, mode: mode, profile: "default")],
+            profiles: [ProfileConfig(name: "default", endpoints: endpoints)])
+    }
+
+    static func hostPort(_ text: String, option: String) throws -> HostPort {
+        switch HostPort.parse(text) {
+        case .success(let address): return address
+        case .failure(let error): throw UsageError("\(option): \"\(text)\" \(error)")
+        }
+    }
 }

@@ -65,6 +65,26 @@ final class CommandLineTests: ClusterTestCase {
         XCTAssertEqual(try cutover("db", "--help").status, 0)
     }
 
+    func test_dbReadonlyStatus_byConfiguredName_usesTheConfigDSN() throws {
+        let path = NSTemporaryDirectory() + "cutover-cli-config-\(UUID().uuidString).json"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let config = """
+            {
+              "listeners": [{ "name": "web", "address": "127.0.0.1:18080", "mode": "http", "profile": "web" }],
+              "profiles": [{ "name": "web", "routing": "priority",
+                "endpoints": [{ "name": "blue", "address": "127.0.0.1:19001", "priority": 1, "weight": 1, "state": "online" }] }],
+              "databases": [{ "name": "primary", "driver": "postgres", "dsn": "\(cluster.dsn())" }]
+            }
+            """
+        try config.write(toFile: path, atomically: true, encoding: .utf8)
+        let found = try cutover("db", "readonly", "status", "primary", "--config", path)
+        XCTAssertEqual(found.status, 0, found.output)
+        XCTAssertTrue(found.output.contains("database \"app\": read-write"), found.output)
+        let missing = try cutover("db", "readonly", "status", "replica", "--config", path)
+        XCTAssertEqual(missing.status, 2, missing.output)
+        XCTAssertTrue(missing.output.contains("configured: primary"), missing.output)
+    }
+
     func test_flagFile_roundTrip_exit0() throws {
         let path = NSTemporaryDirectory() + "cutover-cli-flag-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: path) }

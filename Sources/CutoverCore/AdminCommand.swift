@@ -1,0 +1,177 @@
+/// One line of the admin protocol, parsed. The socket, `cutover ctl`, signals and the agent's proxy
+/// driver all speak it; the runtime executes it.
+public enum AdminCommand: Sendable, Equatable {
+    case help
+    case showProfiles
+    case showEndpoints(profile: String?)
+    case showStats
+    case showEvents(count: Int)
+    /// Make `endpoint` the only online endpoint of its priority; the others drain.
+    case switchTo(profile: String, endpoint: String, force: Bool, wait: Bool)
+    case setEndpoint(profile: String, endpoint: String, state: EndpointStateChange?, priority: Int?, weight: Int?)
+    case pause(profile: String)
+    case resume(profile: String)
+    case maintenance(profile: String, on: Bool)
+    case readOnly(profile: String, on: Bool)
+    case reload
+
+    /// The admin states an operator may set (`drain` is how `draining` is asked for).
+    public enum EndpointStateChange: String, Sendable, Equatable {
+        case online
+        case offline
+        case drain
+    }
+
+    /// Whether the command changes anything (and so is refused while read-only admin access is used).
+    public var isMutation: Bool {
+        switch self {
+        case .help, .showProfiles, .showEndpoints, .showStats, .showEvents: return false
+        case .switchTo, .setEndpoint, .pause, .resume, .maintenance, .readOnly, .reload: return true
+        }
+    }
+
+    /// The command summary printed by `help`.
+    public static let usage = """
+        help                                          this list
+        show profiles                                 profiles, their live endpoints and gates
+        show endpoints [PROFILE]                      admin state, health, priority, weight, in-flight
+        show stats                                    totals: connections, requests, held, switches
+        show events [N]                               the last N state and health changes (default 20)
+        switch PROFILE ENDPOINT [--force] [--wait]    make ENDPOINT the live one; the others drain
+        set endpoint PROFILE/NAME online|offline|drain [priority N] [weight W]
+        pause PROFILE                                 hold new requests and connections
+        resume PROFILE                                release held work in arrival order
+        maintenance PROFILE on|off                    answer 503 + maintenance page (bypass passes)
+        readonly PROFILE on|off                       only GET, HEAD and OPTIONS pass
+        reload                                        re-read the config file (as SIGHUP)
+        Append --json to any command for a JSON answer.
+        """
+
+    /// A parsed line: the command and whether the answer should be JSON.
+    public struct Line: Sendable, Equatable {
+        public let command: AdminCommand
+        public let json: Bool
+    }
+
+    /// Parses one line (words separated by spaces; `--json` anywhere asks for JSON).
+    public static func parse(_ line: String) throws(AdminError) -> Line {
+        var words = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
+        let json = words.contains("--json")
+        words.removeAll { $0 == "--json" }
+        guard let verb = words.first else { throw AdminError(.badArguments, "empty command; try 'help'") }
+        let args = Array(words.dropFirst())
+        return Line(command: try parseWords(verb: verb, args: args), json: json)
+    }
+
+    private static func parseWords(verb: String, args: [String]) throws(AdminError) -> AdminCommand {
+        switch verb {
+        case "help":
+            return .help
+        case "show":
+            guard let what = args.first else { throw AdminError(.badArguments, "show what? profiles, endpoints, stats or events") }
+            switch what {
+            case "profiles":
+                try expectCount(args, 1, "show profiles")
+                return .showProfiles
+            case "endpoints":
+                guard args.count <= 2 else { throw AdminError(.badArguments, "usage: show endpoints [PROFILE]") }
+                return .showEndpoints(profile: args.count == 2 ? args[1] : nil)
+            case "stats":
+                try expectCount(args, 1, "show stats")
+                return .showStats
+            case "events":
+                guard args.count <= 2 else { throw AdminError(.badArguments, "usage: show events [N]") }
+                guard args.count == 2 else { return .showEvents(count: 20) }
+                guard let n = Int(args[1]), n > 0 else { throw AdminError(.badArguments, "show events: \"\(args[1])\" is not a positive number") }
+                return .showEvents(count: n)
+            default:
+                throw AdminError(.badArguments, "show \(what)? expected profiles, endpoints, stats or events")
+            }
+        case "switch":
+            let flags = Set(args.filter { $0.hasPrefix("--") })
+            let positional = args.filter { !$0.hasPrefix("--") }
+            if let unknown = flags.subtracting(["--force", "--wait"]).sorted().first {
+                throw AdminError(.badArguments, "switch: unknown option \(unknown)")
+            }
+            guard positional.count == 2 else { throw AdminError(.badArguments, "usage: switch PROFILE ENDPOINT [--force] [--wait]") }
+            return .switchTo(profile: positional[0], endpoint: positional[1], force: flags.contains("--force"), wait: flags.contains("--wait"))
+        case "set":
+            return try parseSetEndpoint(args)
+        case "pause", "resume":
+            try expectCount(args, 1, "\(verb) PROFILE")
+            return verb == "pause" ? .pause(profile: args[0]) : .resume(profile: args[0])
+        case "maintenance", "readonly":
+            guard args.count == 2, args[1] == "on" || args[1] == "off" else {
+                throw AdminError(.badArguments, "usage: \(verb) PROFILE on|off")
+            }
+            let on = args[1] == "on"
+            return verb == "maintenance" ? .maintenance(profile: args[0], on: on) : .readOnly(profile: args[0], on: on)
+        case "reload":
+            try expectCount(args, 0, "reload")
+            return .reload
+        default:
+            throw AdminError(.unknownCommand, "unknown command \"\(verb)\"; try 'help'")
+        }
+    }
+
+    private static func parseSetEndpoint(_ args: [String]) throws(AdminError) -> AdminCommand {
+        let usage = "usage: set endpoint PROFILE/NAME online|offline|drain [priority N] [weight W]"
+        guard args.count >= 2, args[0] == "endpoint" else { throw AdminError(.badArguments, usage) }
+        let qualified = args[1].split(separator: "/", omittingEmptySubsequences: false)
+        guard qualified.count == 2, !qualified[0].isEmpty, !qualified[1].isEmpty else {
+            throw AdminError(.badArguments, "set endpoint: \"\(args[1])\" is not PROFILE/NAME")
+        }
+        var state: EndpointStateChange?
+        var priority: Int?
+        var weight: Int?
+        var rest = args.dropFirst(2)
+        while let word = rest.popFirst() {
+            if let change = EndpointStateChange(rawValue: word) {
+                guard state == nil else { throw AdminError(.badArguments, "set endpoint: state given twice") }
+                state = change
+            } else if word == "priority" || word == "weight" {
+                guard let text = rest.popFirst(), let value = Int(text), value >= 0 else {
+                    throw AdminError(.badArguments, "set endpoint: \(word) needs a number ≥ 0")
+                }
+                if word == "priority" { priority = value } else {
+                    guard value <= 1000 else { throw AdminError(.badArguments, "set endpoint: weight must be 0...1000") }
+                    weight = value
+                }
+            } else {
+                throw AdminError(.badArguments, "set endpoint: unexpected \"\(word)\"; \(usage)")
+            }
+        }
+        guard state != nil || priority != nil || weight != nil else { throw AdminError(.badArguments, usage) }
+        return .setEndpoint(profile: String(qualified[0]), endpoint: String(qualified[1]), state: state, priority: priority, weight: weight)
+    }
+
+    private static func expectCount(_ args: [String], _ count: Int, _ usage: String) throws(AdminError) {
+        guard args.count == count else { throw AdminError(.badArguments, "usage: \(usage)") }
+    }
+}
+
+/// An admin command that failed, answered as `ERR <code>: <message>`.
+public struct AdminError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// Stable codes that scripts may match on.
+    public enum Code: String, Sendable {
+        case unknownCommand = "unknown-command"
+        case badArguments = "bad-arguments"
+        case unknownProfile = "unknown-profile"
+        case unknownEndpoint = "unknown-endpoint"
+        case unhealthy = "unhealthy"
+        case invalidConfig = "invalid-config"
+        case conflict = "conflict"
+        case internalError = "internal"
+    }
+
+    public let code: Code
+    public let message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    /// The wire form: `ERR <code>: <message>`.
+    public var description: String { "ERR \(code.rawValue): \(message)" }
+}

@@ -1,0 +1,78 @@
+/// What operators and probes changed since start: layered over `Config` to build each `RoutingSnapshot`.
+///
+/// This is the value persisted in the state file, so that a restart keeps a switch, a pause or a gate.
+public struct RuntimeState: Sendable, Equatable {
+    public var profiles: [String: ProfileRuntime]
+
+    public init(profiles: [String: ProfileRuntime] = [:]) {
+        self.profiles = profiles
+    }
+
+    /// The runtime view of a config: admin states, priorities and weights as configured, health unknown.
+    public init(config: Config) {
+        var profiles: [String: ProfileRuntime] = [:]
+        for profile in config.profiles {
+            profiles[profile.name] = ProfileRuntime(profile: profile)
+        }
+        self.profiles = profiles
+    }
+
+    /// Carries runtime changes over to a new config: known endpoints keep their runtime values, new
+    /// ones start as configured, and removed ones are dropped.
+    public func reconciled(with config: Config) -> RuntimeState {
+        var next = RuntimeState(config: config)
+        for profile in config.profiles {
+            guard let old = profiles[profile.name] else { continue }
+            var merged = next.profiles[profile.name]!
+            merged.paused = old.paused
+            merged.maintenance = old.maintenance
+            merged.readOnly = old.readOnly
+            for endpoint in profile.endpoints {
+                if let kept = old.endpoints[endpoint.name] { merged.endpoints[endpoint.name] = kept }
+            }
+            next.profiles[profile.name] = merged
+        }
+        return next
+    }
+}
+
+/// Runtime state of one profile.
+public struct ProfileRuntime: Sendable, Equatable {
+    public var endpoints: [String: EndpointRuntime]
+    /// New requests and connections are held, not forwarded.
+    public var paused: Bool
+    /// Every request is answered with the maintenance page, except bypassed ones.
+    public var maintenance: Bool
+    /// Only safe methods (GET, HEAD, OPTIONS) pass.
+    public var readOnly: Bool
+
+    public init(endpoints: [String: EndpointRuntime], paused: Bool = false, maintenance: Bool = false, readOnly: Bool = false) {
+        self.endpoints = endpoints
+        self.paused = paused
+        self.maintenance = maintenance
+        self.readOnly = readOnly
+    }
+
+    public init(profile: ProfileConfig) {
+        var endpoints: [String: EndpointRuntime] = [:]
+        for endpoint in profile.endpoints {
+            endpoints[endpoint.name] = EndpointRuntime(admin: endpoint.state, priority: endpoint.priority, weight: endpoint.weight)
+        }
+        self.init(endpoints: endpoints)
+    }
+}
+
+/// Runtime state of one endpoint: the admin state and weights the operator set, and the health probes saw.
+public struct EndpointRuntime: Sendable, Equatable {
+    public var admin: AdminState
+    public var health: Health
+    public var priority: Int
+    public var weight: Int
+
+    public init(admin: AdminState, health: Health = .unknown, priority: Int, weight: Int) {
+        self.admin = admin
+        self.health = health
+        self.priority = priority
+        self.weight = weight
+    }
+}

@@ -1,0 +1,71 @@
+import Foundation
+import Glibc
+
+/// The client side of the admin protocol: send a line, read the answer up to its empty line.
+public final class AdminClient {
+    private let fd: Int32
+    private var buffered: [UInt8] = []
+
+    /// A socket that cannot be reached, in words for the operator.
+    public struct Failure: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// Connects to the admin socket at `path`.
+    public init(path: String) throws {
+        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw Failure(description: "socket(): \(String(cString: strerror(errno)))") }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let capacity = MemoryLayout.size(ofValue: address.sun_path)
+        guard path.utf8.count < capacity else {
+            close(fd)
+            throw Failure(description: "admin socket path too long: \(path)")
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: path.utf8)
+            raw[path.utf8.count] = 0
+        }
+        let status = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard status == 0 else {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            throw Failure(description: "cannot connect to admin socket \(path): \(reason)")
+        }
+    }
+
+    deinit { close(fd) }
+
+    /// Sends one command line and returns its answer (without the terminating empty line).
+    public func send(_ line: String) throws -> String {
+        let bytes = Array((line + "\n").utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
+            guard n > 0 else { throw Failure(description: "admin socket closed while sending") }
+            offset += n
+        }
+        while true {
+            if let end = terminator() {
+                let answer = String(decoding: buffered[..<end], as: UTF8.self)
+                buffered.removeSubrange(..<(end + 2))
+                return answer
+            }
+            var chunk = [UInt8](repeating: 0, count: 16_384)
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            guard n > 0 else { throw Failure(description: "admin socket closed before answering") }
+            buffered.append(contentsOf: chunk[0..<n])
+        }
+    }
+
+    /// Index of the "\n\n" that ends an answer.
+    private func terminator() -> Int? {
+        guard buffered.count >= 2 else { return nil }
+        for i in 0..<(buffered.count - 1) where buffered[i] == 10 && buffered[i + 1] == 10 {
+            return i
+        }
+        return nil
+    }
+}

@@ -1,0 +1,127 @@
+import Dispatch
+import Foundation
+import Glibc
+
+/// A Unix stream socket that answers one command per line: each answer is the handler's text
+/// followed by an empty line, so a client knows where a multi-line answer ends.
+///
+/// Admin traffic is rare and may block (`switch --wait`), so each admin connection gets a plain
+/// blocking loop on its own queue, well away from the workers.
+public final class AdminSocketServer: @unchecked Sendable {  // `fd` and `source` set once in `start`
+    public let path: String
+    private let mode: UInt16
+    private let group: String?
+    private let handler: @Sendable (String) -> String
+    private var fd: Int32 = -1
+    private var source: DispatchSourceRead?
+    private let acceptQueue = DispatchQueue(label: "cutover.admin.accept")
+
+    /// A socket that cannot be set up, named for the operator.
+    public struct Failure: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    public init(path: String, mode: UInt16 = 0o600, group: String? = nil, handler: @escaping @Sendable (String) -> String) {
+        self.path = path
+        self.mode = mode
+        self.group = group
+        self.handler = handler
+    }
+
+    /// Binds the socket (replacing a stale one) with its mode and group, and starts accepting.
+    public func start() throws {
+        var info = stat()
+        if lstat(path, &info) == 0 {
+            guard (info.st_mode & S_IFMT) == S_IFSOCK else {
+                throw Failure(description: "admin socket \(path): a file that is not a socket is in the way")
+            }
+            unlink(path)
+        }
+        let directory = (path as NSString).deletingLastPathComponent
+        if !directory.isEmpty { try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
+        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw Failure(description: "admin socket: socket(): \(String(cString: strerror(errno)))") }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let capacity = MemoryLayout.size(ofValue: address.sun_path)
+        guard path.utf8.count < capacity else { throw Failure(description: "admin socket \(path): path longer than \(capacity - 1) bytes") }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: path.utf8)
+            raw[path.utf8.count] = 0
+        }
+        // The socket must never be reachable with looser permissions, not even for a moment.
+        let previousMask = umask(0o177)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        umask(previousMask)
+        guard bound == 0 else { throw Failure(description: "admin socket \(path): bind: \(String(cString: strerror(errno)))") }
+        if let group {
+            guard let entry = getgrnam(group) else { throw Failure(description: "admin socket \(path): no group named \(group)") }
+            guard chown(path, uid_t.max, entry.pointee.gr_gid) == 0 else {
+                throw Failure(description: "admin socket \(path): chown to group \(group): \(String(cString: strerror(errno)))")
+            }
+        }
+        guard chmod(path, mode_t(mode)) == 0 else { throw Failure(description: "admin socket \(path): chmod: \(String(cString: strerror(errno)))") }
+        guard listen(fd, 64) == 0 else { throw Failure(description: "admin socket \(path): listen: \(String(cString: strerror(errno)))") }
+        _ = fcntl(fd, F_SETFL, O_NONBLOCK)
+        let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: acceptQueue)
+        let listenFD = fd
+        let handler = self.handler
+        source.setEventHandler {
+            while true {
+                let client = accept(listenFD, nil, nil)
+                if client < 0 { break }
+                DispatchQueue(label: "cutover.admin.connection").async { AdminSocketServer.serve(client, handler: handler) }
+            }
+        }
+        self.source = source
+        source.activate()
+    }
+
+    /// Stops accepting and removes the socket file.
+    public func stop() {
+        source?.cancel()
+        source = nil
+        if fd >= 0 {
+            close(fd)
+            fd = -1
+            unlink(path)
+        }
+    }
+
+    private static func serve(_ fd: Int32, handler: @Sendable (String) -> String) {
+        defer { close(fd) }
+        var pending: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n <= 0 { return }
+            pending.append(contentsOf: buffer[0..<n])
+            // A line longer than this is not a command: refuse instead of buffering without bound.
+            if pending.count > 65_536 && !pending.contains(UInt8(ascii: "\n")) {
+                _ = writeAll(fd, "ERR bad-arguments: command line too long\n\n")
+                return
+            }
+            while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                var line = String(decoding: pending[..<newline], as: UTF8.self)
+                pending.removeSubrange(...newline)
+                if line.hasSuffix("\r") { line.removeLast() }
+                if line.trimmingCharacters(in: .whitespaces).isEmpty { continue }
+                let answer = handler(line)
+                guard writeAll(fd, answer + "\n\n") else { return }
+            }
+        }
+    }
+
+    private static func writeAll(_ fd: Int32, _ text: String) -> Bool {
+        var bytes = Array(text.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeMutableBytes { send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
+            if n <= 0 { return false }
+            offset += n
+        }
+        return true
+    }
+}

@@ -1,1 +1,0 @@
-// The proxy I/O layer: see the files of this module.

@@ -1,0 +1,71 @@
+import CShims
+import Dispatch
+import Glibc
+
+/// The readiness of every socket a worker owns, delivered through ONE Dispatch read source on an
+/// epoll descriptor instead of one Dispatch source per socket.
+///
+/// Why: libdispatch on Linux re-arms every fired source through its manager thread, so each socket
+/// event costs two thread hand-offs (measured: ~80 % of the proxy's CPU in scheduler and eventfd
+/// work, 19k req/s against HAProxy's 37k on one core). Here a burst of ready sockets costs one
+/// Dispatch event: the handler drains `epoll_wait` with a zero timeout on the worker's serial queue.
+/// Every connection still lives on exactly one serial queue, and timers remain Dispatch timers.
+final class EventPoller: @unchecked Sendable {  // confined to the worker's queue
+    private let epollFD: Int32
+    private var source: DispatchSourceRead?
+    private var channels: [UInt64: SocketChannel] = [:]
+    private var nextToken: UInt64 = 1
+    private let events: UnsafeMutablePointer<epoll_event>
+    private static let batch = 256
+
+    init(queue: DispatchQueue) {
+        epollFD = epoll_create1(Int32(EPOLL_CLOEXEC))
+        precondition(epollFD >= 0, "epoll_create1: \(String(cString: strerror(errno)))")
+        events = .allocate(capacity: EventPoller.batch)
+        let source = DispatchSource.makeReadSource(fileDescriptor: epollFD, queue: queue)
+        source.setEventHandler { [unowned self] in self.drain() }
+        self.source = source
+        source.activate()
+    }
+
+    /// Reserves a token for a channel; the socket is added to epoll on its first interest.
+    func register(_ channel: SocketChannel) -> UInt64 {
+        let token = nextToken
+        nextToken += 1
+        channels[token] = channel
+        return token
+    }
+
+    /// Sets the events a socket is watched for; `0` removes it from epoll (a paused socket that hung
+    /// up would otherwise report `EPOLLHUP` on every round).
+    func update(fd: Int32, token: UInt64, from old: UInt32, to new: UInt32) {
+        guard old != new else { return }
+        var event = epoll_event()
+        event.events = new
+        event.data.u64 = token
+        let operation: Int32 = old == 0 ? EPOLL_CTL_ADD : (new == 0 ? EPOLL_CTL_DEL : EPOLL_CTL_MOD)
+        epoll_ctl(epollFD, operation, fd, &event)
+    }
+
+    /// Forgets a channel; events already fetched for it in this round are skipped.
+    func unregister(token: UInt64) {
+        channels.removeValue(forKey: token)
+    }
+
+    private func drain() {
+        // Bounded rounds, so timers and accepts on the same queue are not starved under load.
+        for _ in 0..<8 {
+            let count = Int(epoll_wait(epollFD, events, Int32(EventPoller.batch), 0))
+            if count <= 0 { return }
+            for index in 0..<count {
+                let event = events[index]
+                channels[event.data.u64]?.handle(events: event.events)
+            }
+            if count < EventPoller.batch { return }
+        }
+    }
+
+    static let readable: UInt32 = cshims_epoll_in | cshims_epoll_rdhup
+    static let writable: UInt32 = cshims_epoll_out
+    static let failed: UInt32 = cshims_epoll_err | cshims_epoll_hup
+}

@@ -1,0 +1,55 @@
+import CutoverCore
+import Dispatch
+import Glibc
+
+/// One listening socket, accepted from by every worker (one read source per worker on the same
+/// descriptor), so a new connection starts on the worker that accepted it without a queue hop.
+final class Listener: @unchecked Sendable {  // `config` and `slot` change only on the control queue
+    let fd: Int32
+    let slot: Int
+    private(set) var config: ListenerConfig
+    /// The port actually bound (differs from the config when it asked for port 0).
+    let boundPort: UInt16
+    private var sources: [DispatchSourceRead] = []
+
+    init(config: ListenerConfig, slot: Int) throws {
+        self.fd = try Socket.listen(on: config.address)
+        self.slot = slot
+        self.config = config
+        self.boundPort = Socket.localPort(fd)
+    }
+
+    /// Updates the profile a reload routes this listener to (the socket stays open).
+    func update(_ config: ListenerConfig) { self.config = config }
+
+    /// Starts accepting on every worker; `accepted` runs on the accepting worker's queue.
+    func start(workers: [Worker], accepted: @escaping @Sendable (Worker, Int32) -> Void) {
+        for worker in workers {
+            let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: worker.queue)
+            let listenerFD = fd
+            source.setEventHandler {
+                // Several workers wake for one connection; the losers see EAGAIN and go back to sleep.
+                for _ in 0..<64 {
+                    let client = Socket.accept(listenerFD)
+                    if client < 0 { break }
+                    accepted(worker, client)
+                }
+            }
+            sources.append(source)
+            source.activate()
+        }
+    }
+
+    /// Stops accepting and closes the socket once every worker's source has stopped.
+    func close() {
+        let group = DispatchGroup()
+        for source in sources {
+            group.enter()
+            source.setCancelHandler { group.leave() }
+            source.cancel()
+        }
+        let fd = self.fd
+        group.notify(queue: .global()) { Glibc.close(fd) }
+        sources = []
+    }
+}

@@ -1,0 +1,98 @@
+import CutoverCore
+import Dispatch
+import Foundation
+
+/// Something a worker owns and checks for deadlines and drains.
+///
+/// - Important: every method is called on the owning worker's queue.
+protocol WorkerConnection: AnyObject {
+    /// Monotonic milliseconds after which `deadlinePassed` is called; 0 means none.
+    var deadline: UInt64 { get }
+    func deadlinePassed(now: UInt64)
+    /// The endpoint whose in-flight work this connection carries, if any.
+    var servingTarget: EndpointTarget? { get }
+    /// Closes at once (drain deadline, shutdown).
+    func forceClose(reason: String)
+}
+
+/// One serial queue that owns a share of all connections, with what they share without locks:
+/// a read buffer, the idle upstream pool and the access-log buffer.
+///
+/// Connections never hop queues: a client connection, its upstream connection and the pool it came
+/// from all live on the same worker, so forwarding a request costs no queue switch.
+final class Worker: @unchecked Sendable {  // confined to `queue`
+    let index: Int
+    let queue: DispatchQueue
+    /// One read's worth of bytes; reused by every connection of this worker.
+    let scratch: UnsafeMutableRawBufferPointer
+    /// Head serialisation buffer, reused.
+    var headBuffer: [UInt8] = []
+    let pool: UpstreamPool
+    /// Socket readiness for every channel of this worker.
+    let poller: EventPoller
+    private var connections: [ObjectIdentifier: WorkerConnection] = [:]
+    private var sweepTimer: DispatchSourceTimer?
+    let accessLog: AccessLog?
+
+    static let scratchSize = 64 * 1024
+    static let sweepInterval = DispatchTimeInterval.milliseconds(100)
+
+    init(index: Int, accessLog: AccessLog?, maxIdlePerEndpoint: Int) {
+        self.index = index
+        self.queue = DispatchQueue(label: "cutover.worker.\(index)", qos: .userInitiated)
+        self.scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: Worker.scratchSize, alignment: 16)
+        self.pool = UpstreamPool(maxIdlePerEndpoint: maxIdlePerEndpoint)
+        self.poller = EventPoller(queue: queue)
+        self.accessLog = accessLog
+        headBuffer.reserveCapacity(4096)
+    }
+
+    /// Starts the deadline sweep.
+    func start() {
+        let timer = DispatchSource.makeTimerSource(queue: queue)
+        timer.schedule(deadline: .now() + Worker.sweepInterval, repeating: Worker.sweepInterval, leeway: .milliseconds(20))
+        timer.setEventHandler { [unowned self] in self.sweep() }
+        sweepTimer = timer
+        timer.activate()
+    }
+
+    func register(_ connection: WorkerConnection) {
+        connections[ObjectIdentifier(connection)] = connection
+    }
+
+    func unregister(_ connection: WorkerConnection) {
+        connections.removeValue(forKey: ObjectIdentifier(connection))
+    }
+
+    var connectionCount: Int { connections.count }
+
+    /// The connections at this moment (a copy: closing one mutates the registry).
+    var connectionsSnapshot: [WorkerConnection] { Array(connections.values) }
+
+    private func sweep() {
+        let now = monotonicMilliseconds()
+        var expired: [WorkerConnection] = []
+        for connection in connections.values {
+            let deadline = connection.deadline
+            if deadline != 0 && deadline <= now { expired.append(connection) }
+        }
+        for connection in expired { connection.deadlinePassed(now: now) }
+        accessLog?.flush(worker: index)
+    }
+
+    /// Force-closes every connection still serving `target` (its drain deadline passed).
+    ///
+    /// - Returns: how many were closed.
+    func forceClose(servingTarget target: EndpointTarget) -> Int {
+        let serving = connections.values.filter { $0.servingTarget === target }
+        for connection in serving { connection.forceClose(reason: "drain deadline of \(target.qualifiedName)") }
+        return serving.count
+    }
+
+    /// Closes every connection (end of shutdown).
+    func closeAll(reason: String) {
+        for connection in Array(connections.values) { connection.forceClose(reason: reason) }
+        pool.closeAll()
+        accessLog?.flush(worker: index)
+    }
+}

@@ -1,0 +1,41 @@
+import CutoverCore
+import CutoverProxy
+import Dispatch
+import Foundation
+
+/// `cutover backend`: a sample upstream that answers with its name, for trying a switch by hand.
+enum BackendCommand {
+    static let subcommand = Subcommand(
+        name: "backend",
+        summary: "run a sample HTTP backend that answers with its name (for demos and tests)",
+        help: """
+            Usage: cutover backend --listen HOST:PORT --name NAME
+
+            A small HTTP/1.1 server to put behind Cutover when trying it out. It prints
+            "listening on HOST:PORT" once ready and runs until killed. Every answer has the header
+            X-Backend: NAME. Routes:
+              /                      200, body "NAME"
+              /healthz               200 (or the status set by POST /control/health?status=N)
+              /slow?ms=N             answers after N ms (default 2000)
+              /echo                  the request body back
+              /bytes?n=N             N bytes;  /chunked?n=N&chunks=K  N bytes in K chunks
+              /status?code=N         that status;  /headers  the request head as received
+              Upgrade: echo          101, then every byte is echoed back
+
+            Options:
+              --listen HOST:PORT     address to listen on (port 0 = any free port)
+              --name NAME            the name to answer with (default: backend)
+            """,
+        run: run)
+
+    static func run(_ words: [String]) throws -> Int32 {
+        let args = try Arguments(words, valued: ["--listen", "--name"])
+        try args.rejectUnknown(flags: [])
+        guard let listen = args.value("--listen") else { throw UsageError("--listen HOST:PORT is required") }
+        let address = try ProxyCommand.hostPort(listen, option: "--listen")
+        let backend = try SampleBackend(name: args.value("--name") ?? "backend", address: address)
+        print("listening on \(address.host):\(backend.port)")
+        fflush(nil)
+        withExtendedLifetime(backend) { dispatchMain() }
+    }
+}

@@ -1,0 +1,175 @@
+import CutoverCore
+import XCTest
+
+final class HTTPForwardingTests: XCTestCase {
+    func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8.self) }
+
+    func testHopByHopFields_andFieldsNamedInConnection_areNotForwardedUpstream() {
+        let head = HTTPRequestHead(
+            method: "POST", target: "/x",
+            headers: [
+                ("Host", "app"), ("Connection", "keep-alive, X-Secret"), ("Keep-Alive", "timeout=5"),
+                ("Proxy-Connection", "keep-alive"), ("TE", "trailers"), ("Trailer", "X-Sum"), ("Upgrade", "websocket"),
+                ("x-secret", "1"), ("Transfer-Encoding", "chunked"), ("Accept", "*/*"),
+            ])
+        let upstream = HTTPForwarding.upstreamRequest(head, clientAddress: "192.0.2.7", proto: "http", upgrading: false)
+        XCTAssertEqual(
+            upstream.headers,
+            [
+                ("Host", "app"), ("Transfer-Encoding", "chunked"), ("Accept", "*/*"), ("X-Forwarded-For", "192.0.2.7"),
+                ("X-Forwarded-Proto", "http"), ("Forwarded", "for=192.0.2.7;proto=http"), ("Via", "1.1 cutover"),
+            ])
+        XCTAssertEqual(upstream.version, .http1_1)
+        XCTAssertEqual(upstream.method, "POST")
+        XCTAssertEqual(upstream.target, "/x")
+    }
+
+    func testConnectionCannotStripFramingOrHost() {
+        let head = HTTPRequestHead(
+            method: "POST", target: "/",
+            headers: [("Host", "app"), ("Content-Length", "3"), ("Connection", "Content-Length, host, transfer-encoding")])
+        let upstream = HTTPForwarding.upstreamRequest(head, clientAddress: "10.0.0.1", proto: "http", upgrading: false)
+        XCTAssertEqual(upstream.headers["Content-Length"], "3")
+        XCTAssertEqual(upstream.headers["Host"], "app")
+        XCTAssertFalse(upstream.headers.contains("Connection"))
+    }
+
+    func testForwardingFields_appendToWhatTheClientSent() {
+        let head = HTTPRequestHead(
+            method: "GET", target: "/",
+            headers: [
+                ("Host", "app"), ("X-Forwarded-For", "203.0.113.1"), ("X-Forwarded-Proto", "https"),
+                ("Forwarded", "for=203.0.113.1"), ("Via", "1.1 edge"),
+            ])
+        let upstream = HTTPForwarding.upstreamRequest(head, clientAddress: "2001:db8::1", proto: "http", upgrading: false)
+        XCTAssertEqual(upstream.headers.values(named: "X-Forwarded-For"), ["203.0.113.1, 2001:db8::1"])
+        XCTAssertEqual(upstream.headers.values(named: "X-Forwarded-Proto"), ["http"])
+        XCTAssertEqual(upstream.headers.values(named: "Forwarded"), ["for=203.0.113.1, for=\"[2001:db8::1]\";proto=http"])
+        XCTAssertEqual(upstream.headers.values(named: "Via"), ["1.1 edge, 1.1 cutover"])
+    }
+
+    func testForwardedNode_quotesAndBracketsIPv6Only() {
+        XCTAssertEqual(HTTPForwarding.forwardedNode("192.0.2.1"), "192.0.2.1")
+        XCTAssertEqual(HTTPForwarding.forwardedNode("::1"), "\"[::1]\"")
+        XCTAssertEqual(HTTPForwarding.forwardedNode("[fe80::1]"), "\"[fe80::1]\"")
+    }
+
+    func testHTTP10Client_goesUpstreamAsHTTP10WithVia10() {
+        let head = HTTPRequestHead(method: "GET", target: "/", version: .http1_0, headers: [("Connection", "keep-alive")])
+        let upstream = HTTPForwarding.upstreamRequest(head, clientAddress: "127.0.0.1", proto: "http", upgrading: false)
+        XCTAssertEqual(upstream.version, .http1_0)
+        XCTAssertEqual(upstream.headers["Via"], "1.0 cutover")
+        XCTAssertFalse(upstream.headers.contains("Connection"))
+    }
+
+    func testUpgradingRequest_keepsUpgradeAndSaysConnectionUpgrade() {
+        let head = HTTPRequestHead(
+            method: "GET", target: "/ws",
+            headers: [("Host", "app"), ("Connection", "Upgrade"), ("Upgrade", "websocket"), ("Sec-WebSocket-Key", "k")])
+        let upstream = HTTPForwarding.upstreamRequest(head, clientAddress: "127.0.0.1", proto: "http", upgrading: true)
+        XCTAssertEqual(upstream.headers.values(named: "Upgrade"), ["websocket"])
+        XCTAssertEqual(upstream.headers.values(named: "Connection"), ["upgrade"])
+        XCTAssertEqual(upstream.headers["Sec-WebSocket-Key"], "k")
+        let refused = HTTPForwarding.upstreamRequest(head, clientAddress: "127.0.0.1", proto: "http", upgrading: false)
+        XCTAssertFalse(refused.headers.contains("Upgrade"))
+        XCTAssertFalse(refused.headers.contains("Connection"))
+    }
+
+    func testClientResponse_stripsHopByHopKeepsTransferEncodingAndAddsVia() {
+        let head = HTTPResponseHead(
+            version: .http1_1, status: 200, reason: "OK",
+            headers: [("Connection", "X-Internal"), ("X-Internal", "1"), ("Keep-Alive", "timeout=5"), ("Transfer-Encoding", "chunked")])
+        let response = HTTPForwarding.clientResponse(head, requestVersion: .http1_1, keepClientAlive: true, upgrading: false)
+        XCTAssertEqual(response.headers, [("Transfer-Encoding", "chunked"), ("Via", "1.1 cutover")])
+        XCTAssertEqual(response.status, 200)
+        XCTAssertEqual(response.reason, "OK")
+    }
+
+    func testClientResponse_statesTheConnectionsFate() {
+        let upstream10 = HTTPResponseHead(version: .http1_0, status: 200, reason: "OK", headers: [("Content-Length", "0")])
+        let closing = HTTPForwarding.clientResponse(upstream10, requestVersion: .http1_1, keepClientAlive: false, upgrading: false)
+        XCTAssertEqual(closing.headers.values(named: "Connection"), ["close"])
+        XCTAssertEqual(closing.version, .http1_1)
+        XCTAssertEqual(closing.headers["Via"], "1.0 cutover")
+        let keptFor10 = HTTPForwarding.clientResponse(upstream10, requestVersion: .http1_0, keepClientAlive: true, upgrading: false)
+        XCTAssertEqual(keptFor10.headers.values(named: "Connection"), ["keep-alive"])
+        let keptFor11 = HTTPForwarding.clientResponse(upstream10, requestVersion: .http1_1, keepClientAlive: true, upgrading: false)
+        XCTAssertFalse(keptFor11.headers.contains("Connection"))
+    }
+
+    func testInterimResponse_getsNoConnectionField() {
+        let response = HTTPForwarding.clientResponse(
+            HTTPResponseHead(status: 100), requestVersion: .http1_1, keepClientAlive: false, upgrading: false)
+        XCTAssertEqual(response.headers, [("Via", "1.1 cutover")])
+    }
+
+    func testSwitchingProtocolsResponse_keepsUpgrade() {
+        let head = HTTPResponseHead(
+            status: 101, headers: [("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Accept", "a")])
+        let response = HTTPForwarding.clientResponse(head, requestVersion: .http1_1, keepClientAlive: true, upgrading: true)
+        XCTAssertEqual(
+            response.headers,
+            [("Upgrade", "websocket"), ("Sec-WebSocket-Accept", "a"), ("Via", "1.1 cutover"), ("Connection", "upgrade")])
+        let refused = HTTPForwarding.clientResponse(
+            HTTPResponseHead(status: 200, headers: [("Upgrade", "h2c")]), requestVersion: .http1_1, keepClientAlive: true, upgrading: true)
+        XCTAssertFalse(refused.headers.contains("Upgrade"))
+    }
+
+    // MARK: Serializing
+
+    func testRequestHead_serializesAndParsesBack() throws {
+        let head = HTTPRequestHead(method: "PUT", target: "/a?b", version: .http1_1, headers: [("Host", "h"), ("X-A", "1")])
+        var buffer: [UInt8] = Array("left".utf8)
+        head.write(into: &buffer)
+        XCTAssertEqual(text(buffer), "leftPUT /a?b HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n\r\n")
+        guard case .complete(let parsed, _) = try parseRequest(Array(buffer.dropFirst(4))) else { return XCTFail("incomplete") }
+        XCTAssertEqual(parsed, head)
+    }
+
+    func testResponseHead_serializesStatusLine() {
+        var buffer: [UInt8] = []
+        HTTPResponseHead(version: .http1_0, status: 404, headers: [("Content-Length", "0")]).write(into: &buffer)
+        XCTAssertEqual(text(buffer), "HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+        buffer = []
+        HTTPResponseHead(status: 200, reason: "OK").write(into: &buffer)
+        XCTAssertEqual(text(buffer), "HTTP/1.1 200 OK\r\n\r\n")
+    }
+
+    func testErrorResponse_isACompleteTextResponse() {
+        XCTAssertEqual(
+            text(errorResponse(status: 502, message: "upstream refused", close: true)),
+            "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 17\r\n"
+                + "Connection: close\r\n\r\nupstream refused\n")
+        XCTAssertEqual(
+            text(HTTPErrorResponse.errorResponse(status: 503, message: "draining", extraHeaders: [("Retry-After", "5")], close: false)),
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 9\r\n"
+                + "Retry-After: 5\r\n\r\ndraining\n")
+    }
+
+    func testReasonPhrases_coverTheStatusesTheProxyAnswers() {
+        let expected = [
+            400: "Bad Request", 413: "Content Too Large", 414: "URI Too Long", 431: "Request Header Fields Too Large",
+            501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout",
+            505: "HTTP Version Not Supported", 100: "Continue", 299: "Success",
+        ]
+        for (status, phrase) in expected {
+            XCTAssertEqual(HTTPErrorResponse.reasonPhrase(status), phrase)
+        }
+    }
+
+    // MARK: Headers
+
+    func testHeaders_lookUpCaseInsensitivelyAndKeepOrder() {
+        var headers: HTTPHeaders = [("Accept", "a"), ("ACCEPT", "b"), ("Host", "h")]
+        XCTAssertEqual(headers["accept"], "a")
+        XCTAssertEqual(headers.values(named: "Accept"), ["a", "b"])
+        XCTAssertTrue(headers.contains("HOST"))
+        XCTAssertNil(headers["Missing"])
+        headers.add(name: "X", value: "1")
+        headers.remove(named: "accept")
+        XCTAssertEqual(headers, [("Host", "h"), ("X", "1")])
+        XCTAssertNotEqual(headers, [("host", "h"), ("X", "1")])
+        headers.replace(name: "host", value: "g")
+        XCTAssertEqual(headers, [("X", "1"), ("host", "g")])
+    }
+}

@@ -1,1 +1,0 @@
-// Integration tests start the built cutover binary.
