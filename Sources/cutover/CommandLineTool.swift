@@ -19,6 +19,7 @@ enum CommandLineTool {
         BackendCommand.subcommand,
         DBCommand.subcommand,
         FlagCommand.subcommand,
+        AgentCommand.subcommand,
     ]
 
     static let overview = """
