@@ -17,6 +17,9 @@ enum CommandLineTool {
         DemoCommand.subcommand,
         CtlCommand.subcommand,
         BackendCommand.subcommand,
+        DBCommand.subcommand,
+        FlagCommand.subcommand,
+        AgentCommand.subcommand,
     ]
 
     static let overview = """

@@ -1,0 +1,52 @@
+import CutoverAgent
+import CutoverCore
+import Dispatch
+import Foundation
+
+/// `cutover agent`: the long-running companion with its own admin socket.
+enum AgentCommand {
+    static let subcommand = Subcommand(name: "agent", summary: "run the companion agent on its own admin socket", help: help, run: run)
+
+    static let help = """
+        Usage: cutover agent --socket PATH --journal PATH [--config FILE]
+
+        Runs the companion agent: it holds the database credentials so the proxy host does not
+        need them, and executes commands sent one per line on its Unix socket (mode 0600). Each
+        answer is one line, "OK …" or "ERR <code>: <message>".
+
+        Commands:
+          db readonly on|off|status DSN-OR-NAME [--grace D] [--lease D] [--control-db NAME]
+                  as `cutover db readonly`; NAME is a database from the config's "databases"
+                  list, or give a connection string in quotes. With --lease, the agent gives the
+                  database back read-write (off) when the lease expires without renewal, and
+                  logs why.
+          lease renew NAME D    extends the lease of NAME (the configured name, or the dbname).
+          lease show            the leases held and the time left on each.
+          help
+
+        Options:
+          --socket PATH   the agent's admin socket.
+          --journal PATH  every change is appended here (fsync'd) before and after it runs.
+          --config FILE   the Cutover config; its "databases" entries can be named in commands.
+
+        Runs until killed; logs to standard error.
+        """
+
+    static func run(_ words: [String]) throws -> Int32 {
+        let arguments = try Arguments(words, valued: ["--socket", "--journal", "--config"])
+        try arguments.rejectUnknown(flags: [])
+        guard arguments.positionals.isEmpty else { throw UsageError("unexpected '\(arguments.positionals[0])'") }
+        guard let socketPath = arguments.value("--socket") else { throw UsageError("--socket is required") }
+        guard let journalPath = arguments.value("--journal") else { throw UsageError("--journal is required") }
+        var databases: [String: String] = [:]
+        if let path = arguments.value("--config") {
+            for database in try ConfigLoader.load(path: path).databases where database.driver == "postgres" {
+                databases[database.name] = database.dsn
+            }
+        }
+        let service = AgentService(journal: Journal(path: journalPath), databases: databases) { printError("cutover agent: \($0)") }
+        let server = try AgentServer(path: socketPath, service: service)
+        printError("cutover agent: listening on \(server.path), journal \(journalPath)")
+        dispatchMain()
+    }
+}

@@ -1,0 +1,81 @@
+@testable import CutoverAgent
+import CutoverCore
+import Foundation
+import XCTest
+
+/// The long-running agent's commands, leases and socket, against a real cluster.
+final class AgentServiceTests: ClusterTestCase {
+    var directory: String!
+    let logged = LineLog()
+
+    override func setUpWithError() throws {
+        try super.setUpWithError()
+        directory = NSTemporaryDirectory() + "cutover-agent-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws {
+        if let directory { try? FileManager.default.removeItem(atPath: directory) }
+        if let cluster { try cluster.connect("postgres").query("ALTER DATABASE app RESET default_transaction_read_only") }
+    }
+
+    func service() -> AgentService {
+        let log = logged
+        return AgentService(journal: Journal(path: directory + "/journal.jsonl"), databases: ["primary": cluster.dsn()]) { log.append($0) }
+    }
+
+    func mode() throws -> String { try ReadOnlyFence(target: ConnectionString(cluster.dsn())).status().mode }
+
+    func test_leaseExpiry_givesDatabaseBackReadWrite_andLogsWhy() throws {
+        let agent = service()
+        let t0 = ContinuousClock.now
+        let on = agent.handle("db readonly on primary --grace 100ms --lease 10m", now: t0)
+        XCTAssertTrue(on.hasPrefix("OK {"), on)
+        XCTAssertEqual(try mode(), "read-only")
+        XCTAssertEqual(agent.expireLeases(now: t0 + .seconds(300)), [], "not expired yet")
+        XCTAssertEqual(agent.handle("lease renew primary 10m", now: t0 + .seconds(540)), "OK lease primary renewed for 10m")
+        XCTAssertEqual(agent.expireLeases(now: t0 + .seconds(660)), [], "the renewal moved the expiry")
+        XCTAssertEqual(try mode(), "read-only")
+        XCTAssertEqual(agent.expireLeases(now: t0 + .seconds(1141)), ["primary"])
+        XCTAssertEqual(try mode(), "read-write")
+        XCTAssertTrue(logged.lines.contains { $0.contains("lease for primary expired without renewal") }, "\(logged.lines)")
+        let actions = Journal(path: directory + "/journal.jsonl").entries().map(\.action)
+        XCTAssertEqual(actions, ["db readonly on --lease 10m", "db readonly on --lease 10m", "db readonly off (lease expired)", "db readonly off (lease expired)"])
+        XCTAssertEqual(agent.handle("lease show"), "OK no leases")
+    }
+
+    func test_offReleasesTheLease() throws {
+        let agent = service()
+        XCTAssertTrue(agent.handle("db readonly on primary --grace 100ms --lease 1m").hasPrefix("OK"))
+        XCTAssertTrue(agent.handle("db readonly off primary").hasPrefix("OK"))
+        XCTAssertEqual(agent.handle("lease show"), "OK no leases")
+    }
+
+    func test_errors_areOneLineERRWithCode() throws {
+        let agent = service()
+        let port = try PostgresCluster.freePort()
+        let unreachable = agent.handle("db readonly status 'host=127.0.0.1 port=\(port) dbname=app user=postgres'")
+        XCTAssertTrue(unreachable.hasPrefix("ERR unreachable: "), unreachable)
+        XCTAssertFalse(unreachable.contains("\n"))
+        XCTAssertTrue(agent.handle("bogus").hasPrefix("ERR unknown-command: "))
+        XCTAssertTrue(agent.handle("db readonly on nosuchname").hasPrefix("ERR unknown-database: "))
+        XCTAssertTrue(agent.handle("lease renew primary 1m").hasPrefix("ERR no-lease: "))
+        XCTAssertTrue(agent.handle("db readonly on primary --grace soon").hasPrefix("ERR usage: "))
+    }
+
+    func test_socketServer_answersOneLinePerCommand() throws {
+        let server = try AgentServer(path: directory + "/agent.sock", service: service())
+        defer { server.stop() }
+        let status = try AdminLine.exchange(server.path, "db readonly status primary", timeout: .seconds(5), wholeAnswer: false)
+        XCTAssertTrue(status.hasPrefix("OK {") && status.contains("\"mode\":\"read-write\""), status)
+        let error = try AdminLine.exchange(server.path, "nonsense", timeout: .seconds(5), wholeAnswer: false)
+        XCTAssertTrue(error.hasPrefix("ERR unknown-command"), error)
+        let attributes = try FileManager.default.attributesOfItem(atPath: server.path)
+        XCTAssertEqual((attributes[.posixPermissions] as? NSNumber)?.intValue, 0o600)
+    }
+
+    func test_commandWords_keepQuotedConnectionStrings() {
+        XCTAssertEqual(CommandWords.split("db readonly on 'host=a dbname=b' --grace 2s"), ["db", "readonly", "on", "host=a dbname=b", "--grace", "2s"])
+        XCTAssertEqual(CommandWords.split("  lease  show "), ["lease", "show"])
+    }
+}
