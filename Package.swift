@@ -16,11 +16,11 @@ let package = Package(
         // Dispatch + Glibc: sockets, listeners, HTTP sessions, tunnels, admin socket, state file.
         .target(name: "CutoverProxy", dependencies: ["CutoverCore", "CShims"]),
         // The companion agent: database and flag drivers, journal, runbooks.
-        .target(name: "CutoverAgent", dependencies: ["CutoverCore", "CLibPQ"]),
+        .target(name: "CutoverAgent", dependencies: ["CutoverCore", "CutoverProxy", "CLibPQ"]),
         .executableTarget(name: "cutover", dependencies: ["CutoverCore", "CutoverProxy", "CutoverAgent"]),
         .testTarget(name: "CutoverCoreTests", dependencies: ["CutoverCore"]),
         .testTarget(name: "CutoverProxyTests", dependencies: ["CutoverProxy", "CutoverCore"]),
-        .testTarget(name: "CutoverAgentTests", dependencies: ["CutoverAgent", "CutoverCore"]),
+        .testTarget(name: "CutoverAgentTests", dependencies: ["CutoverAgent", "CutoverCore", "CutoverProxy"]),
         .testTarget(name: "IntegrationTests", dependencies: ["cutover", "CutoverCore"]),
     ]
 )

@@ -1,3 +1,4 @@
+import CutoverCore
 import Foundation
 import Glibc
 
@@ -11,10 +12,19 @@ public final class AdminClient {
         public let description: String
     }
 
-    /// Connects to the admin socket at `path`.
-    public init(path: String) throws {
+    private let timeout: Duration?
+
+    /// Connects to the admin socket at `path`; with a `timeout`, a send or an answer that takes
+    /// longer fails instead of waiting (scripts and the agent; `ctl` waits, for `switch --wait`).
+    public init(path: String, timeout: Duration? = nil) throws {
+        self.timeout = timeout
         fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw Failure(description: "socket(): \(String(cString: strerror(errno)))") }
+        if let timeout {
+            var limit = timeval(tv_sec: Int(timeout.milliseconds / 1000), tv_usec: Int(timeout.milliseconds % 1000) * 1000)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
+            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
+        }
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         let capacity = MemoryLayout.size(ofValue: address.sun_path)
@@ -55,6 +65,10 @@ public final class AdminClient {
             }
             var chunk = [UInt8](repeating: 0, count: 16_384)
             let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK), let timeout {
+                throw Failure(description: "no answer within \(timeout.milliseconds) ms")
+            }
             guard n > 0 else { throw Failure(description: "admin socket closed before answering") }
             buffered.append(contentsOf: chunk[0..<n])
         }

@@ -1,4 +1,5 @@
 @testable import CutoverAgent
+import CutoverProxy
 import CutoverCore
 import Foundation
 import XCTest
@@ -66,9 +67,10 @@ final class AgentServiceTests: ClusterTestCase {
     func test_socketServer_answersOneLinePerCommand() throws {
         let server = try AgentServer(path: directory + "/agent.sock", service: service())
         defer { server.stop() }
-        let status = try AdminLine.exchange(server.path, "db readonly status primary", timeout: .seconds(5), wholeAnswer: false)
+        let client = try AdminClient(path: server.path, timeout: .seconds(5))
+        let status = try client.send("db readonly status primary")
         XCTAssertTrue(status.hasPrefix("OK {") && status.contains("\"mode\":\"read-write\""), status)
-        let error = try AdminLine.exchange(server.path, "nonsense", timeout: .seconds(5), wholeAnswer: false)
+        let error = try client.send("nonsense")
         XCTAssertTrue(error.hasPrefix("ERR unknown-command"), error)
         let attributes = try FileManager.default.attributesOfItem(atPath: server.path)
         XCTAssertEqual((attributes[.posixPermissions] as? NSNumber)?.intValue, 0o600)

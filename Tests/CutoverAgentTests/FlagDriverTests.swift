@@ -1,4 +1,5 @@
 import CutoverAgent
+import CutoverProxy
 import CutoverCore
 import Foundation
 import XCTest
@@ -65,17 +66,19 @@ final class FlagDriverTests: ClusterTestCase {
     func test_proxyFlag_sendsOneLine_andReadsOKorERR() throws {
         let socketPath = directory + "/admin.sock"
         let server = try FakeAdminServer(path: socketPath) { line in
-            line == "maintenance web on" || line == "maintenance web off" ? "OK \(line)" : line == "show profiles" ? "web online\nother online" : "ERR unknown-profile: no profile named nope"
+            line == "maintenance web on" || line == "maintenance web off" ? "OK \(line)"
+                : line == "show profiles --json" ? #"{"profiles":[{"name":"web","maintenance":true,"readonly":false}]}"#
+                : "ERR unknown-profile: no profile named nope"
         }
         defer { server.stop() }
         let flag = ProxyFlag(socketPath: socketPath, profile: "web", gate: .maintenance)
         XCTAssertEqual(try flag.on().state, "on")
         XCTAssertEqual(try flag.off().state, "off")
-        XCTAssertTrue(try flag.status().detail.contains("web online"))
+        XCTAssertEqual(try flag.status().state, "on")
         XCTAssertThrowsError(try ProxyFlag(socketPath: socketPath, profile: "nope", gate: .maintenance).on()) {
             XCTAssertEqual(($0 as? FlagError)?.code, "unknown-profile", "\($0)")
         }
-        XCTAssertEqual(server.received, ["maintenance web on", "maintenance web off", "show profiles", "maintenance nope on"])
+        XCTAssertEqual(server.received, ["maintenance web on", "maintenance web off", "show profiles --json", "maintenance nope on"])
     }
 
     func test_proxyFlag_noSocket_isProxyUnreachable() throws {
@@ -115,61 +118,23 @@ final class FlagDriverTests: ClusterTestCase {
     }
 }
 
-/// A one-thread Unix-socket server that answers each request line with `answer(line)` and closes.
-final class FakeAdminServer: @unchecked Sendable {
-    private let fd: Int32
-    private let log: LineLog
-    private let thread: Thread
-    let path: String
-
+/// The proxy's admin socket server answering each line with `answer(line)` and recording it.
+final class FakeAdminServer: Sendable {
+    private let server: AdminSocketServer
+    private let log = LineLog()
+    var path: String { server.path }
     var received: [String] { log.lines }
 
     init(path: String, answer: @escaping @Sendable (String) -> String) throws {
-        self.path = path
-        unlink(path)
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        self.fd = fd
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            let bytes = Array(path.utf8)
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
+        let log = self.log
+        server = AdminSocketServer(path: path) { line in
+            log.append(line)
+            return answer(line)
         }
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard bound == 0, listen(fd, 8) == 0 else { throw FixtureError("cannot listen on \(path)") }
-        let listening = fd
-        let log = LineLog()
-        self.log = log
-        thread = Thread {
-            while true {
-                let client = accept(listening, nil, nil)
-                if client < 0 { return }
-                var buffer = [UInt8](repeating: 0, count: 1024)
-                var data: [UInt8] = []
-                while !data.contains(UInt8(ascii: "\n")) {
-                    let n = buffer.withUnsafeMutableBytes { read(client, $0.baseAddress, $0.count) }
-                    if n <= 0 { break }
-                    data += buffer[0..<n]
-                }
-                let line = String(decoding: data.prefix { $0 != UInt8(ascii: "\n") }, as: UTF8.self)
-                log.append(line)
-                let reply = Array((answer(line) + "\n").utf8)
-                _ = reply.withUnsafeBytes { write(client, $0.baseAddress, $0.count) }
-                close(client)
-            }
-        }
-        thread.start()
+        try server.start()
     }
 
-    /// Stops accepting (shutdown wakes the blocked accept) and removes the socket file.
-    func stop() {
-        shutdown(fd, Int32(SHUT_RDWR))
-        close(fd)
-        unlink(path)
-    }
+    func stop() { server.stop() }
 }
 
 /// Lines a fake server received, behind a lock.

@@ -248,3 +248,32 @@ extension RawConnection {
         return connection
     }
 }
+
+/// The agent's `proxy` flag driver against the real proxy: what an upgrade runbook does to close
+/// the gate while the database is being migrated.
+final class ProxyFlagTests: XCTestCase {
+    func testFlagDriverProxy_closesAndOpensTheMaintenanceGate() throws {
+        let dir = try TemporaryDirectory()
+        let blue = try Backend(name: "blue", directory: dir)
+        let socket = dir.path("admin.sock")
+        let proxy = try Proxy(config: """
+            { "listeners": [{ "name": "web", "address": "127.0.0.1:0", "profile": "web" }],
+              "profiles": [{ "name": "web", "endpoints": [{ "name": "blue", "address": "\(blue.address)" }] }],
+              "admin": { "socket": "\(socket)" }, "access_log": "off" }
+            """, directory: dir, socketPath: socket)
+        defer { proxy.stop(); blue.stop() }
+        let flag = { (action: String) in
+            try IntegrationTests.run(CutoverBinary.url.path, ["flag", action, "--driver", "proxy", "--socket", socket, "--profile", "web", "--gate", "maintenance"])
+        }
+        XCTAssertEqual(try flag("on").status, 0)
+        XCTAssertEqual(try curl(proxy.url()).code, 503)
+        let status = try flag("status")
+        XCTAssertEqual(status.status, 0, status.stderr)
+        XCTAssertTrue(status.stdout.contains("on"), status.stdout)
+        XCTAssertEqual(try flag("off").status, 0)
+        XCTAssertEqual(try curl(proxy.url()).code, 200)
+        let unknown = try IntegrationTests.run(CutoverBinary.url.path, ["flag", "on", "--driver", "proxy", "--socket", socket, "--profile", "nope", "--gate", "readonly"])
+        XCTAssertEqual(unknown.status, 1)
+        XCTAssertTrue((unknown.stdout + unknown.stderr).contains("unknown-profile"), unknown.stdout + unknown.stderr)
+    }
+}
