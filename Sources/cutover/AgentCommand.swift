@@ -11,8 +11,9 @@ enum AgentCommand {
         Usage: cutover agent --socket PATH --journal PATH [--config FILE]
 
         Runs the companion agent: it holds the database credentials so the proxy host does not
-        need them, and executes commands sent one per line on its Unix socket (mode 0600). Each
-        answer is one line, "OK …" or "ERR <code>: <message>".
+        need them, and executes commands sent one per line on its Unix socket (mode 0600), in the
+        proxy's admin protocol: each answer is "OK …" or "ERR <code>: <message>" followed by an
+        empty line, so `cutover ctl --socket PATH COMMAND` drives the agent too.
 
         Commands:
           db readonly on|off|status DSN-OR-NAME [--grace D] [--lease D] [--control-db NAME]
