@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import XCTest
 
 /// HTTP/1.1 mode end to end: the built `cutover proxy` in front of `cutover backend`, driven with curl
@@ -138,6 +139,45 @@ final class HTTPProxyTests: XCTestCase {
         XCTAssertLessThan(growth, 6 * 1024, "proxy peak memory grew by \(growth) KiB: body buffered?")
     }
 
+    /// A client that stops reading a 10 MiB answer makes the proxy stop reading the backend,
+    /// not buffer the rest; the client then gets every byte.
+    func testSlowReader_isBackpressuredNotBuffered() throws {
+        let rig = try startBlue()
+        let connection = try rig.connect()
+        var small: Int32 = 65_536
+        setsockopt(connection.fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+        let before = rig.peakResidentKiB
+        connection.send("GET /bytes?n=10485760 HTTP/1.1\r\nHost: test\r\n\r\n")
+        // Not reading: give the proxy time to buffer, if it would.
+        usleep(700_000)
+        let growth = rig.peakResidentKiB - before
+        XCTAssertLessThan(growth, 6 * 1024, "proxy peak memory grew by \(growth) KiB while the client read nothing")
+        let response = try XCTUnwrap(ResponseReader(connection).next())
+        XCTAssertEqual(response.body.count, 10_485_760)
+    }
+
+    /// A POST body followed at once by a pipelined GET: the body ends where Content-Length says.
+    func testPipelinedRequestAfterBody_startsWhereBodyEnds() throws {
+        let rig = try startBlue()
+        let connection = try rig.connect()
+        let reader = ResponseReader(connection)
+        connection.send("POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\r\nhello" + "GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+        XCTAssertEqual(reader.next()?.text, "hello")
+        XCTAssertEqual(reader.next()?.text, "blue\n")
+    }
+
+    /// A client that half-closes right after its request still receives the whole answer.
+    func testClientHalfCloseAfterRequest_stillGetsResponse() throws {
+        let rig = try startBlue()
+        let connection = try rig.connect()
+        let reader = ResponseReader(connection)
+        connection.send("GET /slow?ms=200 HTTP/1.1\r\nHost: test\r\n\r\n")
+        connection.shutdownWrite()
+        let response = try XCTUnwrap(reader.next(), "the answer was dropped after our half-close")
+        XCTAssertEqual(response.text, "blue slow\n")
+        XCTAssertTrue(reader.readToEnd().closed)
+    }
+
     // MARK: - Expect: 100-continue
 
     /// curl's `Expect: 100-continue` upload gets the backend's 100 Continue, then the answer.
@@ -218,6 +258,16 @@ final class HTTPProxyTests: XCTestCase {
         let end = reader.readToEnd()
         XCTAssertEqual(end.text, "")
         XCTAssertTrue(end.closed, "the tunnel did not close after our end of stream")
+    }
+
+    /// Bytes the client sends right behind its upgrade request are delivered once the tunnel is up.
+    func testUpgrade_withEarlyBytesBehindHead_deliversThem() throws {
+        let rig = try startBlue()
+        let connection = try rig.connect()
+        let reader = ResponseReader(connection)
+        connection.send("GET / HTTP/1.1\r\nHost: test\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nearly bytes\n")
+        XCTAssertEqual(reader.next()?.status, 101)
+        XCTAssertEqual(reader.read(until: "early bytes\n"), "early bytes\n")
     }
 
     // MARK: - Pipelining
