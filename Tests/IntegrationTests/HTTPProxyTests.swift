@@ -86,6 +86,65 @@ final class HTTPProxyTests: XCTestCase {
         XCTAssertEqual(try rig.endpoint("blue")["connections"] as? Int, 1, "the upstream connection went back to the pool each time")
     }
 
+    /// An upstream that closes each keep-alive connection after one answer costs the client
+    /// nothing: a stale pooled connection is retried on a fresh one.
+    func testUpstreamClosingPooledConnections_isRetriedTransparently() throws {
+        let upstream = try TestUpstream { fd in
+            var received: [UInt8] = []
+            while !String(decoding: received, as: UTF8.self).contains("\r\n\r\n"), let bytes = Blocking.read(fd) {
+                received += bytes
+            }
+            // Keep-alive by default, then close anyway: legal, and what idle-timeout servers do.
+            Blocking.write(fd, Array("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n".utf8))
+        }
+        defer { upstream.stop() }
+        let rig = try ProxyRig(directory: directory, endpoints: [.init(name: "once", address: upstream.address)])
+        self.rig = rig
+        let connection = try rig.connect()
+        let reader = ResponseReader(connection)
+        for index in 0..<10 {
+            connection.send("GET /\(index) HTTP/1.1\r\nHost: test\r\n\r\n")
+            let response = reader.next()
+            XCTAssertEqual(response?.status, 200, "request \(index): \(response?.head ?? "no answer")")
+        }
+        XCTAssertGreaterThanOrEqual(upstream.accepted.load(ordering: .relaxed), 10)
+    }
+
+    /// An HTTP/1.0 request without keep-alive is answered and closed; with keep-alive it stays open.
+    func testHTTP10Client_getsCloseOrKeepAliveAsAsked() throws {
+        let rig = try startBlue()
+        let plain = try rig.connect(readTimeout: 3)
+        plain.send("GET / HTTP/1.0\r\nHost: test\r\n\r\n")
+        let plainReader = ResponseReader(plain)
+        let first = try XCTUnwrap(plainReader.next())
+        XCTAssertEqual(first.text, "blue\n")
+        XCTAssertEqual(first.header("Connection")?.lowercased(), "close")
+        XCTAssertTrue(plainReader.readToEnd().closed)
+
+        let kept = try rig.connect(readTimeout: 3)
+        let keptReader = ResponseReader(kept)
+        for _ in 0..<2 {
+            kept.send("GET / HTTP/1.0\r\nHost: test\r\nConnection: keep-alive\r\n\r\n")
+            let response = try XCTUnwrap(keptReader.next())
+            XCTAssertEqual(response.text, "blue\n")
+            XCTAssertEqual(response.header("Connection")?.lowercased(), "keep-alive")
+        }
+    }
+
+    /// An upgrade the backend declines (a plain 200) leaves an ordinary keep-alive connection.
+    func testDeclinedUpgrade_continuesAsHTTP() throws {
+        let rig = try startBlue()
+        let connection = try rig.connect()
+        let reader = ResponseReader(connection)
+        connection.send("GET / HTTP/1.1\r\nHost: test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        let declined = try XCTUnwrap(reader.next())
+        XCTAssertEqual(declined.status, 200)
+        XCTAssertEqual(declined.text, "blue\n")
+        connection.send("GET /headers HTTP/1.1\r\nHost: test\r\n\r\n")
+        let next = try XCTUnwrap(reader.next())
+        XCTAssertTrue(next.text.hasPrefix("GET /headers HTTP/1.1\r\n"), next.text)
+    }
+
     // MARK: - Bodies
 
     /// A chunked request body reaches the backend whole and in order.
@@ -139,21 +198,22 @@ final class HTTPProxyTests: XCTestCase {
         XCTAssertLessThan(growth, 6 * 1024, "proxy peak memory grew by \(growth) KiB: body buffered?")
     }
 
-    /// A client that stops reading a 10 MiB answer makes the proxy stop reading the backend,
-    /// not buffer the rest; the client then gets every byte.
+    /// A client that stops reading a 64 MiB answer makes the proxy stop reading the backend,
+    /// not buffer the rest; the client then gets every byte. (64 MiB: more than the loopback socket
+    /// buffers on the way can hold, so the proxy must pause.)
     func testSlowReader_isBackpressuredNotBuffered() throws {
         let rig = try startBlue()
         let connection = try rig.connect()
         var small: Int32 = 65_536
         setsockopt(connection.fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
         let before = rig.peakResidentKiB
-        connection.send("GET /bytes?n=10485760 HTTP/1.1\r\nHost: test\r\n\r\n")
+        connection.send("GET /bytes?n=67108864 HTTP/1.1\r\nHost: test\r\n\r\n")
         // Not reading: give the proxy time to buffer, if it would.
         usleep(700_000)
         let growth = rig.peakResidentKiB - before
         XCTAssertLessThan(growth, 6 * 1024, "proxy peak memory grew by \(growth) KiB while the client read nothing")
         let response = try XCTUnwrap(ResponseReader(connection).next())
-        XCTAssertEqual(response.body.count, 10_485_760)
+        XCTAssertEqual(response.body.count, 67_108_864)
     }
 
     /// A POST body followed at once by a pipelined GET: the body ends where Content-Length says.
@@ -175,6 +235,19 @@ final class HTTPProxyTests: XCTestCase {
         connection.shutdownWrite()
         let response = try XCTUnwrap(reader.next(), "the answer was dropped after our half-close")
         XCTAssertEqual(response.text, "blue slow\n")
+        XCTAssertTrue(reader.readToEnd().closed)
+    }
+
+    /// A client that half-closes right after asking for 8 MiB still receives every byte (the
+    /// answer outgrows the socket buffers, so the proxy must wait for the client to drain).
+    func testClientHalfCloseBeforeLargeResponse_stillGetsAllOfIt() throws {
+        let rig = try startBlue()
+        let connection = try rig.connect(readTimeout: 5)
+        let reader = ResponseReader(connection)
+        connection.send("GET /bytes?n=8388608 HTTP/1.1\r\nHost: test\r\n\r\n")
+        connection.shutdownWrite()
+        let response = try XCTUnwrap(reader.next(), "the answer stalled after our half-close")
+        XCTAssertEqual(response.body.count, 8_388_608)
         XCTAssertTrue(reader.readToEnd().closed)
     }
 
@@ -415,6 +488,20 @@ final class HTTPProxyTests: XCTestCase {
         XCTAssertEqual(result.code, 502)
         XCTAssertTrue(result.body.contains("bad gateway"), result.body)
         XCTAssertTrue(result.body.contains("web/gone"), result.body)
+    }
+
+    /// A 502 on a body-less request leaves the client connection usable for the next request.
+    func testRefusedUpstream_502KeepsClientConnection() throws {
+        let rig = try ProxyRig(directory: directory, endpoints: [.init(name: "gone", address: "127.0.0.1:\(TestUpstream.closedPort())")])
+        self.rig = rig
+        let connection = try rig.connect(readTimeout: 3)
+        let reader = ResponseReader(connection)
+        for _ in 0..<2 {
+            connection.send("GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+            let response = try XCTUnwrap(reader.next())
+            XCTAssertTrue(response.status == 502 || response.status == 503, response.head)
+            XCTAssertNil(response.header("Connection"))
+        }
     }
 
     /// With every endpoint offline the proxy answers 503 naming the profile.

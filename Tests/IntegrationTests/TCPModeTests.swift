@@ -87,6 +87,52 @@ final class TCPModeTests: XCTestCase {
         XCTAssertTrue(reader.readToEnd().closed)
     }
 
+    /// The upstream's half-close reaches the client, and the client can still send afterwards.
+    func testTCPUpstreamHalfClose_reachesClientAndClientCanStillSend() throws {
+        let recorder = Recorder()
+        let server = try TestUpstream { fd in
+            Blocking.write(fd, Array("greeting\n".utf8))
+            shutdown(fd, Int32(SHUT_WR))
+            var received: [UInt8] = []
+            while let bytes = Blocking.read(fd) { received += bytes }
+            recorder.append(String(decoding: received, as: UTF8.self))
+        }
+        upstream = server
+        let rig = try ProxyRig(directory: directory, endpoints: [.init(name: "greeter", address: server.address)], mode: "tcp")
+        self.rig = rig
+        let connection = try rig.connect(readTimeout: 5)
+        let reader = ResponseReader(connection)
+        let end = reader.readToEnd()
+        XCTAssertEqual(end.text, "greeting\n")
+        XCTAssertTrue(end.closed, "the upstream's end of stream did not reach the client")
+        connection.send("after your EOF\n")
+        connection.shutdownWrite()
+        XCTAssertTrue(waitUntil(timeout: 5) { recorder.all == ["after your EOF\n"] }, "\(recorder.all)")
+    }
+
+    /// A tunnel with no traffic either way is closed after the idle timeout.
+    func testTCPIdleTunnel_isClosedAfterIdleTimeout() throws {
+        let echo = try TestUpstream { fd in
+            while let bytes = Blocking.read(fd) {
+                guard Blocking.write(fd, bytes) else { return }
+            }
+        }
+        upstream = echo
+        let rig = try ProxyRig(directory: directory, endpoints: [.init(name: "echo", address: echo.address)], mode: "tcp",
+                               settings: [#""timeouts": { "idle": "500ms" }"#])
+        self.rig = rig
+        let connection = try rig.connect(readTimeout: 4)
+        let reader = ResponseReader(connection)
+        connection.send("x")
+        XCTAssertEqual(reader.read(until: "x"), "x")
+        let started = Date()
+        XCTAssertTrue(reader.readToEnd().closed, "idle tunnel left open")
+        let elapsed = Date().timeIntervalSince(started)
+        XCTAssertGreaterThanOrEqual(elapsed, 0.3)
+        XCTAssertLessThan(elapsed, 2.5)
+        XCTAssertTrue(waitUntil(timeout: 3) { (try? rig.endpoint("echo")["connections"] as? Int) == 0 })
+    }
+
     /// A tunnel whose endpoint refuses the connection closes the client cleanly and leaks nothing.
     func testTCPToDeadEndpoint_closesClientCleanly() throws {
         let rig = try ProxyRig(directory: directory, endpoints: [.init(name: "gone", address: "127.0.0.1:\(TestUpstream.closedPort())")], mode: "tcp")
