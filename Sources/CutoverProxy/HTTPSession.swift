@@ -831,6 +831,9 @@ private final class Exchange {
         self.head = head
         self.framing = framing
         self.started = started
+        // A request without a body is complete with its head: a 502 before anything was sent
+        // upstream (connect refused) must not cost the client its keep-alive connection.
+        self.requestBodyDone = framing == .none
     }
 }
 
