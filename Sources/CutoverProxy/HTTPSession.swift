@@ -219,6 +219,18 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
             rejectRequest(HTTPParseError(status: 413, reason: "request body of \(length) bytes is over the limit of \(limit)"))
             return
         }
+        if framing == .chunked {
+            // Chunked bytes that came with the head are checked before anything goes upstream, so a
+            // body whose framing is already broken is never forwarded; the rest is checked as it streams.
+            var scanner = ChunkedBodyScanner()
+            let checked = inbound.withUnsafeBytes { raw in
+                Result { () throws(HTTPParseError) in try scanner.scan(raw) }
+            }
+            if case .failure(let error) = checked {
+                rejectRequest(error)
+                return
+            }
+        }
         let exchange = Exchange(head: head, framing: framing, started: monotonicMilliseconds())
         exchange.clientKeepAlive = head.keepAlive && !runtime.shuttingDown.load(ordering: .relaxed)
         self.exchange = exchange
@@ -379,7 +391,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
                 exchange.requestBodyDone = result.finished
             } catch {
                 // Part of the body already went upstream: that exchange cannot be saved.
-                abortExchange(reason: "bad chunked request body: \(error.reason)")
+                rejectStreamedBody(exchange, error)
                 return -1
             }
         }
@@ -679,6 +691,27 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         close()
     }
 
+    /// The request body broke its chunked framing after the head went upstream: that upstream
+    /// connection is lost, but while no response has started the client still learns it was at fault.
+    private func rejectStreamedBody(_ exchange: Exchange, _ error: HTTPParseError) {
+        guard !exchange.sentToClient, let target = exchange.target else {
+            abortExchange(reason: "bad chunked request body: \(error.reason)")
+            return
+        }
+        if let upstream = exchange.upstream { worker.pool.close(upstream, target: target) }
+        exchange.upstream = nil
+        target.counters.inFlight.wrappingSubtract(1, ordering: .relaxed)
+        target.counters.recordResponse(status: 0)
+        exchange.endpointName = target.name
+        exchange.target = nil
+        exchange.status = error.status
+        runtime.stats.proxyAnswered.wrappingAdd(1, ordering: .relaxed)
+        logAccess(exchange, note: "bad chunked request body: \(error.reason)")
+        self.exchange = nil
+        inbound = []
+        respondAndClose(HTTPErrorResponse.errorResponse(status: error.status, message: error.reason, close: true))
+    }
+
     /// A response has been relayed whole: return or close the upstream, then serve the next request.
     private func finishExchange(_ exchange: Exchange) {
         guard let target = exchange.target else { return }
@@ -839,6 +872,9 @@ private final class Exchange {
         self.head = head
         self.framing = framing
         self.started = started
+        // A request without a body is complete with its head: a 502 before anything was sent
+        // upstream (connect refused) must not cost the client its keep-alive connection.
+        self.requestBodyDone = framing == .none
     }
 }
 

@@ -159,32 +159,45 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
             return
         }
         let other = channel === client ? upstream : client
-        let n = channel.read(into: worker.scratch)
-        if n > 0 {
-            touch()
-            if let target = servingTarget {
-                if channel === client {
-                    target.counters.bytesOut.wrappingAdd(n, ordering: .relaxed)
-                } else {
-                    target.counters.bytesIn.wrappingAdd(n, ordering: .relaxed)
+        // Read until the socket is empty, ends, or the other side pushes back, not once per event:
+        // once a socket is shut down both ways (our half-close passed on, then the peer's), Dispatch
+        // on Linux was seen to deliver one last read event only, stranding the rest of the bytes and
+        // the end of stream in the kernel until the idle timeout.
+        while phase == .pumping {
+            let n = channel.read(into: worker.scratch)
+            if n > 0 {
+                touch()
+                if let target = servingTarget {
+                    if channel === client {
+                        target.counters.bytesOut.wrappingAdd(n, ordering: .relaxed)
+                    } else {
+                        target.counters.bytesIn.wrappingAdd(n, ordering: .relaxed)
+                    }
                 }
-            }
-            guard other.write(UnsafeRawBufferPointer(rebasing: worker.scratch[0..<n])) else {
-                close(reason: "peer reset")
+                guard other.write(UnsafeRawBufferPointer(rebasing: worker.scratch[0..<n])) else {
+                    close(reason: "peer reset")
+                    return
+                }
+                if other.hasPendingOutput {
+                    channel.pauseReading()
+                    return
+                }
+            } else if n == 0 {
+                // Half-close: pass the end of stream on and keep the other direction open.
+                channel.pauseReading()
+                if channel === client { clientEnded = true } else { upstreamEnded = true }
+                if other.hasPendingOutput {
+                    return  // shut down once the queued bytes are out (see channelDrained)
+                }
+                other.shutdownWrite()
+                if clientEnded && upstreamEnded { close(reason: "both sides closed") }
                 return
+            } else if n == -2 {
+                close(reason: channel === client ? "client reset" : "upstream reset")
+                return
+            } else {
+                return  // nothing more for now
             }
-            if other.hasPendingOutput { channel.pauseReading() }
-        } else if n == 0 {
-            // Half-close: pass the end of stream on and keep the other direction open.
-            channel.pauseReading()
-            if channel === client { clientEnded = true } else { upstreamEnded = true }
-            if other.hasPendingOutput {
-                return  // shut down once the queued bytes are out (see channelDrained)
-            }
-            other.shutdownWrite()
-            if clientEnded && upstreamEnded { close(reason: "both sides closed") }
-        } else if n == -2 {
-            close(reason: channel === client ? "client reset" : "upstream reset")
         }
     }
 
@@ -197,6 +210,8 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
             if clientEnded && upstreamEnded { close(reason: "both sides closed") }
         } else {
             other.resumeReading()
+            // Bytes may have been waiting since before the pause, with no new event to announce them.
+            channelReadable(other)
         }
     }
 
