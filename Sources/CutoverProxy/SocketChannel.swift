@@ -122,6 +122,12 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
         bytes.withUnsafeBytes { write($0) }
     }
 
+    /// Calls `channelDrained` once the socket can take more bytes (for writes made around this
+    /// channel, such as `splice`).
+    func awaitWritable() {
+        setWriteWanted(true)
+    }
+
     /// Waits for a non-blocking connect to finish, then calls `channelConnected`.
     func awaitConnect() {
         connecting = true

@@ -1,3 +1,4 @@
+import CShims
 import CutoverCore
 import Dispatch
 import Glibc
@@ -14,8 +15,9 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
     private(set) var servingTarget: EndpointTarget?
     private(set) var deadline: UInt64 = 0
     private var phase = Phase.routing
-    private var clientEnded = false
-    private var upstreamEnded = false
+    /// Client to upstream, and back; set when pumping starts.
+    private var toUpstream: Flow?
+    private var toClient: Flow?
     private var heldID: UInt64?
     private let clientText: String
 
@@ -135,12 +137,15 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
     }
 
     private func startPumping() {
+        guard let upstream else { return }
         phase = .pumping
         client.handler = self
-        upstream?.handler = self
+        upstream.handler = self
+        toUpstream = Flow(source: client, sink: upstream, pipe: SplicePipe())
+        toClient = Flow(source: upstream, sink: client, pipe: SplicePipe())
         touch()
         client.resumeReading()
-        upstream?.resumeReading()
+        upstream.resumeReading()
     }
 
     private func touch() {
@@ -148,7 +153,7 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
     }
 
     func channelReadable(_ channel: SocketChannel) {
-        guard phase == .pumping, let upstream else {
+        guard phase == .pumping, let toUpstream, let toClient else {
             // Before pumping, client readability only matters as a hang-up.
             if phase == .holding || phase == .connecting {
                 let n = channel.read(into: worker.scratch)
@@ -158,61 +163,90 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
             }
             return
         }
-        let other = channel === client ? upstream : client
-        // Read until the socket is empty, ends, or the other side pushes back, not once per event:
-        // once a socket is shut down both ways (our half-close passed on, then the peer's), Dispatch
-        // on Linux was seen to deliver one last read event only, stranding the rest of the bytes and
-        // the end of stream in the kernel until the idle timeout.
-        while phase == .pumping {
-            let n = channel.read(into: worker.scratch)
-            if n > 0 {
-                touch()
-                if let target = servingTarget {
-                    if channel === client {
-                        target.counters.bytesOut.wrappingAdd(n, ordering: .relaxed)
-                    } else {
-                        target.counters.bytesIn.wrappingAdd(n, ordering: .relaxed)
-                    }
+        pump(channel === client ? toUpstream : toClient)
+    }
+
+    func channelDrained(_ channel: SocketChannel) {
+        guard phase == .pumping, let toUpstream, let toClient else { return }
+        let flow = channel === client ? toClient : toUpstream
+        guard flush(flow) else { return }
+        if flow.ended {
+            flow.sink.shutdownWrite()
+            closeIfBothEnded()
+        } else {
+            flow.source.resumeReading()
+            // Bytes may have been waiting since before the pause.
+            pump(flow)
+        }
+    }
+
+    /// Moves what `flow.source` has to `flow.sink` until the source is empty, ends, or the sink
+    /// pushes back (then the source is paused until `channelDrained`). Bounded, so that one fast
+    /// tunnel cannot keep the worker from its other connections.
+    private func pump(_ flow: Flow) {
+        for _ in 0..<16 where phase == .pumping {
+            let n: Int
+            if let pipe = flow.pipe {
+                // Socket to pipe to socket: the bytes never come up into user space.
+                n = cshims_splice(flow.source.fd, pipe.writeFD, SplicePipe.capacity)
+                if n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR {
+                    return close(reason: flow.source === client ? "client reset" : "upstream reset")
                 }
-                guard other.write(UnsafeRawBufferPointer(rebasing: worker.scratch[0..<n])) else {
-                    close(reason: "peer reset")
-                    return
-                }
-                if other.hasPendingOutput {
-                    channel.pauseReading()
-                    return
-                }
-            } else if n == 0 {
-                // Half-close: pass the end of stream on and keep the other direction open.
-                channel.pauseReading()
-                if channel === client { clientEnded = true } else { upstreamEnded = true }
-                if other.hasPendingOutput {
-                    return  // shut down once the queued bytes are out (see channelDrained)
-                }
-                other.shutdownWrite()
-                if clientEnded && upstreamEnded { close(reason: "both sides closed") }
-                return
-            } else if n == -2 {
-                close(reason: channel === client ? "client reset" : "upstream reset")
-                return
+                if n < 0 { return }
             } else {
-                return  // nothing more for now
+                n = flow.source.read(into: worker.scratch)
+                if n == -2 { return close(reason: flow.source === client ? "client reset" : "upstream reset") }
+                if n == -1 { return }
+            }
+            if n == 0 {
+                // Half-close: pass the end of stream on and keep the other direction open.
+                flow.source.pauseReading()
+                flow.ended = true
+                if flow.hasPending { return }  // shut down once the queued bytes are out (channelDrained)
+                flow.sink.shutdownWrite()
+                return closeIfBothEnded()
+            }
+            touch()
+            if let target = servingTarget {
+                if flow.source === client {
+                    target.counters.bytesOut.wrappingAdd(n, ordering: .relaxed)
+                } else {
+                    target.counters.bytesIn.wrappingAdd(n, ordering: .relaxed)
+                }
+            }
+            if let pipe = flow.pipe {
+                pipe.buffered += n
+            } else if !flow.sink.write(UnsafeRawBufferPointer(rebasing: worker.scratch[0..<n])) {
+                return close(reason: "peer reset")
+            }
+            if !flush(flow) {
+                flow.source.pauseReading()
+                return
             }
         }
     }
 
-    func channelDrained(_ channel: SocketChannel) {
-        guard phase == .pumping, let upstream else { return }
-        let other = channel === client ? upstream : client
-        let otherEnded = channel === client ? upstreamEnded : clientEnded
-        if otherEnded {
-            channel.shutdownWrite()
-            if clientEnded && upstreamEnded { close(reason: "both sides closed") }
-        } else {
-            other.resumeReading()
-            // Bytes may have been waiting since before the pause, with no new event to announce them.
-            channelReadable(other)
+    /// Empties the flow's pipe into its sink; false while bytes are still waiting for the sink.
+    private func flush(_ flow: Flow) -> Bool {
+        if flow.sink.hasPendingOutput { return false }  // its own queue drains first, in order
+        guard let pipe = flow.pipe else { return true }
+        while pipe.buffered > 0 {
+            let n = cshims_splice(pipe.readFD, flow.sink.fd, pipe.buffered)
+            if n > 0 {
+                pipe.buffered -= n
+            } else if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+                flow.sink.awaitWritable()
+                return false
+            } else {
+                close(reason: "peer reset")
+                return false
+            }
         }
+        return true
+    }
+
+    private func closeIfBothEnded() {
+        if toUpstream?.ended == true && toClient?.ended == true { close(reason: "both sides closed") }
     }
 
     func deadlinePassed(now: UInt64) {
@@ -250,6 +284,8 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
             target.counters.inFlight.wrappingSubtract(1, ordering: .relaxed)
         }
         upstream = nil
+        toUpstream = nil
+        toClient = nil
         worker.unregister(self)
         runtime.connectionClosed()
         _ = reason
@@ -259,5 +295,47 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
         let snapshot = runtime.store.load()
         guard let route = snapshot.routeBySlot[slot] else { return false }
         return snapshot.holdQueues[route.index].cancel(id: id)
+    }
+}
+
+/// One direction of a tunnel.
+private final class Flow {
+    let source: SocketChannel
+    let sink: SocketChannel
+    /// The kernel pipe bytes pass through; `nil` (copying through the worker's buffer) when the
+    /// process is out of descriptors for pipes.
+    let pipe: SplicePipe?
+    /// The source reached its end of stream.
+    var ended = false
+
+    init(source: SocketChannel, sink: SocketChannel, pipe: SplicePipe?) {
+        self.source = source
+        self.sink = sink
+        self.pipe = pipe
+    }
+
+    /// Bytes read from the source that the sink has not taken yet.
+    var hasPending: Bool { sink.hasPendingOutput || (pipe?.buffered ?? 0) > 0 }
+}
+
+/// A non-blocking pipe for `splice(2)`, closed with its flow.
+private final class SplicePipe {
+    let readFD: Int32
+    let writeFD: Int32
+    /// Bytes in the pipe not yet spliced out.
+    var buffered = 0
+    /// One splice moves at most this much: the default pipe capacity.
+    static let capacity = 65_536
+
+    init?() {
+        var fds: [Int32] = [-1, -1]
+        guard cshims_pipe_nonblocking(&fds) == 0 else { return nil }
+        readFD = fds[0]
+        writeFD = fds[1]
+    }
+
+    deinit {
+        Glibc.close(readFD)
+        Glibc.close(writeFD)
     }
 }
