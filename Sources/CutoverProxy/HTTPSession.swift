@@ -497,14 +497,19 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         if case .contentLength(let length) = framing { exchange.responseBodyRemaining = length }
         if framing == .chunked { exchange.responseBodyScanner = ChunkedBodyScanner() }
         let forwarded = HTTPForwarding.clientResponse(head, requestVersion: exchange.head.version, keepClientAlive: exchange.clientKeepAlive, upgrading: false)
-        writeHead(forwarded)
         exchange.sentToClient = true
-        if framing == .none {
-            if !rest.isEmpty { exchange.upstreamReusable = false }
-            finishExchange(exchange)
+        if framing == .none || rest.isEmpty {
+            writeHead(forwarded)
+            if framing == .none {
+                if !rest.isEmpty { exchange.upstreamReusable = false }
+                finishExchange(exchange)
+            }
             return
         }
-        if !rest.isEmpty { forwardResponseBody(rest, exchange: exchange) }
+        // The head goes out together with the body bytes that came with it.
+        worker.headBuffer.removeAll(keepingCapacity: true)
+        forwarded.write(into: &worker.headBuffer)
+        forwardResponseBody(rest, exchange: exchange, afterHead: true)
     }
 
     private func writeHead(_ head: HTTPResponseHead) {
@@ -513,7 +518,9 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         client.write(worker.headBuffer)
     }
 
-    private func forwardResponseBody(_ bytes: UnsafeRawBufferPointer, exchange: Exchange) {
+    /// Relays response body bytes; with `afterHead`, `worker.headBuffer` holds the response head to
+    /// send in the same system call.
+    private func forwardResponseBody(_ bytes: UnsafeRawBufferPointer, exchange: Exchange, afterHead: Bool = false) {
         var consumed = bytes.count
         var done = false
         switch exchange.responseFraming {
@@ -538,7 +545,9 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         }
         if consumed < bytes.count { exchange.upstreamReusable = false }  // bytes after the response: not HTTP we trust
         exchange.bytesToClient += consumed
-        if consumed > 0 && !client.write(UnsafeRawBufferPointer(rebasing: bytes[0..<consumed])) {
+        let body = UnsafeRawBufferPointer(rebasing: bytes[0..<consumed])
+        let written = afterHead ? worker.headBuffer.withUnsafeBytes { client.write($0, body) } : client.write(body)
+        if !written {
             abortExchange(reason: "client went away mid-response")
             return
         }
