@@ -24,7 +24,6 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     /// The client half-closed after its request: answer it, then close.
     private var clientEnded = false
     private var closeWhenFlushed = false
-    private var handedOff = false
 
     /// Client bytes buffered beyond the request being served before the client is no longer read.
     static let maxBufferedPipeline = 65_536
@@ -589,7 +588,6 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         logAccess(exchange, note: "upgraded")
         target.counters.recordResponse(status: 101)
         // From here the connection is a tunnel; it keeps the in-flight count until it closes.
-        handedOff = true
         phase = .closed
         self.exchange = nil
         deadline = 0
@@ -812,8 +810,8 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     }
 
     private func close() {
-        guard phase != .closed || !handedOff else { return }
-        if phase == .closed && !handedOff && client.isClosed { return }
+        // `.closed` also after an upgrade handed the sockets to a tunnel: they are not ours to close.
+        guard phase != .closed else { return }
         if phase == .holding { stopHolding() }
         phase = .closed
         deadline = 0
