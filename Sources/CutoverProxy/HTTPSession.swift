@@ -14,6 +14,8 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     private let slot: Int
     private let clientAddress: [UInt8]
     private let clientText: String
+    /// The client as forwarding headers name it, built once per connection.
+    private let origin: HTTPForwarding.Origin
     /// Client bytes read but not consumed yet: a partial head, pipelined requests, early body bytes.
     private var inbound: [UInt8] = []
     private var phase = Phase.awaitingHead
@@ -44,6 +46,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         let peer = Socket.peer(fd)
         self.clientAddress = peer.bytes
         self.clientText = peer.text
+        self.origin = HTTPForwarding.Origin(address: peer.text, proto: "http")
     }
 
     func start() {
@@ -352,9 +355,8 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         guard let upstream = exchange.upstream else { return }
         phase = .forwarding
         exchange.upgrading = exchange.head.upgradeRequested
-        let forwarded = HTTPForwarding.upstreamRequest(exchange.head, clientAddress: clientText, proto: "http", upgrading: exchange.upgrading)
         worker.headBuffer.removeAll(keepingCapacity: true)
-        forwarded.write(into: &worker.headBuffer)
+        HTTPForwarding.writeUpstreamRequest(exchange.head, origin: origin, upgrading: exchange.upgrading, into: &worker.headBuffer)
         exchange.requestBodyDone = exchange.framing == .none
         exchange.requestBodyScanner = exchange.framing == .chunked ? ChunkedBodyScanner() : nil
         if case .contentLength(let length) = exchange.framing {
@@ -463,8 +465,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
             if head.status < 200 {
                 // Interim answers (100 Continue) go to HTTP/1.1 clients as they are; 1.0 clients don't know them.
                 if exchange.head.version == .http1_1 {
-                    let interim = HTTPForwarding.clientResponse(head, requestVersion: .http1_1, keepClientAlive: true, upgrading: false)
-                    writeHead(interim)
+                    writeHead(head, requestVersion: .http1_1, keepClientAlive: true, upgrading: false)
                 }
                 continue
             }
@@ -495,10 +496,9 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         }
         if case .contentLength(let length) = framing { exchange.responseBodyRemaining = length }
         if framing == .chunked { exchange.responseBodyScanner = ChunkedBodyScanner() }
-        let forwarded = HTTPForwarding.clientResponse(head, requestVersion: exchange.head.version, keepClientAlive: exchange.clientKeepAlive, upgrading: false)
         exchange.sentToClient = true
         if framing == .none || rest.isEmpty {
-            writeHead(forwarded)
+            writeHead(head, requestVersion: exchange.head.version, keepClientAlive: exchange.clientKeepAlive, upgrading: false)
             if framing == .none {
                 if !rest.isEmpty { exchange.upstreamReusable = false }
                 finishExchange(exchange)
@@ -506,14 +506,18 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
             return
         }
         // The head goes out together with the body bytes that came with it.
-        worker.headBuffer.removeAll(keepingCapacity: true)
-        forwarded.write(into: &worker.headBuffer)
+        serializeForClient(head, requestVersion: exchange.head.version, keepClientAlive: exchange.clientKeepAlive, upgrading: false)
         forwardResponseBody(rest, exchange: exchange, afterHead: true)
     }
 
-    private func writeHead(_ head: HTTPResponseHead) {
+    /// Puts the client's version of an upstream response head into `worker.headBuffer`.
+    private func serializeForClient(_ head: HTTPResponseHead, requestVersion: HTTPVersion, keepClientAlive: Bool, upgrading: Bool) {
         worker.headBuffer.removeAll(keepingCapacity: true)
-        head.write(into: &worker.headBuffer)
+        HTTPForwarding.writeClientResponse(head, requestVersion: requestVersion, keepClientAlive: keepClientAlive, upgrading: upgrading, into: &worker.headBuffer)
+    }
+
+    private func writeHead(_ head: HTTPResponseHead, requestVersion: HTTPVersion, keepClientAlive: Bool, upgrading: Bool) {
+        serializeForClient(head, requestVersion: requestVersion, keepClientAlive: keepClientAlive, upgrading: upgrading)
         client.write(worker.headBuffer)
     }
 
@@ -584,7 +588,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
             return
         }
         exchange.status = 101
-        writeHead(HTTPForwarding.clientResponse(head, requestVersion: exchange.head.version, keepClientAlive: true, upgrading: true))
+        writeHead(head, requestVersion: exchange.head.version, keepClientAlive: true, upgrading: true)
         logAccess(exchange, note: "upgraded")
         target.counters.recordResponse(status: 101)
         // From here the connection is a tunnel; it keeps the in-flight count until it closes.

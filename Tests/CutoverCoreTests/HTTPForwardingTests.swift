@@ -173,3 +173,51 @@ final class HTTPForwardingTests: XCTestCase {
         XCTAssertEqual(headers, [("X", "1"), ("host", "g")])
     }
 }
+
+/// The hot path writes rewritten heads without building them; it must produce exactly the bytes of
+/// the head-building form, whatever the fields.
+final class HTTPForwardingWriterTests: XCTestCase {
+    static let requests: [HTTPRequestHead] = [
+        HTTPRequestHead(method: "GET", target: "/", headers: [("Host", "a")]),
+        HTTPRequestHead(method: "POST", target: "/x?y=1", headers: [
+            ("Host", "app"), ("Connection", "keep-alive, X-Secret"), ("Keep-Alive", "timeout=5"), ("x-secret", "1"),
+            ("Transfer-Encoding", "chunked"), ("X-Forwarded-For", "203.0.113.1"), ("X-Forwarded-For", "198.51.100.2"),
+            ("x-forwarded-proto", "https"), ("X-Forwarded-Proto", "ws"), ("Forwarded", ""), ("Via", "1.1 edge"),
+        ]),
+        HTTPRequestHead(method: "GET", target: "/ws", headers: [("Host", "a"), ("Connection", "Upgrade"), ("Upgrade", "websocket"), ("TE", "trailers")]),
+        HTTPRequestHead(method: "GET", target: "/", version: .http1_0, headers: [("Connection", "keep-alive"), ("Proxy-Connection", "x")]),
+    ]
+
+    func testWrittenRequest_equalsBuiltRequest() {
+        for head in Self.requests {
+            for upgrading in [false, true] {
+                for address in ["192.0.2.7", "2001:db8::1"] {
+                    var built: [UInt8] = []
+                    HTTPForwarding.upstreamRequest(head, clientAddress: address, proto: "http", upgrading: upgrading).write(into: &built)
+                    var written: [UInt8] = []
+                    HTTPForwarding.writeUpstreamRequest(head, origin: .init(address: address, proto: "http"), upgrading: upgrading, into: &written)
+                    XCTAssertEqual(String(decoding: written, as: UTF8.self), String(decoding: built, as: UTF8.self), "\(head) upgrading \(upgrading)")
+                }
+            }
+        }
+    }
+
+    func testWrittenResponse_equalsBuiltResponse() {
+        let responses: [HTTPResponseHead] = [
+            HTTPResponseHead(status: 200, headers: [("Content-Length", "2")]),
+            HTTPResponseHead(version: .http1_0, status: 200, headers: [("Connection", "close, X-Hop"), ("X-Hop", "1"), ("Via", "1.0 app")]),
+            HTTPResponseHead(status: 101, headers: [("Connection", "Upgrade"), ("Upgrade", "websocket")]),
+            HTTPResponseHead(status: 100),
+            HTTPResponseHead(status: 204, headers: [("Keep-Alive", "timeout=5"), ("Trailer", "X"), ("Transfer-Encoding", "chunked")]),
+        ]
+        for head in responses {
+            for (version, keep, upgrading) in [(HTTPVersion.http1_1, true, false), (.http1_1, false, false), (.http1_0, true, false), (.http1_1, true, true)] {
+                var built: [UInt8] = []
+                HTTPForwarding.clientResponse(head, requestVersion: version, keepClientAlive: keep, upgrading: upgrading).write(into: &built)
+                var written: [UInt8] = []
+                HTTPForwarding.writeClientResponse(head, requestVersion: version, keepClientAlive: keep, upgrading: upgrading, into: &written)
+                XCTAssertEqual(String(decoding: written, as: UTF8.self), String(decoding: built, as: UTF8.self), "\(head) \(version) \(keep) \(upgrading)")
+            }
+        }
+    }
+}

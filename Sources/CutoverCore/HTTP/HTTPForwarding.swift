@@ -19,15 +19,19 @@ public enum HTTPForwarding {
         _ head: HTTPRequestHead, clientAddress: String, proto: String, upgrading: Bool
     ) -> HTTPRequestHead {
         var result = head
-        result.version = head.version == .http1_0 ? .http1_0 : .http1_1
-        stripHopByHop(&result.headers, keepUpgrade: upgrading)
-        result.headers.appendListElement(name: "X-Forwarded-For", element: clientAddress)
-        result.headers.replace(name: "X-Forwarded-Proto", value: proto)
-        result.headers.appendListElement(
-            name: "Forwarded", element: "for=\(forwardedNode(clientAddress));proto=\(proto)")
-        result.headers.appendListElement(name: "Via", element: "\(head.version.viaText) \(viaName)")
-        if upgrading { result.headers.add(name: "Connection", value: "upgrade") }
+        result.version = upstreamVersion(of: head)
+        result.headers.apply(requestEdits(head, origin: Origin(address: clientAddress, proto: proto), upgrading: upgrading),
+                             filter: HopByHopFilter(head.headers, keepUpgrade: upgrading))
         return result
+    }
+
+    /// Writes `upstreamRequest(head, …)` straight into `buffer`, without building the new head: the
+    /// same edits, applied while serialising (the hot path: no copy of the field list per request).
+    public static func writeUpstreamRequest(_ head: HTTPRequestHead, origin: Origin, upgrading: Bool, into buffer: inout [UInt8]) {
+        head.writeRequestLine(version: upstreamVersion(of: head), into: &buffer)
+        head.headers.write(
+            applying: requestEdits(head, origin: origin, upgrading: upgrading),
+            filter: HopByHopFilter(head.headers, keepUpgrade: upgrading), into: &buffer)
     }
 
     /// The response to send the client for an upstream's response.
@@ -43,23 +47,81 @@ public enum HTTPForwarding {
         var result = head
         result.version = .http1_1
         let switching = upgrading && head.status == 101
-        stripHopByHop(&result.headers, keepUpgrade: switching)
-        result.headers.appendListElement(name: "Via", element: "\(head.version.viaText) \(viaName)")
+        result.headers.apply(responseEdits(head, requestVersion: requestVersion, keepClientAlive: keepClientAlive, switching: switching),
+                             filter: HopByHopFilter(head.headers, keepUpgrade: switching))
+        return result
+    }
+
+    /// Writes `clientResponse(head, …)` straight into `buffer` (see `writeUpstreamRequest`).
+    public static func writeClientResponse(
+        _ head: HTTPResponseHead, requestVersion: HTTPVersion, keepClientAlive: Bool, upgrading: Bool, into buffer: inout [UInt8]
+    ) {
+        let switching = upgrading && head.status == 101
+        head.writeStatusLine(version: .http1_1, into: &buffer)
+        head.headers.write(
+            applying: responseEdits(head, requestVersion: requestVersion, keepClientAlive: keepClientAlive, switching: switching),
+            filter: HopByHopFilter(head.headers, keepUpgrade: switching), into: &buffer)
+    }
+
+    /// Who a request came from, with its forwarding elements built once per client connection.
+    public struct Origin: Sendable {
+        /// The client's IP address without port, IPv6 without brackets.
+        public let address: String
+        /// The scheme the client used, `http`.
+        public let proto: String
+        /// `for=ADDRESS;proto=PROTO`, the element appended to `Forwarded`.
+        public let forwardedElement: String
+
+        public init(address: String, proto: String) {
+            self.address = address
+            self.proto = proto
+            forwardedElement = "for=\(HTTPForwarding.forwardedNode(address));proto=\(proto)"
+        }
+    }
+
+    /// An HTTP/1.0 client's request goes upstream as HTTP/1.0, so the upstream never chunks to it.
+    private static func upstreamVersion(of head: HTTPRequestHead) -> HTTPVersion {
+        head.version == .http1_0 ? .http1_0 : .http1_1
+    }
+
+    private static let via10 = "1.0 \(viaName)"
+    private static let via11 = "1.1 \(viaName)"
+
+    private static func viaElement(_ version: HTTPVersion) -> String {
+        version == .http1_0 ? via10 : via11
+    }
+
+    /// What a proxy changes in a request's fields, in order (the one definition both the head-building
+    /// and the writing forms follow).
+    static func requestEdits(_ head: HTTPRequestHead, origin: Origin, upgrading: Bool) -> [FieldEdit] {
+        var edits: [FieldEdit] = [
+            .appendElement(name: "X-Forwarded-For", element: origin.address),
+            .replace(name: "X-Forwarded-Proto", value: origin.proto),
+            .appendElement(name: "Forwarded", element: origin.forwardedElement),
+            .appendElement(name: "Via", element: viaElement(head.version)),
+        ]
+        if upgrading { edits.append(.add(name: "Connection", value: "upgrade")) }
+        return edits
+    }
+
+    /// What a proxy changes in a response's fields, in order.
+    static func responseEdits(_ head: HTTPResponseHead, requestVersion: HTTPVersion, keepClientAlive: Bool, switching: Bool) -> [FieldEdit] {
+        var edits: [FieldEdit] = [.appendElement(name: "Via", element: viaElement(head.version))]
         if switching {
-            result.headers.add(name: "Connection", value: "upgrade")
+            edits.append(.add(name: "Connection", value: "upgrade"))
         } else if head.status < 200 {
             // An interim response (100 Continue) says nothing about the connection: the final one does.
         } else if !keepClientAlive {
-            result.headers.add(name: "Connection", value: "close")
+            edits.append(.add(name: "Connection", value: "close"))
         } else if requestVersion == .http1_0 {
-            result.headers.add(name: "Connection", value: "keep-alive")
+            edits.append(.add(name: "Connection", value: "keep-alive"))
         }
-        return result
+        return edits
     }
 
     /// The `for=` node of a `Forwarded` element (RFC 7239 §6): IPv6 bracketed and quoted.
     public static func forwardedNode(_ address: String) -> String {
-        guard address.contains(":") else { return address }
+        guard address.utf8.contains(HTTPSyntax.colon) else { return address }
         let bare = address.hasPrefix("[") && address.hasSuffix("]") ? String(address.dropFirst().dropLast()) : address
         return "\"[\(bare)]\""
     }
@@ -69,29 +131,89 @@ public enum HTTPForwarding {
 
     /// Fields a `Connection` list may not remove: they decide framing and routing.
     static let protectedNames: Set<String> = ["transfer-encoding", "content-length", "host"]
+}
 
-    static func stripHopByHop(_ headers: inout HTTPHeaders, keepUpgrade: Bool) {
-        // Read the Connection list before removing the Connection fields themselves.
-        let named = headers.connectionTokens.subtracting(protectedNames)
-        var needsFiltering = !named.isEmpty
-        if !needsFiltering {
-            for name in hopByHopNames where headers.contains(name) {
-                needsFiltering = true
-                break
+/// One change a proxy makes to a head's fields.
+enum FieldEdit {
+    /// Add `element` to the comma-separated list of the last field with this name, or add the field
+    /// (RFC 9110 §5.3: both mean the same).
+    case appendElement(name: String, element: String)
+    /// Drop every field with this name and add one at the end.
+    case replace(name: String, value: String)
+    /// Add a field at the end.
+    case add(name: String, value: String)
+}
+
+/// Which fields pass a proxy (RFC 9110 §7.6.1): not the hop-by-hop ones, nor those the sender
+/// named in `Connection` (except framing and Host, which a client must not be able to strip).
+struct HopByHopFilter {
+    /// Lower-cased names listed in `Connection`, minus the protected ones.
+    private let named: Set<String>
+    private let keepUpgrade: Bool
+    /// Most heads carry no hop-by-hop field: then every field passes without a look.
+    private let active: Bool
+
+    init(_ headers: HTTPHeaders, keepUpgrade: Bool) {
+        named = headers.connectionTokens.subtracting(HTTPForwarding.protectedNames)
+        self.keepUpgrade = keepUpgrade
+        active = !named.isEmpty || HTTPForwarding.hopByHopNames.contains { headers.contains($0) }
+    }
+
+    func passes(_ name: String) -> Bool {
+        guard active else { return true }
+        if keepUpgrade && HTTPSyntax.equalsIgnoringCase(name, lowercase: "upgrade") { return true }
+        if HTTPForwarding.hopByHopNames.contains(where: { HTTPSyntax.equalsIgnoringCase(name, lowercase: $0) }) { return false }
+        return named.isEmpty || !named.contains(name.lowercased())
+    }
+}
+
+extension HTTPHeaders {
+    /// Keeps the fields that pass `filter`, then applies `edits` in order.
+    mutating func apply(_ edits: [FieldEdit], filter: HopByHopFilter) {
+        self = HTTPHeaders(self.filter { filter.passes($0.name) })
+        for edit in edits {
+            switch edit {
+            case .appendElement(let name, let element): appendListElement(name: name, element: element)
+            case .replace(let name, let value): replace(name: name, value: value)
+            case .add(let name, let value): add(name: name, value: value)
             }
         }
-        // Most requests carry no hop-by-hop field: skip rebuilding the list for them.
-        guard needsFiltering else { return }
-        var kept = HTTPHeaders()
-        for field in headers {
-            let lowercase = field.name.lowercased()
-            if keepUpgrade, lowercase == "upgrade" {
-                kept.add(name: field.name, value: field.value)
-                continue
+    }
+
+    /// Writes the fields that pass `filter` with `edits` applied, and the final CRLF: the same bytes
+    /// as `apply` followed by `write(into:)`, without building the edited list.
+    func write(applying edits: [FieldEdit], filter: HopByHopFilter, into buffer: inout [UInt8]) {
+        // The last passing field of each appended name takes the element (-1: none, add one at the end).
+        var lastOfAppended = [Int](repeating: -1, count: edits.count)
+        for (index, field) in enumerated() where filter.passes(field.name) {
+            for (e, edit) in edits.enumerated() {
+                if case .appendElement(let name, _) = edit, HTTPSyntax.equalsIgnoringCase(field.name, lowercase: name) {
+                    lastOfAppended[e] = index
+                }
             }
-            if hopByHopNames.contains(lowercase) || named.contains(lowercase) { continue }
-            kept.add(name: field.name, value: field.value)
         }
-        headers = kept
+        fieldLoop: for (index, field) in enumerated() where filter.passes(field.name) {
+            var value = field.value
+            for (e, edit) in edits.enumerated() {
+                switch edit {
+                case .replace(let name, _) where HTTPSyntax.equalsIgnoringCase(field.name, lowercase: name):
+                    continue fieldLoop
+                case .appendElement(_, let element) where lastOfAppended[e] == index:
+                    value = value.isEmpty ? element : value + ", " + element
+                case .appendElement, .replace, .add:
+                    break
+                }
+            }
+            Self.writeField(field.name, value, into: &buffer)
+        }
+        for (e, edit) in edits.enumerated() {
+            switch edit {
+            case .appendElement(let name, let element) where lastOfAppended[e] < 0: Self.writeField(name, element, into: &buffer)
+            case .replace(let name, let value), .add(let name, let value): Self.writeField(name, value, into: &buffer)
+            case .appendElement: break
+            }
+        }
+        buffer.append(HTTPSyntax.cr)
+        buffer.append(HTTPSyntax.lf)
     }
 }

@@ -117,14 +117,17 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence, ExpressibleByArrayLite
 
     /// Appends `Name: value CRLF` for every field.
     func write(into buffer: inout [UInt8]) {
-        for field in fields {
-            buffer.append(contentsOf: field.name.utf8)
-            buffer.append(HTTPSyntax.colon)
-            buffer.append(HTTPSyntax.space)
-            buffer.append(contentsOf: field.value.utf8)
-            buffer.append(HTTPSyntax.cr)
-            buffer.append(HTTPSyntax.lf)
-        }
+        for field in fields { Self.writeField(field.name, field.value, into: &buffer) }
+    }
+
+    /// Appends `Name: value CRLF`.
+    static func writeField(_ name: String, _ value: String, into buffer: inout [UInt8]) {
+        buffer.append(contentsOf: name.utf8)
+        buffer.append(HTTPSyntax.colon)
+        buffer.append(HTTPSyntax.space)
+        buffer.append(contentsOf: value.utf8)
+        buffer.append(HTTPSyntax.cr)
+        buffer.append(HTTPSyntax.lf)
     }
 
     /// Bytes `write(into:)` will append, to reserve capacity once.

@@ -36,14 +36,19 @@ public struct HTTPRequestHead: Sendable, Equatable {
     /// Appends `METHOD SP target SP HTTP/1.x CRLF`, one `Name: value CRLF` per field and the final CRLF.
     public func write(into buffer: inout [UInt8]) {
         buffer.reserveCapacity(buffer.count + method.utf8.count + target.utf8.count + 13 + headers.serializedByteCount)
+        writeRequestLine(version: version, into: &buffer)
+        headers.write(into: &buffer)
+        buffer.append(HTTPSyntax.cr)
+        buffer.append(HTTPSyntax.lf)
+    }
+
+    /// Appends `METHOD SP target SP HTTP/1.x CRLF` with the given version.
+    func writeRequestLine(version: HTTPVersion, into buffer: inout [UInt8]) {
         buffer.append(contentsOf: method.utf8)
         buffer.append(HTTPSyntax.space)
         buffer.append(contentsOf: target.utf8)
         buffer.append(HTTPSyntax.space)
         buffer.append(contentsOf: version.text.utf8)
-        buffer.append(HTTPSyntax.cr)
-        buffer.append(HTTPSyntax.lf)
-        headers.write(into: &buffer)
         buffer.append(HTTPSyntax.cr)
         buffer.append(HTTPSyntax.lf)
     }

@@ -28,6 +28,14 @@ public struct HTTPResponseHead: Sendable, Equatable {
     /// Appends `HTTP/1.x SP status SP reason CRLF`, one `Name: value CRLF` per field and the final CRLF.
     public func write(into buffer: inout [UInt8]) {
         buffer.reserveCapacity(buffer.count + reason.utf8.count + 17 + headers.serializedByteCount)
+        writeStatusLine(version: version, into: &buffer)
+        headers.write(into: &buffer)
+        buffer.append(HTTPSyntax.cr)
+        buffer.append(HTTPSyntax.lf)
+    }
+
+    /// Appends `HTTP/1.x SP status SP reason CRLF` with the given version.
+    func writeStatusLine(version: HTTPVersion, into buffer: inout [UInt8]) {
         buffer.append(contentsOf: version.text.utf8)
         buffer.append(HTTPSyntax.space)
         // Three digits without going through String interpolation.
@@ -37,9 +45,6 @@ public struct HTTPResponseHead: Sendable, Equatable {
         buffer.append(UInt8(ascii: "0") + UInt8(code % 10))
         buffer.append(HTTPSyntax.space)
         buffer.append(contentsOf: reason.utf8)
-        buffer.append(HTTPSyntax.cr)
-        buffer.append(HTTPSyntax.lf)
-        headers.write(into: &buffer)
         buffer.append(HTTPSyntax.cr)
         buffer.append(HTTPSyntax.lf)
     }
