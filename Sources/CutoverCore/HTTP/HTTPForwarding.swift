@@ -130,7 +130,7 @@ public enum HTTPForwarding {
     static let hopByHopNames = ["connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade"]
 
     /// Fields a `Connection` list may not remove: they decide framing and routing.
-    static let protectedNames: Set<String> = ["transfer-encoding", "content-length", "host"]
+    static let protectedNames = ["transfer-encoding", "content-length", "host"]
 }
 
 /// One change a proxy makes to a head's fields.
@@ -146,24 +146,28 @@ enum FieldEdit {
 
 /// Which fields pass a proxy (RFC 9110 §7.6.1): not the hop-by-hop ones, nor those the sender
 /// named in `Connection` (except framing and Host, which a client must not be able to strip).
+///
+/// Allocation-free: the `Connection` lists are searched in place for each field name, which for
+/// the handful of fields of a head is cheaper than building a set of lower-cased tokens.
 struct HopByHopFilter {
-    /// Lower-cased names listed in `Connection`, minus the protected ones.
-    private let named: Set<String>
+    private let headers: HTTPHeaders
     private let keepUpgrade: Bool
     /// Most heads carry no hop-by-hop field: then every field passes without a look.
     private let active: Bool
 
     init(_ headers: HTTPHeaders, keepUpgrade: Bool) {
-        named = headers.connectionTokens.subtracting(HTTPForwarding.protectedNames)
+        self.headers = headers
         self.keepUpgrade = keepUpgrade
-        active = !named.isEmpty || HTTPForwarding.hopByHopNames.contains { headers.contains($0) }
+        active = HTTPForwarding.hopByHopNames.contains { headers.contains($0) }
     }
 
     func passes(_ name: String) -> Bool {
+        // `connection` is itself hop-by-hop: without any, nothing can be named in one.
         guard active else { return true }
         if keepUpgrade && HTTPSyntax.equalsIgnoringCase(name, lowercase: "upgrade") { return true }
         if HTTPForwarding.hopByHopNames.contains(where: { HTTPSyntax.equalsIgnoringCase(name, lowercase: $0) }) { return false }
-        return named.isEmpty || !named.contains(name.lowercased())
+        if HTTPForwarding.protectedNames.contains(where: { HTTPSyntax.equalsIgnoringCase(name, lowercase: $0) }) { return true }
+        return !headers.containsToken(name, inFieldsNamed: "Connection")
     }
 }
 
