@@ -118,8 +118,8 @@ fi
 (( stream )) || log "nginx has no stream module: nginx is left out of the TCP-mode load"
 
 if (( build )); then
-    log "swift build -c release"
-    (cd "$ROOT" && swift build -c release 2>&1 | tail -n 3) >&2
+    log "swift build -c release (log: $RUN/build.log)"
+    (cd "$ROOT" && swift build -c release) > "$RUN/build.log" 2>&1 || { tail -n 30 "$RUN/build.log" >&2; die "build failed"; }
 fi
 CUTOVER_BIN=$ROOT/.build/release/cutover
 [[ -x $CUTOVER_BIN ]] || die "$CUTOVER_BIN not built (drop --skip-build)"

@@ -15,6 +15,7 @@ import sys
 from urllib.parse import urlparse
 
 REFERENCES = ("haproxy", "nginx")
+NOISY_OTHER_CPU = 30  # other CPU % (100 = one core) above which a run is listed as disturbed
 
 
 def read_lines(path):
@@ -75,7 +76,7 @@ def medians(runs):
     return out
 
 
-def load_tables(table):
+def load_tables(table, runs):
     lines = []
     for load in ordered(k[0] for k in table):
         rows = {t: v for (l, t), v in table.items() if l == load}
@@ -101,6 +102,12 @@ def load_tables(table):
                 f"| {fmt(v['p99_ms'], 2)} | {v['errors']} | {fmt(v['proxy_cpu'])} "
                 f"| {fmt(v['proxy_rss_mib'], 1)} | {fmt(v['backend_cpu'])} | {fmt(v['wrk_cpu'])} "
                 f"| {fmt(v['other_cpu'])} | {fmt(v['cv_pct'], 1)} | " + " | ".join(cells) + " |")
+        noisy = [f"{r['target']} rep {r['rep']} ({r['other_cpu']:.0f} %)" for r in runs
+                 if r["load"] == load and r["other_cpu"] > NOISY_OTHER_CPU]
+        if noisy:
+            lines.append("")
+            lines.append(f"Runs where the rest of the machine used more than {NOISY_OTHER_CPU} % CPU: "
+                         + ", ".join(noisy) + ".")
         lines.append("")
     return lines
 
@@ -149,7 +156,7 @@ def main():
                  "meanwhile; cv % is the spread of req/s over reps; errors are summed over reps "
                  "(socket errors + non-2xx).")
     lines.append("")
-    lines += load_tables(table)
+    lines += load_tables(table, runs)
     lines += idle_table(idle)
     text = "\n".join(lines)
     print(text)
