@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""Markdown summary of a Deploy/bench/bench.sh results directory.
+
+  summarize.py DIR
+
+Reads DIR/meta.json, DIR/runs.jsonl (one line per wrk run) and DIR/idle.jsonl (one line per
+proxy), prints the tables and writes them to DIR/summary.md and the medians to DIR/summary.json.
+Figures are medians over repetitions, except errors, which are summed. Ratios compare every
+Cutover target (name starting with "cutover") with the targets named "haproxy" and "nginx".
+"""
+import json
+import os
+import statistics
+import sys
+from urllib.parse import urlparse
+
+REFERENCES = ("haproxy", "nginx")
+NOISY_OTHER_CPU = 30  # other CPU % (100 = one core) above which a run is listed as disturbed
+
+
+def read_lines(path):
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def ordered(items):
+    """Unique values in first-seen order."""
+    seen = []
+    for item in items:
+        if item not in seen:
+            seen.append(item)
+    return seen
+
+
+def fmt(value, digits=0, thousands=True):
+    if value is None:
+        return "-"
+    if thousands and digits == 0:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}f}"
+
+
+def ratio(a, b):
+    if a is None or not b:
+        return "-"
+    return f"{a / b:.2f}"
+
+
+def medians(runs):
+    """{(load, target): figures} with medians over reps."""
+    out = {}
+    for load in ordered(r["load"] for r in runs):
+        for target in ordered(r["target"] for r in runs):
+            reps = [r for r in runs if r["load"] == load and r["target"] == target]
+            if not reps:
+                continue
+
+            def med(key):
+                values = [r[key] for r in reps if r.get(key) is not None]
+                return statistics.median(values) if values else None
+
+            rps = [r["rps"] for r in reps]
+            out[(load, target)] = {
+                "load": load, "target": target, "reps": len(reps), "conns": reps[0]["conns"],
+                "url": reps[0]["url"],
+                "rps": med("rps"), "mib_s": med("mib_s"), "p50_ms": med("p50_ms"),
+                "p99_ms": med("p99_ms"), "errors": sum(r["errors"] for r in reps),
+                "proxy_cpu": med("proxy_cpu"), "proxy_rss_mib": med("proxy_rss_mib"),
+                "backend_cpu": med("backend_cpu"), "wrk_cpu": med("wrk_cpu"),
+                "other_cpu": med("other_cpu"), "other_cpu_max": max(r["other_cpu"] for r in reps),
+                "cv_pct": (statistics.stdev(rps) / statistics.mean(rps) * 100)
+                if len(rps) > 1 and statistics.mean(rps) else None,
+            }
+    return out
+
+
+def load_tables(table, runs):
+    lines = []
+    for load in ordered(k[0] for k in table):
+        rows = {t: v for (l, t), v in table.items() if l == load}
+        first = next(iter(rows.values()))
+        lines.append(f"### {load}: `GET {urlparse(first['url']).path or '/'}`, {first['conns']} connections")
+        lines.append("")
+        lines.append("| target | req/s | MiB/s | p50 ms | p99 ms | errors | proxy CPU % | proxy RSS MiB "
+                     "| backend CPU % | wrk CPU % | other CPU % | cv % "
+                     "| req/s ×HAProxy | req/s ×nginx | p99 ×HAProxy | p99 ×nginx |")
+        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        refs = {name: rows.get(name) for name in REFERENCES}
+        for target, v in rows.items():
+            if target.startswith("cutover"):
+                cells = []
+                for key in ("rps", "p99_ms"):
+                    for name in REFERENCES:
+                        ref = refs[name]
+                        cells.append(ratio(v[key], ref[key]) if ref else "-")
+            else:
+                cells = ["-"] * 4
+            lines.append(
+                f"| {target} | {fmt(v['rps'])} | {fmt(v['mib_s'], 1)} | {fmt(v['p50_ms'], 2)} "
+                f"| {fmt(v['p99_ms'], 2)} | {v['errors']} | {fmt(v['proxy_cpu'])} "
+                f"| {fmt(v['proxy_rss_mib'], 1)} | {fmt(v['backend_cpu'])} | {fmt(v['wrk_cpu'])} "
+                f"| {fmt(v['other_cpu'])} | {fmt(v['cv_pct'], 1)} | " + " | ".join(cells) + " |")
+        noisy = [f"{r['target']} rep {r['rep']} ({r['other_cpu']:.0f} %)" for r in runs
+                 if r["load"] == load and r["other_cpu"] > NOISY_OTHER_CPU]
+        if noisy:
+            lines.append("")
+            lines.append(f"Runs where the rest of the machine used more than {NOISY_OTHER_CPU} % CPU: "
+                         + ", ".join(noisy) + ".")
+        lines.append("")
+    return lines
+
+
+def idle_table(idle):
+    if not idle:
+        return []
+    by_target = {r["target"]: r for r in idle}
+    lines = ["### Idle keep-alive connections", "",
+             "| target | held / asked | failed | closed by proxy | RSS before MiB | RSS held MiB "
+             "| KiB per connection | RSS held ×HAProxy | RSS held ×nginx |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for target, r in by_target.items():
+        cells = []
+        for name in REFERENCES:
+            ref = by_target.get(name)
+            cells.append(ratio(r["rss_held_mib"], ref["rss_held_mib"])
+                         if ref and target.startswith("cutover") else "-")
+        lines.append(f"| {target} | {r['opened']:,} / {r['requested']:,} | {r['failed']} "
+                     f"| {r['opened'] - r['still_open']} | {r['rss_before_mib']} | {r['rss_held_mib']} "
+                     f"| {r['kib_per_conn']} | " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
+
+
+def main():
+    if len(sys.argv) != 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    out = sys.argv[1]
+    meta_path = os.path.join(out, "meta.json")
+    meta = json.load(open(meta_path)) if os.path.exists(meta_path) else {}
+    runs = read_lines(os.path.join(out, "runs.jsonl"))
+    idle = read_lines(os.path.join(out, "idle.jsonl"))
+    table = medians(runs)
+
+    lines = []
+    if meta:
+        lines.append(f"Measured {meta.get('date', '?')} on {meta.get('cpu_model', '?')}, "
+                     f"{meta.get('nproc', '?')} CPUs, Linux {meta.get('kernel', '?')}; "
+                     f"{meta.get('reps', '?')} interleaved reps of {meta.get('duration', '?')} s, "
+                     f"`wrk -t{meta.get('threads', 1)}`, medians. {meta.get('versions', '')}")
+        lines.append("")
+    lines.append("CPU % is 100 per core, averaged over the run; RSS is the peak during the run, "
+                 "summed over the proxy's processes; other CPU % is what the rest of the machine used "
+                 "meanwhile; cv % is the spread of req/s over reps; errors are summed over reps "
+                 "(socket errors + non-2xx).")
+    lines.append("")
+    lines += load_tables(table, runs)
+    lines += idle_table(idle)
+    text = "\n".join(lines)
+    print(text)
+    with open(os.path.join(out, "summary.md"), "w") as f:
+        f.write(text + "\n")
+    with open(os.path.join(out, "summary.json"), "w") as f:
+        json.dump({"meta": meta, "loads": list(table.values()), "idle": idle}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
