@@ -12,9 +12,9 @@ final class UpstreamPool: @unchecked Sendable {  // confined to its worker's que
 
     /// The most recently parked connection to `target`, if any (LIFO keeps a few connections hot).
     func take(_ target: EndpointTarget) -> SocketChannel? {
-        let key = ObjectIdentifier(target)
-        guard var list = idle[key], let parked = list.popLast() else { return nil }
-        idle[key] = list
+        // Mutated in place: copying the list out of the dictionary would copy (and retain) every
+        // parked connection on each request.
+        guard let parked = idle[ObjectIdentifier(target)]?.popLast() else { return nil }
         parked.channel.handler = nil
         return parked.channel
     }
@@ -22,8 +22,7 @@ final class UpstreamPool: @unchecked Sendable {  // confined to its worker's que
     /// Parks a connection whose last exchange ended cleanly; closes it if the pool is full.
     func park(_ channel: SocketChannel, target: EndpointTarget) {
         let key = ObjectIdentifier(target)
-        var list = idle[key] ?? []
-        guard list.count < maxIdlePerEndpoint else {
+        guard idle[key, default: []].count < maxIdlePerEndpoint else {
             close(channel, target: target)
             return
         }
@@ -31,8 +30,7 @@ final class UpstreamPool: @unchecked Sendable {  // confined to its worker's que
         channel.handler = parked
         // An idle upstream that becomes readable has closed (or misbehaved): either way, drop it.
         channel.resumeReading()
-        list.append(parked)
-        idle[key] = list
+        idle[key, default: []].append(parked)
     }
 
     fileprivate func remove(_ parked: PooledUpstream) {
