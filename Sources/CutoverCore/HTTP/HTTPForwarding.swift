@@ -150,24 +150,43 @@ enum FieldEdit {
 /// Allocation-free: the `Connection` lists are searched in place for each field name, which for
 /// the handful of fields of a head is cheaper than building a set of lower-cased tokens.
 struct HopByHopFilter {
-    private let headers: HTTPHeaders
+    /// The values of the `Connection` fields, searched for each name.
+    private let connectionLists: [String]
     private let keepUpgrade: Bool
     /// Most heads carry no hop-by-hop field: then every field passes without a look.
     private let active: Bool
 
     init(_ headers: HTTPHeaders, keepUpgrade: Bool) {
-        self.headers = headers
         self.keepUpgrade = keepUpgrade
-        active = HTTPForwarding.hopByHopNames.contains { headers.contains($0) }
+        active = headers.contains { HopByHopFilter.isHopByHop($0.name) }
+        connectionLists = active ? headers.values(named: "Connection") : []
     }
 
     func passes(_ name: String) -> Bool {
-        // `connection` is itself hop-by-hop: without any, nothing can be named in one.
+        // `Connection` is itself hop-by-hop: without any such field, nothing can be named in one.
         guard active else { return true }
-        if keepUpgrade && HTTPSyntax.equalsIgnoringCase(name, lowercase: "upgrade") { return true }
-        if HTTPForwarding.hopByHopNames.contains(where: { HTTPSyntax.equalsIgnoringCase(name, lowercase: $0) }) { return false }
-        if HTTPForwarding.protectedNames.contains(where: { HTTPSyntax.equalsIgnoringCase(name, lowercase: $0) }) { return true }
-        return !headers.containsToken(name, inFieldsNamed: "Connection")
+        if HopByHopFilter.isHopByHop(name) {
+            return keepUpgrade && HTTPSyntax.equalsIgnoringCase(name, lowercase: "upgrade")
+        }
+        guard !connectionLists.isEmpty else { return true }
+        var named = false
+        for list in connectionLists where !named {
+            HTTPSyntax.forEachListElement(list) { element in
+                named = HTTPSyntax.element(element, equals: name)
+                return !named
+            }
+        }
+        return !named || HTTPForwarding.protectedNames.contains { HTTPSyntax.equalsIgnoringCase(name, lowercase: $0) }
+    }
+
+    /// One of `HTTPForwarding.hopByHopNames`; their lengths rule out nearly every other field at once.
+    static func isHopByHop(_ name: String) -> Bool {
+        switch name.utf8.count {
+        case 2, 7, 10, 16:
+            return HTTPForwarding.hopByHopNames.contains { HTTPSyntax.equalsIgnoringCase(name, lowercase: $0) }
+        default:
+            return false
+        }
     }
 }
 
