@@ -158,13 +158,16 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
             for held in released { held.release() }
         }
         let candidates = Set(routing.profiles.flatMap { $0.candidates.map(ObjectIdentifier.init) })
-        let retired = targets.values.filter { !candidates.contains(ObjectIdentifier($0)) }
-        if !retired.isEmpty {
-            for worker in workers {
-                worker.queue.async { for target in retired { worker.pool.closeIdle(to: target) } }
-            }
-        }
+        closeIdleUpstreams(to: targets.values.filter { !candidates.contains(ObjectIdentifier($0)) })
         if persist { persistState() }
+    }
+
+    /// Closes, on every worker, the idle pooled connections to endpoints that take no new work.
+    private func closeIdleUpstreams(to retired: [EndpointTarget]) {
+        guard !retired.isEmpty else { return }
+        for worker in workers {
+            worker.queue.async { for target in retired { worker.pool.closeIdle(to: target) } }
+        }
     }
 
     private func persistState() {
@@ -241,6 +244,8 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         }
         for listener in opened { startAccepting(listener) }
         listeners = kept + opened
+        // Endpoints removed, or moved to another address, keep no idle connections to the old place.
+        closeIdleUpstreams(to: targets.values.filter { old in !nextTargets.values.contains { $0 === old } })
         config = next
         let settings = ConnectionSettings(next)
         for worker in workers { worker.queue.async { worker.settings = settings } }
