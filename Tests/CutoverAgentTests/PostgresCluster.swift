@@ -33,11 +33,17 @@ final class PostgresCluster: @unchecked Sendable {
                 """
             try hba.write(toFile: "\(root)/db/pg_hba.conf", atomically: false, encoding: .utf8)
             try Self.run("/bin/chown", ["postgres:postgres", "\(root)/db/pg_hba.conf"])
-            try Self.asPostgres("\(Self.bin)/pg_ctl", [
-                "-D", "\(root)/db", "-l", "\(root)/db.log", "-w", "-t", "30", "-o",
-                "-p \(port) -k \(root) -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_prepared_transactions=5",
-                "start",
-            ])
+            do {
+                try Self.asPostgres("\(Self.bin)/pg_ctl", [
+                    "-D", "\(root)/db", "-l", "\(root)/db.log", "-w", "-t", "30", "-o",
+                    "-p \(port) -k \(root) -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_prepared_transactions=5",
+                    "start",
+                ])
+            } catch {
+                // The server's own log says why it did not start; it is gone once the directory is.
+                let log = (try? String(contentsOfFile: "\(root)/db.log", encoding: .utf8)) ?? "(no log)"
+                throw FixtureError("\(error)\nserver log:\n\(log.suffix(2000))")
+            }
             running = true
             let admin = try PostgresConnection(ConnectionString(dsn(database: "postgres")))
             try admin.query("CREATE DATABASE app")
