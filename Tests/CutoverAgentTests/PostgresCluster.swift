@@ -12,7 +12,7 @@ import Glibc
 final class PostgresCluster: @unchecked Sendable {
     static let bin = "/usr/lib/postgresql/15/bin"
     let root: String
-    let port: Int
+    private(set) var port: Int
     private var running = false
 
     /// Creates, configures and starts the cluster; on any failure, removes what was made.
@@ -33,17 +33,7 @@ final class PostgresCluster: @unchecked Sendable {
                 """
             try hba.write(toFile: "\(root)/db/pg_hba.conf", atomically: false, encoding: .utf8)
             try Self.run("/bin/chown", ["postgres:postgres", "\(root)/db/pg_hba.conf"])
-            do {
-                try Self.asPostgres("\(Self.bin)/pg_ctl", [
-                    "-D", "\(root)/db", "-l", "\(root)/db.log", "-w", "-t", "30", "-o",
-                    "-p \(port) -k \(root) -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_prepared_transactions=5",
-                    "start",
-                ])
-            } catch {
-                // The server's own log says why it did not start; it is gone once the directory is.
-                let log = (try? String(contentsOfFile: "\(root)/db.log", encoding: .utf8)) ?? "(no log)"
-                throw FixtureError("\(error)\nserver log:\n\(log.suffix(2000))")
-            }
+            try startServer()
             running = true
             let admin = try PostgresConnection(ConnectionString(dsn(database: "postgres")))
             try admin.query("CREATE DATABASE app")
@@ -55,6 +45,28 @@ final class PostgresCluster: @unchecked Sendable {
             stop()
             throw error
         }
+    }
+
+    /// Starts the server; a second time on another port if the first start fails, since the free
+    /// port found by `freePort` may have been taken by someone else in between.
+    private func startServer() throws {
+        var failures: [String] = []
+        for attempt in 1...2 {
+            do {
+                try Self.asPostgres("\(Self.bin)/pg_ctl", [
+                    "-D", "\(root)/db", "-l", "\(root)/db.log", "-w", "-t", "30", "-o",
+                    "-p \(port) -k \(root) -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_prepared_transactions=5",
+                    "start",
+                ])
+                return
+            } catch {
+                // The server's own log says why it did not start; it is gone once the directory is.
+                let log = (try? String(contentsOfFile: "\(root)/db.log", encoding: .utf8)) ?? "(no log)"
+                failures.append("attempt \(attempt) on port \(port): \(error)\nserver log:\n\(log.suffix(2000))")
+                port = try Self.freePort()
+            }
+        }
+        throw FixtureError(failures.joined(separator: "\n"))
     }
 
     /// Stops the server (fast) and removes the directory; safe to call twice.
