@@ -25,16 +25,9 @@ public final class AdminClient {
             setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
             setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
         }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let capacity = MemoryLayout.size(ofValue: address.sun_path)
-        guard path.utf8.count < capacity else {
+        guard var address = Socket.unixAddress(path) else {
             close(fd)
             throw Failure(description: "admin socket path too long: \(path)")
-        }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: path.utf8)
-            raw[path.utf8.count] = 0
         }
         let status = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
@@ -50,12 +43,8 @@ public final class AdminClient {
 
     /// Sends one command line and returns its answer (without the terminating empty line).
     public func send(_ line: String) throws -> String {
-        let bytes = Array((line + "\n").utf8)
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
-            guard n > 0 else { throw Failure(description: "admin socket closed while sending") }
-            offset += n
+        guard Socket.sendAll(fd, Array((line + "\n").utf8)) else {
+            throw Failure(description: "admin socket closed while sending")
         }
         while true {
             if let end = terminator() {

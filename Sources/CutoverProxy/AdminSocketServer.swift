@@ -41,13 +41,8 @@ public final class AdminSocketServer: @unchecked Sendable {  // `fd` and `source
         if !directory.isEmpty { try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
         fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw Failure(description: "admin socket: socket(): \(String(cString: strerror(errno)))") }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let capacity = MemoryLayout.size(ofValue: address.sun_path)
-        guard path.utf8.count < capacity else { throw Failure(description: "admin socket \(path): path longer than \(capacity - 1) bytes") }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: path.utf8)
-            raw[path.utf8.count] = 0
+        guard var address = Socket.unixAddress(path) else {
+            throw Failure(description: "admin socket \(path): path longer than \(MemoryLayout.size(ofValue: sockaddr_un().sun_path) - 1) bytes")
         }
         // The socket must never be reachable with looser permissions, not even for a moment.
         let previousMask = umask(0o177)
@@ -100,7 +95,7 @@ public final class AdminSocketServer: @unchecked Sendable {  // `fd` and `source
             pending.append(contentsOf: buffer[0..<n])
             // A line longer than this is not a command: refuse instead of buffering without bound.
             if pending.count > 65_536 && !pending.contains(UInt8(ascii: "\n")) {
-                _ = writeAll(fd, "ERR bad-arguments: command line too long\n\n")
+                _ = Socket.sendAll(fd, Array("ERR bad-arguments: command line too long\n\n".utf8))
                 return
             }
             while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
@@ -109,19 +104,8 @@ public final class AdminSocketServer: @unchecked Sendable {  // `fd` and `source
                 if line.hasSuffix("\r") { line.removeLast() }
                 if line.trimmingCharacters(in: .whitespaces).isEmpty { continue }
                 let answer = handler(line)
-                guard writeAll(fd, answer + "\n\n") else { return }
+                guard Socket.sendAll(fd, Array((answer + "\n\n").utf8)) else { return }
             }
         }
-    }
-
-    private static func writeAll(_ fd: Int32, _ text: String) -> Bool {
-        var bytes = Array(text.utf8)
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes.withUnsafeMutableBytes { send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
-            if n <= 0 { return false }
-            offset += n
-        }
-        return true
     }
 }

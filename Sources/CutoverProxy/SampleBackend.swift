@@ -211,15 +211,7 @@ struct BlockingConnection {
     func write(_ text: String) -> Bool { write(Array(text.utf8)) }
 
     @discardableResult
-    func write(_ bytes: [UInt8]) -> Bool {
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
-            if n <= 0 { return false }
-            offset += n
-        }
-        return true
-    }
+    func write(_ bytes: [UInt8]) -> Bool { Socket.sendAll(fd, bytes) }
 
     mutating func echoUntilClosed() {
         if !buffered.isEmpty {
