@@ -18,7 +18,8 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
     /// Client to upstream, and back; set when pumping starts.
     private var toUpstream: Flow?
     private var toClient: Flow?
-    private var heldID: UInt64?
+    /// Where this connection waits while its profile is paused.
+    private var held: (queue: HoldQueue, id: UInt64)?
     private let clientText: String
 
     private enum Phase {
@@ -86,7 +87,7 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
         }
         switch outcome {
         case .held(let id):
-            heldID = id
+            held = (queue, id)
             phase = .holding
             runtime.stats.heldNow.wrappingAdd(1, ordering: .relaxed)
             runtime.stats.heldTotal.wrappingAdd(1, ordering: .relaxed)
@@ -100,7 +101,7 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
 
     private func releasedFromHold() {
         guard phase == .holding else { return }
-        heldID = nil
+        held = nil
         runtime.stats.heldNow.wrappingSubtract(1, ordering: .relaxed)
         phase = .routing
         route()
@@ -153,16 +154,8 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
     }
 
     func channelReadable(_ channel: SocketChannel) {
-        guard phase == .pumping, let toUpstream, let toClient else {
-            // Before pumping, client readability only matters as a hang-up.
-            if phase == .holding || phase == .connecting {
-                let n = channel.read(into: worker.scratch)
-                if n == 0 || n == -2 { close(reason: "client left") }
-                // Early client bytes stay unread in the kernel: pause until the tunnel is ready.
-                if n > 0 { close(reason: "client sent data before the tunnel was ready") }
-            }
-            return
-        }
+        // Before pumping nothing is read: early client bytes wait in the kernel until the tunnel is up.
+        guard phase == .pumping, let toUpstream, let toClient else { return }
         pump(channel === client ? toUpstream : toClient)
     }
 
@@ -269,8 +262,7 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
 
     private func close(reason: String) {
         guard phase != .closed else { return }
-        if phase == .holding, let id = heldID {
-            _ = snapshotHoldCancel(id)
+        if phase == .holding, let held, held.queue.cancel(id: held.id) {
             runtime.stats.heldNow.wrappingSubtract(1, ordering: .relaxed)
         }
         phase = .closed
@@ -289,12 +281,6 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
         worker.unregister(self)
         runtime.connectionClosed()
         _ = reason
-    }
-
-    private func snapshotHoldCancel(_ id: UInt64) -> Bool {
-        let snapshot = runtime.store.load()
-        guard let route = snapshot.routeBySlot[slot] else { return false }
-        return snapshot.holdQueues[route.index].cancel(id: id)
     }
 }
 

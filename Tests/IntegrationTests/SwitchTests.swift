@@ -278,3 +278,34 @@ final class ProxyFlagTests: XCTestCase {
         XCTAssertTrue((unknown.stdout + unknown.stderr).contains("unknown-profile"), unknown.stdout + unknown.stderr)
     }
 }
+
+/// Holding in TCP mode: a connection made while the profile is paused waits (its early bytes too)
+/// and is connected, on resume, to the endpoint the snapshot names then.
+final class TCPHoldTests: XCTestCase {
+    func testPausedTCPConnection_isHeldThenConnectedToTheNewEndpoint() throws {
+        let dir = try TemporaryDirectory()
+        let blue = try Backend(name: "blue", directory: dir)
+        let green = try Backend(name: "green", directory: dir)
+        let socket = dir.path("admin.sock")
+        let proxy = try Proxy(config: """
+            { "listeners": [{ "name": "tcp", "address": "127.0.0.1:0", "mode": "tcp", "profile": "web" }],
+              "profiles": [{ "name": "web", "endpoints": [
+                  { "name": "blue", "address": "\(blue.address)" },
+                  { "name": "green", "address": "\(green.address)", "state": "offline" } ] }],
+              "admin": { "socket": "\(socket)" }, "access_log": "off" }
+            """, directory: dir, socketPath: socket)
+        defer { proxy.stop(); blue.stop(); green.stop() }
+        XCTAssertEqual(try proxy.ctl("pause", "web").status, 0)
+        let connection = try RawConnection(port: proxy.port())
+        connection.send("GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        XCTAssertTrue(waitUntil { (try? proxy.ctl("show stats").stdout.contains("held_now 1")) ?? false }, "the connection is not held")
+        connection.setReadTimeout(0.3)
+        XCTAssertEqual(connection.readAll(), "", "nothing may reach an endpoint while paused")
+        XCTAssertEqual(try proxy.ctl("switch", "web", "green").status, 0)
+        XCTAssertEqual(try proxy.ctl("resume", "web").status, 0)
+        connection.setReadTimeout(5)
+        let answer = connection.readAll()
+        XCTAssertTrue(answer.hasPrefix("HTTP/1.1 200"), answer)
+        XCTAssertTrue(answer.contains("X-Backend: green"), answer)
+    }
+}
