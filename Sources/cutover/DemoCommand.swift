@@ -100,7 +100,7 @@ enum DemoCommand {
                   cutover ctl --socket \(socket) switch \(profile.name) \(other)   # switch to \(other)
                   curl http://\(listenHost):\(port)/                                  # answered by \(other)
                   cutover ctl --socket \(socket) show endpoints
-
+                \(config.admin.http.map { "\n  status page: http://\($0)/status   metrics: http://\($0)/metrics\n" } ?? "")
                 Ctrl-C stops the demo.
                 """)
             fflush(nil)
