@@ -309,3 +309,55 @@ final class TCPHoldTests: XCTestCase {
         XCTAssertTrue(answer.contains("X-Backend: green"), answer)
     }
 }
+
+/// What a profile does when no endpoint is eligible: hold (opt-in), fail open (opt-in), or 503.
+final class UnavailableProfileTests: XCTestCase {
+    /// With `hold_when_unavailable`, a request to a profile with nothing online waits and is served
+    /// as soon as an endpoint is set online.
+    func testHoldWhenUnavailable_servesTheRequestOnceAnEndpointIsOnline() throws {
+        let dir = try TemporaryDirectory()
+        let blue = try Backend(name: "blue", directory: dir)
+        let socket = dir.path("admin.sock")
+        let proxy = try Proxy(config: """
+            { "listeners": [{ "name": "web", "address": "127.0.0.1:0", "profile": "web" }],
+              "profiles": [{ "name": "web", "hold_when_unavailable": true, "hold_timeout": "10s",
+                             "endpoints": [{ "name": "blue", "address": "\(blue.address)", "state": "offline" }] }],
+              "admin": { "socket": "\(socket)" }, "access_log": "off" }
+            """, directory: dir, socketPath: socket)
+        defer { proxy.stop(); blue.stop() }
+        let waiting = RawConnection.sendingGet(port: proxy.port())
+        XCTAssertTrue(waitUntil { (try? proxy.ctl("show stats").stdout.contains("held_now 1")) ?? false }, "the request is not held")
+        XCTAssertEqual(try proxy.ctl("set", "endpoint", "web/blue", "online").status, 0)
+        let answer = waiting.readResponse()
+        XCTAssertTrue(answer.hasPrefix("HTTP/1.1 200"), answer)
+        XCTAssertTrue(answer.contains("X-Backend: blue"), answer)
+    }
+
+    /// An endpoint whose probe fails is down: fail-closed answers 503 naming the profile, and
+    /// `fail_open` routes to it anyway.
+    func testFailOpen_routesToADownEndpoint_failClosedAnswers503() throws {
+        let dir = try TemporaryDirectory()
+        let blue = try Backend(name: "blue", directory: dir)
+        let closedPort = TestUpstream.closedPort()
+        for failOpen in [false, true] {
+            let socket = dir.path("admin-\(failOpen).sock")
+            let proxy = try Proxy(config: """
+                { "listeners": [{ "name": "web", "address": "127.0.0.1:0", "profile": "web" }],
+                  "profiles": [{ "name": "web", "fail_open": \(failOpen),
+                                 "probe": { "type": "tcp", "port": \(closedPort), "interval": "200ms", "timeout": "150ms" },
+                                 "endpoints": [{ "name": "blue", "address": "\(blue.address)" }] }],
+                  "admin": { "socket": "\(socket)" }, "access_log": "off" }
+                """, directory: dir, socketPath: socket)
+            defer { proxy.stop() }
+            XCTAssertTrue(waitUntil(timeout: 5) { (try? proxy.ctl("show endpoints").stdout.contains("down")) ?? false }, "the probe never failed")
+            let answer = try curl(proxy.url())
+            if failOpen {
+                XCTAssertEqual(answer.body, "blue\n")
+            } else {
+                XCTAssertEqual(answer.code, 503)
+                XCTAssertTrue(answer.body.contains("web"), answer.body)
+            }
+        }
+        blue.stop()
+    }
+}
