@@ -33,26 +33,10 @@ struct StateFile {
         let data = try JSONSerialization.data(withJSONObject: ["version": 1, "profiles": profiles], options: [.sortedKeys, .prettyPrinted])
         let directory = (path as NSString).deletingLastPathComponent
         if !directory.isEmpty { try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
-        let temporary = path + ".tmp.\(getpid())"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw Failure(path: temporary, reason: String(cString: strerror(errno))) }
-        let written = data.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-        let synced = fsync(fd)
-        close(fd)
-        guard written == data.count, synced == 0 else {
-            unlink(temporary)
-            throw Failure(path: temporary, reason: "short write or fsync failed")
-        }
-        guard rename(temporary, path) == 0 else {
-            let reason = String(cString: strerror(errno))
-            unlink(temporary)
-            throw Failure(path: path, reason: reason)
-        }
-        // The rename itself must reach the disk, or a crash could bring the old file back.
-        let dirFD = open(directory.isEmpty ? "." : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dirFD >= 0 {
-            fsync(dirFD)
-            close(dirFD)
+        do {
+            try DurableFile.write(Array(data), to: path)
+        } catch {
+            throw Failure(path: error.path, reason: error.reason)
         }
     }
 

@@ -1,3 +1,4 @@
+import CutoverProxy
 import Foundation
 
 #if canImport(Glibc)
@@ -19,29 +20,20 @@ public struct FileFlag: FlagDriver {
     public var target: String { "file \(path)" }
 
     public func on() throws(FlagError) -> FlagResult {
-        let temp = "\(path).tmp-\(getpid())"
-        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw .file(path: temp, message: Self.lastError()) }
-        let bytes = Array(content.utf8)
-        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        let synced = fsync(fd) == 0
-        close(fd)
-        guard written == bytes.count, synced else {
-            unlink(temp)
-            throw .file(path: temp, message: "write or fsync failed: \(Self.lastError())")
+        do {
+            try DurableFile.write(Array(content.utf8), to: path)
+        } catch {
+            throw .file(path: error.path, message: error.reason)
         }
-        guard rename(temp, path) == 0 else {
-            let message = Self.lastError()
-            unlink(temp)
-            throw .file(path: path, message: "rename failed: \(message)")
-        }
-        try syncDirectory()
         return FlagResult(driver: kind, target: target, action: "on", state: "on", detail: "")
     }
 
     public func off() throws(FlagError) -> FlagResult {
-        if unlink(path) != 0 && errno != ENOENT { throw .file(path: path, message: Self.lastError()) }
-        try syncDirectory()
+        do {
+            try DurableFile.remove(path)
+        } catch {
+            throw .file(path: error.path, message: error.reason)
+        }
         return FlagResult(driver: kind, target: target, action: "off", state: "off", detail: "")
     }
 
@@ -49,15 +41,4 @@ public struct FileFlag: FlagDriver {
         let present = access(path, F_OK) == 0
         return FlagResult(driver: kind, target: target, action: "status", state: present ? "on" : "off", detail: present ? "file exists" : "no file")
     }
-
-    /// Makes the rename or unlink itself durable.
-    private func syncDirectory() throws(FlagError) {
-        let directory = (path as NSString).deletingLastPathComponent
-        let fd = open(directory.isEmpty ? "." : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { throw .file(path: directory, message: Self.lastError()) }
-        defer { close(fd) }
-        if fsync(fd) != 0 { throw .file(path: directory, message: "fsync of the directory failed: \(Self.lastError())") }
-    }
-
-    static func lastError() -> String { String(cString: strerror(errno)) }
 }
