@@ -1,4 +1,5 @@
 import CutoverCore
+import CutoverProxy
 import Foundation
 import Synchronization
 
@@ -14,6 +15,10 @@ public final class AgentService: Sendable {
         var fence: ReadOnlyFence
         var expires: ContinuousClock.Instant
         var duration: Duration
+        /// The database as the command named it (a configured name or a connection string) and the
+        /// control database: what a restarted agent needs to give the database back.
+        var source: String
+        var controlDatabase: String
     }
 
     private let journal: Journal
@@ -23,10 +28,17 @@ public final class AgentService: Sendable {
     private let leases = Mutex<[String: Lease]>([:])
     private let commandLock = Mutex(())
 
-    public init(journal: Journal, databases: [String: String] = [:], log: @escaping @Sendable (String) -> Void) {
+    /// Leases survive a restart of the agent here (beside the journal, mode 0600): a database
+    /// fenced under a lease must never stay read-only because the agent that held it went away.
+    private var leaseFile: String { journal.path + ".leases" }
+
+    /// Starts the service; leases saved by an earlier run are re-armed (and given back at once when
+    /// they expired while the agent was down).
+    public init(journal: Journal, databases: [String: String] = [:], now: ContinuousClock.Instant = .now, log: @escaping @Sendable (String) -> Void) {
         self.journal = journal
         self.databases = databases
         self.log = log
+        restoreLeases(now: now)
     }
 
     /// Handles one command line; never throws: failures are `ERR` answers.
@@ -51,6 +63,7 @@ public final class AgentService: Sendable {
             let names = held.filter { $0.value.expires <= now }.map(\.key).sorted()
             return names.compactMap { name in held.removeValue(forKey: name).map { (name, $0) } }
         }
+        if !expired.isEmpty { saveLeases(now: now) }
         return commandLock.withLock { _ in
             expired.map { name, lease in
                 log("lease for \(name) expired without renewal (lease \(DurationText.format(lease.duration))): giving \"\(lease.fence.database)\" back read-write")
@@ -102,12 +115,8 @@ public final class AgentService: Sendable {
             guard let value = DurationText.parse(text) else { throw AgentCommandError(code: "usage", message: "\(key): '\(text)' is not a duration") }
             return value
         }
-        let dsn = databases[name] ?? name
-        guard dsn.contains("=") || dsn.contains("://") else {
-            throw AgentCommandError(code: "unknown-database", message: "no configured database named '\(name)'")
-        }
-        let fence = try ReadOnlyFence(target: ConnectionString(dsn), controlDatabase: options["--control-db"] ?? "postgres")
-        let leaseName = databases[name] != nil ? name : fence.database
+        let controlDatabase = options["--control-db"] ?? "postgres"
+        let (fence, leaseName) = try makeFence(name, controlDatabase: controlDatabase)
         switch action {
         case "status":
             var status = "OK " + (try fence.status().json)
@@ -123,11 +132,14 @@ public final class AgentService: Sendable {
                 target: fence.target.description, undo: "db readonly off", describe: { (r: FenceReport) in r.json }
             ) { try fence.on(grace: grace) }
             if let leaseDuration {
-                leases.withLock { $0[leaseName] = Lease(fence: fence, expires: now + leaseDuration, duration: leaseDuration) }
+                leases.withLock {
+                    $0[leaseName] = Lease(fence: fence, expires: now + leaseDuration, duration: leaseDuration, source: name, controlDatabase: controlDatabase)
+                }
+                saveLeases(now: now)
             }
             return "OK " + report.json
         default:
-            leases.withLock { _ = $0.removeValue(forKey: leaseName) }
+            if leases.withLock({ $0.removeValue(forKey: leaseName) }) != nil { saveLeases(now: now) }
             let report = try journal.record(
                 action: "db readonly off", target: fence.target.description, undo: "db readonly on", describe: { (r: FenceReport) in r.json }
             ) { try fence.off() }
@@ -152,9 +164,63 @@ public final class AgentService: Sendable {
                 return true
             }
             guard renewed else { throw AgentCommandError(code: "no-lease", message: "no lease named '\(words[1])'") }
+            saveLeases(now: now)
             return "OK lease \(words[1]) renewed for \(DurationText.format(duration))"
         default:
             throw AgentCommandError(code: "usage", message: "lease renew NAME DURATION | lease show")
+        }
+    }
+
+    /// The fence for a configured database name or a connection string, and the name its lease is kept under.
+    private func makeFence(_ name: String, controlDatabase: String) throws -> (ReadOnlyFence, leaseName: String) {
+        let dsn = databases[name] ?? name
+        guard dsn.contains("=") || dsn.contains("://") else {
+            throw AgentCommandError(code: "unknown-database", message: "no configured database named '\(name)'")
+        }
+        let fence = try ReadOnlyFence(target: ConnectionString(dsn), controlDatabase: controlDatabase)
+        return (fence, databases[name] != nil ? name : fence.database)
+    }
+
+    /// Writes the leases held now, with wall-clock expiry times (the monotonic clock does not
+    /// survive a restart). A failure is logged: the lease still holds in memory.
+    private func saveLeases(now: ContinuousClock.Instant) {
+        let wallNow = Date().timeIntervalSince1970
+        let entries: [[String: Any]] = leases.withLock { held in
+            held.sorted { $0.key < $1.key }.map { name, lease in
+                [
+                    "name": name, "source": lease.source, "control_database": lease.controlDatabase,
+                    "expires_at": wallNow + (lease.expires - now).seconds, "duration_ms": lease.duration.milliseconds,
+                ]
+            }
+        }
+        do {
+            let data = try JSONSerialization.data(withJSONObject: entries, options: [.sortedKeys])
+            try DurableFile.write(Array(data), to: leaseFile, mode: 0o600)
+        } catch {
+            log("could not save the leases to \(leaseFile): \(error)")
+        }
+    }
+
+    private func restoreLeases(now: ContinuousClock.Instant) {
+        guard let data = FileManager.default.contents(atPath: leaseFile) else { return }
+        guard let entries = (try? JSONSerialization.jsonObject(with: data)) as? [[String: Any]] else {
+            log("ignoring \(leaseFile): not a lease file")
+            return
+        }
+        let wallNow = Date().timeIntervalSince1970
+        for entry in entries {
+            guard let source = entry["source"] as? String, let control = entry["control_database"] as? String,
+                  let expiresAt = entry["expires_at"] as? Double, let durationMS = entry["duration_ms"] as? Int else { continue }
+            do {
+                let (fence, leaseName) = try makeFence(source, controlDatabase: control)
+                let left = Duration.milliseconds(Int64(((expiresAt - wallNow) * 1000).rounded()))
+                leases.withLock {
+                    $0[leaseName] = Lease(fence: fence, expires: now + left, duration: .milliseconds(durationMS), source: source, controlDatabase: control)
+                }
+                log("re-armed the lease on \(leaseName) from \(leaseFile): \(left > .zero ? "\(DurationText.format(left)) left" : "expired while the agent was down")")
+            } catch {
+                log("cannot re-arm the lease on \(source) from \(leaseFile): \(error)")
+            }
         }
     }
 

@@ -45,6 +45,26 @@ final class AgentServiceTests: ClusterTestCase {
         XCTAssertEqual(agent.handle("lease show"), "OK no leases")
     }
 
+    /// A lease outlives the agent that took it: a restarted agent re-arms it from the file beside its
+    /// journal and still gives the database back when it runs out.
+    func test_leaseSurvivesAgentRestart_andStillGivesTheDatabaseBack() throws {
+        let t0 = ContinuousClock.now
+        XCTAssertTrue(service().handle("db readonly on primary --grace 100ms --lease 10m", now: t0).hasPrefix("OK {"))
+        XCTAssertEqual(try mode(), "read-only")
+        let attributes = try FileManager.default.attributesOfItem(atPath: directory + "/journal.jsonl.leases")
+        XCTAssertEqual((attributes[.posixPermissions] as? NSNumber)?.intValue, 0o600, "the lease file may hold a connection string")
+
+        // The first agent is gone; a new one starts from the same journal.
+        let restarted = service()
+        XCTAssertTrue(restarted.handle("lease show").hasPrefix("OK primary="), restarted.handle("lease show"))
+        XCTAssertTrue(logged.lines.contains { $0.contains("re-armed the lease on primary") }, "\(logged.lines)")
+        XCTAssertEqual(restarted.expireLeases(now: .now + .seconds(300)), [], "not expired yet")
+        XCTAssertEqual(try mode(), "read-only")
+        XCTAssertEqual(restarted.expireLeases(now: .now + .seconds(601)), ["primary"])
+        XCTAssertEqual(try mode(), "read-write")
+        XCTAssertEqual(service().handle("lease show"), "OK no leases", "a given-back lease is not re-armed again")
+    }
+
     func test_offReleasesTheLease() throws {
         let agent = service()
         XCTAssertTrue(agent.handle("db readonly on primary --grace 100ms --lease 1m").hasPrefix("OK"))
