@@ -20,7 +20,8 @@ enum AgentCommand {
                   as `cutover db readonly`; NAME is a database from the config's "databases"
                   list, or give a connection string in quotes. With --lease, the agent gives the
                   database back read-write (off) when the lease expires without renewal, and
-                  logs why.
+                  logs why. Leases are kept in JOURNAL.leases and re-armed when the agent
+                  restarts.
           lease renew NAME D    extends the lease of NAME (the configured name, or the dbname).
           lease show            the leases held and the time left on each.
           help
