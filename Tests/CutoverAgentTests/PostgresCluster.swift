@@ -122,6 +122,15 @@ final class PostgresCluster: @unchecked Sendable {
         return output
     }
 
+    /// Sets close-on-exec on every open descriptor above standard error.
+    private static func markDescriptorsCloseOnExec() {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") else { return }
+        for fd in names.compactMap(Int32.init) where fd > 2 {
+            let flags = fcntl(fd, F_GETFD)
+            if flags >= 0 { _ = fcntl(fd, F_SETFD, flags | FD_CLOEXEC) }
+        }
+    }
+
     /// Runs a program to completion; returns its exit status (-1 if killed) and its stdout+stderr.
     static func runCapturing(_ path: String, _ arguments: [String]) throws -> (Int32, String) {
         let outputPath = NSTemporaryDirectory() + "cutover-run-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).log"
@@ -134,6 +143,9 @@ final class PostgresCluster: @unchecked Sendable {
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
         let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
+        // posix_spawn passes on every descriptor not marked close-on-exec, and the postmaster refuses
+        // to start when inherited ones eat into its budget ("System allows 10, we need at least 58").
+        markDescriptorsCloseOnExec()
         var pid: pid_t = 0
         let spawned = posix_spawn(&pid, path, &actions, nil, argv, environ)
         guard spawned == 0 else { throw FixtureError("cannot run \(path): errno \(spawned)") }

@@ -7,6 +7,8 @@ final class ChildProcess {
     let stdoutPath: String
     let stderrPath: String
     private(set) var stopped = false
+    /// The child's output files; the child has its own copies, ours are closed once it has started.
+    private var outputHandles: [FileHandle] = []
 
     init(_ executable: URL, _ arguments: [String], directory: TemporaryDirectory, label: String, environment: [String: String]? = nil) throws {
         stdoutPath = directory.path("\(label).out")
@@ -15,11 +17,14 @@ final class ChildProcess {
         _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
         process.executableURL = executable
         process.arguments = arguments
-        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: stdoutPath))
-        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
+        outputHandles = [try FileHandle(forWritingTo: URL(fileURLWithPath: stdoutPath)), try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))]
+        process.standardOutput = outputHandles[0]
+        process.standardError = outputHandles[1]
         process.standardInput = FileHandle.nullDevice
         if let environment { process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new } }
         try process.run()
+        for handle in outputHandles { try? handle.close() }
+        outputHandles = []
     }
 
     var pid: Int32 { process.processIdentifier }
@@ -65,14 +70,19 @@ func run(_ executable: String, _ arguments: [String], input: String? = nil, time
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
-    process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
-    process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
+    // Closed explicitly below: a FileHandle made this way is not closed when released, and every
+    // curl and ctl call of a long test run would keep two descriptors open.
+    var handles = [try FileHandle(forWritingTo: URL(fileURLWithPath: outPath)), try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))]
+    process.standardOutput = handles[0]
+    process.standardError = handles[1]
     if let input {
         let inPath = try directory.write("in", input)
-        process.standardInput = try FileHandle(forReadingFrom: URL(fileURLWithPath: inPath))
+        handles.append(try FileHandle(forReadingFrom: URL(fileURLWithPath: inPath)))
+        process.standardInput = handles[2]
     } else {
         process.standardInput = FileHandle.nullDevice
     }
+    defer { for handle in handles { try? handle.close() } }
     try process.run()
     let deadline = Date().addingTimeInterval(timeout)
     while process.isRunning && Date() < deadline { usleep(5_000) }
