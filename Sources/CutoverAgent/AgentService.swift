@@ -6,7 +6,7 @@ import Synchronization
 /// The long-running agent's command handling: one line in, one `OK …` / `ERR <code>: <message>` line out.
 ///
 /// Commands: `db readonly on|off|status DSN-OR-NAME [--grace D] [--lease D] [--control-db NAME]`,
-/// `lease renew NAME D`, `lease show`, `help`. A read-only mode taken with `--lease` is given back
+/// `lease renew NAME D`, `lease show`, `flag on|off|status --driver …`, `help`. A read-only mode taken with `--lease` is given back
 /// (`off`) by `expireLeases(now:)` when the lease runs out without renewal. Thread-safe: commands are
 /// serialized by a mutex (libpq calls block; never call this on a proxy connection queue).
 public final class AgentService: Sendable {
@@ -50,6 +50,8 @@ public final class AgentService: Sendable {
                 return "ERR \(error.code): \(Self.oneLine(error.description))"
             } catch let error as AgentCommandError {
                 return "ERR \(error.code): \(error.message)"
+            } catch let error as FlagError {
+                return "ERR \(error.code): \(Self.oneLine(error.description))"
             } catch {
                 return "ERR failed: \(Self.oneLine("\(error)"))"
             }
@@ -84,11 +86,13 @@ public final class AgentService: Sendable {
     private func run(_ words: [String], now: ContinuousClock.Instant) throws -> String {
         switch words.first {
         case "help"?, nil:
-            return "OK commands: db readonly on|off|status DSN-OR-NAME [--grace D] [--lease D] [--control-db NAME]; lease renew NAME D; lease show"
+            return "OK commands: db readonly on|off|status DSN-OR-NAME [--grace D] [--lease D] [--control-db NAME]; lease renew NAME D; lease show; flag on|off|status --driver file|sql|proxy OPTIONS"
         case "db"?:
             return try database(Array(words.dropFirst()), now: now)
         case "lease"?:
             return try lease(Array(words.dropFirst()), now: now)
+        case "flag"?:
+            return try flag(Array(words.dropFirst()))
         case let other?:
             throw AgentCommandError(code: "unknown-command", message: "unknown command '\(other)'")
         }
@@ -144,6 +148,37 @@ public final class AgentService: Sendable {
                 action: "db readonly off", target: fence.target.description, undo: "db readonly on", describe: { (r: FenceReport) in r.json }
             ) { try fence.off() }
             return "OK " + report.json
+        }
+    }
+
+    /// `flag on|off|status --driver … OPTIONS`: the words of `cutover flag`, journaled like every change.
+    private func flag(_ words: [String]) throws -> String {
+        guard let action = words.first, ["on", "off", "status"].contains(action) else {
+            throw AgentCommandError(code: "usage", message: "flag on|off|status --driver file|sql|proxy OPTIONS")
+        }
+        var options: [String: String] = [:]
+        var index = 1
+        while index < words.count {
+            guard FlagDriverOptions.names.contains(words[index]), index + 1 < words.count else {
+                throw AgentCommandError(code: "usage", message: "unexpected '\(words[index])'")
+            }
+            options[words[index]] = words[index + 1]
+            index += 2
+        }
+        let driver: FlagDriver
+        do {
+            driver = try FlagDriverOptions.make { options[$0] }
+        } catch {
+            throw AgentCommandError(code: "usage", message: "\(error)")
+        }
+        let describe = { (result: FlagResult) in result.json }
+        switch action {
+        case "on":
+            return "OK " + (try journal.record(action: "flag on", target: driver.target, undo: "flag off", describe: describe) { try driver.on() }).json
+        case "off":
+            return "OK " + (try journal.record(action: "flag off", target: driver.target, undo: "flag on", describe: describe) { try driver.off() }).json
+        default:
+            return "OK " + (try driver.status()).json
         }
     }
 

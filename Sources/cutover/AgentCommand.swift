@@ -24,6 +24,9 @@ enum AgentCommand {
                   restarts.
           lease renew NAME D    extends the lease of NAME (the configured name, or the dbname).
           lease show            the leases held and the time left on each.
+          flag on|off|status --driver file|sql|proxy OPTIONS
+                                the maintenance flags of `cutover flag`, with the same options
+                                (see `cutover flag --help`); every change is journaled.
           help
 
         Options:

@@ -26,7 +26,7 @@ enum FlagCommand {
                                   it, status is "unknown".
           proxy   the Cutover proxy's own gates over its admin Unix socket: sends one line
                   "maintenance|readonly PROFILE on|off" and expects "OK …"; "ERR code: message" is a
-                  failure. status reports the proxy's raw answer to "show profiles".
+                  failure. status reads the gate from the proxy's "show profiles --json".
             --socket PATH         the proxy's admin socket.
             --profile NAME        the profile whose gate is switched.
             --gate GATE           maintenance (503 for everyone but the bypass) or readonly (only
@@ -40,10 +40,7 @@ enum FlagCommand {
         Exit status: 0 done; 1 failed (the message says why); 2 usage error.
         """
 
-    static let valued: Set<String> = [
-        "--driver", "--path", "--content", "--dsn", "--on-sql", "--off-sql", "--status-sql", "--socket", "--profile", "--gate",
-        "--timeout", "--journal",
-    ]
+    static let valued = FlagDriverOptions.names.union(["--journal"])
 
     static func run(_ words: [String]) throws -> Int32 {
         let arguments = try Arguments(words, valued: valued)
@@ -72,29 +69,10 @@ enum FlagCommand {
 
     /// Builds the driver named by `--driver` from its options.
     static func makeDriver(_ arguments: Arguments) throws -> FlagDriver {
-        func required(_ name: String) throws(UsageError) -> String {
-            guard let value = arguments.value(name) else { throw UsageError("\(name) is required for --driver \(arguments.value("--driver") ?? "")") }
-            return value
-        }
-        switch arguments.value("--driver") {
-        case "file":
-            var flag = FileFlag(path: try required("--path"))
-            if let content = arguments.value("--content") { flag.content = content.hasSuffix("\n") ? content : content + "\n" }
-            return flag
-        case "sql":
-            return SQLFlag(
-                connectionString: try ConnectionString(try required("--dsn")), onSQL: try required("--on-sql"),
-                offSQL: try required("--off-sql"), statusSQL: arguments.value("--status-sql"))
-        case "proxy":
-            let gateText = try required("--gate")
-            guard let gate = ProxyFlag.Gate(rawValue: gateText) else { throw UsageError("--gate must be maintenance or readonly, not '\(gateText)'") }
-            var flag = ProxyFlag(socketPath: try required("--socket"), profile: try required("--profile"), gate: gate)
-            flag.timeout = try arguments.duration("--timeout", default: .seconds(5))
-            return flag
-        case nil:
-            throw UsageError("--driver is required (file, sql or proxy)")
-        case let other?:
-            throw UsageError("unknown driver '\(other)' (file, sql or proxy)")
+        do {
+            return try FlagDriverOptions.make { arguments.value($0) }
+        } catch let problem as FlagDriverOptions.Problem {
+            throw UsageError(problem.description)
         }
     }
 }

@@ -65,6 +65,23 @@ final class AgentServiceTests: ClusterTestCase {
         XCTAssertEqual(service().handle("lease show"), "OK no leases", "a given-back lease is not re-armed again")
     }
 
+    /// The agent raises and lowers maintenance flags with the same words as `cutover flag`, and
+    /// journals each change.
+    func test_flagCommands_roundTripAFileFlag_andAreJournaled() throws {
+        let agent = service()
+        let path = directory + "/maintenance"
+        XCTAssertTrue(agent.handle("flag on --driver file --path \(path)").hasPrefix("OK {"))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: path))
+        XCTAssertTrue(agent.handle("flag status --driver file --path \(path)").contains("\"state\":\"on\""))
+        XCTAssertTrue(agent.handle("flag off --driver file --path \(path)").hasPrefix("OK {"))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path))
+        XCTAssertTrue(agent.handle("flag on --driver carrier-pigeon").hasPrefix("ERR usage: unknown driver"))
+        XCTAssertTrue(agent.handle("flag on --driver file").hasPrefix("ERR usage: --path is required"))
+        XCTAssertTrue(agent.handle("flag on --driver proxy --socket \(directory!)/none.sock --profile web --gate readonly").hasPrefix("ERR proxy-unreachable: "))
+        let actions = Journal(path: directory + "/journal.jsonl").entries().map(\.action)
+        XCTAssertEqual(actions, ["flag on", "flag on", "flag off", "flag off", "flag on", "flag on"])
+    }
+
     func test_offReleasesTheLease() throws {
         let agent = service()
         XCTAssertTrue(agent.handle("db readonly on primary --grace 100ms --lease 1m").hasPrefix("OK"))
