@@ -7,13 +7,7 @@ final class SmokeTests: XCTestCase {
         let blue = try Backend(name: "blue", directory: dir)
         let green = try Backend(name: "green", directory: dir)
         let socket = dir.path("admin.sock")
-        let proxy = try Proxy(config: """
-            { "listeners": [{ "name": "web", "address": "127.0.0.1:0", "profile": "web" }],
-              "profiles": [{ "name": "web", "endpoints": [
-                  { "name": "blue", "address": "\(blue.address)" },
-                  { "name": "green", "address": "\(green.address)", "state": "offline" } ] }],
-              "admin": { "socket": "\(socket)" }, "access_log": "off" }
-            """, directory: dir, socketPath: socket)
+        let proxy = try Proxy(config: blueGreenConfig(blue: blue, green: green, socket: socket), directory: dir, socketPath: socket)
         defer { proxy.stop(); blue.stop(); green.stop() }
 
         XCTAssertEqual(try curl(proxy.url()).body, "blue\n")

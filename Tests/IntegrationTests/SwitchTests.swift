@@ -22,13 +22,7 @@ final class SwitchTests: XCTestCase {
     }
 
     private func config(profileExtra: String = "", rootExtra: String = "", listeners: String? = nil) -> String {
-        """
-        { "listeners": \(listeners ?? #"[{ "name": "web", "address": "127.0.0.1:0", "profile": "web" }]"#),
-          "profiles": [{ "name": "web", "endpoints": [
-              { "name": "blue", "address": "\(blue.address)" },
-              { "name": "green", "address": "\(green.address)", "state": "offline" } ]\(profileExtra) }],
-          "admin": { "socket": "\(socket)" }, "access_log": "off"\(rootExtra) }
-        """
+        blueGreenConfig(blue: blue, green: green, socket: socket, profileExtra: profileExtra, rootExtra: rootExtra, listeners: listeners)
     }
 
     /// 50 busy keep-alive connections and 2-s requests in flight: the switch fails nothing, and every
@@ -257,11 +251,7 @@ final class ProxyFlagTests: XCTestCase {
         let dir = try TemporaryDirectory()
         let blue = try Backend(name: "blue", directory: dir)
         let socket = dir.path("admin.sock")
-        let proxy = try Proxy(config: """
-            { "listeners": [{ "name": "web", "address": "127.0.0.1:0", "profile": "web" }],
-              "profiles": [{ "name": "web", "endpoints": [{ "name": "blue", "address": "\(blue.address)" }] }],
-              "admin": { "socket": "\(socket)" }, "access_log": "off" }
-            """, directory: dir, socketPath: socket)
+        let proxy = try Proxy(config: blueGreenConfig(blue: blue, green: nil, socket: socket), directory: dir, socketPath: socket)
         defer { proxy.stop(); blue.stop() }
         let flag = { (action: String) in
             try IntegrationTests.run(CutoverBinary.url.path, ["flag", action, "--driver", "proxy", "--socket", socket, "--profile", "web", "--gate", "maintenance"])
@@ -287,13 +277,8 @@ final class TCPHoldTests: XCTestCase {
         let blue = try Backend(name: "blue", directory: dir)
         let green = try Backend(name: "green", directory: dir)
         let socket = dir.path("admin.sock")
-        let proxy = try Proxy(config: """
-            { "listeners": [{ "name": "tcp", "address": "127.0.0.1:0", "mode": "tcp", "profile": "web" }],
-              "profiles": [{ "name": "web", "endpoints": [
-                  { "name": "blue", "address": "\(blue.address)" },
-                  { "name": "green", "address": "\(green.address)", "state": "offline" } ] }],
-              "admin": { "socket": "\(socket)" }, "access_log": "off" }
-            """, directory: dir, socketPath: socket)
+        let listeners = #"[{ "name": "tcp", "address": "127.0.0.1:0", "mode": "tcp", "profile": "web" }]"#
+        let proxy = try Proxy(config: blueGreenConfig(blue: blue, green: green, socket: socket, listeners: listeners), directory: dir, socketPath: socket)
         defer { proxy.stop(); blue.stop(); green.stop() }
         XCTAssertEqual(try proxy.ctl("pause", "web").status, 0)
         let connection = try RawConnection(port: proxy.port())

@@ -83,6 +83,21 @@ final class Proxy {
     func stop() { child.stop() }
 }
 
+/// The config most tests start from: profile `web` with `blue` online and, if given, `green`
+/// offline (the standby); an HTTP listener on a free port unless `listeners` says otherwise.
+/// `profileExtra` and `rootExtra` are JSON members appended to the profile and to the root.
+func blueGreenConfig(
+    blue: Backend, green: Backend?, socket: String, profileExtra: String = "", rootExtra: String = "", listeners: String? = nil
+) -> String {
+    let standby = green.map { #", { "name": "green", "address": "\#($0.address)", "state": "offline" }"# } ?? ""
+    return """
+        { "listeners": \(listeners ?? #"[{ "name": "web", "address": "127.0.0.1:0", "profile": "web" }]"#),
+          "profiles": [{ "name": "web", "endpoints": [
+              { "name": "blue", "address": "\(blue.address)" }\(standby) ]\(profileExtra) }],
+          "admin": { "socket": "\(socket)" }, "access_log": "off"\(rootExtra) }
+        """
+}
+
 struct FixtureError: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
