@@ -41,24 +41,34 @@ public final class AdminSocketServer: @unchecked Sendable {  // `fd` and `source
         if !directory.isEmpty { try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
         fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw Failure(description: "admin socket: socket(): \(String(cString: strerror(errno)))") }
-        guard var address = Socket.unixAddress(path) else {
-            throw Failure(description: "admin socket \(path): path longer than \(MemoryLayout.size(ofValue: sockaddr_un().sun_path) - 1) bytes")
-        }
-        // The socket must never be reachable with looser permissions, not even for a moment.
-        let previousMask = umask(0o177)
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        umask(previousMask)
-        guard bound == 0 else { throw Failure(description: "admin socket \(path): bind: \(String(cString: strerror(errno)))") }
-        if let group {
-            guard let entry = getgrnam(group) else { throw Failure(description: "admin socket \(path): no group named \(group)") }
-            guard chown(path, uid_t.max, entry.pointee.gr_gid) == 0 else {
-                throw Failure(description: "admin socket \(path): chown to group \(group): \(String(cString: strerror(errno)))")
+        var createdFile = false
+        do {
+            guard var address = Socket.unixAddress(path) else {
+                throw Failure(description: "admin socket \(path): path longer than \(MemoryLayout.size(ofValue: sockaddr_un().sun_path) - 1) bytes")
             }
+            // The socket must never be reachable with looser permissions, not even for a moment.
+            let previousMask = umask(0o177)
+            let bound = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            }
+            umask(previousMask)
+            guard bound == 0 else { throw Failure(description: "admin socket \(path): bind: \(String(cString: strerror(errno)))") }
+            createdFile = true
+            if let group {
+                guard let entry = getgrnam(group) else { throw Failure(description: "admin socket \(path): no group named \(group)") }
+                guard chown(path, uid_t.max, entry.pointee.gr_gid) == 0 else {
+                    throw Failure(description: "admin socket \(path): chown to group \(group): \(String(cString: strerror(errno)))")
+                }
+            }
+            guard chmod(path, mode_t(mode)) == 0 else { throw Failure(description: "admin socket \(path): chmod: \(String(cString: strerror(errno)))") }
+            guard listen(fd, 64) == 0 else { throw Failure(description: "admin socket \(path): listen: \(String(cString: strerror(errno)))") }
+        } catch {
+            // A half-made socket must not linger: neither the descriptor nor a file others could find.
+            close(fd)
+            fd = -1
+            if createdFile { unlink(path) }
+            throw error
         }
-        guard chmod(path, mode_t(mode)) == 0 else { throw Failure(description: "admin socket \(path): chmod: \(String(cString: strerror(errno)))") }
-        guard listen(fd, 64) == 0 else { throw Failure(description: "admin socket \(path): listen: \(String(cString: strerror(errno)))") }
         _ = fcntl(fd, F_SETFL, O_NONBLOCK)
         let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: acceptQueue)
         let listenFD = fd
