@@ -795,7 +795,9 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
             }
         case .holding:
             guard let exchange else { return close() }
-            let reason = exchange.held?.reason ?? .paused
+            // What holds it now, which may have changed since it was parked (a resume under a write hold).
+            let current = runtime.store.load().routeBySlot[slot]?.hold.reason(for: HoldConditions.Work(method: exchange.head.method))
+            let reason = current ?? exchange.held?.reason ?? .paused
             stopHolding()
             runtime.stats.holdTimeouts.wrappingAdd(1, ordering: .relaxed)
             let profile = exchange.profile

@@ -93,7 +93,7 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
             runtime.stats.heldNow.wrappingAdd(1, ordering: .relaxed)
             runtime.stats.heldTotal.wrappingAdd(1, ordering: .relaxed)
             deadline = monotonicMilliseconds() + UInt64(route.config.holdTimeout.milliseconds)
-        case .full(_):
+        case .full:
             close(reason: "max_held reached in profile \(route.name)")
         case .routeAgain:
             self.route()
