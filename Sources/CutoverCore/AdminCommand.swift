@@ -12,7 +12,8 @@ public enum AdminCommand: Sendable, Equatable {
     case pause(profile: String)
     case resume(profile: String)
     case maintenance(profile: String, on: Bool)
-    case readOnly(profile: String, on: Bool)
+    /// Set the read-only gate: `on` refuses unsafe methods, `hold` makes them wait, `off` opens it.
+    case readOnly(profile: String, gate: ReadOnlyGate)
     case reload
 
     /// The admin states an operator may set (`drain` is how `draining` is asked for).
@@ -40,9 +41,12 @@ public enum AdminCommand: Sendable, Equatable {
         switch PROFILE ENDPOINT [--force] [--wait]    make ENDPOINT the live one; the others drain
         set endpoint PROFILE/NAME online|offline|drain [priority N] [weight W]
         pause PROFILE                                 hold new requests and connections
-        resume PROFILE                                release held work in arrival order
+        resume PROFILE                                release held work in arrival order (a readonly
+                                                      hold keeps its writes)
         maintenance PROFILE on|off                    answer 503 + maintenance page (bypass passes)
-        readonly PROFILE on|off                       only GET, HEAD and OPTIONS pass
+        readonly PROFILE on|off|hold                  only GET, HEAD, OPTIONS pass; others get 503 (on)
+                                                      or wait as under pause, in order, until off (hold);
+                                                      hold → on answers the waiting ones 503
         reload                                        re-read the config file (as SIGHUP)
         Append --json to any command for a JSON answer.
         """
@@ -100,12 +104,16 @@ public enum AdminCommand: Sendable, Equatable {
         case "pause", "resume":
             try expectCount(args, 1, "\(verb) PROFILE")
             return verb == "pause" ? .pause(profile: args[0]) : .resume(profile: args[0])
-        case "maintenance", "readonly":
+        case "maintenance":
             guard args.count == 2, args[1] == "on" || args[1] == "off" else {
-                throw AdminError(.badArguments, "usage: \(verb) PROFILE on|off")
+                throw AdminError(.badArguments, "usage: maintenance PROFILE on|off")
             }
-            let on = args[1] == "on"
-            return verb == "maintenance" ? .maintenance(profile: args[0], on: on) : .readOnly(profile: args[0], on: on)
+            return .maintenance(profile: args[0], on: args[1] == "on")
+        case "readonly":
+            guard args.count == 2, let gate = ReadOnlyGate(rawValue: args[1]) else {
+                throw AdminError(.badArguments, "usage: readonly PROFILE on|off|hold")
+            }
+            return .readOnly(profile: args[0], gate: gate)
         case "reload":
             try expectCount(args, 0, "reload")
             return .reload

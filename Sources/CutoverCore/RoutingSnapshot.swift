@@ -49,10 +49,12 @@ public final class ProfileRoute: Sendable {
     public let schedule: [Int]
     public let paused: Bool
     public let maintenance: Bool
-    public let readOnly: Bool
+    public let readOnly: ReadOnlyGate
+    /// What holds new work in this snapshot; the hold queue releases by the same value.
+    public let hold: HoldConditions
     private let cursor = Atomic<Int>(0)
 
-    public init(index: Int, config: ProfileConfig, candidates: [EndpointTarget], schedule: [Int], paused: Bool, maintenance: Bool, readOnly: Bool) {
+    public init(index: Int, config: ProfileConfig, candidates: [EndpointTarget], schedule: [Int], paused: Bool, maintenance: Bool, readOnly: ReadOnlyGate) {
         self.index = index
         self.config = config
         self.candidates = candidates
@@ -60,6 +62,7 @@ public final class ProfileRoute: Sendable {
         self.paused = paused
         self.maintenance = maintenance
         self.readOnly = readOnly
+        self.hold = HoldConditions(paused: paused, readOnly: readOnly, hasCandidates: !candidates.isEmpty, holdWhenUnavailable: config.holdWhenUnavailable)
     }
 
     public var name: String { config.name }

@@ -43,10 +43,10 @@ public struct ProfileRuntime: Sendable, Equatable {
     public var paused: Bool
     /// Every request is answered with the maintenance page, except bypassed ones.
     public var maintenance: Bool
-    /// Only safe methods (GET, HEAD, OPTIONS) pass.
-    public var readOnly: Bool
+    /// What becomes of unsafe requests: they pass (`off`), are refused (`on`) or wait (`hold`).
+    public var readOnly: ReadOnlyGate
 
-    public init(endpoints: [String: EndpointRuntime], paused: Bool = false, maintenance: Bool = false, readOnly: Bool = false) {
+    public init(endpoints: [String: EndpointRuntime], paused: Bool = false, maintenance: Bool = false, readOnly: ReadOnlyGate = .off) {
         self.endpoints = endpoints
         self.paused = paused
         self.maintenance = maintenance

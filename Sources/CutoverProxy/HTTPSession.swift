@@ -251,15 +251,20 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
             answerMaintenance(exchange, gate: route.config.gate)
             return
         }
-        if route.readOnly && !exchange.head.isSafeMethod {
+        switch route.readOnly.verdict(method: exchange.head.method) {
+        case .refuse:
             answerLocally(
                 exchange, status: 503,
                 message: "\(route.name) is read-only during an upgrade: \(exchange.head.method) is not accepted right now; reads still work. Please retry shortly.",
                 retryAfter: route.config.gate.retryAfter)
             return
+        case .pass, .hold:
+            // A held write waits in the same queue as a paused request: `route.hold` says so below.
+            break
         }
-        if route.paused || (route.candidates.isEmpty && route.config.holdWhenUnavailable) {
-            hold(exchange, route: route, generation: snapshot.generation, queue: snapshot.holdQueues[route.index])
+        let work = HoldConditions.Work(method: exchange.head.method)
+        if route.hold.holds(work) {
+            hold(exchange, work: work, route: route, generation: snapshot.generation, queue: snapshot.holdQueues[route.index])
             return
         }
         guard let target = route.pick() else {
@@ -275,22 +280,31 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         return false
     }
 
-    private func hold(_ exchange: Exchange, route: ProfileRoute, generation: UInt64, queue: HoldQueue) {
-        let outcome = queue.hold(seenGeneration: generation, maxHeld: route.config.maxHeld) { [self] in
+    private func hold(_ exchange: Exchange, work: HoldConditions.Work, route: ProfileRoute, generation: UInt64, queue: HoldQueue) {
+        let outcome = queue.hold(seenGeneration: generation, work: work, maxHeld: route.config.maxHeld) { [self] in
             self.worker.queue.async { self.releasedFromHold() }
         }
         switch outcome {
-        case .held(let id):
-            exchange.held = (queue, id)
+        case .held(let id, let reason):
+            exchange.held = (queue, id, reason)
             phase = .holding
             client.pauseReading()
             runtime.stats.heldNow.wrappingAdd(1, ordering: .relaxed)
             runtime.stats.heldTotal.wrappingAdd(1, ordering: .relaxed)
             deadline = monotonicMilliseconds() + UInt64(route.config.holdTimeout.milliseconds)
-        case .full:
-            answerLocally(exchange, status: 503, message: "\(route.name) is paused and its hold queue is full (max_held \(route.config.maxHeld))", retryAfter: route.config.gate.retryAfter)
+        case .full(let reason):
+            answerLocally(exchange, status: 503, message: "\(route.name) is holding requests (\(Self.holdText(reason))) and its hold queue is full (max_held \(route.config.maxHeld))", retryAfter: route.config.gate.retryAfter)
         case .routeAgain:
             self.route(exchange)
+        }
+    }
+
+    /// Why a request waits, as its 503 says when the hold gives up.
+    private static func holdText(_ reason: HoldConditions.Reason) -> String {
+        switch reason {
+        case .paused: return "paused"
+        case .writesHeld: return "read-only, writes wait"
+        case .unavailable: return "no endpoint available"
         }
     }
 
@@ -781,10 +795,13 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
             }
         case .holding:
             guard let exchange else { return close() }
+            // What holds it now, which may have changed since it was parked (a resume under a write hold).
+            let current = runtime.store.load().routeBySlot[slot]?.hold.reason(for: HoldConditions.Work(method: exchange.head.method))
+            let reason = current ?? exchange.held?.reason ?? .paused
             stopHolding()
             runtime.stats.holdTimeouts.wrappingAdd(1, ordering: .relaxed)
             let profile = exchange.profile
-            answerLocally(exchange, status: 503, message: "\(profile) was paused longer than its hold timeout", retryAfter: .seconds(5))
+            answerLocally(exchange, status: 503, message: "\(profile) held this request longer than its hold timeout (\(Self.holdText(reason))); it was not sent upstream", retryAfter: .seconds(5))
         case .connecting:
             guard let exchange else { return close() }
             upstreamFailed(exchange, status: 504, reason: "connect to \(exchange.target?.qualifiedName ?? "?") timed out after \(DurationText.format(timeouts.connect))", passive: true)
@@ -863,7 +880,7 @@ private final class Exchange {
     var reusedUpstream = false
     var retried = false
     var upgrading = false
-    var held: (queue: HoldQueue, id: UInt64)?
+    var held: (queue: HoldQueue, id: UInt64, reason: HoldConditions.Reason)?
     var clientKeepAlive = true
     var requestBodyDone = false
     var requestBodyRemaining: Int64 = 0
@@ -887,9 +904,4 @@ private final class Exchange {
         // upstream (connect refused) must not cost the client its keep-alive connection.
         self.requestBodyDone = framing == .none
     }
-}
-
-extension HTTPRequestHead {
-    /// GET, HEAD and OPTIONS: what a read-only gate lets through.
-    var isSafeMethod: Bool { method == "GET" || method == "HEAD" || method == "OPTIONS" }
 }

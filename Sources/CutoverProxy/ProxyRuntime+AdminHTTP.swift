@@ -67,7 +67,7 @@ extension ProxyRuntime {
             let states = endpoints.map { "\($0.name) \($0.state.rawValue)/\($0.health.rawValue)" }.joined(separator: ", ")
             return AdminHTTPServer.Response(status: 503, body: "unavailable: profile \(name) has no live endpoint (\(states))\n")
         }
-        let notes = [profile.paused ? "paused" : nil, profile.readOnly ? "readonly" : nil].compactMap { $0 }
+        let notes = [profile.paused ? "paused" : nil, profile.readOnlyLabel].compactMap { $0 }
         return AdminHTTPServer.Response(status: 200, body: "ok: live \(profile.live.joined(separator: ","))\(notes.isEmpty ? "" : " (\(notes.joined(separator: ", ")))")\n")
     }
 
@@ -93,7 +93,7 @@ extension ProxyRuntime {
             ("cutover_client_requests_total", .counter, "requests", "HTTP requests received from clients, whatever their outcome."),
             ("cutover_proxy_answered_total", .counter, "proxy_answered", "Requests answered by the proxy itself (parse errors, gates, 502/503/504)."),
             ("cutover_held_now", .gauge, "held_now", "Requests and connections held now, all profiles."),
-            ("cutover_held_total", .counter, "held_total", "Requests and connections ever held by a pause or an unavailable profile."),
+            ("cutover_held_total", .counter, "held_total", "Requests and connections ever held by a pause, a read-only hold or an unavailable profile."),
             ("cutover_hold_timeouts_total", .counter, "hold_timeouts", "Held requests answered 503 because hold_timeout or max_held was reached."),
             ("cutover_switches_total", .counter, "switches", "Switches that changed the live endpoint."),
             ("cutover_tunnels_total", .counter, "tunnels", "TCP tunnels and upgraded connections opened."),
@@ -118,7 +118,8 @@ extension ProxyRuntime {
             ("cutover_profile_live_endpoints", "Endpoints taking new work, by profile.", { $0.live.count }),
             ("cutover_profile_paused", "1 while the profile is paused (new work is held).", { $0.paused ? 1 : 0 }),
             ("cutover_profile_maintenance", "1 while the maintenance gate is closed.", { $0.maintenance ? 1 : 0 }),
-            ("cutover_profile_readonly", "1 while the read-only gate is closed.", { $0.readOnly ? 1 : 0 }),
+            ("cutover_profile_readonly", "1 while the read-only gate keeps unsafe requests from the endpoints (on or hold).", { $0.readOnly.isClosed ? 1 : 0 }),
+            ("cutover_profile_readonly_hold", "1 while the read-only gate holds unsafe requests rather than refusing them.", { $0.readOnly == .hold ? 1 : 0 }),
         ]
         for (name, help, value) in families {
             m.family(name, .gauge, help: help)

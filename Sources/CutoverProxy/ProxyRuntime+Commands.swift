@@ -54,9 +54,11 @@ extension ProxyRuntime {
         case .maintenance(let profile, let on):
             try onControlQueue { () throws(AdminError) in try setGate(profile: profile, maintenance: on) }
             return answer(json: json, "maintenance \(profile) \(on ? "on" : "off")", details: ["profile": profile, "maintenance": on])
-        case .readOnly(let profile, let on):
-            try onControlQueue { () throws(AdminError) in try setGate(profile: profile, readOnly: on) }
-            return answer(json: json, "readonly \(profile) \(on ? "on" : "off")", details: ["profile": profile, "readonly": on])
+        case .readOnly(let profile, let gate):
+            let released = try onControlQueue { () throws(AdminError) in try setReadOnly(profile: profile, gate: gate) }
+            // `readonly` stays a Bool (writes kept from the backends) for scripts written before `hold`.
+            let details: [String: Any] = ["profile": profile, "readonly": gate.isClosed, "readonly_gate": gate.rawValue, "released": released]
+            return answer(json: json, "readonly \(profile) \(gate.rawValue)", details: details, extra: Self.readOnlyNote(gate, released: released))
         case .reload:
             let summary = try onControlQueue { () throws(AdminError) in try reload() }
             return answer(json: json, summary, details: [:])
@@ -165,28 +167,47 @@ extension ProxyRuntime {
         return "\(key) \(changes.joined(separator: " "))"
     }
 
-    /// Pauses or resumes a profile; returns how many held requests a resume released.
+    /// Pauses or resumes a profile; returns how many held requests a resume released (work another
+    /// condition still holds, such as writes under `readonly hold`, stays and is not counted).
     @discardableResult
     func setPaused(profile profileName: String, paused: Bool) throws(AdminError) -> Int {
         _ = try profileConfig(profileName)
-        let held = holdQueue(for: profileName).count
         runtime.profiles[profileName]?.paused = paused
-        events.record(profile: profileName, endpoint: nil, state: paused ? "paused" : "resumed", cause: paused ? "pause" : "resume, \(held) held released")
-        publish()
-        return paused ? 0 : held
+        let released = publish()[profileName] ?? 0
+        let kept = holdQueue(for: profileName).count
+        let cause = paused ? "pause" : "resume, \(released) held released" + (kept > 0 ? ", \(kept) still held" : "")
+        events.record(profile: profileName, endpoint: nil, state: paused ? "paused" : "resumed", cause: cause)
+        return paused ? 0 : released
     }
 
-    func setGate(profile profileName: String, maintenance: Bool? = nil, readOnly: Bool? = nil) throws(AdminError) {
+    func setGate(profile profileName: String, maintenance: Bool) throws(AdminError) {
         _ = try profileConfig(profileName)
-        if let maintenance {
-            runtime.profiles[profileName]?.maintenance = maintenance
-            events.record(profile: profileName, endpoint: nil, state: "maintenance \(maintenance ? "on" : "off")", cause: "maintenance command")
-        }
-        if let readOnly {
-            runtime.profiles[profileName]?.readOnly = readOnly
-            events.record(profile: profileName, endpoint: nil, state: "readonly \(readOnly ? "on" : "off")", cause: "readonly command")
-        }
+        runtime.profiles[profileName]?.maintenance = maintenance
+        events.record(profile: profileName, endpoint: nil, state: "maintenance \(maintenance ? "on" : "off")", cause: "maintenance command")
         publish()
+    }
+
+    /// Moves the read-only gate; returns how many held requests left the hold queue (leaving `hold`
+    /// for `off` sends them to the backends, for `on` to a 503).
+    @discardableResult
+    func setReadOnly(profile profileName: String, gate: ReadOnlyGate) throws(AdminError) -> Int {
+        _ = try profileConfig(profileName)
+        runtime.profiles[profileName]?.readOnly = gate
+        let released = publish()[profileName] ?? 0
+        let cause = ["readonly command", Self.readOnlyNote(gate, released: released)].compactMap { $0 }.joined(separator: ", ")
+        events.record(profile: profileName, endpoint: nil, state: "readonly \(gate.rawValue)", cause: cause)
+        return released
+    }
+
+    /// What moving the gate did to held work, for the answer and the event; `nil` when nothing moved.
+    static func readOnlyNote(_ gate: ReadOnlyGate, released: Int) -> String? {
+        guard released > 0 else { return nil }
+        switch gate {
+        case .off: return "\(released) held released"
+        case .on: return "\(released) held answered 503"
+        // Only a publish that happened meanwhile (a resume) can release anything while the gate holds.
+        case .hold: return "\(released) held released"
+        }
     }
 
     /// Blocks until the given drains finished; returns how each ended.

@@ -71,16 +71,27 @@ extension ProxyRuntime {
         let live: [String]
         let paused: Bool
         let maintenance: Bool
-        let readOnly: Bool
+        let readOnly: ReadOnlyGate
         let held: Int
         let endpoints: Int
 
         var gates: [String] {
-            [paused ? "paused" : nil, maintenance ? "maintenance" : nil, readOnly ? "readonly" : nil].compactMap { $0 }
+            [paused ? "paused" : nil, maintenance ? "maintenance" : nil, readOnlyLabel].compactMap { $0 }
+        }
+
+        /// `readonly` (writes refused) or `readonly-hold` (writes wait); `nil` while the gate is open.
+        var readOnlyLabel: String? {
+            switch readOnly {
+            case .off: return nil
+            case .on: return "readonly"
+            case .hold: return "readonly-hold"
+            }
         }
 
         var json: [String: Any] {
-            ["name": name, "live": live, "paused": paused, "maintenance": maintenance, "readonly": readOnly, "held": held, "endpoints": endpoints]
+            // `readonly` keeps its Bool meaning (writes kept from the backends); `readonly_gate` says how.
+            ["name": name, "live": live, "paused": paused, "maintenance": maintenance, "readonly": readOnly.isClosed,
+             "readonly_gate": readOnly.rawValue, "held": held, "endpoints": endpoints]
         }
     }
 
@@ -92,7 +103,7 @@ extension ProxyRuntime {
             let state = runtime.profiles[profile.name]
             return ProfileView(
                 name: profile.name, live: route?.candidates.map(\.name) ?? [], paused: state?.paused ?? false,
-                maintenance: state?.maintenance ?? false, readOnly: state?.readOnly ?? false,
+                maintenance: state?.maintenance ?? false, readOnly: state?.readOnly ?? .off,
                 held: holdQueue(for: profile.name).count, endpoints: profile.endpoints.count)
         }
     }

@@ -137,8 +137,10 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     /// Builds and publishes a snapshot from the current config and runtime state, then applies its
     /// consequences: held work released, idle upstreams to non-candidates closed, state persisted.
     ///
+    /// - Returns: how many held requests and connections each profile released, by profile name.
     /// - Important: call on `controlQueue`.
-    func publish(persist: Bool = true) {
+    @discardableResult
+    func publish(persist: Bool = true) -> [String: Int] {
         dispatchPrecondition(condition: .onQueue(controlQueue))
         generation += 1
         let routing = RoutingSnapshot.build(config: config, runtime: runtime, generation: generation) { profile, endpoint in
@@ -151,15 +153,16 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         let holdQueuesByIndex = routing.profiles.map { holdQueue(for: $0.name) }
         store.publish(ProxySnapshot(routing: routing, routeBySlot: routeBySlot, holdQueues: holdQueuesByIndex))
 
+        var releasedCounts: [String: Int] = [:]
         for route in routing.profiles {
-            let released = holdQueue(for: route.name).published(
-                generation: generation, paused: route.paused, available: !route.candidates.isEmpty,
-                holdWhenUnavailable: route.config.holdWhenUnavailable)
+            let released = holdQueue(for: route.name).published(generation: generation, conditions: route.hold)
             for held in released { held.release() }
+            releasedCounts[route.name] = released.count
         }
         let candidates = Set(routing.profiles.flatMap { $0.candidates.map(ObjectIdentifier.init) })
         closeIdleUpstreams(to: targets.values.filter { !candidates.contains(ObjectIdentifier($0)) })
         if persist { persistState() }
+        return releasedCounts
     }
 
     /// Closes, on every worker, the idle pooled connections to endpoints that take no new work.

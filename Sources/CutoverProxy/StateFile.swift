@@ -26,8 +26,9 @@ struct StateFile {
                 endpoints[endpointName] = ["state": admin.rawValue, "priority": endpoint.priority, "weight": endpoint.weight]
             }
             profiles[name] = [
-                "paused": profile.paused, "maintenance": profile.maintenance, "readonly": profile.readOnly,
-                "endpoints": endpoints,
+                // `readonly` stays a Bool so that an older binary restores a held gate as closed, not open.
+                "paused": profile.paused, "maintenance": profile.maintenance, "readonly": profile.readOnly.isClosed,
+                "readonly_gate": profile.readOnly.rawValue, "endpoints": endpoints,
             ]
         }
         let data = try JSONSerialization.data(withJSONObject: ["version": 1, "profiles": profiles], options: [.sortedKeys, .prettyPrinted])
@@ -58,9 +59,12 @@ struct StateFile {
                       let priority = endpoint["priority"] as? Int, let weight = endpoint["weight"] as? Int else { continue }
                 runtimeEndpoints[endpointName] = EndpointRuntime(admin: admin, priority: priority, weight: weight)
             }
+            // Files written before `readonly hold` have only the Bool.
+            let readOnly = (profile["readonly_gate"] as? String).flatMap(ReadOnlyGate.init(rawValue:))
+                ?? (profile["readonly"] as? Bool ?? false ? .on : .off)
             state.profiles[name] = ProfileRuntime(
                 endpoints: runtimeEndpoints, paused: profile["paused"] as? Bool ?? false,
-                maintenance: profile["maintenance"] as? Bool ?? false, readOnly: profile["readonly"] as? Bool ?? false)
+                maintenance: profile["maintenance"] as? Bool ?? false, readOnly: readOnly)
         }
         return state
     }

@@ -70,7 +70,8 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
             close(reason: "listener removed")
             return
         }
-        if route.paused || (route.candidates.isEmpty && route.config.holdWhenUnavailable) {
+        // A tunnel has no method to judge: the read-only gate never holds or refuses TCP connections.
+        if route.hold.holds(.connection) {
             hold(route: route, generation: snapshot.generation, queue: snapshot.holdQueues[route.index])
             return
         }
@@ -82,11 +83,11 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
     }
 
     private func hold(route: ProfileRoute, generation: UInt64, queue: HoldQueue) {
-        let outcome = queue.hold(seenGeneration: generation, maxHeld: route.config.maxHeld) { [self] in
+        let outcome = queue.hold(seenGeneration: generation, work: .connection, maxHeld: route.config.maxHeld) { [self] in
             self.worker.queue.async { self.releasedFromHold() }
         }
         switch outcome {
-        case .held(let id):
+        case .held(let id, _):
             held = (queue, id)
             phase = .holding
             runtime.stats.heldNow.wrappingAdd(1, ordering: .relaxed)

@@ -11,8 +11,9 @@ final class TestUpstream: Sendable {
     let accepted = Atomic<Int>(0)
 
     /// Listens on 127.0.0.1 (a free port) and runs `serve` on its own thread for each connection;
-    /// the descriptor is closed when `serve` returns.
-    init(serve: @escaping @Sendable (Int32) -> Void) throws {
+    /// the descriptor is closed when `serve` returns. `serial` serves one connection at a time on the
+    /// accept thread, in accept order (for tests of the order in which requests arrive).
+    init(serial: Bool = false, serve: @escaping @Sendable (Int32) -> Void) throws {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
@@ -37,6 +38,11 @@ final class TestUpstream: Sendable {
                     return  // closed by stop()
                 }
                 accepted.wrappingAdd(1, ordering: .relaxed)
+                if serial {
+                    serve(client)
+                    close(client)
+                    continue
+                }
                 let worker = Thread {
                     serve(client)
                     close(client)
