@@ -28,6 +28,9 @@ public final class EndpointTarget: Sendable {
 public final class EndpointCounters: Sendable {
     /// Requests and tunnels currently being served by this endpoint.
     public let inFlight = Atomic<Int>(0)
+    /// Of those, HTTP requests with an unsafe method (not GET, HEAD or OPTIONS): what a runbook waits
+    /// to reach zero after holding writes, before it fences the database underneath.
+    public let writesInFlight = Atomic<Int>(0)
     /// Upstream connections open to this endpoint (in use or idle in a pool).
     public let connections = Atomic<Int>(0)
     /// Responses by status class (`2xx`...); `noResponse` counts exchanges that ended without one.
@@ -49,6 +52,18 @@ public final class EndpointCounters: Sendable {
     public let latency = LatencyHistogram()
 
     public init() {}
+
+    /// An HTTP request was handed to this endpoint.
+    public func requestStarted(method: String) {
+        inFlight.wrappingAdd(1, ordering: .relaxed)
+        if !ReadOnlyGate.isSafe(method: method) { writesInFlight.wrappingAdd(1, ordering: .relaxed) }
+    }
+
+    /// An HTTP request handed to this endpoint ended, answered or not.
+    public func requestEnded(method: String) {
+        inFlight.wrappingSubtract(1, ordering: .relaxed)
+        if !ReadOnlyGate.isSafe(method: method) { writesInFlight.wrappingSubtract(1, ordering: .relaxed) }
+    }
 
     /// Responses counted per status class label (`1xx` ... `5xx`, and `none`).
     public var responsesByClass: [(label: String, count: Int)] {

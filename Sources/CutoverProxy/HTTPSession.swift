@@ -328,7 +328,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
 
     private func dispatch(_ exchange: Exchange, to target: EndpointTarget) {
         exchange.target = target
-        target.counters.inFlight.wrappingAdd(1, ordering: .relaxed)
+        target.counters.requestStarted(method: exchange.head.method)
         if let pooled = worker.pool.take(target) {
             exchange.upstream = pooled
             exchange.reusedUpstream = true
@@ -681,7 +681,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         }
         if let upstream = exchange.upstream { worker.pool.close(upstream, target: target) }
         exchange.upstream = nil
-        target.counters.inFlight.wrappingSubtract(1, ordering: .relaxed)
+        target.counters.requestEnded(method: exchange.head.method)
         target.counters.recordResponse(status: exchange.sentToClient ? exchange.status : status)
         exchange.target = nil
         if exchange.sentToClient {
@@ -706,7 +706,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         if let target = exchange.target {
             if let upstream = exchange.upstream { worker.pool.close(upstream, target: target) }
             exchange.upstream = nil
-            target.counters.inFlight.wrappingSubtract(1, ordering: .relaxed)
+            target.counters.requestEnded(method: exchange.head.method)
             target.counters.recordResponse(status: exchange.sentToClient ? exchange.status : 0)
             exchange.endpointName = target.name
             exchange.target = nil
@@ -725,7 +725,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         }
         if let upstream = exchange.upstream { worker.pool.close(upstream, target: target) }
         exchange.upstream = nil
-        target.counters.inFlight.wrappingSubtract(1, ordering: .relaxed)
+        target.counters.requestEnded(method: exchange.head.method)
         target.counters.recordResponse(status: 0)
         exchange.endpointName = target.name
         exchange.target = nil
@@ -740,7 +740,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     /// A response has been relayed whole: return or close the upstream, then serve the next request.
     private func finishExchange(_ exchange: Exchange) {
         guard let target = exchange.target else { return }
-        target.counters.inFlight.wrappingSubtract(1, ordering: .relaxed)
+        target.counters.requestEnded(method: exchange.head.method)
         target.counters.recordResponse(status: exchange.status)
         if exchange.status >= 500 && exchange.reportsServerErrors {
             runtime.reportPassiveFailure(target: target, cause: "HTTP \(exchange.status) for \(exchange.head.method) \(exchange.head.target)", signal: .serverError)
@@ -839,7 +839,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         client.close()
         if let exchange, let target = exchange.target {
             if let upstream = exchange.upstream { worker.pool.close(upstream, target: target) }
-            target.counters.inFlight.wrappingSubtract(1, ordering: .relaxed)
+            target.counters.requestEnded(method: exchange.head.method)
             exchange.target = nil
         }
         exchange = nil
