@@ -1,4 +1,4 @@
-import CutoverProxy
+import CutoverControl
 import Dispatch
 
 /// The agent's admin socket: the proxy's line protocol (one command per line, each answer ended by

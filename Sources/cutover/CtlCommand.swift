@@ -1,5 +1,5 @@
+import CutoverControl
 import CutoverCore
-import CutoverProxy
 import Foundation
 import Glibc
 

@@ -1,5 +1,5 @@
 import CutoverCore
-import CutoverProxy
+import CutoverControl
 import Foundation
 
 #if canImport(Glibc)

@@ -43,7 +43,7 @@ public final class AdminSocketServer: @unchecked Sendable {  // `fd` and `source
         guard fd >= 0 else { throw Failure(description: "admin socket: socket(): \(String(cString: strerror(errno)))") }
         var createdFile = false
         do {
-            guard var address = Socket.unixAddress(path) else {
+            guard var address = ControlSocket.unixAddress(path) else {
                 throw Failure(description: "admin socket \(path): path longer than \(MemoryLayout.size(ofValue: sockaddr_un().sun_path) - 1) bytes")
             }
             // The socket must never be reachable with looser permissions, not even for a moment.
@@ -105,7 +105,7 @@ public final class AdminSocketServer: @unchecked Sendable {  // `fd` and `source
             pending.append(contentsOf: buffer[0..<n])
             // A line longer than this is not a command: refuse instead of buffering without bound.
             if pending.count > 65_536 && !pending.contains(UInt8(ascii: "\n")) {
-                _ = Socket.sendAll(fd, Array("ERR bad-arguments: command line too long\n\n".utf8))
+                _ = ControlSocket.sendAll(fd, Array("ERR bad-arguments: command line too long\n\n".utf8))
                 return
             }
             while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
@@ -114,7 +114,7 @@ public final class AdminSocketServer: @unchecked Sendable {  // `fd` and `source
                 if line.hasSuffix("\r") { line.removeLast() }
                 if line.trimmingCharacters(in: .whitespaces).isEmpty { continue }
                 let answer = handler(line)
-                guard Socket.sendAll(fd, Array((answer + "\n\n").utf8)) else { return }
+                guard ControlSocket.sendAll(fd, Array((answer + "\n\n").utf8)) else { return }
             }
         }
     }
