@@ -1,5 +1,5 @@
 @testable import CutoverAgent
-import CutoverProxy
+import CutoverControl
 import CutoverCore
 import Foundation
 import XCTest

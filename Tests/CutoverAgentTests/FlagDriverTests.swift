@@ -1,5 +1,5 @@
 import CutoverAgent
-import CutoverProxy
+import CutoverControl
 import CutoverCore
 import Foundation
 import XCTest
