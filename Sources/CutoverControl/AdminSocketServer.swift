@@ -15,6 +15,9 @@ public final class AdminSocketServer: @unchecked Sendable {  // `fd` and `source
     private var fd: Int32 = -1
     private var source: DispatchSourceRead?
     private let acceptQueue = DispatchQueue(label: "cutover.admin.accept")
+    /// Entered for each command from reading its line to sending its answer, so that a stopping
+    /// process can let the answers in progress reach their clients.
+    private let answering = DispatchGroup()
 
     /// A socket that cannot be set up, named for the operator.
     public struct Failure: Error, CustomStringConvertible {
@@ -73,11 +76,12 @@ public final class AdminSocketServer: @unchecked Sendable {  // `fd` and `source
         let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: acceptQueue)
         let listenFD = fd
         let handler = self.handler
+        let answering = self.answering
         source.setEventHandler {
             while true {
                 let client = accept(listenFD, nil, nil)
                 if client < 0 { break }
-                DispatchQueue(label: "cutover.admin.connection").async { AdminSocketServer.serve(client, handler: handler) }
+                DispatchQueue(label: "cutover.admin.connection").async { AdminSocketServer.serve(client, handler: handler, answering: answering) }
             }
         }
         self.source = source
@@ -95,7 +99,14 @@ public final class AdminSocketServer: @unchecked Sendable {  // `fd` and `source
         }
     }
 
-    private static func serve(_ fd: Int32, handler: @Sendable (String) -> String) {
+    /// Waits until every command being answered has had its answer sent, at most `timeout`;
+    /// false when some were still running. Call after `stop()`.
+    public func waitForAnswersInProgress(timeout: Duration) -> Bool {
+        let (seconds, attoseconds) = timeout.components
+        return answering.wait(timeout: .now() + Double(seconds) + Double(attoseconds) / 1e18) == .success
+    }
+
+    private static func serve(_ fd: Int32, handler: @Sendable (String) -> String, answering: DispatchGroup) {
         defer { close(fd) }
         var pending: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
@@ -113,8 +124,11 @@ public final class AdminSocketServer: @unchecked Sendable {  // `fd` and `source
                 pending.removeSubrange(...newline)
                 if line.hasSuffix("\r") { line.removeLast() }
                 if line.trimmingCharacters(in: .whitespaces).isEmpty { continue }
+                answering.enter()
                 let answer = handler(line)
-                guard ControlSocket.sendAll(fd, Array((answer + "\n\n").utf8)) else { return }
+                let sent = ControlSocket.sendAll(fd, Array((answer + "\n\n").utf8))
+                answering.leave()
+                guard sent else { return }
             }
         }
     }
