@@ -38,11 +38,13 @@ public struct DatabaseStatusAnswer: Codable, Sendable, Equatable {
         case leaseMs
     }
 
+    /// Decodes the JSON form (see the type).
     public init(from decoder: any Decoder) throws {
         status = try DatabaseStatus(from: decoder)
         leaseMs = try decoder.container(keyedBy: CodingKeys.self).decodeIfPresent(Int64.self, forKey: .leaseMs)
     }
 
+    /// Encodes the JSON form (see the type).
     public func encode(to encoder: any Encoder) throws {
         try status.encode(to: encoder)
         var container = encoder.container(keyedBy: CodingKeys.self)

@@ -10,6 +10,7 @@ public final class AgentServer: @unchecked Sendable {
     private let socket: AdminSocketServer
     private let timer: DispatchSourceTimer
     private let service: AgentService
+    /// The socket's path.
     public var path: String { socket.path }
 
     /// Binds `path` (replacing a stale socket) and starts serving `service`.

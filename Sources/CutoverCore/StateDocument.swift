@@ -14,8 +14,11 @@ public struct StateDocument: Codable, Sendable, Equatable {
 
     /// The saved part of one profile.
     public struct Profile: Codable, Sendable, Equatable {
+        /// By endpoint name.
         public var endpoints: [String: Endpoint]
+        /// Whether new work is held.
         public var paused: Bool
+        /// Whether the maintenance gate answers 503.
         public var maintenance: Bool
         /// The read-only gate (key `readonly`).
         public var readonly: Bool
@@ -31,7 +34,7 @@ public struct StateDocument: Codable, Sendable, Equatable {
             case endpoints, paused, maintenance, readonly
         }
 
-        // The gates were optional in version 1 (absent meant off).
+        /// Decodes the JSON form; a gate that is absent is off (version 1 files could omit them).
         public init(from decoder: any Decoder) throws {
             let container = try decoder.container(keyedBy: CodingKeys.self)
             endpoints = try container.decode([String: Endpoint].self, forKey: .endpoints)
@@ -45,7 +48,9 @@ public struct StateDocument: Codable, Sendable, Equatable {
     public struct Endpoint: Codable, Sendable, Equatable {
         /// `online` or `offline` (`draining` is never saved, but read as written).
         public var state: String
+        /// Lower wins.
         public var priority: Int
+        /// Share among endpoints of the same priority.
         public var weight: Int
 
         public init(state: String, priority: Int, weight: Int) {
@@ -79,7 +84,9 @@ public struct StateDocument: Codable, Sendable, Equatable {
     public struct DecodeError: Error, Sendable, Equatable, CustomStringConvertible {
         /// Dotted key path (`profiles.web.endpoints.blue.state`); empty for the whole document.
         public var key: String
+        /// What is wrong with the value there.
         public var reason: String
+        /// `key: reason`, for the state file's error message.
         public var description: String { key.isEmpty ? reason : "\(key): \(reason)" }
     }
 

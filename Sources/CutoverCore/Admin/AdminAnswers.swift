@@ -40,6 +40,7 @@ public struct AdminAnswer<Payload: Codable & Sendable>: Codable, Sendable {
         case ok, code, message
     }
 
+    /// Decodes the JSON form (see the type).
     public init(from decoder: any Decoder) throws {
         let envelope = try decoder.container(keyedBy: EnvelopeKeys.self)
         ok = try envelope.decode(Bool.self, forKey: .ok)
@@ -49,6 +50,7 @@ public struct AdminAnswer<Payload: Codable & Sendable>: Codable, Sendable {
         data = ok ? try Payload(from: decoder) : nil
     }
 
+    /// Encodes the JSON form (see the type).
     public func encode(to encoder: any Encoder) throws {
         var envelope = encoder.container(keyedBy: EnvelopeKeys.self)
         try envelope.encode(ok, forKey: .ok)
@@ -80,12 +82,13 @@ public struct HelpAnswer: Codable, Sendable, Equatable {
 
 /// `switch PROFILE ENDPOINT --json`.
 public struct SwitchAnswer: Codable, Sendable, Equatable {
+    /// The profile concerned.
     public var profile: String
     /// The endpoint now live.
     public var endpoint: String
     /// The endpoints the switch started draining, in config order.
     public var draining: [String]
-    /// With `--wait`: how each drain ended, by `PROFILE/ENDPOINT` (`drained`, `deadline …`).
+    /// With `--wait`: how each drain ended, by `PROFILE/ENDPOINT` (`drained after 51ms`, …).
     public var drains: [String: String]?
 
     public init(profile: String, endpoint: String, draining: [String], drains: [String: String]? = nil) {
@@ -98,7 +101,9 @@ public struct SwitchAnswer: Codable, Sendable, Equatable {
 
 /// `set endpoint PROFILE/NAME … --json`.
 public struct SetEndpointAnswer: Codable, Sendable, Equatable {
+    /// The profile concerned.
     public var profile: String
+    /// The endpoint concerned.
     public var endpoint: String
 
     public init(profile: String, endpoint: String) {
@@ -109,6 +114,7 @@ public struct SetEndpointAnswer: Codable, Sendable, Equatable {
 
 /// `pause PROFILE --json` and `resume PROFILE --json`.
 public struct PauseAnswer: Codable, Sendable, Equatable {
+    /// The profile concerned.
     public var profile: String
     /// Whether the profile is paused now.
     public var paused: Bool
@@ -124,6 +130,7 @@ public struct PauseAnswer: Codable, Sendable, Equatable {
 
 /// `maintenance PROFILE on|off --json` and `readonly PROFILE on|off --json`: the gate that was set.
 public struct GateAnswer: Codable, Sendable, Equatable {
+    /// The profile concerned.
     public var profile: String
     /// Set by `maintenance`.
     public var maintenance: Bool?
@@ -150,10 +157,13 @@ public struct ProfilesAnswer: Codable, Sendable, Equatable {
 
 /// One profile in `show profiles`.
 public struct ProfileStatus: Codable, Sendable, Equatable {
+    /// Its name, as in the config.
     public var name: String
     /// The endpoints new work goes to now, in snapshot order.
     public var live: [String]
+    /// Whether new work is held.
     public var paused: Bool
+    /// Whether the maintenance gate answers 503.
     public var maintenance: Bool
     /// The read-only gate (key `readonly`).
     public var readonly: Bool
@@ -188,7 +198,9 @@ public struct EndpointsAnswer: Codable, Sendable, Equatable {
 
 /// One endpoint in `show endpoints`: what the operator asked (`state`) apart from what probes saw (`health`).
 public struct EndpointStatus: Codable, Sendable, Equatable {
+    /// The profile concerned.
     public var profile: String
+    /// Its name, as in the config.
     public var name: String
     /// `host:port`.
     public var address: String
@@ -196,7 +208,9 @@ public struct EndpointStatus: Codable, Sendable, Equatable {
     public var state: String
     /// Health: `unknown`, `up` or `down`.
     public var health: String
+    /// Lower wins.
     public var priority: Int
+    /// Share among endpoints of the same priority.
     public var weight: Int
     /// Whether new work may go to it in the current snapshot.
     public var live: Bool
@@ -237,11 +251,13 @@ public struct EventsAnswer: Codable, Sendable, Equatable {
 public struct EventRecord: Codable, Sendable, Equatable {
     /// UTC, ISO 8601 with milliseconds.
     public var time: String
+    /// The profile concerned.
     public var profile: String
     /// `nil` for profile-wide changes (pause, gates).
     public var endpoint: String?
     /// The new state in the operator's words (`draining`, `down`, `paused`, `maintenance on`).
     public var state: String
+    /// Why it changed (`switch`, `probe: timeout after 1s on /healthz`, …).
     public var cause: String
 
     public init(time: String, profile: String, endpoint: String?, state: String, cause: String) {
@@ -255,19 +271,31 @@ public struct EventRecord: Codable, Sendable, Equatable {
 
 /// `show stats --json`: process-wide totals.
 public struct StatsAnswer: Codable, Sendable, Equatable {
+    /// Seconds since start (key `uptime_seconds`).
     public var uptimeSeconds: Int
+    /// Client connections open now.
     public var connectionsOpen: Int
+    /// Client connections accepted since start.
     public var connectionsAccepted: Int
+    /// Client connections refused since start (`max_connections` reached, or shutting down).
     public var connectionsRefused: Int
+    /// HTTP requests since start.
     public var requests: Int
-    /// Requests the proxy answered itself instead of a backend.
+    /// Requests the proxy answered itself: parse errors, gates, 502/503/504.
     public var proxyAnswered: Int
+    /// Requests and connections held now.
     public var heldNow: Int
+    /// Held since start.
     public var heldTotal: Int
+    /// Held ones answered 503 at the hold timeout or `max_held`.
     public var holdTimeouts: Int
+    /// `switch` commands that changed the live endpoint.
     public var switches: Int
+    /// Tunnels started since start (TCP mode, and upgraded HTTP connections).
     public var tunnels: Int
+    /// Generation of the routing snapshot in use.
     public var snapshotGeneration: Int
+    /// Worker queues.
     public var workers: Int
 
     public init(
