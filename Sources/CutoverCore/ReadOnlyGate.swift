@@ -4,7 +4,7 @@
 /// `hold` exists for a database read-only window: a write that waits and then lands on the new
 /// version is better than a write refused with 503. It holds in the profile's hold queue, with the
 /// same bounds as a pause (`hold_timeout`, `max_held`).
-public enum ReadOnlyGate: String, Sendable, Equatable, CaseIterable {
+public enum ReadOnlyGate: String, Codable, Sendable, Equatable, CaseIterable {
     /// Every method passes.
     case off
     /// Unsafe requests are answered 503 with Retry-After at once.
