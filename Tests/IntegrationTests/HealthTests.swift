@@ -3,7 +3,7 @@ import Glibc
 import XCTest
 
 /// Active probes, failover between priorities and back, with detection times measured on the real
-/// binary. Every measuring test prints `detection:` lines, quoted in PROBES-README.md.
+/// binary. Every measuring test prints `detection:` lines, quoted in docs/health-probes.md.
 final class HealthTests: XCTestCase {
     /// Short settings that keep the tests fast: detection bound fall × interval + timeout = 550 ms.
     static let fastProbe = #"{ "type": "http", "path": "/healthz", "interval": "200ms", "timeout": "150ms", "rise": 2, "fall": 2 }"#
@@ -192,7 +192,7 @@ final class HealthTests: XCTestCase {
     // MARK: - Default settings, for the record
 
     /// With the documented defaults (2s / 1s / rise 2 / fall 3) a killed up endpoint is down in
-    /// about fall × interval; the number is printed for the README.
+    /// about fall × interval; the number is printed for docs/health-probes.md.
     func testDefaultProbeSettings_downDetectionTime() throws {
         let dir = try TemporaryDirectory()
         let blue = try Backend(name: "blue", directory: dir)
