@@ -3,7 +3,7 @@ import Foundation
 
 /// Makes one PostgreSQL database read-only and back, proving each mode with a fresh session.
 ///
-/// The recipe is the one measured in `research/db-mechanics.md` §1–2: `ALTER DATABASE d SET
+/// The recipe is the measured one of docs/agent.md, "What `db readonly on` does": `ALTER DATABASE d SET
 /// default_transaction_read_only = on`, drain transactions older than the fence up to a grace period,
 /// terminate every client session started before the fence (pre-fence sessions stay read-write
 /// forever), then prove that a new session's write fails with SQLSTATE 25006. All statements that

@@ -1,7 +1,7 @@
 import CutoverAgent
 import CutoverCore
 
-/// `cutover db readonly on|off|status`: the database read-only fence (see AGENT-README.md).
+/// `cutover db readonly on|off|status`: the database read-only fence (see docs/agent.md).
 enum DBCommand {
     static let subcommand = Subcommand(name: "db", summary: "make a PostgreSQL database read-only and back, or show its mode", help: help, run: run)
 

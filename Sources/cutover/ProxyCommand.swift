@@ -16,7 +16,7 @@ enum ProxyCommand {
             the config file; a config that fails validation is refused and the running one kept.
 
             Options:
-              --config FILE         JSON config (see README, "Configuration reference"). A bad config
+              --config FILE         JSON config (every key: docs/configuration.md). A bad config
                                     is refused before anything starts: file, key path and reason.
               --listen HOST:PORT    without a file: the address to accept on (port 0 = any free port)
               --endpoint NAME=HOST:PORT

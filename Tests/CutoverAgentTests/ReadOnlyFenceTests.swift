@@ -71,14 +71,25 @@ final class ReadOnlyFenceTests: ClusterTestCase {
         let writer = try cluster.connect()
         try writer.query("BEGIN")
         try writer.query("INSERT INTO items (note) VALUES ('committed-in-grace')")
+        // Commit only once the drain has listed the open writer: between its polls the fence's control
+        // session sits idle with the drain's query as its last statement.
+        let watcher = try cluster.connect("postgres")
+        let drainListed = """
+            SELECT count(*) FROM pg_stat_activity
+             WHERE pid <> pg_backend_pid() AND state = 'idle' AND query LIKE '%AND xact_start < $2::timestamptz%'
+            """
         let done = DispatchSemaphore(value: 0)
         nonisolated(unsafe) let session = writer
-        DispatchQueue.global().asyncAfter(deadline: .now() + 0.5) {
+        nonisolated(unsafe) let observer = watcher
+        nonisolated(unsafe) var committedDuringDrain = false
+        DispatchQueue.global().async {
+            committedDuringDrain = waitUntil(timeout: 4) { (try? observer.scalar(drainListed)) == "1" }
             _ = try? session.query("COMMIT")
             done.signal()
         }
         let report = try fence().on(grace: .seconds(5))
         done.wait()
+        XCTAssertTrue(committedDuringDrain, "the drain never listed the open writer")
         XCTAssertEqual(report.finished, [writer.backendPID])
         XCTAssertLessThan(report.drainMs, 4000, "the drain ends as soon as the writer commits")
         XCTAssertTrue(report.verified)

@@ -22,10 +22,11 @@ final class HTTPProxyTests: XCTestCase {
     }
 
     /// Starts the sample backend `blue` and the proxy in front of it.
-    private func startBlue(settings: [String] = []) throws -> ProxyRig {
+    private func startBlue(settings: [String] = [], adminHTTP: Bool = false) throws -> ProxyRig {
         let blue = try Backend(name: "blue", directory: directory)
         backend = blue
-        let started = try ProxyRig(directory: directory, endpoints: [.init(name: "blue", address: blue.address)], settings: settings)
+        let started = try ProxyRig(
+            directory: directory, endpoints: [.init(name: "blue", address: blue.address)], settings: settings, adminHTTP: adminHTTP)
         rig = started
         return started
     }
@@ -202,14 +203,26 @@ final class HTTPProxyTests: XCTestCase {
     /// not buffer the rest; the client then gets every byte. (64 MiB: more than the loopback socket
     /// buffers on the way can hold, so the proxy must pause.)
     func testSlowReader_isBackpressuredNotBuffered() throws {
-        let rig = try startBlue()
+        let rig = try startBlue(adminHTTP: true)
         let connection = try rig.connect()
         var small: Int32 = 65_536
         setsockopt(connection.fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+        _ = try rig.proxy.metrics()  // the admin listener's first answer is not part of the growth measured
         let before = rig.peakResidentKiB
         connection.send("GET /bytes?n=67108864 HTTP/1.1\r\nHost: test\r\n\r\n")
-        // Not reading: give the proxy time to buffer, if it would.
-        usleep(700_000)
+        // Not reading. Wait until the proxy has either stopped reading blue (the bytes it received
+        // from blue stay the same for 300 ms) or buffered far more than the socket buffers between
+        // it and us hold (4 MiB of send buffer, 128 KiB of ours): only then is there something to measure.
+        let limit = 16.0 * 1024 * 1024
+        var received = 0.0
+        var lastChange = Date()
+        let settled = waitUntil(timeout: 20) {
+            guard let now = (try? rig.proxy.metric("cutover_upstream_bytes_received_total", ["profile": "web", "endpoint": "blue"])) ?? nil else { return false }
+            if now != received { (received, lastChange) = (now, Date()) }
+            return received >= limit || (received > 0 && Date().timeIntervalSince(lastChange) >= 0.3)
+        }
+        XCTAssertTrue(settled, "the proxy never started reading blue's answer")
+        XCTAssertLessThan(received, limit, "the proxy read \(Int(received)) bytes from blue while the client read nothing")
         let growth = rig.peakResidentKiB - before
         XCTAssertLessThan(growth, 6 * 1024, "proxy peak memory grew by \(growth) KiB while the client read nothing")
         let response = try XCTUnwrap(ResponseReader(connection).next())

@@ -3,7 +3,7 @@ import Glibc
 import XCTest
 
 /// Active probes, failover between priorities and back, with detection times measured on the real
-/// binary. Every measuring test prints `detection:` lines, quoted in PROBES-README.md.
+/// binary. Every measuring test prints `detection:` lines, quoted in docs/health-probes.md.
 final class HealthTests: XCTestCase {
     /// Short settings that keep the tests fast: detection bound fall × interval + timeout = 550 ms.
     static let fastProbe = #"{ "type": "http", "path": "/healthz", "interval": "200ms", "timeout": "150ms", "rise": 2, "fall": 2 }"#
@@ -179,20 +179,34 @@ final class HealthTests: XCTestCase {
         let blue = try Backend(name: "blue", directory: dir)
         let green = try Backend(name: "green", directory: dir)
         let marker = dir.path("survived")
-        let probe = #"{ "type": "command", "command": ["/bin/sh", "-c", "sleep 1; touch \#(marker)"], "interval": "400ms", "timeout": "200ms" }"#
+        let pids = dir.path("pids")
+        // Each run records the shell's pid and its child's. The child sleeps longer than this test
+        // waits for it, so both are gone in time only if the timeout killed the whole process group.
+        let script = "sleep 10 & echo $$ $! >> \(pids); wait; touch \(marker)"
+        let probe = #"{ "type": "command", "command": ["/bin/sh", "-c", "\#(script)"], "interval": "400ms", "timeout": "200ms" }"#
         let proxy = try startProxy(dir, blue: blue.address, green: green.address, probe: probe)
-        defer { proxy.stop(); blue.stop(); green.stop() }
+        defer {
+            // The proxy does not kill a probe command still running when it exits, and that command
+            // holds a descriptor inherited through the proxy, which keeps `Process` from seeing the
+            // proxy's exit: end the proxy, then every run it left behind, then reap it.
+            proxy.child.signal(SIGTERM)
+            waitUntil(timeout: 5) { !Self.isRunning(proxy.child.pid) }
+            Self.killLeftovers(Self.recordedPIDs(pids).flatMap { $0 })
+            proxy.stop(); blue.stop(); green.stop()
+        }
 
         XCTAssertNotNil(waitForHealth(proxy, "web/blue", "down", timeout: 3))
         XCTAssertTrue(try proxy.ctl("show", "events").stdout.contains("web/blue down (probe: command timeout after 200ms, killed (first check))"))
-        usleep(1_300_000)
+        let firstRun = Self.recordedPIDs(pids).first ?? []
+        XCTAssertEqual(firstRun.count, 2, "the first run did not record the shell and its child")
+        XCTAssertTrue(waitUntil(timeout: 5) { firstRun.allSatisfy { !Self.isRunning($0) } }, "the command or its child outlived its timeout")
         XCTAssertFalse(FileManager.default.fileExists(atPath: marker), "the command's shell outlived its timeout")
     }
 
     // MARK: - Default settings, for the record
 
     /// With the documented defaults (2s / 1s / rise 2 / fall 3) a killed up endpoint is down in
-    /// about fall × interval; the number is printed for the README.
+    /// about fall × interval; the number is printed for docs/health-probes.md.
     func testDefaultProbeSettings_downDetectionTime() throws {
         let dir = try TemporaryDirectory()
         let blue = try Backend(name: "blue", directory: dir)
@@ -237,13 +251,19 @@ final class HealthTests: XCTestCase {
         let dir = try TemporaryDirectory()
         let blue = try Backend(name: "blue", directory: dir)
         let green = try Backend(name: "green", directory: dir)
-        let proxy = try startProxy(dir, blue: blue.address, green: green.address, probe: Self.fastProbe)
+        let proxy = try startProxy(dir, blue: blue.address, green: green.address, probe: Self.fastProbe, adminHTTP: true)
         defer { proxy.stop(); blue.stop(); green.stop() }
         XCTAssertNotNil(waitForHealth(proxy, "web/blue", "up", timeout: 3))
         XCTAssertNotNil(waitForHealth(proxy, "web/green", "up", timeout: 3))
 
         XCTAssertEqual(try proxy.ctl("reload").status, 0)
-        usleep(600_000)
+        // Three probe runs of blue after the reload, one more than rise: a prober the reload had
+        // restarted would have reported blue up again (an event) by then.
+        let blueProbes = ["profile": "web", "endpoint": "blue", "result": "success"]
+        let probedBefore = try XCTUnwrap(proxy.metric("cutover_probes_total", blueProbes), "no probe counter for blue")
+        XCTAssertTrue(
+            waitUntil { ((try? proxy.metric("cutover_probes_total", blueProbes)) ?? nil).map { $0 >= probedBefore + 3 } ?? false },
+            "blue was not probed after the reload")
         var events = try proxy.ctl("show", "events", "50").stdout
         XCTAssertFalse((events.components(separatedBy: "reloaded").last ?? "").contains("web/blue"), events)
         XCTAssertEqual(try health(proxy, "web/blue"), "up")
@@ -261,17 +281,43 @@ final class HealthTests: XCTestCase {
     // MARK: - Helpers
 
     /// blue at priority 1, green at priority 2, one profile `web`, passive checks off so that only
-    /// probes move health.
-    private func startProxy(_ dir: TemporaryDirectory, blue: String, green: String, probe: String, passive: String = #"{ "failures": 0 }"#) throws -> Proxy {
+    /// probes move health; `adminHTTP` adds the admin HTTP listener (for `/metrics`).
+    private func startProxy(
+        _ dir: TemporaryDirectory, blue: String, green: String, probe: String, passive: String = #"{ "failures": 0 }"#,
+        adminHTTP: Bool = false
+    ) throws -> Proxy {
         let socket = dir.path("admin.sock")
+        let http = adminHTTP ? #", "http": "127.0.0.1:0""# : ""
         return try Proxy(config: """
             { "listeners": [{ "name": "web", "address": "127.0.0.1:0", "profile": "web" }],
               "profiles": [{ "name": "web", "probe": \(probe), "passive": \(passive),
                 "endpoints": [
                   { "name": "blue", "address": "\(blue)", "priority": 1 },
                   { "name": "green", "address": "\(green)", "priority": 2 } ] }],
-              "admin": { "socket": "\(socket)" }, "access_log": "off" }
+              "admin": { "socket": "\(socket)"\(http) }, "access_log": "off" }
             """, directory: dir, socketPath: socket)
+    }
+
+    /// Whether process `pid` exists and is not a zombie (a killed child nobody has reaped yet).
+    private static func isRunning(_ pid: pid_t) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let comm = stat.range(of: ") ", options: .backwards) else { return false }
+        return !stat[comm.upperBound...].hasPrefix("Z")
+    }
+
+    /// The pids each probe run wrote to `file`, one line per run, oldest first.
+    private static func recordedPIDs(_ file: String) -> [[pid_t]] {
+        let text = (try? String(contentsOfFile: file, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").map { $0.split(separator: " ").compactMap { pid_t($0) } }
+    }
+
+    /// Kills what a test left running of a probe command, checking first that each pid still
+    /// names the shell or its sleep (not a process that reused the number).
+    private static func killLeftovers(_ pids: [pid_t]) {
+        for pid in pids where isRunning(pid) {
+            let comm = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8)) ?? ""
+            if ["sh\n", "sleep\n"].contains(comm) { kill(pid, SIGKILL) }
+        }
     }
 
     /// `cutover backend` on a given port (to restart one where the proxy expects it).

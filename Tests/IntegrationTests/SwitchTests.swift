@@ -32,10 +32,13 @@ final class SwitchTests: XCTestCase {
         defer { proxy.stop() }
         let load = LoadClient()
         let slow = LoadClient()
-        load.start(port: proxy.port(), connections: 50)
+        // The slow requests first, alone, so that blue's in-flight count says they reached it.
         slow.startOnce(port: proxy.port(), connections: 5, path: "/slow?ms=2000")
+        XCTAssertTrue(
+            waitUntil { (try? proxy.ctl("show endpoints web --json").stdout.contains("\"in_flight\":5")) ?? false },
+            "the slow requests are not in flight on blue")
+        load.start(port: proxy.port(), connections: 50)
         XCTAssertTrue(waitUntil(timeout: 10) { load.results.count > 500 }, "load did not start")
-        usleep(200_000)  // the slow requests are in flight on blue
         let switched = try proxy.ctl("switch", "web", "green")
         let switchReturned = Date()
         XCTAssertEqual(switched.status, 0, switched.stdout + switched.stderr)
@@ -83,7 +86,7 @@ final class SwitchTests: XCTestCase {
         XCTAssertEqual(try proxy.ctl("pause", "web").status, 0)
         XCTAssertTrue(waitUntil { (try? proxy.ctl("show stats").stdout.contains("held_now 20")) ?? false }, "requests are not held")
         XCTAssertEqual(try proxy.ctl("switch", "web", "green").status, 0)
-        usleep(300_000)
+        XCTAssertTrue(try proxy.ctl("show stats").stdout.contains("held_now 20"), "the switch released held requests")
         // Taken before the command: released requests may finish before `ctl` itself returns.
         let resumed = Date()
         XCTAssertEqual(try proxy.ctl("resume", "web").status, 0)

@@ -8,7 +8,7 @@ import Glibc
 
 /// The proxy's own gates, `maintenance` or `readonly`, switched over its admin Unix socket.
 public struct ProxyFlag: FlagDriver {
-    /// The two gates the proxy has (DESIGN.md "Maintenance and read-only gates").
+    /// The two gates the proxy has (docs/switching.md, "Gates").
     public enum Gate: String, Sendable, CaseIterable {
         case maintenance
         case readonly
