@@ -22,6 +22,12 @@ public struct SQLScript: Sendable, Equatable {
         public var what: String
         /// 1-based line of the statement.
         public var line: Int
+
+        /// A refusal of `what` at `line`.
+        public init(what: String, line: Int) {
+            self.what = what
+            self.line = line
+        }
     }
 
     /// The first line that switches a file to one-statement-at-a-time mode.
@@ -174,11 +180,15 @@ public struct SQLScript: Sendable, Equatable {
                 }
                 continue
             }
-            if c == ";" && atomicDepth == 0 {
-                finish(upTo: i)
-                i += 1
-                start = i
-                continue
+            if c == ";" {
+                // The word before it may be the END that closes a BEGIN ATOMIC body.
+                endWord()
+                if atomicDepth == 0 {
+                    finish(upTo: i)
+                    i += 1
+                    start = i
+                    continue
+                }
             }
             if isWordScalar(c) {
                 word.unicodeScalars.append(c)
