@@ -101,7 +101,7 @@ public struct SchemaCheck: DatabaseStep {
         ), lines AS (
             SELECT 'schema ' || quote_ident(nspname) AS line FROM ns
             UNION ALL
-            SELECT 'relation ' || name || ' ' || relkind FROM rel
+            SELECT 'relation ' || name || ' ' || relkind::text FROM rel
             UNION ALL
             SELECT format('column %s #%s %I %s%s%s', rel.name,
                           row_number() OVER (PARTITION BY a.attrelid ORDER BY a.attnum), a.attname,
