@@ -1,3 +1,5 @@
+import Foundation
+
 /// What one database step did, for the journal (details: snake_case keys) and the progress line.
 public struct DatabaseStepReport: Codable, Sendable, Equatable {
     /// One line for a person: `copied app → app_v2 by template in 412 ms`.
@@ -10,6 +12,9 @@ public struct DatabaseStepReport: Codable, Sendable, Equatable {
         self.summary = summary
         self.details = details
     }
+
+    /// One JSON object, keys sorted: `{"details":{…},"summary":"…"}`.
+    public var json: String { JSONText.encode(self) }
 
     /// The summary, then one indented `key: value` line per detail in key order.
     public var text: String {
