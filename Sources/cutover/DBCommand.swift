@@ -20,8 +20,8 @@ enum DBCommand {
 
         Each command is one step of an upgrade runbook (cutover upgrade), usable on its own.
 
-        readonly  fences one PostgreSQL database read-only for an upgrade, gives it back read-write, or shows
-        what the database itself says about its mode.
+        readonly  fences one PostgreSQL database read-only for an upgrade, gives it back
+                  read-write, or shows what the database itself says about its mode.
 
           on      ALTER DATABASE … SET default_transaction_read_only = on; wait up to --grace for
                   transactions that began before the fence; terminate every client session that
