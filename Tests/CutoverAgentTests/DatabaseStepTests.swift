@@ -125,6 +125,9 @@ final class DatabaseStepTests: ClusterTestCase {
         let copy = DatabaseCopy(source: try ConnectionString(cluster.dsn(database: "fail_src", user: "copier")),
                                 target: try ConnectionString(cluster.dsn(database: "fail_copy", user: "copier")))
 
+        let failures = copy.preflight()
+        XCTAssertEqual(failures, ["sessions of \"fail_src\" this role cannot terminate: pid \(superuserSession.backendPID) (postgres)"])
+
         let error = assertThrows("sessions-survived") { _ = try copy.apply() }
 
         XCTAssertTrue(error?.description.contains("\(superuserSession.backendPID)") ?? false, "\(String(describing: error))")
