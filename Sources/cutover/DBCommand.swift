@@ -108,7 +108,9 @@ enum DBCommand {
         --connect-timeout D, --journal PATH and --json (the report as one JSON object: summary and
         details). A command that finds something wrong before changing anything (missing
         database, taken name, missing privilege, unreadable file, refused statement) names every
-        failure and changes nothing.
+        failure and changes nothing. A step whose effect is already in place (the copy cutover
+        made, a promoted server, a recorded migration, done renames, an absent database) says so
+        and exits 0.
 
         Exit status: 0 done and proven; 1 failed (the message says why: unreachable, authentication
         failed, missing privilege, …; nothing is left half-done); 2 usage error.
@@ -280,7 +282,9 @@ enum DBCommand {
             print(json ? DatabaseStepReport(summary: fingerprint, details: ["fingerprint": fingerprint]).json : fingerprint)
             return 0
         }
-        if planned.preflight {
+        // A step already in effect skips its preflight (which may say "not a standby", "taken"):
+        // apply then reports it as already applied, so re-running a command is harmless.
+        if planned.preflight, (try? planned.step.isApplied()) != true {
             let failures = planned.step.preflight()
             if !failures.isEmpty { throw PreflightFailure(step: planned.step.description, failures: failures) }
         }
