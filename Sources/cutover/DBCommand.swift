@@ -103,6 +103,9 @@ enum DBCommand {
           --fingerprint HEX     the expected fingerprint.
           --version-query SQL   a query returning one value, with --expect VALUE.
 
+        With --config FILE, every CONNINFO above may instead be the name of a database in the
+        config's "databases" list (driver postgres): its "dsn" is used.
+
         Options of copy, rename and drop: --control-db NAME (default: postgres), the database the
         control session uses; it is never copied, renamed or dropped. Every command takes
         --connect-timeout D, --journal PATH and --json (the report as one JSON object: summary and
@@ -177,14 +180,19 @@ enum DBCommand {
             return dsn
         case (let name?, nil):
             guard let path = arguments.value("--config") else { throw UsageError("TARGET '\(name)' needs --config FILE") }
-            let config = try ConfigLoader.load(path: path)
-            guard let database = config.databases.first(where: { $0.name == name }) else {
-                let known = config.databases.map(\.name)
-                throw UsageError("no database named '\(name)' in \(path) (configured: \(known.isEmpty ? "none" : known.joined(separator: ", ")))")
-            }
-            guard database.driver == "postgres" else { throw UsageError("database '\(name)' uses driver '\(database.driver)'; only postgres is supported") }
-            return database.dsn
+            return try configuredDSN(name, config: path)
         }
+    }
+
+    /// The `dsn` of the postgres database named `name` in the config file at `path`.
+    static func configuredDSN(_ name: String, config path: String) throws -> String {
+        let config = try ConfigLoader.load(path: path)
+        guard let database = config.databases.first(where: { $0.name == name }) else {
+            let known = config.databases.map(\.name)
+            throw UsageError("no database named '\(name)' in \(path) (configured: \(known.isEmpty ? "none" : known.joined(separator: ", ")))")
+        }
+        guard database.driver == "postgres" else { throw UsageError("database '\(name)' uses driver '\(database.driver)'; only postgres is supported") }
+        return database.dsn
     }
 
     // MARK: the step commands
@@ -208,7 +216,7 @@ enum DBCommand {
         guard let valued = valuedOptions[command] else {
             throw UsageError("unknown db command '\(command)' (readonly, copy, promote, run, rename, drop, schema-check, fingerprint)")
         }
-        let arguments = try Arguments(words, valued: valued.union(["--journal", "--connect-timeout"]))
+        let arguments = try Arguments(words, valued: valued.union(["--journal", "--connect-timeout", "--config"]))
         try arguments.rejectUnknown(flags: (switches[command] ?? []).union(["--json"]))
         let operands = Array(arguments.positionals.dropFirst())
         let connectTimeout = try arguments.duration("--connect-timeout", default: .seconds(5))
@@ -216,7 +224,7 @@ enum DBCommand {
         let journal = arguments.value("--journal").map(Journal.init(path:))
         func required(_ name: String) throws -> ConnectionString {
             guard let text = arguments.value(name) else { throw UsageError("\(command) needs \(name) CONNINFO") }
-            return try ConnectionString(text)
+            return try resolve(text, arguments)
         }
         func operandCount(_ expected: Int, _ what: String) throws {
             if operands.count < expected { throw UsageError("\(command): missing \(what)") }
@@ -240,7 +248,7 @@ enum DBCommand {
         case "promote":
             try operandCount(0, "")
             var promotion = StandbyPromotion(
-                standby: try required("--standby"), primary: try arguments.value("--primary").map { try ConnectionString($0) },
+                standby: try required("--standby"), primary: try arguments.value("--primary").map { try resolve($0, arguments) },
                 catchUpTimeout: try arguments.duration("--timeout", default: .seconds(30)))
             promotion.connectTimeout = connectTimeout
             planned = PlannedStep(step: promotion, target: promotion.standby.description, undo: nil)
@@ -293,6 +301,15 @@ enum DBCommand {
         ) { try planned.step.apply() }
         print(json ? report.json : report.text)
         return 0
+    }
+
+    /// A connection string, or with `--config FILE` the name of a configured postgres database.
+    static func resolve(_ text: String, _ arguments: Arguments) throws -> ConnectionString {
+        // A word without "=" or "://" cannot be a connection string: with --config it names a database.
+        if arguments.value("--config") != nil && !text.contains("=") && !text.contains("://") {
+            return try ConnectionString(configuredDSN(text, config: arguments.value("--config") ?? ""))
+        }
+        return try ConnectionString(text)
     }
 
     /// A step ready to run, with what the journal says about it.
