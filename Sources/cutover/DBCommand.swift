@@ -1,9 +1,10 @@
 import CutoverAgent
 import CutoverCore
 
-/// `cutover db readonly|copy|promote|run|rename|drop|schema-check|fingerprint`: the PostgreSQL steps of
-/// an upgrade, each one command (see docs/database-steps.md).
+/// `cutover db readonly on|off|status`: the database read-only fence (see docs/agent.md).
 enum DBCommand {
+    // Also `db copy|promote|run|rename|drop|schema-check|fingerprint`: the other PostgreSQL steps of an
+    // upgrade, each one command (see docs/database-steps.md).
     static let subcommand = Subcommand(
         name: "db", summary: "PostgreSQL steps: read-only fence, copy, promote, migrate, rename, drop, schema check", help: help, run: run)
 
