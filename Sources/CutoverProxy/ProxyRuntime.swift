@@ -210,7 +210,7 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         guard let configPath else { throw AdminError(.conflict, "started without a config file; nothing to reload") }
         let next: Config
         do {
-            next = try ConfigLoader.load(path: configPath)
+            next = try ConfigFile.load(path: configPath)
         } catch {
             Log.error("reload refused, keeping the running config: \(error)")
             throw AdminError(.invalidConfig, "\(error); the running config is unchanged")

@@ -1,5 +1,6 @@
 import CutoverAgent
 import CutoverCore
+import CutoverProxy
 
 /// `cutover db readonly on|off|status`: the database read-only fence (see AGENT-README.md).
 enum DBCommand {
@@ -96,7 +97,7 @@ enum DBCommand {
             return dsn
         case (let name?, nil):
             guard let path = arguments.value("--config") else { throw UsageError("TARGET '\(name)' needs --config FILE") }
-            let config = try ConfigLoader.load(path: path)
+            let config = try ConfigFile.load(path: path)
             guard let database = config.databases.first(where: { $0.name == name }) else {
                 let known = config.databases.map(\.name)
                 throw UsageError("no database named '\(name)' in \(path) (configured: \(known.isEmpty ? "none" : known.joined(separator: ", ")))")
