@@ -69,6 +69,7 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
             }
             publish(persist: false)
             startProbes()
+            resumeRestoredDrains()
         }
         for worker in workers { worker.queue.async { worker.start() } }
         controlQueue.sync {
@@ -295,6 +296,18 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         case .publishSnapshot(let persist):
             publish(persist: persist)
         }
+    }
+
+    /// Endpoints the state file restored as `draining` drain again from now (nothing is in flight
+    /// after a restart, so they end at the first check) instead of staying `draining` for ever.
+    private func resumeRestoredDrains() {
+        let now = MonotonicInstant(milliseconds: monotonicMilliseconds())
+        for profile in config.profiles {
+            for endpoint in profile.endpoints where runtime.profiles[profile.name]?.endpoints[endpoint.name]?.admin == .draining {
+                drains["\(profile.name)/\(endpoint.name)"] = EndpointLifecycle(admin: .draining, drain: nil, now: now, drainTimeout: profile.drainTimeout)
+            }
+        }
+        if !drains.isEmpty { scheduleDrainTimer() }
     }
 
     /// The work each endpoint of `profile` has in flight now, by endpoint name.

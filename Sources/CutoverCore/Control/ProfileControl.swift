@@ -35,7 +35,8 @@ public struct ProfileControl: Sendable, Equatable {
         case armDrainDeadline(endpoint: String, deadline: MonotonicInstant)
         /// Stop watching `endpoint`'s drain.
         case disarmDrainDeadline(endpoint: String)
-        /// Close every tunnel still open to `endpoint`, then report `tunnelsClosed`.
+        /// Force-close every connection still serving `endpoint` (see `EndpointLifecycle.Effect.closeTunnels`),
+        /// then report `tunnelsClosed`.
         case closeTunnels(endpoint: String)
         /// `endpoint`'s drain ended (for `switch --wait`).
         case drainEnded(endpoint: String, DrainOutcome)
