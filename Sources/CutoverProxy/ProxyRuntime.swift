@@ -281,7 +281,8 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         switch effect {
         case .recordEvent(let endpoint, let state, let cause):
             events.record(profile: profile.name, endpoint: endpoint, state: state, cause: cause)
-        case .armDrainDeadline:
+        case .armDrainDeadline(let endpoint, _):
+            drainOutcomes["\(profile.name)/\(endpoint)"] = nil  // `switch --wait` waits for this drain, not an older one
             scheduleDrainTimer()  // one timer watches every drain, see `checkDrains`
         case .disarmDrainDeadline:
             break  // the timer stops by itself once no drain is left
