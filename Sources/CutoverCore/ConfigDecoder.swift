@@ -186,7 +186,9 @@ struct ConfigDecoder {
         }
     }
 
-    /// The `maintenance` object; `page_file` is read now so a missing page fails the load, not a request.
+    /// The `maintenance` object. `page_file` is only resolved here: the loader at the edge reads it
+    /// and `ConfigDraft.completed(pageFiles:)` puts its text in, so a missing page fails the load,
+    /// not a request.
     private func decodeGate(_ object: ConfigObject) throws(ConfigError) -> GateConfig {
         var gate = GateConfig()
         gate.maintenancePage = try object.string("page")
@@ -194,17 +196,7 @@ struct ConfigDecoder {
             guard gate.maintenancePage == nil else { throw object.error("page_file", "set page or page_file, not both") }
             // Relative to the config file, not the working directory, so a service unit's cwd
             // does not change which page is served.
-            let resolved = pageFile.hasPrefix("/") ? pageFile : baseDirectory + "/" + pageFile
-            switch ConfigLoader.readFile(resolved) {
-            case .success(let bytes):
-                guard let page = String(validating: bytes, as: UTF8.self) else {
-                    throw object.error("page_file", "\(resolved) is not UTF-8 text")
-                }
-                gate.maintenancePage = page
-            case .failure(let failure):
-                throw object.error("page_file", "cannot read \(resolved): \(failure.reason)")
-            }
-            gate.maintenancePageFile = resolved
+            gate.maintenancePageFile = pageFile.hasPrefix("/") ? pageFile : baseDirectory + "/" + pageFile
         }
         if let retryAfter = try object.duration("retry_after") { gate.retryAfter = retryAfter }
         if let bypass = try object.object("bypass", keys: Self.bypassKeys) {

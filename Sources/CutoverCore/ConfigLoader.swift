@@ -1,34 +1,16 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
-/// Reads, decodes and validates the JSON config file into a `Config`.
+/// Decodes and validates the bytes of a JSON config into a `Config`.
 ///
-/// The only file I/O in the core: the config itself and a profile's `maintenance.page_file`.
-/// Every refusal is a `ConfigError` naming the file, the key path and the reason.
+/// The core reads no file: the edge (`ConfigFile` in CutoverProxy) reads the config and then the
+/// `maintenance.page_file`s the decoded draft names, and hands their bytes back. Every refusal is a
+/// `ConfigError` naming the file, the key path and the reason.
 public enum ConfigLoader {
     /// Configs are small; anything bigger is a wrong path (a log, a database file), not a config.
-    static let maxFileBytes = 16 << 20
+    public static let maxFileBytes = 16 << 20
 
-    /// Reads the file at `path` and returns the validated config.
-    ///
-    /// Errors name the file as `path` was given. Relative `page_file` paths are resolved against
-    /// the directory of `path`.
-    public static func load(path: String) throws(ConfigError) -> Config {
-        let bytes: [UInt8]
-        switch readFile(path) {
-        case .success(let read): bytes = read
-        case .failure(let failure): throw ConfigError(file: path, key: "", reason: "cannot read: \(failure.reason)")
-        }
-        return try parse(bytes, file: path)
-    }
-
-    /// Decodes and validates a config from the bytes of a JSON document.
+    /// Decodes and validates a config document; the page files it names are still to be read.
     ///
     /// `file` names the document in errors, and its directory anchors relative `page_file` paths.
-    public static func parse(_ bytes: [UInt8], file: String) throws(ConfigError) -> Config {
+    public static func decode(_ bytes: [UInt8], file: String) throws(ConfigError) -> ConfigDraft {
         let document: JSONValue
         do {
             document = try JSONValue.parse(bytes)
@@ -38,12 +20,20 @@ public enum ConfigLoader {
         let decoder = ConfigDecoder(file: file, baseDirectory: directory(of: file))
         let config = try decoder.decodeConfig(document)
         try validate(config, file: file)
-        return config
+        return ConfigDraft(file: file, config: config)
+    }
+
+    /// Decodes and validates a config from the bytes of a JSON document and of the page files it names.
+    ///
+    /// `pageFiles` is keyed by the resolved path (`ConfigDraft.pageFiles`); a page file not given
+    /// is refused like one that could not be read.
+    public static func parse(_ bytes: [UInt8], file: String, pageFiles: [String: PageFileContents] = [:]) throws(ConfigError) -> Config {
+        try decode(bytes, file: file).completed(pageFiles: pageFiles)
     }
 
     /// Decodes and validates a config from a JSON string; convenient for tests and flag-built JSON.
-    public static func parse(_ text: String, file: String) throws(ConfigError) -> Config {
-        try parse(Array(text.utf8), file: file)
+    public static func parse(_ text: String, file: String, pageFiles: [String: PageFileContents] = [:]) throws(ConfigError) -> Config {
+        try parse(Array(text.utf8), file: file, pageFiles: pageFiles)
     }
 
     /// The directory part of `path` (`"."` when it has none), for resolving relative paths.
@@ -52,32 +42,56 @@ public enum ConfigLoader {
         let dir = path[..<slash]
         return dir.isEmpty ? "/" : String(dir)
     }
-
-    /// Reads a whole file; the failure is the operating system's reason (`No such file or directory`).
-    static func readFile(_ path: String) -> Result<[UInt8], FileReadFailure> {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return .failure(systemReason(errno)) }
-        defer { close(fd) }
-        var contents: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
-        while true {
-            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if count < 0 {
-                if errno == EINTR { continue }
-                return .failure(systemReason(errno))
-            }
-            if count == 0 { return .success(contents) }
-            contents.append(contentsOf: buffer[0..<count])
-            if contents.count > maxFileBytes { return .failure(FileReadFailure(reason: "file is larger than \(maxFileBytes >> 20) MiB")) }
-        }
-    }
-
-    private static func systemReason(_ code: Int32) -> FileReadFailure {
-        FileReadFailure(reason: String(cString: strerror(code)))
-    }
 }
 
-/// Why a file could not be read, as the operating system put it.
-struct FileReadFailure: Error {
-    let reason: String
+/// What the edge found at a page file's path: its bytes, or why it could not read them.
+public enum PageFileContents: Sendable, Equatable {
+    /// The whole file.
+    case read([UInt8])
+    /// The operating system's reason, e.g. `No such file or directory`.
+    case unreadable(reason: String)
+}
+
+/// A decoded, validated config whose maintenance page files have not been read yet.
+///
+/// Reading is the edge's job: it reads every path in `pageFiles` and calls `completed(pageFiles:)`.
+public struct ConfigDraft: Sendable {
+    /// The config file as named in errors.
+    public let file: String
+    private let config: Config
+
+    init(file: String, config: Config) {
+        self.file = file
+        self.config = config
+    }
+
+    /// Resolved paths of the page files the config names, in profile order, without repeats.
+    public var pageFiles: [String] {
+        var seen: Set<String> = []
+        return config.profiles.compactMap(\.gate.maintenancePageFile).filter { seen.insert($0).inserted }
+    }
+
+    /// The config with each profile's page file text in place.
+    ///
+    /// Refuses, naming `profiles[i].maintenance.page_file`, a page that was not given, could not
+    /// be read, or is not UTF-8 text.
+    public func completed(pageFiles contents: [String: PageFileContents]) throws(ConfigError) -> Config {
+        var config = self.config
+        for (i, profile) in config.profiles.enumerated() {
+            guard let path = profile.gate.maintenancePageFile else { continue }
+            let key = "profiles[\(i)].maintenance.page_file"
+            switch contents[path] {
+            case .read(let bytes):
+                guard let page = String(validating: bytes, as: UTF8.self) else {
+                    throw ConfigError(file: file, key: key, reason: "\(path) is not UTF-8 text")
+                }
+                config.profiles[i].gate.maintenancePage = page
+            case .unreadable(let reason):
+                throw ConfigError(file: file, key: key, reason: "cannot read \(path): \(reason)")
+            case nil:
+                throw ConfigError(file: file, key: key, reason: "cannot read \(path): the loader did not read it")
+            }
+        }
+        return config
+    }
 }

@@ -3,13 +3,13 @@ import Dispatch
 import Foundation
 
 /// Runs the active health probe of every probed endpoint, on a jittered interval, and hands each
-/// result with the endpoint's rise/fall counter to the runtime.
+/// result to the runtime (which counts it in the endpoint's `EndpointHealth`).
 ///
 /// Scheduling and counters live on the control queue; each probe run gets a thread of its own
 /// (`Probe.run` blocks up to the probe's timeout), so a hung endpoint can stall neither the control
 /// queue, nor a worker, nor the shared Dispatch pool that the workers run on.
 final class HealthProber: @unchecked Sendable {  // `loops` and `report` are touched only on `queue`
-    /// What to probe for one endpoint; an unchanged plan keeps its loop and counter across reloads.
+    /// What to probe for one endpoint; an unchanged plan keeps its loop across reloads.
     struct Plan: Sendable, Equatable {
         let profile: String
         let endpoint: String
@@ -23,20 +23,18 @@ final class HealthProber: @unchecked Sendable {  // `loops` and `report` are tou
         var key: String { "\(profile)/\(endpoint)" }
     }
 
-    /// Receives one probe result and the endpoint's counter to record it in, on `queue`.
-    typealias Report = (Plan, ProbeOutcome, inout HealthCounter) -> Void
+    /// Receives one probe result, on `queue`.
+    typealias Report = (Plan, ProbeOutcome) -> Void
 
-    /// The probing of one endpoint: its plan, its counter, and whether it was stopped.
+    /// The probing of one endpoint: its plan, its record, and whether it was stopped.
     private final class Loop: @unchecked Sendable {  // mutable fields touched only on the control queue
         let plan: Plan
-        var counter: HealthCounter
         var record = ProbeRecord()
         /// Set when a reload replaced or removed the plan; a run in progress is then discarded.
         var stopped = false
 
         init(plan: Plan) {
             self.plan = plan
-            self.counter = HealthCounter(probe: plan.probe)
         }
     }
 
@@ -58,16 +56,17 @@ final class HealthProber: @unchecked Sendable {  // `loops` and `report` are tou
     /// Probe results so far per `profile/endpoint`, for metrics.
     var records: [String: ProbeRecord] { loops.mapValues(\.record) }
 
-    /// Probes exactly `plans` from now on: unchanged plans keep running with their counters, changed
-    /// and new ones start afresh (first run at a random point of their first interval), others stop.
+    /// Probes exactly `plans` from now on: unchanged plans keep running, changed and new ones start
+    /// afresh (first run at a random point of their first interval), others stop.
     ///
-    /// - Returns: the keys of endpoints that were probed and no longer are.
+    /// - Returns: the plans that started afresh, and the keys of endpoints that were probed and no longer are.
     /// - Important: call on `queue`.
     @discardableResult
-    func update(_ plans: [Plan], report: @escaping Report) -> [String] {
+    func update(_ plans: [Plan], report: @escaping Report) -> (started: [Plan], dropped: [String]) {
         dispatchPrecondition(condition: .onQueue(queue))
         self.report = report
         var next: [String: Loop] = [:]
+        var started: [Plan] = []
         for plan in plans {
             if let running = loops[plan.key], running.plan == plan {
                 next[plan.key] = running
@@ -76,13 +75,14 @@ final class HealthProber: @unchecked Sendable {  // `loops` and `report` are tou
             loops[plan.key]?.stopped = true
             let loop = Loop(plan: plan)
             next[plan.key] = loop
+            started.append(plan)
             // Spread first runs over the interval so that endpoints never probe in lock-step.
             schedule(loop, after: Self.scaled(plan.probe.interval, by: Double.random(in: 0..<1)))
         }
         let dropped = loops.keys.filter { next[$0] == nil }
         for key in dropped { loops[key]?.stopped = true }
         loops = next
-        return dropped
+        return (started, dropped)
     }
 
     private func schedule(_ loop: Loop, after delay: Duration) {
@@ -107,7 +107,7 @@ final class HealthProber: @unchecked Sendable {  // `loops` and `report` are tou
         guard !loop.stopped else { return }
         let elapsed = Duration.milliseconds(Int64(monotonicMilliseconds() - started))
         loop.record.add(outcome, duration: elapsed)
-        report?(loop.plan, outcome, &loop.counter)
+        report?(loop.plan, outcome)
         // Runs start one jittered interval apart, however long each took (timeout ≤ interval).
         let interval = Self.scaled(loop.plan.probe.interval, by: 1 + Double.random(in: -Self.jitter...Self.jitter))
         schedule(loop, after: max(.zero, interval - elapsed))

@@ -75,4 +75,14 @@ final class HoldQueue: Sendable {
     }
 
     var count: Int { state.withLock { $0.waiting.count } }
+
+    /// How much parked work a `resume` would let go, the other conditions staying as last published
+    /// (writes under `readonly hold` stay): what the resume's answer and event count.
+    func releasableByResume() -> Int {
+        state.withLock { state in
+            var conditions = state.conditions
+            conditions.paused = false
+            return state.waiting.filter { !conditions.holds($0.work) }.count
+        }
+    }
 }

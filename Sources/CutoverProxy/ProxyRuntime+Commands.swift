@@ -96,83 +96,55 @@ extension ProxyRuntime {
     func switchTo(profile profileName: String, endpoint name: String, force: Bool) throws(AdminError) -> [EndpointTarget] {
         let profile = try profileConfig(profileName)
         _ = try endpointConfig(profile, name)
-        guard var endpoints = runtime.profiles[profileName]?.endpoints, let chosen = endpoints[name] else {
-            throw AdminError(.internalError, "no runtime state for \(profileName)/\(name)")
+        let effects = try applyCommand(.switchRequested(endpoint: name, force: force, inFlight: inFlight(profile)), to: profile)
+        return effects.compactMap { effect in
+            guard case .armDrainDeadline(let endpoint, _) = effect else { return nil }
+            return target(profile: profileName, endpoint: endpoint)
         }
-        if !force {
-            switch chosen.health {
-            case .down:
-                throw AdminError(.unhealthy, "\(profileName)/\(name) is down (\(lastHealthChange["\(profileName)/\(name)"]?.cause ?? "failed probes")); use --force to switch anyway")
-            case .unknown where profile.hasProbes:
-                throw AdminError(.unhealthy, "\(profileName)/\(name) has not passed a probe yet; wait for it to be up, or use --force")
-            case .unknown, .up:
-                break
-            }
-        }
-        // Config order, so that answers and events list the old endpoints the same way every time.
-        let draining = profile.endpoints.map(\.name).filter { other in
-            guard other != name, let state = endpoints[other] else { return false }
-            return state.admin == .online && state.priority <= chosen.priority
-        }
-        let alreadyLive = chosen.admin == .online && draining.isEmpty
-        endpoints[name]?.admin = .online
-        runtime.profiles[profileName]?.endpoints = endpoints
-        for other in draining { startDrain(profile: profile, endpoint: other) }
-        if !alreadyLive {
-            stats.switches.wrappingAdd(1, ordering: .relaxed)
-            events.record(profile: profileName, endpoint: name, state: "online", cause: "switch\(force ? " --force" : "")")
-        }
-        publish()
-        return draining.compactMap { target(profile: profileName, endpoint: $0) }
     }
 
     /// Changes an endpoint's admin state, priority or weight; returns a one-line summary.
     func setEndpoint(profile profileName: String, endpoint name: String, state: AdminCommand.EndpointStateChange?, priority: Int?, weight: Int?) throws(AdminError) -> String {
         let profile = try profileConfig(profileName)
         _ = try endpointConfig(profile, name)
-        let key = "\(profileName)/\(name)"
-        var changes: [String] = []
-        if let priority {
-            runtime.profiles[profileName]?.endpoints[name]?.priority = priority
-            changes.append("priority \(priority)")
-        }
-        if let weight {
-            runtime.profiles[profileName]?.endpoints[name]?.weight = weight
-            changes.append("weight \(weight)")
-        }
-        switch state {
-        case .online:
-            cancelDrain(key)
-            runtime.profiles[profileName]?.endpoints[name]?.admin = .online
-            changes.insert("online", at: 0)
-        case .offline:
-            cancelDrain(key)
-            runtime.profiles[profileName]?.endpoints[name]?.admin = .offline
-            changes.insert("offline", at: 0)
-        case .drain:
-            if runtime.profiles[profileName]?.endpoints[name]?.admin == .online {
-                startDrain(profile: profile, endpoint: name)
-            }
-            changes.insert("draining", at: 0)
-        case nil:
-            break
-        }
-        events.record(profile: profileName, endpoint: name, state: changes.joined(separator: " "), cause: "set endpoint")
-        publish()
-        return "\(key) \(changes.joined(separator: " "))"
+        let inFlight = target(profile: profileName, endpoint: name)?.counters.inFlight.load(ordering: .relaxed) ?? 0
+        let effects = try applyCommand(.endpointSetRequested(endpoint: name, state: state, priority: priority, weight: weight, inFlight: inFlight), to: profile)
+        // The answer says what the event log says.
+        let change = effects.lazy.compactMap { effect -> String? in
+            guard case .recordEvent(name?, let state, "set endpoint") = effect else { return nil }
+            return state
+        }.first ?? ""
+        return "\(profileName)/\(name) \(change)"
     }
 
     /// Pauses or resumes a profile; returns how many held requests a resume released (work another
     /// condition still holds, such as writes under `readonly hold`, stays and is not counted).
     @discardableResult
     func setPaused(profile profileName: String, paused: Bool) throws(AdminError) -> Int {
-        _ = try profileConfig(profileName)
-        runtime.profiles[profileName]?.paused = paused
-        let released = publish()[profileName] ?? 0
-        let kept = holdQueue(for: profileName).count
-        let cause = paused ? "pause" : "resume, \(released) held released" + (kept > 0 ? ", \(kept) still held" : "")
-        events.record(profile: profileName, endpoint: nil, state: paused ? "paused" : "resumed", cause: cause)
-        return paused ? 0 : released
+        let profile = try profileConfig(profileName)
+        let queue = holdQueue(for: profileName)
+        let wasPaused = runtime.profiles[profileName]?.paused ?? false
+        let releasing = wasPaused ? queue.releasableByResume() : 0
+        try applyCommand(paused ? .pauseRequested : .resumeRequested(releasing: releasing, keeping: queue.count - releasing), to: profile)
+        return paused ? 0 : releasing
+    }
+
+    /// `apply` for an operator's command: a refusal becomes the `ERR` answer.
+    @discardableResult
+    private func applyCommand(_ event: ProfileControl.Event, to profile: ProfileConfig) throws(AdminError) -> [ProfileControl.Effect] {
+        do {
+            return try apply(event, to: profile)
+        } catch {
+            let key = { (name: String) in "\(profile.name)/\(name)" }
+            switch error {
+            case .unknownEndpoint(let name):
+                throw AdminError(.unknownEndpoint, "profile \(profile.name) has no endpoint \"\(name)\" (endpoints: \(profile.endpoints.map(\.name).joined(separator: ", ")))")
+            case .targetDown(let name):
+                throw AdminError(.unhealthy, "\(key(name)) is down (\(lastHealthChange[key(name)]?.cause ?? "failed probes")); use --force to switch anyway")
+            case .targetUnproven(let name):
+                throw AdminError(.unhealthy, "\(key(name)) has not passed a probe yet; wait for it to be up, or use --force")
+            }
+        }
     }
 
     func setGate(profile profileName: String, maintenance: Bool) throws(AdminError) {

@@ -22,26 +22,19 @@ extension ProxyRuntime {
                     socketAddress: Self.socketAddress(target.socketAddress, port: port)))
             }
         }
-        let dropped = prober.update(plans) { [unowned self] plan, outcome, counter in
-            self.probeFinished(plan, outcome: outcome, counter: &counter)
+        let changes = prober.update(plans) { [unowned self] plan, outcome in
+            let event: EndpointHealth.Event = outcome.passed ? .probeSucceeded(outcome.text) : .probeFailed(outcome.text)
+            self.applyHealth(event, profile: plan.profile, endpoint: plan.endpoint)
         }
-        // Nothing will move these again: forget what the last probe said rather than keep it forever.
-        for key in dropped {
+        // New and changed probes count afresh from the endpoint's health; removed ones forget it.
+        for plan in changes.started {
+            applyHealth(.probeStarted(rise: plan.probe.rise, fall: plan.probe.fall), profile: plan.profile, endpoint: plan.endpoint)
+        }
+        for key in changes.dropped {
             let parts = key.split(separator: "/", maxSplits: 1).map(String.init)
-            guard parts.count == 2, let health = runtime.profiles[parts[0]]?.endpoints[parts[1]]?.health, health != .unknown else { continue }
-            setHealth(profile: parts[0], endpoint: parts[1], health: .unknown, cause: "probe removed from the config")
+            guard parts.count == 2 else { continue }
+            applyHealth(.probeStopped, profile: parts[0], endpoint: parts[1])
         }
-    }
-
-    /// Counts one probe result, starting from the endpoint's current health (passive checks may have
-    /// moved it), and records the change it causes.
-    ///
-    /// - Important: call on `controlQueue`.
-    private func probeFinished(_ plan: HealthProber.Plan, outcome: ProbeOutcome, counter: inout HealthCounter) {
-        guard let health = runtime.profiles[plan.profile]?.endpoints[plan.endpoint]?.health else { return }
-        counter.adopt(health)
-        guard let transition = counter.record(outcome) else { return }
-        setHealth(profile: plan.profile, endpoint: plan.endpoint, health: transition.health, cause: transition.cause)
     }
 
     /// A resolved socket address with its port replaced (the probe's `port` override).

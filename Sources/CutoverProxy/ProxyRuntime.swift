@@ -20,14 +20,15 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     private var holdQueues: [String: HoldQueue] = [:]
     private(set) var listeners: [Listener] = []
     private var nextSlot = 0
-    var drains: [String: Drain] = [:]
+    /// The lifecycle of every draining endpoint by `profile/name` (see `ProfileControl`).
+    var drains: [String: EndpointLifecycle] = [:]
     /// How finished drains ended, for `switch --wait`.
     var drainOutcomes: [String: String] = [:]
     private var drainTimer: DispatchSourceTimer?
     /// Last health change per `profile/name`, for `show endpoints`.
     var lastHealthChange: [String: RuntimeEvent] = [:]
-    /// Consecutive live-traffic failures per `signal|profile/name` (see `reportPassiveFailure`).
-    var passiveFailures: [String: Int] = [:]
+    /// What probes and live traffic said per `profile/name` (see `EndpointHealth`).
+    var healthStates: [String: EndpointHealth] = [:]
     /// Active health probes; scheduled and counted on `controlQueue` (see `startProbes`).
     lazy var prober = HealthProber(queue: controlQueue)
     let store: SnapshotStore
@@ -38,13 +39,6 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     let accessLog: AccessLog?
     let shuttingDown = Atomic<Bool>(false)
     let startedAt = Date()
-
-    /// An endpoint on its way from `draining` to `offline`.
-    struct Drain {
-        let target: EndpointTarget
-        let deadline: UInt64
-        let started: UInt64
-    }
 
     /// Prepares the runtime (restoring the state file over the config); nothing listens until `start`.
     public init(config: Config, configPath: String?) throws {
@@ -75,6 +69,7 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
             }
             publish(persist: false)
             startProbes()
+            resumeRestoredDrains()
         }
         for worker in workers { worker.queue.async { worker.start() } }
         controlQueue.sync {
@@ -213,7 +208,7 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         guard let configPath else { throw AdminError(.conflict, "started without a config file; nothing to reload") }
         let next: Config
         do {
-            next = try ConfigLoader.load(path: configPath)
+            next = try ConfigFile.load(path: configPath)
         } catch {
             Log.error("reload refused, keeping the running config: \(error)")
             throw AdminError(.invalidConfig, "\(error); the running config is unchanged")
@@ -255,32 +250,77 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         targets = nextTargets
         runtime = runtime.reconciled(with: next)
         drains = drains.filter { key, _ in targets[key] != nil }
+        healthStates = healthStates.filter { key, _ in targets[key] != nil }
         events.record(profile: "*", endpoint: nil, state: "reloaded", cause: "config \(configPath)")
         publish()
         startProbes()
         return "reloaded \(configPath): \(next.listeners.count) listeners, \(next.profiles.count) profiles"
     }
 
-    // MARK: - Drains
+    // MARK: - Profile control
 
-    /// Marks an endpoint draining and starts watching it until it is empty or its deadline passes.
+    /// Feeds `event` to the profile's `ProfileControl`, keeps the state it lands in, and performs
+    /// its effects in order.
     ///
-    /// - Important: call on `controlQueue`; the caller publishes.
-    func startDrain(profile: ProfileConfig, endpoint: String) {
-        let key = "\(profile.name)/\(endpoint)"
-        guard let target = targets[key] else { return }
-        runtime.profiles[profile.name]?.endpoints[endpoint]?.admin = .draining
-        let now = monotonicMilliseconds()
-        drains[key] = Drain(target: target, deadline: now + UInt64(profile.drainTimeout.milliseconds), started: now)
-        drainOutcomes[key] = nil
-        let inFlight = target.counters.inFlight.load(ordering: .relaxed)
-        events.record(profile: profile.name, endpoint: endpoint, state: "draining", cause: "\(inFlight) in flight, deadline \(DurationText.format(profile.drainTimeout))")
-        scheduleDrainTimer()
+    /// - Important: call on `controlQueue`.
+    @discardableResult
+    func apply(_ event: ProfileControl.Event, to profile: ProfileConfig) throws(ProfileControl.Refusal) -> [ProfileControl.Effect] {
+        dispatchPrecondition(condition: .onQueue(controlQueue))
+        guard let profileRuntime = runtime.profiles[profile.name] else { return [] }
+        let prefix = profile.name + "/"
+        var profileDrains: [String: EndpointLifecycle] = [:]
+        for (key, lifecycle) in drains where key.hasPrefix(prefix) { profileDrains[String(key.dropFirst(prefix.count))] = lifecycle }
+        var control = ProfileControl(config: profile, runtime: profileRuntime, drains: profileDrains)
+        let effects = try control.transition(on: event, now: MonotonicInstant(milliseconds: monotonicMilliseconds()))
+        // The new state is in place before any effect runs: an effect may feed the next event.
+        runtime.profiles[profile.name] = control.runtime
+        drains = drains.filter { key, _ in !key.hasPrefix(prefix) }
+        for (name, lifecycle) in control.drains { drains[prefix + name] = lifecycle }
+        for effect in effects { perform(effect, profile: profile) }
+        return effects
     }
 
-    /// Stops watching a drain (the endpoint was set online or offline by hand).
-    func cancelDrain(_ key: String) {
-        drains[key] = nil
+    private func perform(_ effect: ProfileControl.Effect, profile: ProfileConfig) {
+        switch effect {
+        case .recordEvent(let endpoint, let state, let cause):
+            events.record(profile: profile.name, endpoint: endpoint, state: state, cause: cause)
+        case .armDrainDeadline(let endpoint, _):
+            drainOutcomes["\(profile.name)/\(endpoint)"] = nil  // `switch --wait` waits for this drain, not an older one
+            scheduleDrainTimer()  // one timer watches every drain, see `checkDrains`
+        case .disarmDrainDeadline:
+            break  // the timer stops by itself once no drain is left
+        case .closeTunnels(let endpoint):
+            guard let target = target(profile: profile.name, endpoint: endpoint) else { return }
+            let count = closeTunnels(to: target)
+            _ = try? apply(.drain(endpoint: endpoint, .tunnelsClosed(count: count)), to: profile)
+        case .drainEnded(let endpoint, let outcome):
+            drainOutcomes["\(profile.name)/\(endpoint)"] = outcome.description
+        case .countSwitch:
+            stats.switches.wrappingAdd(1, ordering: .relaxed)
+        case .publishSnapshot(let persist):
+            publish(persist: persist)
+        }
+    }
+
+    /// Endpoints the state file restored as `draining` drain again from now (nothing is in flight
+    /// after a restart, so they end at the first check) instead of staying `draining` for ever.
+    private func resumeRestoredDrains() {
+        let now = MonotonicInstant(milliseconds: monotonicMilliseconds())
+        for profile in config.profiles {
+            for endpoint in profile.endpoints where runtime.profiles[profile.name]?.endpoints[endpoint.name]?.admin == .draining {
+                drains["\(profile.name)/\(endpoint.name)"] = EndpointLifecycle(admin: .draining, drain: nil, now: now, drainTimeout: profile.drainTimeout)
+            }
+        }
+        if !drains.isEmpty { scheduleDrainTimer() }
+    }
+
+    /// The work each endpoint of `profile` has in flight now, by endpoint name.
+    func inFlight(_ profile: ProfileConfig) -> [String: Int] {
+        var counts: [String: Int] = [:]
+        for endpoint in profile.endpoints {
+            counts[endpoint.name] = target(profile: profile.name, endpoint: endpoint.name)?.counters.inFlight.load(ordering: .relaxed) ?? 0
+        }
+        return counts
     }
 
     private func scheduleDrainTimer() {
@@ -292,46 +332,43 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         timer.activate()
     }
 
+    /// Every 50 ms while anything drains: reports the facts each drain waits for. In-flight counts
+    /// are atomics the workers update, so polling them costs nothing on the hot path.
     private func checkDrains() {
-        let now = monotonicMilliseconds()
-        var changed = false
-        for (key, drain) in drains {
-            let target = drain.target
-            let inFlight = target.counters.inFlight.load(ordering: .relaxed)
-            let elapsed = DurationText.format(.milliseconds(Int64(now - drain.started)))
-            if inFlight == 0 {
-                finishDrain(key, target: target, outcome: "drained after \(elapsed)")
-                changed = true
-            } else if now >= drain.deadline {
-                let closed = Mutex(0)
-                let group = DispatchGroup()
-                for worker in workers {
-                    worker.queue.async(group: group) {
-                        let n = worker.forceClose(servingTarget: target)
-                        closed.withLock { $0 += n }
-                    }
-                }
-                group.wait()
-                let count = closed.withLock { $0 }
-                target.counters.forceClosed.wrappingAdd(count, ordering: .relaxed)
-                finishDrain(key, target: target, outcome: "drain deadline after \(elapsed): \(count) force-closed")
-                changed = true
+        let now = MonotonicInstant(milliseconds: monotonicMilliseconds())
+        for (key, lifecycle) in drains.sorted(by: { $0.key < $1.key }) {
+            let parts = key.split(separator: "/", maxSplits: 1).map(String.init)
+            guard parts.count == 2, let profile = config.profile(named: parts[0]), let target = targets[key] else { continue }
+            let fact: EndpointLifecycle.Event
+            if target.counters.inFlight.load(ordering: .relaxed) == 0 {
+                fact = .drainEmptied
+            } else if case .draining(let drain) = lifecycle, now >= drain.deadline {
+                fact = .drainDeadlinePassed
+            } else {
+                continue
             }
+            _ = try? apply(.drain(endpoint: parts[1], fact), to: profile)
         }
-        if changed { publish() }
         if drains.isEmpty {
             drainTimer?.cancel()
             drainTimer = nil
         }
     }
 
-    private func finishDrain(_ key: String, target: EndpointTarget, outcome: String) {
-        drains[key] = nil
-        drainOutcomes[key] = outcome
-        if runtime.profiles[target.profile]?.endpoints[target.name]?.admin == .draining {
-            runtime.profiles[target.profile]?.endpoints[target.name]?.admin = .offline
+    /// Closes, on every worker, the tunnels and upgraded connections to `target`; returns how many.
+    private func closeTunnels(to target: EndpointTarget) -> Int {
+        let closed = Mutex(0)
+        let group = DispatchGroup()
+        for worker in workers {
+            worker.queue.async(group: group) {
+                let n = worker.forceClose(servingTarget: target)
+                closed.withLock { $0 += n }
+            }
         }
-        events.record(profile: target.profile, endpoint: target.name, state: "offline", cause: outcome)
+        group.wait()
+        let count = closed.withLock { $0 }
+        target.counters.forceClosed.wrappingAdd(count, ordering: .relaxed)
+        return count
     }
 
     func target(profile: String, endpoint: String) -> EndpointTarget? {

@@ -1,5 +1,6 @@
 import CutoverAgent
 import CutoverCore
+import CutoverProxy
 
 /// `cutover db readonly on|off|status`: the database read-only fence (see docs/agent.md).
 enum DBCommand {
@@ -187,7 +188,7 @@ enum DBCommand {
 
     /// The `dsn` of the postgres database named `name` in the config file at `path`.
     static func configuredDSN(_ name: String, config path: String) throws -> String {
-        let config = try ConfigLoader.load(path: path)
+        let config = try ConfigFile.load(path: path)
         guard let database = config.databases.first(where: { $0.name == name }) else {
             let known = config.databases.map(\.name)
             throw UsageError("no database named '\(name)' in \(path) (configured: \(known.isEmpty ? "none" : known.joined(separator: ", ")))")

@@ -57,7 +57,7 @@ enum DemoCommand {
         }
         var path = args.value("--config")
         if path == nil && FileManager.default.fileExists(atPath: "Config/demo.json") { path = "Config/demo.json" }
-        var config = try path.map { try ConfigLoader.load(path: $0) } ?? ConfigLoader.parse(builtInConfig, file: "(built-in demo config)")
+        var config = try path.map { try ConfigFile.load(path: $0) } ?? ConfigLoader.parse(builtInConfig, file: "(built-in demo config)")
         guard config.listeners.count == 1, let profile = config.profiles.first else {
             throw UsageError("the demo config needs exactly one listener and one profile")
         }

@@ -41,7 +41,7 @@ enum ProxyCommand {
             guard args.value("--listen") == nil, args.values("--endpoint").isEmpty, args.value("--mode") == nil else {
                 throw UsageError("--config cannot be combined with --listen, --endpoint or --mode")
             }
-            config = try ConfigLoader.load(path: path)
+            config = try ConfigFile.load(path: path)
         } else {
             config = try configFromFlags(args)
         }

@@ -18,7 +18,6 @@ final class ConfigLoaderTests: XCTestCase {
     // MARK: - Valid configs
 
     func testFullConfig_decodesEveryKey() throws {
-        try "<h1>down for upgrade</h1>\n".write(toFile: tempDirectory + "/maintenance.html", atomically: true, encoding: .utf8)
         let json = """
             {
               "listeners": [
@@ -66,7 +65,9 @@ final class ConfigLoaderTests: XCTestCase {
               "workers": 3
             }
             """
-        let config = try ConfigLoader.parse(json, file: tempDirectory + "/cutover.json")
+        let config = try ConfigLoader.parse(
+            json, file: tempDirectory + "/cutover.json",
+            pageFiles: [tempDirectory + "/maintenance.html": .read(Array("<h1>down for upgrade</h1>\n".utf8))])
 
         let webProbe = ProbeConfig(
             type: .http, method: "HEAD", path: "/healthz?deep=1", host: "app.internal",
@@ -155,41 +156,6 @@ final class ConfigLoaderTests: XCTestCase {
         XCTAssertEqual(config.databases.first?.dsn, "host=127.0.0.1 port=5432 dbname=app user=cutover")
     }
 
-    /// The examples in Config/ are what operators copy: they must always load.
-    func testEveryFileInConfigFolder_loads() throws {
-        let configDir = Self.packageRoot + "/Config"
-        let files = try FileManager.default.contentsOfDirectory(atPath: configDir).filter { $0.hasSuffix(".json") }.sorted()
-        XCTAssertTrue(files.contains("cutover.json") && files.contains("demo.json") && files.contains("full-reference.json"), "\(files)")
-        for name in files {
-            XCTAssertNoThrow(try ConfigLoader.load(path: configDir + "/" + name), name)
-        }
-    }
-
-    func testShippedDefaultConfig() throws {
-        let config = try ConfigLoader.load(path: Self.packageRoot + "/Config/cutover.json")
-        XCTAssertEqual(config.listeners, [ListenerConfig(name: "web", address: HostPort(host: "127.0.0.1", port: 8080), mode: .http, profile: "web")])
-        XCTAssertEqual(config.profiles[0].endpoints.map(\.name), ["blue", "green"])
-        XCTAssertEqual(config.profiles[0].endpoints.map(\.address.port), [9001, 9002])
-        XCTAssertEqual(config.profiles[0].endpoints.map(\.state), [.online, .offline])
-        XCTAssertEqual(config.profiles[0].probe?.path, "/healthz")
-        XCTAssertEqual(config.admin.socket, "/tmp/cutover/admin.sock")
-        XCTAssertEqual(config.admin.http, HostPort(host: "127.0.0.1", port: 9900))
-        XCTAssertEqual(config.stateFile, "/tmp/cutover/state.json")
-    }
-
-    func testDemoConfig() throws {
-        let config = try ConfigLoader.load(path: Self.packageRoot + "/Config/demo.json")
-        XCTAssertEqual(config.listeners.map(\.name), ["demo"])
-        XCTAssertEqual(config.listeners[0].address, HostPort(host: "127.0.0.1", port: 8080))
-        let demo = try XCTUnwrap(config.profile(named: "demo"))
-        XCTAssertEqual(demo.endpoints.map(\.address.port), [8081, 8082])
-        XCTAssertEqual(demo.endpoints.map(\.state), [.online, .offline])
-        XCTAssertEqual(demo.probe, ProbeConfig(path: "/healthz", interval: .seconds(1), timeout: .milliseconds(500), rise: 1, fall: 2))
-        XCTAssertEqual(demo.drainTimeout, .seconds(10))
-        XCTAssertEqual(config.admin.socket, "/tmp/cutover-demo.sock")
-        XCTAssertEqual(config.admin.http, HostPort(host: "127.0.0.1", port: 9901))
-    }
-
     func testListenerPortZero_isAllowed() throws {
         let config = try ConfigLoader.parse(minimal(listeners: #"[{"name":"web","address":"127.0.0.1:0","profile":"web"},{"name":"w2","address":"127.0.0.1:0","profile":"web"}]"#), file: "c.json")
         XCTAssertEqual(config.listeners.map(\.address.port), [0, 0])
@@ -202,11 +168,6 @@ final class ConfigLoaderTests: XCTestCase {
     }
 
     // MARK: - Whole-file problems
-
-    func testUnreadableFile_reportsOSReason() {
-        let path = tempDirectory + "/missing.json"
-        assertError(try ConfigLoader.load(path: path), errorFile: path, key: "", contains: "No such file or directory")
-    }
 
     func testInvalidJSON_reportsLineAndColumn() {
         let json = "{\n  \"listeners\": [],\n  \"profiles\" []\n}"
@@ -394,18 +355,26 @@ final class ConfigLoaderTests: XCTestCase {
         assertError(parse(minimal(profile: #", "max_held": -5"#)), key: "profiles[0].max_held", contains: "must be 0 or more")
     }
 
-    func testMaintenance_pageFileIsReadRelativeToTheConfig() throws {
-        try "<p>soon</p>".write(toFile: tempDirectory + "/page.html", atomically: true, encoding: .utf8)
-        try minimal(profile: #", "maintenance": {"page_file": "page.html"}"#).write(toFile: tempDirectory + "/c.json", atomically: true, encoding: .utf8)
-        let config = try ConfigLoader.load(path: tempDirectory + "/c.json")
+    /// The core reads no file: the draft names the page files (resolved against the config's
+    /// directory) and takes their bytes back.
+    func testMaintenance_pageFileIsResolvedRelativeToTheConfigAndGivenAsBytes() throws {
+        let draft = try ConfigLoader.decode(Array(minimal(profile: #", "maintenance": {"page_file": "page.html"}"#).utf8), file: "/etc/cutover/c.json")
+        XCTAssertEqual(draft.pageFiles, ["/etc/cutover/page.html"])
+        let config = try draft.completed(pageFiles: ["/etc/cutover/page.html": .read(Array("<p>soon</p>".utf8))])
         XCTAssertEqual(config.profiles[0].gate.maintenancePage, "<p>soon</p>")
-        XCTAssertEqual(config.profiles[0].gate.maintenancePageFile, tempDirectory + "/page.html")
+        XCTAssertEqual(config.profiles[0].gate.maintenancePageFile, "/etc/cutover/page.html")
+        XCTAssertEqual(try ConfigLoader.decode(Array(minimal().utf8), file: "c.json").pageFiles, [])
     }
 
     func testMaintenance_errors() {
+        let pageConfig = minimal(profile: #", "maintenance": {"page_file": "/srv/page.html"}"#)
         assertError(
-            parse(minimal(profile: #", "maintenance": {"page_file": "/nonexistent/cutover/page.html"}"#)), key: "profiles[0].maintenance.page_file",
-            contains: "cannot read /nonexistent/cutover/page.html: No such file or directory")
+            { try ConfigLoader.parse(pageConfig, file: "c.json", pageFiles: ["/srv/page.html": .unreadable(reason: "No such file or directory")]) },
+            key: "profiles[0].maintenance.page_file", contains: "cannot read /srv/page.html: No such file or directory")
+        assertError(
+            { try ConfigLoader.parse(pageConfig, file: "c.json", pageFiles: ["/srv/page.html": .read([0xFF, 0xFE])]) },
+            key: "profiles[0].maintenance.page_file", contains: "/srv/page.html is not UTF-8 text")
+        assertError(parse(pageConfig), key: "profiles[0].maintenance.page_file", contains: "cannot read /srv/page.html: the loader did not read it")
         assertError(parse(minimal(profile: #", "maintenance": {"page": "x", "page_file": "y"}"#)), key: "profiles[0].maintenance.page_file", contains: "not both")
         assertError(parse(minimal(profile: #", "maintenance": {"retry_after": "later"}"#)), key: "profiles[0].maintenance.retry_after", contains: "is not a duration")
         assertError(

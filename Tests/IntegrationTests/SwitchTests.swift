@@ -74,6 +74,30 @@ final class SwitchTests: XCTestCase {
         XCTAssertTrue(try proxy.ctl("show endpoints web").stdout.contains("offline"))
     }
 
+    /// Issue 17, defect 1: a switch back to an endpoint that is draining cancels its drain. When its
+    /// last in-flight request ends, the event log must not claim it went offline: it is online.
+    func testSwitchBackWhileDraining_cancelsTheDrainAndRecordsNoFalseOffline() throws {
+        let proxy = try Proxy(config: config(), directory: dir, socketPath: socket)
+        defer { proxy.stop() }
+        let slow = LoadClient()
+        slow.startOnce(port: proxy.port(), connections: 1, path: "/slow?ms=800")
+        XCTAssertTrue(waitUntil { (try? proxy.ctl("show endpoints web --json").stdout.contains("\"in_flight\":1")) ?? false })
+        XCTAssertEqual(try proxy.ctl("switch", "web", "green").status, 0)
+        XCTAssertEqual(try proxy.ctl("switch", "web", "blue").status, 0)
+        let cancelled = try proxy.ctl("show events").stdout
+        XCTAssertTrue(cancelled.contains("web/blue online (switch, drain cancelled after"), cancelled)
+        XCTAssertTrue(waitUntil { slow.results.count == 1 }, "the slow request did not finish")
+        slow.stop()
+        XCTAssertEqual(slow.results.map(\.status), [200])
+        // The old runtime recorded the false event within one 50 ms drain check of the request ending.
+        let falseOffline = try waitUntil(timeout: 1) { try proxy.ctl("show events").stdout.contains("web/blue offline") }
+        let events = try proxy.ctl("show events").stdout
+        XCTAssertFalse(falseOffline, events)
+        let endpoints = try proxy.ctl("show endpoints web --json").stdout
+        XCTAssertTrue(endpoints.contains(#""name":"blue""#) && !endpoints.contains(#""state":"draining""#), endpoints)
+        XCTAssertTrue(try curl(proxy.url()).body.contains("blue"), "a new request goes to blue")
+    }
+
     /// Pause, switch, resume under load: zero errors, held requests complete on green, and the added
     /// latency is bounded by the pause.
     func testPauseSwitchResume_holdsInsteadOfFailing() throws {
