@@ -500,6 +500,15 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         }
         exchange.responseHeadDone = true
         exchange.status = head.status
+        // Judged on the head, before any byte reaches the client: reported after the body, a success
+        // could reach the control queue behind the client's next request's failure and wipe its streak.
+        if let target = exchange.target {
+            if head.status >= 500 && exchange.reportsServerErrors {
+                runtime.reportPassiveFailure(target: target, cause: "HTTP \(head.status) for \(exchange.head.method) \(exchange.head.target)", signal: .serverError)
+            } else {
+                runtime.reportPassiveSuccess(target: target)
+            }
+        }
         exchange.responseFraming = framing
         exchange.upstreamReusable = head.keepAlive && framing != .untilClose
         // A response that arrives before the whole request body leaves the rest of that body unread:
@@ -742,11 +751,6 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         guard let target = exchange.target else { return }
         target.counters.requestEnded(method: exchange.head.method)
         target.counters.recordResponse(status: exchange.status)
-        if exchange.status >= 500 && exchange.reportsServerErrors {
-            runtime.reportPassiveFailure(target: target, cause: "HTTP \(exchange.status) for \(exchange.head.method) \(exchange.head.target)", signal: .serverError)
-        } else {
-            runtime.reportPassiveSuccess(target: target)
-        }
         target.counters.latency.record(milliseconds: monotonicMilliseconds() &- exchange.started)
         if let upstream = exchange.upstream {
             exchange.upstream = nil
