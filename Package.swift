@@ -13,14 +13,18 @@ let package = Package(
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         // Pure logic: config, profiles, routing snapshots, HTTP framing, command grammar. No I/O.
         .target(name: "CutoverCore"),
-        // Dispatch + Glibc: sockets, listeners, HTTP sessions, tunnels, admin socket, state file.
-        .target(name: "CutoverProxy", dependencies: ["CutoverCore", "CShims"]),
-        // The companion agent: database and flag drivers, journal, runbooks.
-        .target(name: "CutoverAgent", dependencies: ["CutoverCore", "CutoverProxy", "CLibPQ"]),
-        .executableTarget(name: "cutover", dependencies: ["CutoverCore", "CutoverProxy", "CutoverAgent"]),
+        // The control-plane transport both processes share (Dispatch + Glibc + Foundation, nothing
+        // of ours): the admin line protocol's server and client, the durable-file writer. The agent
+        // reaches the proxy only through this and Core's answer types, never by linking the proxy.
+        .target(name: "CutoverControl"),
+        // Dispatch + Glibc: sockets, listeners, HTTP sessions, tunnels, state file, signals.
+        .target(name: "CutoverProxy", dependencies: ["CutoverCore", "CutoverControl", "CShims"]),
+        // The companion agent: database and flag drivers, journal, runbooks. Not the proxy (.ci/check-layering).
+        .target(name: "CutoverAgent", dependencies: ["CutoverCore", "CutoverControl", "CLibPQ"]),
+        .executableTarget(name: "cutover", dependencies: ["CutoverCore", "CutoverControl", "CutoverProxy", "CutoverAgent"]),
         .testTarget(name: "CutoverCoreTests", dependencies: ["CutoverCore"]),
         .testTarget(name: "CutoverProxyTests", dependencies: ["CutoverProxy", "CutoverCore"]),
-        .testTarget(name: "CutoverAgentTests", dependencies: ["CutoverAgent", "CutoverCore", "CutoverProxy"]),
+        .testTarget(name: "CutoverAgentTests", dependencies: ["CutoverAgent", "CutoverCore", "CutoverControl"]),
         .testTarget(name: "IntegrationTests", dependencies: ["cutover", "CutoverCore"]),
     ]
 )

@@ -1,17 +1,21 @@
-import CutoverProxy
+import CutoverControl
 import Dispatch
+import Glibc
 
 /// The agent's admin socket: the proxy's line protocol (one command per line, each answer ended by
 /// an empty line, mode 0600), so `cutover ctl --socket AGENT.sock` drives the agent too; and a
 /// timer that gives back expired read-only leases.
-// @unchecked: both stored properties are set once; a Dispatch timer may be cancelled from any thread.
+// @unchecked: the stored properties are set once in `init`; a Dispatch timer may be cancelled from any thread.
 public final class AgentServer: @unchecked Sendable {
     private let socket: AdminSocketServer
     private let timer: DispatchSourceTimer
+    private let service: AgentService
+    /// The socket's path.
     public var path: String { socket.path }
 
     /// Binds `path` (replacing a stale socket) and starts serving `service`.
     public init(path: String, service: AgentService, leaseCheck: Duration = .seconds(1)) throws {
+        self.service = service
         socket = AdminSocketServer(path: path) { line in service.handle(line) }
         try socket.start()
         timer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "cutover.agent.leases"))
@@ -20,9 +24,32 @@ public final class AgentServer: @unchecked Sendable {
         timer.resume()
     }
 
-    /// Stops the lease timer and the socket (the file is removed).
+    /// Stops accepting (the socket file is removed) and the lease timer, then waits for the command
+    /// in progress to finish; commands still arriving on open connections are refused (`shutting-down`).
     public func stop() {
         timer.cancel()
         socket.stop()
+        service.finish()
+        // The finished command's answer is still on its way to the client; let it arrive.
+        _ = socket.waitForAnswersInProgress(timeout: .seconds(5))
+    }
+
+    /// On SIGTERM or SIGINT: `stop()`, then `exit(0)`, as the proxy does. Keep the returned sources alive.
+    ///
+    /// A lease held at that moment stays in the lease file: the next agent re-arms it.
+    public func stopOnTerminationSignals(log: @escaping @Sendable (String) -> Void) -> [any DispatchSourceSignal] {
+        let queue = DispatchQueue(label: "cutover.agent.signals")
+        return [SIGTERM, SIGINT].map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+            source.setEventHandler { [self] in
+                log("\(number == SIGTERM ? "SIGTERM" : "SIGINT"): stopping (finishing the command in progress)")
+                stop()
+                log("stopped; removed \(path)")
+                exit(0)
+            }
+            source.activate()
+            return source
+        }
     }
 }

@@ -1,5 +1,5 @@
 import CutoverCore
-import CutoverProxy
+import CutoverControl
 import Foundation
 import Synchronization
 
@@ -19,6 +19,8 @@ public final class AgentService: Sendable {
         /// control database: what a restarted agent needs to give the database back.
         var source: String
         var controlDatabase: String
+        /// After a failed give-back: not retried before this (the lease stays, in memory and on disk).
+        var retryAfter: ContinuousClock.Instant?
     }
 
     private let journal: Journal
@@ -26,7 +28,10 @@ public final class AgentService: Sendable {
     private let databases: [String: String]
     private let log: @Sendable (String) -> Void
     private let leases = Mutex<[String: Lease]>([:])
-    private let commandLock = Mutex(())
+    /// Serializes commands; `true` once `finish()` ran, so that later commands are refused.
+    private let commandLock = Mutex(false)
+    /// How long a failed give-back waits before the next try (each try is journaled and logged).
+    private let retryDelay: Duration
 
     /// Leases survive a restart of the agent here (beside the journal, mode 0600): a database
     /// fenced under a lease must never stay read-only because the agent that held it went away.
@@ -34,40 +39,75 @@ public final class AgentService: Sendable {
 
     /// Starts the service; leases saved by an earlier run are re-armed (and given back at once when
     /// they expired while the agent was down).
-    public init(journal: Journal, databases: [String: String] = [:], now: ContinuousClock.Instant = .now, log: @escaping @Sendable (String) -> Void) {
+    public init(
+        journal: Journal, databases: [String: String] = [:], now: ContinuousClock.Instant = .now, retryDelay: Duration = .seconds(10),
+        log: @escaping @Sendable (String) -> Void
+    ) {
         self.journal = journal
         self.databases = databases
         self.log = log
+        self.retryDelay = retryDelay
         restoreLeases(now: now)
     }
 
+    /// The commands, one per line, for `help` (text and JSON).
+    static let commands = [
+        "db readonly on|off|status DSN-OR-NAME [--grace D] [--lease D] [--control-db NAME]",
+        "lease renew NAME D",
+        "lease show",
+        "flag on|off|status --driver file|sql|proxy OPTIONS",
+        "help",
+        "Append --json to any command for a JSON answer.",
+    ]
+
     /// Handles one command line; never throws: failures are `ERR` answers.
+    ///
+    /// `--json` anywhere on the line (as `cutover ctl --json` appends it) asks for the proxy's JSON
+    /// envelope: `{"ok":true,"message":…,…the command's fields}` or `{"ok":false,"code":…,"message":…}`.
     public func handle(_ line: String, now: ContinuousClock.Instant = .now) -> String {
-        commandLock.withLock { _ in
+        var words = CommandWords.split(line)
+        let json = words.contains("--json")
+        words.removeAll { $0 == "--json" }
+        return commandLock.withLock { finished in
             do {
-                return try run(CommandWords.split(line), now: now)
-            } catch let error as DatabaseError {
-                return "ERR \(error.code): \(Self.oneLine(error.description))"
-            } catch let error as AgentCommandError {
-                return "ERR \(error.code): \(error.message)"
-            } catch let error as FlagError {
-                return "ERR \(error.code): \(Self.oneLine(error.description))"
+                guard !finished else { throw AgentCommandError(code: "shutting-down", message: "the agent is stopping; no new commands") }
+                let reply = try run(words, now: now)
+                return json ? reply.json : reply.text
             } catch {
-                return "ERR failed: \(Self.oneLine("\(error)"))"
+                let (code, message) = Self.refusal(error)
+                return json ? JSONCoding.line(AdminAnswer<NoAnswerData>(code: code, message: message)) : "ERR \(code): \(message)"
             }
         }
     }
 
-    /// Gives back every lease that expired by `now`; returns the names released. Called by a timer.
+    /// Waits for the command in progress to finish, then refuses every later one (`shutting-down`).
+    public func finish() {
+        commandLock.withLock { $0 = true }
+    }
+
+    private static func refusal(_ error: any Error) -> (code: String, message: String) {
+        switch error {
+        case let error as DatabaseError: return (error.code, oneLine(error.description))
+        case let error as AgentCommandError: return (error.code, error.message)
+        case let error as FlagError: return (error.code, oneLine(error.description))
+        default: return ("failed", oneLine("\(error)"))
+        }
+    }
+
+    /// Gives back every lease that expired by `now`; returns the names given back. Called by a timer.
+    ///
+    /// Give back first, then forget: a lease leaves the lease file only after `off` succeeded, so an
+    /// agent that crashes in between, or an `off` that fails (database unreachable), leaves the lease
+    /// on disk and the next start (or the next try, after `retryDelay`) gives the database back.
     @discardableResult
     public func expireLeases(now: ContinuousClock.Instant = .now) -> [String] {
-        let expired = leases.withLock { held in
-            let names = held.filter { $0.value.expires <= now }.map(\.key).sorted()
-            return names.compactMap { name in held.removeValue(forKey: name).map { (name, $0) } }
-        }
-        if !expired.isEmpty { saveLeases(now: now) }
-        return commandLock.withLock { _ in
-            expired.map { name, lease in
+        commandLock.withLock { finished in
+            guard !finished else { return [] }
+            let due = leases.withLock { held in
+                held.filter { $0.value.expires <= now && ($0.value.retryAfter ?? now) <= now }.sorted { $0.key < $1.key }
+            }
+            var givenBack: [String] = []
+            for (name, lease) in due {
                 log("lease for \(name) expired without renewal (lease \(DurationText.format(lease.duration))): giving \"\(lease.fence.database)\" back read-write")
                 do {
                     let report = try journal.record(
@@ -75,18 +115,22 @@ public final class AgentService: Sendable {
                         describe: { (r: FenceReport) in r.json }
                     ) { try lease.fence.off() }
                     log(report.text)
+                    leases.withLock { _ = $0.removeValue(forKey: name) }
+                    saveLeases(now: now)
+                    givenBack.append(name)
                 } catch {
-                    log("could not give \(name) back read-write after its lease expired: \(error)")
+                    leases.withLock { $0[name]?.retryAfter = now + retryDelay }
+                    log("could not give \(name) back read-write after its lease expired (the lease is kept; next try in \(DurationText.format(retryDelay))): \(Self.oneLine("\(error)"))")
                 }
-                return name
             }
+            return givenBack
         }
     }
 
-    private func run(_ words: [String], now: ContinuousClock.Instant) throws -> String {
+    private func run(_ words: [String], now: ContinuousClock.Instant) throws -> AgentReply {
         switch words.first {
         case "help"?, nil:
-            return "OK commands: db readonly on|off|status DSN-OR-NAME [--grace D] [--lease D] [--control-db NAME]; lease renew NAME D; lease show; flag on|off|status --driver file|sql|proxy OPTIONS"
+            return AgentReply(text: "OK commands: " + Self.commands.dropLast(2).joined(separator: "; "), data: HelpAnswer(commands: Self.commands))
         case "db"?:
             return try database(Array(words.dropFirst()), now: now)
         case "lease"?:
@@ -98,7 +142,7 @@ public final class AgentService: Sendable {
         }
     }
 
-    private func database(_ words: [String], now: ContinuousClock.Instant) throws -> String {
+    private func database(_ words: [String], now: ContinuousClock.Instant) throws -> AgentReply {
         guard words.count >= 3, words[0] == "readonly", ["on", "off", "status"].contains(words[1]) else {
             throw AgentCommandError(code: "usage", message: "db readonly on|off|status DSN-OR-NAME [--grace D] [--lease D]")
         }
@@ -123,11 +167,11 @@ public final class AgentService: Sendable {
         let (fence, leaseName) = try makeFence(name, controlDatabase: controlDatabase)
         switch action {
         case "status":
-            var status = "OK " + (try fence.status().json)
-            if let lease = leases.withLock({ $0[leaseName] }) {
-                status += " lease=\((lease.expires - now).milliseconds)ms"
-            }
-            return status
+            let status = try fence.status()
+            let leaseLeft = leases.withLock({ $0[leaseName] }).map { ($0.expires - now).milliseconds }
+            return AgentReply(
+                text: "OK " + status.json + (leaseLeft.map { " lease=\($0)ms" } ?? ""),
+                message: "database \"\(status.database)\": \(status.mode)", data: DatabaseStatusAnswer(status: status, leaseMs: leaseLeft))
         case "on":
             let grace = try duration("--grace") ?? .seconds(2)
             let leaseDuration = try duration("--lease")
@@ -141,18 +185,19 @@ public final class AgentService: Sendable {
                 }
                 saveLeases(now: now)
             }
-            return "OK " + report.json
+            return AgentReply(fence: report)
         default:
-            if leases.withLock({ $0.removeValue(forKey: leaseName) }) != nil { saveLeases(now: now) }
             let report = try journal.record(
                 action: "db readonly off", target: fence.target.description, undo: "db readonly on", describe: { (r: FenceReport) in r.json }
             ) { try fence.off() }
-            return "OK " + report.json
+            // Given back, now forgotten: a failed `off` keeps the lease, so expiry still retries it.
+            if leases.withLock({ $0.removeValue(forKey: leaseName) }) != nil { saveLeases(now: now) }
+            return AgentReply(fence: report)
         }
     }
 
     /// `flag on|off|status --driver … OPTIONS`: the words of `cutover flag`, journaled like every change.
-    private func flag(_ words: [String]) throws -> String {
+    private func flag(_ words: [String]) throws -> AgentReply {
         guard let action = words.first, ["on", "off", "status"].contains(action) else {
             throw AgentCommandError(code: "usage", message: "flag on|off|status --driver file|sql|proxy OPTIONS")
         }
@@ -174,19 +219,21 @@ public final class AgentService: Sendable {
         let describe = { (result: FlagResult) in result.json }
         switch action {
         case "on":
-            return "OK " + (try journal.record(action: "flag on", target: driver.target, undo: "flag off", describe: describe) { try driver.on() }).json
+            return AgentReply(flag: try journal.record(action: "flag on", target: driver.target, undo: "flag off", describe: describe) { try driver.on() })
         case "off":
-            return "OK " + (try journal.record(action: "flag off", target: driver.target, undo: "flag on", describe: describe) { try driver.off() }).json
+            return AgentReply(flag: try journal.record(action: "flag off", target: driver.target, undo: "flag on", describe: describe) { try driver.off() })
         default:
-            return "OK " + (try driver.status()).json
+            return AgentReply(flag: try driver.status())
         }
     }
 
-    private func lease(_ words: [String], now: ContinuousClock.Instant) throws -> String {
+    private func lease(_ words: [String], now: ContinuousClock.Instant) throws -> AgentReply {
         switch (words.first, words.count) {
         case ("show"?, 1):
-            let held = leases.withLock { $0 }.sorted { $0.key < $1.key }
-            return "OK " + (held.isEmpty ? "no leases" : held.map { "\($0.key)=\(max(0, ($0.value.expires - now).milliseconds))ms" }.joined(separator: " "))
+            let held = leases.withLock { $0 }.sorted { $0.key < $1.key }.map { LeaseStatus(name: $0.key, leftMs: max(0, ($0.value.expires - now).milliseconds)) }
+            return AgentReply(
+                text: "OK " + (held.isEmpty ? "no leases" : held.map { "\($0.name)=\($0.leftMs)ms" }.joined(separator: " ")),
+                data: LeasesAnswer(leases: held))
         case ("renew"?, 3):
             guard let duration = DurationText.parse(words[2]) else {
                 throw AgentCommandError(code: "usage", message: "'\(words[2])' is not a duration")
@@ -195,12 +242,14 @@ public final class AgentService: Sendable {
                 guard var lease = held[words[1]] else { return false }
                 lease.expires = now + duration
                 lease.duration = duration
+                lease.retryAfter = nil
                 held[words[1]] = lease
                 return true
             }
             guard renewed else { throw AgentCommandError(code: "no-lease", message: "no lease named '\(words[1])'") }
             saveLeases(now: now)
-            return "OK lease \(words[1]) renewed for \(DurationText.format(duration))"
+            let message = "lease \(words[1]) renewed for \(DurationText.format(duration))"
+            return AgentReply(text: "OK " + message, message: message, data: LeaseStatus(name: words[1], leftMs: duration.milliseconds))
         default:
             throw AgentCommandError(code: "usage", message: "lease renew NAME DURATION | lease show")
         }
@@ -220,17 +269,15 @@ public final class AgentService: Sendable {
     /// survive a restart). A failure is logged: the lease still holds in memory.
     private func saveLeases(now: ContinuousClock.Instant) {
         let wallNow = Date().timeIntervalSince1970
-        let entries: [[String: Any]] = leases.withLock { held in
+        let records = leases.withLock { held in
             held.sorted { $0.key < $1.key }.map { name, lease in
-                [
-                    "name": name, "source": lease.source, "control_database": lease.controlDatabase,
-                    "expires_at": wallNow + (lease.expires - now).seconds, "duration_ms": lease.duration.milliseconds,
-                ]
+                LeaseRecord(
+                    name: name, source: lease.source, controlDatabase: lease.controlDatabase,
+                    expiresAt: wallNow + (lease.expires - now).seconds, durationMs: lease.duration.milliseconds)
             }
         }
         do {
-            let data = try JSONSerialization.data(withJSONObject: entries, options: [.sortedKeys])
-            try DurableFile.write(Array(data), to: leaseFile, mode: 0o600)
+            try DurableFile.write(Array(try JSONCoding.encoder.encode(records)), to: leaseFile, mode: 0o600)
         } catch {
             log("could not save the leases to \(leaseFile): \(error)")
         }
@@ -238,23 +285,26 @@ public final class AgentService: Sendable {
 
     private func restoreLeases(now: ContinuousClock.Instant) {
         guard let data = FileManager.default.contents(atPath: leaseFile) else { return }
-        guard let entries = (try? JSONSerialization.jsonObject(with: data)) as? [[String: Any]] else {
-            log("ignoring \(leaseFile): not a lease file")
+        let records: [LeaseRecord]
+        do {
+            records = try JSONCoding.decoder.decode([LeaseRecord].self, from: data)
+        } catch {
+            log("ignoring \(leaseFile): not a lease file (\(error))")
             return
         }
         let wallNow = Date().timeIntervalSince1970
-        for entry in entries {
-            guard let source = entry["source"] as? String, let control = entry["control_database"] as? String,
-                  let expiresAt = entry["expires_at"] as? Double, let durationMS = entry["duration_ms"] as? Int else { continue }
+        for record in records {
             do {
-                let (fence, leaseName) = try makeFence(source, controlDatabase: control)
-                let left = Duration.milliseconds(Int64(((expiresAt - wallNow) * 1000).rounded()))
+                let (fence, leaseName) = try makeFence(record.source, controlDatabase: record.controlDatabase)
+                let left = Duration.milliseconds(Int64(((record.expiresAt - wallNow) * 1000).rounded()))
                 leases.withLock {
-                    $0[leaseName] = Lease(fence: fence, expires: now + left, duration: .milliseconds(durationMS), source: source, controlDatabase: control)
+                    $0[leaseName] = Lease(
+                        fence: fence, expires: now + left, duration: .milliseconds(record.durationMs), source: record.source,
+                        controlDatabase: record.controlDatabase)
                 }
                 log("re-armed the lease on \(leaseName) from \(leaseFile): \(left > .zero ? "\(DurationText.format(left)) left" : "expired while the agent was down")")
             } catch {
-                log("cannot re-arm the lease on \(source) from \(leaseFile): \(error)")
+                log("cannot re-arm the lease on \(record.source) from \(leaseFile): \(error)")
             }
         }
     }

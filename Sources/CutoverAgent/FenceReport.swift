@@ -62,8 +62,8 @@ public struct FenceReport: Codable, Sendable, Equatable {
         return lines.joined(separator: "\n")
     }
 
-    /// One JSON object, keys sorted.
-    public var json: String { JSONText.encode(self) }
+    /// One JSON object in the shared style (snake_case keys, sorted).
+    public var json: String { JSONCoding.line(self) }
 }
 
 /// What the database says about its read-only mode right now (not what the agent remembers).
@@ -95,15 +95,5 @@ public struct DatabaseStatus: Codable, Sendable, Equatable {
         return lines.joined(separator: "\n")
     }
 
-    public var json: String { JSONText.encode(self) }
-}
-
-/// JSON with sorted keys and no escaped slashes, one line.
-enum JSONText {
-    static func encode<T: Encodable>(_ value: T) -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        guard let data = try? encoder.encode(value) else { return "{}" }
-        return String(decoding: data, as: UTF8.self)
-    }
+    public var json: String { JSONCoding.line(self) }
 }

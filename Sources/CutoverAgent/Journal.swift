@@ -1,3 +1,4 @@
+import CutoverCore
 import Foundation
 import Synchronization
 
@@ -43,9 +44,7 @@ public final class Journal: Sendable {
 
     /// Appends one entry and fsyncs it.
     public func append(_ entry: JournalEntry) throws(JournalError) {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        guard let data = try? encoder.encode(entry) else { throw JournalError(path: path, message: "cannot encode entry") }
+        guard let data = try? JSONCoding.encoder.encode(entry) else { throw JournalError(path: path, message: "cannot encode entry") }
         let line = Array(data) + [UInt8(ascii: "\n")]
         let failure: String? = lock.withLock { _ in Self.appendDurably(line, to: path) }
         if let failure { throw JournalError(path: path, message: failure) }
@@ -93,7 +92,8 @@ public final class Journal: Sendable {
     /// Every entry in the file, oldest first; unreadable lines are skipped.
     public func entries() -> [JournalEntry] {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
-        return text.split(separator: "\n").compactMap { try? JSONDecoder().decode(JournalEntry.self, from: Data($0.utf8)) }
+        let decoder = JSONCoding.decoder
+        return text.split(separator: "\n").compactMap { try? decoder.decode(JournalEntry.self, from: Data($0.utf8)) }
     }
 
     static func now() -> String {

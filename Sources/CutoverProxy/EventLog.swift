@@ -16,10 +16,9 @@ struct RuntimeEvent: Sendable {
         "\(Timestamp.format(time)) \(endpoint.map { "\(profile)/\($0)" } ?? profile) \(state) (\(cause))"
     }
 
-    var json: [String: Any] {
-        var object: [String: Any] = ["time": Timestamp.format(time), "profile": profile, "state": state, "cause": cause]
-        if let endpoint { object["endpoint"] = endpoint }
-        return object
+    /// The JSON form, for `show events` and `last_change`.
+    var record: EventRecord {
+        EventRecord(time: Timestamp.format(time), profile: profile, endpoint: endpoint, state: state, cause: cause)
     }
 }
 

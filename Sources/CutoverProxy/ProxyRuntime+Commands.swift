@@ -15,15 +15,15 @@ extension ProxyRuntime {
             let parsed = try AdminCommand.parse(line)
             return try execute(parsed.command, json: json)
         } catch {
-            return json ? jsonLine(["ok": false, "code": error.code.rawValue, "message": error.message]) : error.description
+            return json ? JSONCoding.line(AdminAnswer(error)) : error.description
         }
     }
 
-    /// Executes a parsed command; throws the `ERR` answer.
+    /// Executes a parsed command; throws the `ERR` answer. JSON answers are the `AdminAnswer` types of Core.
     public func execute(_ command: AdminCommand, json: Bool) throws(AdminError) -> String {
         switch command {
         case .help:
-            return json ? jsonLine(["commands": AdminCommand.usage.split(separator: "\n").map(String.init)]) : AdminCommand.usage
+            return json ? JSONCoding.line(AdminAnswer(data: HelpAnswer(commands: AdminCommand.usage.split(separator: "\n").map(String.init)))) : AdminCommand.usage
         case .showProfiles:
             return controlQueue.sync { showProfiles(json: json) }
         case .showEndpoints(let profile):
@@ -34,32 +34,32 @@ extension ProxyRuntime {
             return showEvents(count: count, json: json)
         case .switchTo(let profile, let endpoint, let force, let wait):
             let draining = try onControlQueue { () throws(AdminError) in try switchTo(profile: profile, endpoint: endpoint, force: force) }
-            var details: [String: Any] = ["profile": profile, "endpoint": endpoint, "draining": draining.map(\.name)]
-            guard wait else { return answer(json: json, "switched \(profile) to \(endpoint)", details: details) }
+            var switched = SwitchAnswer(profile: profile, endpoint: endpoint, draining: draining.map(\.name))
+            guard wait else { return answer(json: json, "switched \(profile) to \(endpoint)", switched) }
             let outcomes = waitForDrains(draining.map(\.qualifiedName))
-            details["drains"] = outcomes
+            switched.drains = outcomes
             let summary = outcomes.isEmpty ? "nothing to drain" : outcomes.map { "\($0.key): \($0.value)" }.sorted().joined(separator: "; ")
-            return answer(json: json, "switched \(profile) to \(endpoint)", details: details, extra: summary)
+            return answer(json: json, "switched \(profile) to \(endpoint)", switched, extra: summary)
         case .setEndpoint(let profile, let endpoint, let state, let priority, let weight):
             let summary = try onControlQueue { () throws(AdminError) in
                 try setEndpoint(profile: profile, endpoint: endpoint, state: state, priority: priority, weight: weight)
             }
-            return answer(json: json, summary, details: ["profile": profile, "endpoint": endpoint])
+            return answer(json: json, summary, SetEndpointAnswer(profile: profile, endpoint: endpoint))
         case .pause(let profile):
             try onControlQueue { () throws(AdminError) in try setPaused(profile: profile, paused: true) }
-            return answer(json: json, "paused \(profile): new requests and connections are held", details: ["profile": profile, "paused": true])
+            return answer(json: json, "paused \(profile): new requests and connections are held", PauseAnswer(profile: profile, paused: true))
         case .resume(let profile):
             let released = try onControlQueue { () throws(AdminError) in try setPaused(profile: profile, paused: false) }
-            return answer(json: json, "resumed \(profile): \(released) held released", details: ["profile": profile, "paused": false, "released": released])
+            return answer(json: json, "resumed \(profile): \(released) held released", PauseAnswer(profile: profile, paused: false, released: released))
         case .maintenance(let profile, let on):
             try onControlQueue { () throws(AdminError) in try setGate(profile: profile, maintenance: on) }
-            return answer(json: json, "maintenance \(profile) \(on ? "on" : "off")", details: ["profile": profile, "maintenance": on])
+            return answer(json: json, "maintenance \(profile) \(on ? "on" : "off")", GateAnswer(profile: profile, maintenance: on))
         case .readOnly(let profile, let on):
             try onControlQueue { () throws(AdminError) in try setGate(profile: profile, readOnly: on) }
-            return answer(json: json, "readonly \(profile) \(on ? "on" : "off")", details: ["profile": profile, "readonly": on])
+            return answer(json: json, "readonly \(profile) \(on ? "on" : "off")", GateAnswer(profile: profile, readonly: on))
         case .reload:
             let summary = try onControlQueue { () throws(AdminError) in try reload() }
-            return answer(json: json, summary, details: [:])
+            return answer(json: json, summary, NoAnswerData())
         }
     }
 
@@ -69,13 +69,9 @@ extension ProxyRuntime {
         return try result.get()
     }
 
-    private func answer(json: Bool, _ text: String, details: [String: Any], extra: String? = nil) -> String {
-        if json {
-            var object = details
-            object["ok"] = true
-            object["message"] = text
-            return jsonLine(object)
-        }
+    /// `OK text (extra)`, or the JSON envelope with `text` as its message beside the command's data.
+    private func answer<Payload: Codable & Sendable>(json: Bool, _ text: String, _ data: Payload, extra: String? = nil) -> String {
+        if json { return JSONCoding.line(AdminAnswer(message: text, data: data)) }
         return "OK \(text)" + (extra.map { " (\($0))" } ?? "")
     }
 
@@ -202,10 +198,4 @@ extension ProxyRuntime {
             usleep(20_000)
         }
     }
-}
-
-/// One-line JSON for admin answers.
-func jsonLine(_ object: Any) -> String {
-    guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return "{}" }
-    return String(decoding: data, as: UTF8.self)
 }

@@ -18,13 +18,11 @@ extension ProxyRuntime {
         let lastChange: RuntimeEvent?
         let counters: EndpointCounters
 
-        var json: [String: Any] {
-            var object: [String: Any] = [
-                "profile": profile, "name": name, "address": address, "state": state.rawValue, "health": health.rawValue,
-                "priority": priority, "weight": weight, "live": live, "in_flight": inFlight, "connections": connections,
-            ]
-            if let lastChange { object["last_change"] = lastChange.json }
-            return object
+        /// The `show endpoints --json` row.
+        var status: EndpointStatus {
+            EndpointStatus(
+                profile: profile, name: name, address: address, state: state.rawValue, health: health.rawValue, priority: priority,
+                weight: weight, live: live, inFlight: inFlight, connections: connections, lastChange: lastChange?.record)
         }
     }
 
@@ -54,7 +52,7 @@ extension ProxyRuntime {
     func showEndpoints(profile: String?, json: Bool) throws(AdminError) -> String {
         if let profile { _ = try profileConfig(profile) }
         let views = endpointViews(profile: profile)
-        if json { return jsonLine(["endpoints": views.map(\.json)]) }
+        if json { return JSONCoding.line(AdminAnswer(data: EndpointsAnswer(endpoints: views.map(\.status)))) }
         let rows = views.map { view -> [String] in
             let change = view.lastChange.map { "\($0.state): \($0.cause)" } ?? "-"
             return [view.profile, view.name, view.address, view.state.rawValue, view.health.rawValue, String(view.priority),
@@ -79,8 +77,9 @@ extension ProxyRuntime {
             [paused ? "paused" : nil, maintenance ? "maintenance" : nil, readOnly ? "readonly" : nil].compactMap { $0 }
         }
 
-        var json: [String: Any] {
-            ["name": name, "live": live, "paused": paused, "maintenance": maintenance, "readonly": readOnly, "held": held, "endpoints": endpoints]
+        /// The `show profiles --json` row.
+        var status: ProfileStatus {
+            ProfileStatus(name: name, live: live, paused: paused, maintenance: maintenance, readonly: readOnly, held: held, endpoints: endpoints)
         }
     }
 
@@ -99,40 +98,58 @@ extension ProxyRuntime {
 
     func showProfiles(json: Bool) -> String {
         let views = profileViews()
-        if json { return jsonLine(["profiles": views.map(\.json)]) }
+        if json { return JSONCoding.line(AdminAnswer(data: ProfilesAnswer(profiles: views.map(\.status)))) }
         return TextTable.render(
             header: ["PROFILE", "LIVE", "GATES", "HELD", "ENDPOINTS"],
             rows: views.map { [$0.name, $0.live.isEmpty ? "(none)" : $0.live.joined(separator: ","), $0.gates.isEmpty ? "-" : $0.gates.joined(separator: ","), String($0.held), String($0.endpoints)] })
     }
 
-    /// Process-wide totals.
+    /// Process-wide totals, as `show stats --json` answers them.
+    func statsAnswer() -> StatsAnswer {
+        StatsAnswer(
+            uptimeSeconds: Int(Date().timeIntervalSince(startedAt)),
+            connectionsOpen: stats.openConnections.load(ordering: .relaxed),
+            connectionsAccepted: stats.acceptedConnections.load(ordering: .relaxed),
+            connectionsRefused: stats.refusedConnections.load(ordering: .relaxed),
+            requests: stats.requests.load(ordering: .relaxed),
+            proxyAnswered: stats.proxyAnswered.load(ordering: .relaxed),
+            heldNow: stats.heldNow.load(ordering: .relaxed),
+            heldTotal: stats.heldTotal.load(ordering: .relaxed),
+            holdTimeouts: stats.holdTimeouts.load(ordering: .relaxed),
+            switches: stats.switches.load(ordering: .relaxed),
+            tunnels: stats.tunnels.load(ordering: .relaxed),
+            snapshotGeneration: Int(store.load().generation),
+            workers: workers.count)
+    }
+
+    /// Process-wide totals by their snake_case names, in a fixed order (the text answer, metrics, status page).
     func statsValues() -> [(String, Int)] {
-        [
-            ("uptime_seconds", Int(Date().timeIntervalSince(startedAt))),
-            ("connections_open", stats.openConnections.load(ordering: .relaxed)),
-            ("connections_accepted", stats.acceptedConnections.load(ordering: .relaxed)),
-            ("connections_refused", stats.refusedConnections.load(ordering: .relaxed)),
-            ("requests", stats.requests.load(ordering: .relaxed)),
-            ("proxy_answered", stats.proxyAnswered.load(ordering: .relaxed)),
-            ("held_now", stats.heldNow.load(ordering: .relaxed)),
-            ("held_total", stats.heldTotal.load(ordering: .relaxed)),
-            ("hold_timeouts", stats.holdTimeouts.load(ordering: .relaxed)),
-            ("switches", stats.switches.load(ordering: .relaxed)),
-            ("tunnels", stats.tunnels.load(ordering: .relaxed)),
-            ("snapshot_generation", Int(store.load().generation)),
-            ("workers", workers.count),
+        let totals = statsAnswer()
+        return [
+            ("uptime_seconds", totals.uptimeSeconds),
+            ("connections_open", totals.connectionsOpen),
+            ("connections_accepted", totals.connectionsAccepted),
+            ("connections_refused", totals.connectionsRefused),
+            ("requests", totals.requests),
+            ("proxy_answered", totals.proxyAnswered),
+            ("held_now", totals.heldNow),
+            ("held_total", totals.heldTotal),
+            ("hold_timeouts", totals.holdTimeouts),
+            ("switches", totals.switches),
+            ("tunnels", totals.tunnels),
+            ("snapshot_generation", totals.snapshotGeneration),
+            ("workers", totals.workers),
         ]
     }
 
     func showStats(json: Bool) -> String {
-        let values = statsValues()
-        if json { return jsonLine(Dictionary(values, uniquingKeysWith: { a, _ in a })) }
-        return values.map { "\($0.0) \($0.1)" }.joined(separator: "\n")
+        if json { return JSONCoding.line(AdminAnswer(data: statsAnswer())) }
+        return statsValues().map { "\($0.0) \($0.1)" }.joined(separator: "\n")
     }
 
     func showEvents(count: Int, json: Bool) -> String {
         let recent = events.last(count)
-        if json { return jsonLine(["events": recent.map(\.json)]) }
+        if json { return JSONCoding.line(AdminAnswer(data: EventsAnswer(events: recent.map(\.record)))) }
         return recent.isEmpty ? "(no events yet)" : recent.map(\.line).joined(separator: "\n")
     }
 }

@@ -1,3 +1,4 @@
+import CutoverControl
 import CutoverCore
 import Dispatch
 import Foundation

@@ -1,3 +1,4 @@
+import CutoverControl
 import CutoverCore
 import Dispatch
 import Foundation
@@ -211,7 +212,7 @@ struct BlockingConnection {
     func write(_ text: String) -> Bool { write(Array(text.utf8)) }
 
     @discardableResult
-    func write(_ bytes: [UInt8]) -> Bool { Socket.sendAll(fd, bytes) }
+    func write(_ bytes: [UInt8]) -> Bool { ControlSocket.sendAll(fd, bytes) }
 
     mutating func echoUntilClosed() {
         if !buffered.isEmpty {

@@ -28,13 +28,20 @@ enum AgentCommand {
                                 the maintenance flags of `cutover flag`, with the same options
                                 (see `cutover flag --help`); every change is journaled.
           help
+        Append --json to any command for a JSON answer.
 
         Options:
           --socket PATH   the agent's admin socket.
           --journal PATH  every change is appended here (fsync'd) before and after it runs.
           --config FILE   the Cutover config; its "databases" entries can be named in commands.
 
-        Runs until killed; logs to standard error.
+        Every command answers JSON with --json (as `cutover ctl --json` sends): the proxy's
+        envelope {"ok":true,"message":...} beside the command's fields, or
+        {"ok":false,"code":...,"message":...}.
+
+        Runs until SIGTERM or SIGINT: then it stops accepting, finishes the command in
+        progress, removes its socket file and exits 0 (leases stay in JOURNAL.leases).
+        Logs to standard error.
         """
 
     static func run(_ words: [String]) throws -> Int32 {
@@ -51,7 +58,8 @@ enum AgentCommand {
         }
         let service = AgentService(journal: Journal(path: journalPath), databases: databases) { printError("cutover agent: \($0)") }
         let server = try AgentServer(path: socketPath, service: service)
+        let signals = server.stopOnTerminationSignals { printError("cutover agent: \($0)") }
         printError("cutover agent: listening on \(server.path), journal \(journalPath)")
-        dispatchMain()
+        withExtendedLifetime(signals) { dispatchMain() }
     }
 }

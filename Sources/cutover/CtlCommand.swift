@@ -1,5 +1,5 @@
+import CutoverControl
 import CutoverCore
-import CutoverProxy
 import Foundation
 import Glibc
 
@@ -15,8 +15,10 @@ enum CtlCommand {
                    cutover ctl [--socket PATH] [--json]          (commands from standard input)
 
             Sends COMMAND to the admin socket and prints the answer: "OK ..." or a table for
-            people, one JSON object per answer with --json. An "ERR <code>: <message>" answer is
-            printed as received and the exit status is 1 (2 for usage errors). Without COMMAND,
+            people, one JSON object per answer with --json: {"ok":true,"message":...} beside the
+            command's own fields (snake_case keys), or {"ok":false,"code":...,"message":...}. An
+            "ERR <code>: <message>" answer, or a JSON answer with "ok":false, is printed as
+            received and the exit status is 1 (2 for usage errors). Without COMMAND,
             reads one command per line from standard input until its end (with a prompt on a
             terminal); the exit status is 1 if any command failed.
 
@@ -78,7 +80,7 @@ enum CtlCommand {
         print(answer)
         fflush(nil)
         if answer.hasPrefix("ERR ") { return false }
-        if json, answer.hasPrefix("{"), answer.contains("\"ok\":false") { return false }
+        if json, let envelope = try? JSONCoding.decode(AdminAnswer<NoAnswerData>.self, from: answer), !envelope.ok { return false }
         return true
     }
 }

@@ -1,5 +1,5 @@
 @testable import CutoverAgent
-import CutoverProxy
+import CutoverControl
 import CutoverCore
 import Foundation
 import XCTest
@@ -63,6 +63,79 @@ final class AgentServiceTests: ClusterTestCase {
         XCTAssertEqual(restarted.expireLeases(now: .now + .seconds(601)), ["primary"])
         XCTAssertEqual(try mode(), "read-write")
         XCTAssertEqual(service().handle("lease show"), "OK no leases", "a given-back lease is not re-armed again")
+    }
+
+    /// Give back first, then forget: an expired lease whose `off` fails (the database is unreachable)
+    /// stays in the lease file and is tried again, after the retry delay and by the next agent.
+    func test_leaseExpiry_whenOffFails_keepsTheLeaseOnDisk_andRetries() throws {
+        let t0 = ContinuousClock.now
+        XCTAssertTrue(service().handle("db readonly on primary --grace 100ms --lease 1m", now: t0).hasPrefix("OK {"))
+        XCTAssertEqual(try mode(), "read-only")
+
+        // The same lease file, but "primary" cannot be reached: the give-back fails.
+        let port = try PostgresCluster.freePort()
+        let log = logged
+        let cut = AgentService(
+            journal: Journal(path: directory + "/journal.jsonl"), databases: ["primary": "host=127.0.0.1 port=\(port) dbname=app user=postgres"],
+            retryDelay: .seconds(30)) { log.append($0) }
+        let later = ContinuousClock.now + .seconds(120)
+        XCTAssertEqual(cut.expireLeases(now: later), [], "nothing was given back")
+        XCTAssertEqual(try leaseFileNames(), ["primary"], "the lease is still on disk after the failed off")
+        XCTAssertTrue(cut.handle("lease show").hasPrefix("OK primary="), cut.handle("lease show"))
+        XCTAssertTrue(logged.lines.contains { $0.contains("could not give primary back read-write") && $0.contains("the lease is kept") }, "\(logged.lines)")
+        let attempts = { Journal(path: self.directory + "/journal.jsonl").entries().filter { $0.action == "db readonly off (lease expired)" && $0.phase == "after" }.map { $0.result ?? "" } }
+        XCTAssertEqual(attempts(), ["failed"])
+        XCTAssertEqual(cut.expireLeases(now: later + .seconds(10)), [], "within the retry delay")
+        XCTAssertEqual(attempts(), ["failed"], "no new try within the retry delay")
+        XCTAssertEqual(cut.expireLeases(now: later + .seconds(31)), [])
+        XCTAssertEqual(attempts(), ["failed", "failed"], "tried again after the retry delay")
+        XCTAssertEqual(try mode(), "read-only")
+
+        // The next agent reaches the database and gives it back; only then is the lease forgotten.
+        let restarted = service()
+        XCTAssertEqual(restarted.expireLeases(now: .now + .seconds(120)), ["primary"])
+        XCTAssertEqual(try mode(), "read-write")
+        XCTAssertEqual(try leaseFileNames(), [])
+        XCTAssertEqual(attempts(), ["failed", "failed", "ok"])
+    }
+
+    /// The names in the lease file, read as the agent's own record type.
+    private func leaseFileNames() throws -> [String] {
+        let data = try Data(contentsOf: URL(fileURLWithPath: directory + "/journal.jsonl.leases"))
+        return try JSONCoding.decoder.decode([LeaseRecord].self, from: data).map(\.name)
+    }
+
+    /// A lease file written by the first agents (`JSONSerialization`, the same snake_case keys) is re-armed.
+    func test_leaseFileOfTheFirstAgents_isReArmed() throws {
+        let expiresAt = Date().timeIntervalSince1970 + 600
+        let old = #"[{"control_database":"postgres","duration_ms":600000,"expires_at":"# + "\(expiresAt)" + #","name":"primary","source":"primary"}]"#
+        try old.write(toFile: directory + "/journal.jsonl.leases", atomically: true, encoding: .utf8)
+        let agent = service()
+        let shown = agent.handle("lease show")
+        XCTAssertTrue(shown.hasPrefix("OK primary="), shown)
+        let left = Int(shown.dropFirst("OK primary=".count).dropLast(2)) ?? 0
+        XCTAssertTrue((590_000...600_000).contains(left), shown)
+    }
+
+    /// `--json` anywhere on a line (as `cutover ctl --json` sends it) answers the proxy's envelope.
+    func test_jsonAnswers_areTheProxyEnvelope() throws {
+        let agent = service()
+        let status = try JSONCoding.decode(AdminAnswer<DatabaseStatusAnswer>.self, from: agent.handle("db readonly status primary --json"))
+        XCTAssertTrue(status.ok)
+        XCTAssertEqual(status.data?.status.mode, "read-write")
+        XCTAssertNil(status.data?.leaseMs)
+        let on = agent.handle("db readonly on primary --grace 100ms --lease 1m --json")
+        XCTAssertTrue(on.contains(#""grace_ms":100"#), "snake_case keys: \(on)")
+        let leased = try JSONCoding.decode(AdminAnswer<DatabaseStatusAnswer>.self, from: agent.handle("db readonly status primary --json"))
+        XCTAssertEqual(leased.data?.status.mode, "read-only")
+        XCTAssertNotNil(leased.data?.leaseMs)
+        let leases = try JSONCoding.decode(AdminAnswer<LeasesAnswer>.self, from: agent.handle("lease show --json"))
+        XCTAssertEqual(leases.data?.leases.map(\.name), ["primary"])
+        XCTAssertTrue(agent.handle("db readonly off primary --json").hasPrefix(#"{"#))
+        let refused = try JSONCoding.decode(AdminAnswer<NoAnswerData>.self, from: agent.handle("--json lease renew primary 1m"))
+        XCTAssertFalse(refused.ok)
+        XCTAssertEqual(refused.code, "no-lease")
+        XCTAssertEqual(agent.handle("lease show"), "OK no leases", "text answers are unchanged")
     }
 
     /// The agent raises and lowers maintenance flags with the same words as `cutover flag`, and

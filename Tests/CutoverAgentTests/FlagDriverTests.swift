@@ -1,5 +1,5 @@
 import CutoverAgent
-import CutoverProxy
+import CutoverControl
 import CutoverCore
 import Foundation
 import XCTest
@@ -67,7 +67,8 @@ final class FlagDriverTests: ClusterTestCase {
         let socketPath = directory + "/admin.sock"
         let server = try FakeAdminServer(path: socketPath) { line in
             line == "maintenance web on" || line == "maintenance web off" ? "OK \(line)"
-                : line == "show profiles --json" ? #"{"profiles":[{"name":"web","maintenance":true,"readonly":false}]}"#
+                : line == "show profiles --json"
+                ? JSONCoding.line(AdminAnswer(data: ProfilesAnswer(profiles: [ProfileStatus(name: "web", live: ["blue"], paused: false, maintenance: true, readonly: false, held: 0, endpoints: 2)])))
                 : "ERR unknown-profile: no profile named nope"
         }
         defer { server.stop() }

@@ -1,4 +1,4 @@
-import CutoverProxy
+import CutoverControl
 import Foundation
 
 #if canImport(Glibc)

@@ -1,3 +1,4 @@
+import CutoverCore
 import Foundation
 
 /// A maintenance flag the application (or the proxy) reads: turned on, off, and asked about.
@@ -23,7 +24,7 @@ public struct FlagResult: Codable, Sendable, Equatable {
     public var detail: String
 
     public var text: String { "flag \(target): \(state)\(detail.isEmpty ? "" : " (\(detail))")" }
-    public var json: String { JSONText.encode(self) }
+    public var json: String { JSONCoding.line(self) }
 }
 
 /// Why a flag operation failed.

@@ -1,5 +1,5 @@
 import CutoverCore
-import CutoverProxy
+import CutoverControl
 import Foundation
 
 #if canImport(Glibc)
@@ -32,17 +32,26 @@ public struct ProxyFlag: FlagDriver {
     public func on() throws(FlagError) -> FlagResult { try set("on") }
     public func off() throws(FlagError) -> FlagResult { try set("off") }
 
-    /// Whether the gate is closed now, as the proxy's `show profiles --json` says.
+    /// Whether the gate is closed now, as the proxy's `show profiles --json` says (read as Core's `ProfilesAnswer`).
     public func status() throws(FlagError) -> FlagResult {
         let answer = try exchange("show profiles --json")
-        guard let object = try? JSONSerialization.jsonObject(with: Data(answer.utf8)) as? [String: Any],
-              let profiles = object["profiles"] as? [[String: Any]] else {
+        let decoded: AdminAnswer<ProfilesAnswer>
+        do {
+            decoded = try JSONCoding.decode(AdminAnswer<ProfilesAnswer>.self, from: answer)
+        } catch {
             throw .proxyRefused(code: "bad-answer", message: "unexpected answer \"\(answer)\"")
         }
-        guard let entry = profiles.first(where: { $0["name"] as? String == profile }) else {
+        guard let profiles = decoded.data else {
+            throw .proxyRefused(code: decoded.code ?? "error", message: decoded.message ?? "refused without a message")
+        }
+        guard let entry = profiles.profile(named: profile) else {
             throw .proxyRefused(code: "unknown-profile", message: "the proxy has no profile named \"\(profile)\"")
         }
-        let closed = entry[gate.rawValue] as? Bool ?? false
+        let closed: Bool
+        switch gate {
+        case .maintenance: closed = entry.maintenance
+        case .readonly: closed = entry.readonly
+        }
         let state = closed ? "on" : "off"
         return FlagResult(driver: kind, target: target, action: "status", state: state, detail: "\(gate.rawValue) \(profile) \(state)")
     }

@@ -15,6 +15,9 @@ public final class AdminSocketServer: @unchecked Sendable {  // `fd` and `source
     private var fd: Int32 = -1
     private var source: DispatchSourceRead?
     private let acceptQueue = DispatchQueue(label: "cutover.admin.accept")
+    /// Entered for each command from reading its line to sending its answer, so that a stopping
+    /// process can let the answers in progress reach their clients.
+    private let answering = DispatchGroup()
 
     /// A socket that cannot be set up, named for the operator.
     public struct Failure: Error, CustomStringConvertible {
@@ -43,7 +46,7 @@ public final class AdminSocketServer: @unchecked Sendable {  // `fd` and `source
         guard fd >= 0 else { throw Failure(description: "admin socket: socket(): \(String(cString: strerror(errno)))") }
         var createdFile = false
         do {
-            guard var address = Socket.unixAddress(path) else {
+            guard var address = ControlSocket.unixAddress(path) else {
                 throw Failure(description: "admin socket \(path): path longer than \(MemoryLayout.size(ofValue: sockaddr_un().sun_path) - 1) bytes")
             }
             // The socket must never be reachable with looser permissions, not even for a moment.
@@ -73,11 +76,12 @@ public final class AdminSocketServer: @unchecked Sendable {  // `fd` and `source
         let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: acceptQueue)
         let listenFD = fd
         let handler = self.handler
+        let answering = self.answering
         source.setEventHandler {
             while true {
                 let client = accept(listenFD, nil, nil)
                 if client < 0 { break }
-                DispatchQueue(label: "cutover.admin.connection").async { AdminSocketServer.serve(client, handler: handler) }
+                DispatchQueue(label: "cutover.admin.connection").async { AdminSocketServer.serve(client, handler: handler, answering: answering) }
             }
         }
         self.source = source
@@ -95,7 +99,14 @@ public final class AdminSocketServer: @unchecked Sendable {  // `fd` and `source
         }
     }
 
-    private static func serve(_ fd: Int32, handler: @Sendable (String) -> String) {
+    /// Waits until every command being answered has had its answer sent, at most `timeout`;
+    /// false when some were still running. Call after `stop()`.
+    public func waitForAnswersInProgress(timeout: Duration) -> Bool {
+        let (seconds, attoseconds) = timeout.components
+        return answering.wait(timeout: .now() + Double(seconds) + Double(attoseconds) / 1e18) == .success
+    }
+
+    private static func serve(_ fd: Int32, handler: @Sendable (String) -> String, answering: DispatchGroup) {
         defer { close(fd) }
         var pending: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
@@ -105,7 +116,7 @@ public final class AdminSocketServer: @unchecked Sendable {  // `fd` and `source
             pending.append(contentsOf: buffer[0..<n])
             // A line longer than this is not a command: refuse instead of buffering without bound.
             if pending.count > 65_536 && !pending.contains(UInt8(ascii: "\n")) {
-                _ = Socket.sendAll(fd, Array("ERR bad-arguments: command line too long\n\n".utf8))
+                _ = ControlSocket.sendAll(fd, Array("ERR bad-arguments: command line too long\n\n".utf8))
                 return
             }
             while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
@@ -113,8 +124,11 @@ public final class AdminSocketServer: @unchecked Sendable {  // `fd` and `source
                 pending.removeSubrange(...newline)
                 if line.hasSuffix("\r") { line.removeLast() }
                 if line.trimmingCharacters(in: .whitespaces).isEmpty { continue }
+                answering.enter()
                 let answer = handler(line)
-                guard Socket.sendAll(fd, Array((answer + "\n\n").utf8)) else { return }
+                let sent = ControlSocket.sendAll(fd, Array((answer + "\n\n").utf8))
+                answering.leave()
+                guard sent else { return }
             }
         }
     }

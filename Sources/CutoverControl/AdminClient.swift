@@ -1,4 +1,3 @@
-import CutoverCore
 import Foundation
 import Glibc
 
@@ -21,11 +20,12 @@ public final class AdminClient {
         fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw Failure(description: "socket(): \(String(cString: strerror(errno)))") }
         if let timeout {
-            var limit = timeval(tv_sec: Int(timeout.milliseconds / 1000), tv_usec: Int(timeout.milliseconds % 1000) * 1000)
+            let milliseconds = Self.milliseconds(timeout)
+            var limit = timeval(tv_sec: Int(milliseconds / 1000), tv_usec: Int(milliseconds % 1000) * 1000)
             setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
             setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
         }
-        guard var address = Socket.unixAddress(path) else {
+        guard var address = ControlSocket.unixAddress(path) else {
             close(fd)
             throw Failure(description: "admin socket path too long: \(path)")
         }
@@ -43,7 +43,7 @@ public final class AdminClient {
 
     /// Sends one command line and returns its answer (without the terminating empty line).
     public func send(_ line: String) throws -> String {
-        guard Socket.sendAll(fd, Array((line + "\n").utf8)) else {
+        guard ControlSocket.sendAll(fd, Array((line + "\n").utf8)) else {
             throw Failure(description: "admin socket closed while sending")
         }
         while true {
@@ -56,11 +56,17 @@ public final class AdminClient {
             let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n < 0 && errno == EINTR { continue }
             if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK), let timeout {
-                throw Failure(description: "no answer within \(timeout.milliseconds) ms")
+                throw Failure(description: "no answer within \(Self.milliseconds(timeout)) ms")
             }
             guard n > 0 else { throw Failure(description: "admin socket closed before answering") }
             buffered.append(contentsOf: chunk[0..<n])
         }
+    }
+
+    // Core's `Duration.milliseconds` is out of reach here: this target depends on nothing of ours.
+    private static func milliseconds(_ duration: Duration) -> Int64 {
+        let (seconds, attoseconds) = duration.components
+        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
     }
 
     /// Index of the "\n\n" that ends an answer.

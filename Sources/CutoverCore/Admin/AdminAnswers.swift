@@ -1,0 +1,320 @@
+/// The JSON answers of the proxy's admin socket (`COMMAND --json`), shared by the runtime that
+/// writes them and every client that reads them (`cutover ctl`, the agent's proxy flag, runbooks).
+///
+/// Every answer is one flat object: the envelope (`ok`, and `code`/`message`) beside the command's
+/// own fields, so `{"ok":true,"message":"switched web to green","profile":"web",…}`. Encode and
+/// decode with `JSONCoding`.
+
+/// The envelope of one admin answer: `ok`, an error `code` and a `message`, and the command's data.
+///
+/// A refused command is `{"ok":false,"code":"unknown-profile","message":"…"}` and has no `data`;
+/// decoding any failed answer as `AdminAnswer<Whatever>` works, so a client can decode first and
+/// look at `ok` after.
+public struct AdminAnswer<Payload: Codable & Sendable>: Codable, Sendable {
+    /// False when the command was refused; then `code` says why.
+    public var ok: Bool
+    /// The stable error code (`AdminError.Code`'s raw values, or the agent's codes); `nil` when ok.
+    public var code: String?
+    /// The one-line summary (`OK …` text without `OK`), or the error message.
+    public var message: String?
+    /// The command's own fields, flattened beside the envelope; `nil` when refused.
+    public var data: Payload?
+
+    /// A successful answer.
+    public init(message: String? = nil, data: Payload) {
+        self.ok = true
+        self.code = nil
+        self.message = message
+        self.data = data
+    }
+
+    /// A refused command.
+    public init(code: String, message: String) {
+        self.ok = false
+        self.code = code
+        self.message = message
+        self.data = nil
+    }
+
+    private enum EnvelopeKeys: String, CodingKey {
+        case ok, code, message
+    }
+
+    /// Decodes the JSON form (see the type).
+    public init(from decoder: any Decoder) throws {
+        let envelope = try decoder.container(keyedBy: EnvelopeKeys.self)
+        ok = try envelope.decode(Bool.self, forKey: .ok)
+        code = try envelope.decodeIfPresent(String.self, forKey: .code)
+        message = try envelope.decodeIfPresent(String.self, forKey: .message)
+        // The data shares the envelope's object; a refusal carries none of the command's fields.
+        data = ok ? try Payload(from: decoder) : nil
+    }
+
+    /// Encodes the JSON form (see the type).
+    public func encode(to encoder: any Encoder) throws {
+        var envelope = encoder.container(keyedBy: EnvelopeKeys.self)
+        try envelope.encode(ok, forKey: .ok)
+        try envelope.encodeIfPresent(code, forKey: .code)
+        try envelope.encodeIfPresent(message, forKey: .message)
+        try data?.encode(to: encoder)
+    }
+}
+
+extension AdminAnswer where Payload == NoAnswerData {
+    /// The JSON form of a refused admin command.
+    public init(_ error: AdminError) {
+        self.init(code: error.code.rawValue, message: error.message)
+    }
+}
+
+/// The data of an answer that has only the envelope (`reload`, or any refusal being decoded).
+public struct NoAnswerData: Codable, Sendable, Equatable {
+    public init() {}
+}
+
+/// `help --json`: the command summary, one line per entry.
+public struct HelpAnswer: Codable, Sendable, Equatable {
+    /// The lines of `AdminCommand.usage` (or the agent's command list).
+    public var commands: [String]
+
+    public init(commands: [String]) { self.commands = commands }
+}
+
+/// `switch PROFILE ENDPOINT --json`.
+public struct SwitchAnswer: Codable, Sendable, Equatable {
+    /// The profile concerned.
+    public var profile: String
+    /// The endpoint now live.
+    public var endpoint: String
+    /// The endpoints the switch started draining, in config order.
+    public var draining: [String]
+    /// With `--wait`: how each drain ended, by `PROFILE/ENDPOINT` (`drained after 51ms`, …).
+    public var drains: [String: String]?
+
+    public init(profile: String, endpoint: String, draining: [String], drains: [String: String]? = nil) {
+        self.profile = profile
+        self.endpoint = endpoint
+        self.draining = draining
+        self.drains = drains
+    }
+}
+
+/// `set endpoint PROFILE/NAME … --json`.
+public struct SetEndpointAnswer: Codable, Sendable, Equatable {
+    /// The profile concerned.
+    public var profile: String
+    /// The endpoint concerned.
+    public var endpoint: String
+
+    public init(profile: String, endpoint: String) {
+        self.profile = profile
+        self.endpoint = endpoint
+    }
+}
+
+/// `pause PROFILE --json` and `resume PROFILE --json`.
+public struct PauseAnswer: Codable, Sendable, Equatable {
+    /// The profile concerned.
+    public var profile: String
+    /// Whether the profile is paused now.
+    public var paused: Bool
+    /// On resume: how many held requests and connections were released.
+    public var released: Int?
+
+    public init(profile: String, paused: Bool, released: Int? = nil) {
+        self.profile = profile
+        self.paused = paused
+        self.released = released
+    }
+}
+
+/// `maintenance PROFILE on|off --json` and `readonly PROFILE on|off --json`: the gate that was set.
+public struct GateAnswer: Codable, Sendable, Equatable {
+    /// The profile concerned.
+    public var profile: String
+    /// Set by `maintenance`.
+    public var maintenance: Bool?
+    /// Set by `readonly` (the key is `readonly`, one word, as the command).
+    public var readonly: Bool?
+
+    public init(profile: String, maintenance: Bool? = nil, readonly: Bool? = nil) {
+        self.profile = profile
+        self.maintenance = maintenance
+        self.readonly = readonly
+    }
+}
+
+/// `show profiles --json`.
+public struct ProfilesAnswer: Codable, Sendable, Equatable {
+    /// In config order.
+    public var profiles: [ProfileStatus]
+
+    public init(profiles: [ProfileStatus]) { self.profiles = profiles }
+
+    /// The profile named `name`, if the proxy has one.
+    public func profile(named name: String) -> ProfileStatus? { profiles.first { $0.name == name } }
+}
+
+/// One profile in `show profiles`.
+public struct ProfileStatus: Codable, Sendable, Equatable {
+    /// Its name, as in the config.
+    public var name: String
+    /// The endpoints new work goes to now, in snapshot order.
+    public var live: [String]
+    /// Whether new work is held.
+    public var paused: Bool
+    /// Whether the maintenance gate answers 503.
+    public var maintenance: Bool
+    /// The read-only gate (key `readonly`).
+    public var readonly: Bool
+    /// Requests and connections held now.
+    public var held: Int
+    /// How many endpoints the profile has.
+    public var endpoints: Int
+
+    public init(name: String, live: [String], paused: Bool, maintenance: Bool, readonly: Bool, held: Int, endpoints: Int) {
+        self.name = name
+        self.live = live
+        self.paused = paused
+        self.maintenance = maintenance
+        self.readonly = readonly
+        self.held = held
+        self.endpoints = endpoints
+    }
+}
+
+/// `show endpoints [PROFILE] --json`.
+public struct EndpointsAnswer: Codable, Sendable, Equatable {
+    /// In config order, profile by profile.
+    public var endpoints: [EndpointStatus]
+
+    public init(endpoints: [EndpointStatus]) { self.endpoints = endpoints }
+
+    /// The endpoint `name` (of `profile`, when given).
+    public func endpoint(named name: String, profile: String? = nil) -> EndpointStatus? {
+        endpoints.first { $0.name == name && (profile == nil || $0.profile == profile) }
+    }
+}
+
+/// One endpoint in `show endpoints`: what the operator asked (`state`) apart from what probes saw (`health`).
+public struct EndpointStatus: Codable, Sendable, Equatable {
+    /// The profile concerned.
+    public var profile: String
+    /// Its name, as in the config.
+    public var name: String
+    /// `host:port`.
+    public var address: String
+    /// Admin state: `online`, `offline` or `draining`.
+    public var state: String
+    /// Health: `unknown`, `up` or `down`.
+    public var health: String
+    /// Lower wins.
+    public var priority: Int
+    /// Share among endpoints of the same priority.
+    public var weight: Int
+    /// Whether new work may go to it in the current snapshot.
+    public var live: Bool
+    /// Requests (and tunnels) in progress on it (key `in_flight`).
+    public var inFlight: Int
+    /// Upstream connections open to it.
+    public var connections: Int
+    /// The last health change, with its cause (key `last_change`).
+    public var lastChange: EventRecord?
+
+    public init(
+        profile: String, name: String, address: String, state: String, health: String, priority: Int, weight: Int,
+        live: Bool, inFlight: Int, connections: Int, lastChange: EventRecord? = nil
+    ) {
+        self.profile = profile
+        self.name = name
+        self.address = address
+        self.state = state
+        self.health = health
+        self.priority = priority
+        self.weight = weight
+        self.live = live
+        self.inFlight = inFlight
+        self.connections = connections
+        self.lastChange = lastChange
+    }
+}
+
+/// `show events [N] --json`.
+public struct EventsAnswer: Codable, Sendable, Equatable {
+    /// Oldest first.
+    public var events: [EventRecord]
+
+    public init(events: [EventRecord]) { self.events = events }
+}
+
+/// One state or health change with its cause.
+public struct EventRecord: Codable, Sendable, Equatable {
+    /// UTC, ISO 8601 with milliseconds.
+    public var time: String
+    /// The profile concerned.
+    public var profile: String
+    /// `nil` for profile-wide changes (pause, gates).
+    public var endpoint: String?
+    /// The new state in the operator's words (`draining`, `down`, `paused`, `maintenance on`).
+    public var state: String
+    /// Why it changed (`switch`, `probe: timeout after 1s on /healthz`, …).
+    public var cause: String
+
+    public init(time: String, profile: String, endpoint: String?, state: String, cause: String) {
+        self.time = time
+        self.profile = profile
+        self.endpoint = endpoint
+        self.state = state
+        self.cause = cause
+    }
+}
+
+/// `show stats --json`: process-wide totals.
+public struct StatsAnswer: Codable, Sendable, Equatable {
+    /// Seconds since start (key `uptime_seconds`).
+    public var uptimeSeconds: Int
+    /// Client connections open now.
+    public var connectionsOpen: Int
+    /// Client connections accepted since start.
+    public var connectionsAccepted: Int
+    /// Client connections refused since start (`max_connections` reached, or shutting down).
+    public var connectionsRefused: Int
+    /// HTTP requests since start.
+    public var requests: Int
+    /// Requests the proxy answered itself: parse errors, gates, 502/503/504.
+    public var proxyAnswered: Int
+    /// Requests and connections held now.
+    public var heldNow: Int
+    /// Held since start.
+    public var heldTotal: Int
+    /// Held ones answered 503 at the hold timeout or `max_held`.
+    public var holdTimeouts: Int
+    /// `switch` commands that changed the live endpoint.
+    public var switches: Int
+    /// Tunnels started since start (TCP mode, and upgraded HTTP connections).
+    public var tunnels: Int
+    /// Generation of the routing snapshot in use.
+    public var snapshotGeneration: Int
+    /// Worker queues.
+    public var workers: Int
+
+    public init(
+        uptimeSeconds: Int, connectionsOpen: Int, connectionsAccepted: Int, connectionsRefused: Int, requests: Int,
+        proxyAnswered: Int, heldNow: Int, heldTotal: Int, holdTimeouts: Int, switches: Int, tunnels: Int,
+        snapshotGeneration: Int, workers: Int
+    ) {
+        self.uptimeSeconds = uptimeSeconds
+        self.connectionsOpen = connectionsOpen
+        self.connectionsAccepted = connectionsAccepted
+        self.connectionsRefused = connectionsRefused
+        self.requests = requests
+        self.proxyAnswered = proxyAnswered
+        self.heldNow = heldNow
+        self.heldTotal = heldTotal
+        self.holdTimeouts = holdTimeouts
+        self.switches = switches
+        self.tunnels = tunnels
+        self.snapshotGeneration = snapshotGeneration
+        self.workers = workers
+    }
+}

@@ -1,0 +1,154 @@
+import Foundation
+
+/// The state file's JSON: `RuntimeState` without health (probes re-learn it) and without drains
+/// (transient: a draining endpoint is saved as offline).
+///
+/// `{"profiles":{"web":{"endpoints":{"blue":{"priority":1,"state":"online","weight":1}},"maintenance":false,
+/// "paused":false,"readonly":false}},"version":1}` — the keys of the first state files (version 1,
+/// written with `JSONSerialization`), so a file saved by an older proxy is read as it was.
+public struct StateDocument: Codable, Sendable, Equatable {
+    /// The format version; 1 since the first release.
+    public var version: Int
+    /// By profile name.
+    public var profiles: [String: Profile]
+
+    /// The saved part of one profile.
+    public struct Profile: Codable, Sendable, Equatable {
+        /// By endpoint name.
+        public var endpoints: [String: Endpoint]
+        /// Whether new work is held.
+        public var paused: Bool
+        /// Whether the maintenance gate answers 503.
+        public var maintenance: Bool
+        /// The read-only gate (key `readonly`).
+        public var readonly: Bool
+
+        public init(endpoints: [String: Endpoint], paused: Bool, maintenance: Bool, readonly: Bool) {
+            self.endpoints = endpoints
+            self.paused = paused
+            self.maintenance = maintenance
+            self.readonly = readonly
+        }
+
+        private enum CodingKeys: String, CodingKey {
+            case endpoints, paused, maintenance, readonly
+        }
+
+        /// Decodes the JSON form; a gate that is absent is off (version 1 files could omit them).
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            endpoints = try container.decode([String: Endpoint].self, forKey: .endpoints)
+            paused = try container.decodeIfPresent(Bool.self, forKey: .paused) ?? false
+            maintenance = try container.decodeIfPresent(Bool.self, forKey: .maintenance) ?? false
+            readonly = try container.decodeIfPresent(Bool.self, forKey: .readonly) ?? false
+        }
+    }
+
+    /// The saved part of one endpoint: what the operator set.
+    public struct Endpoint: Codable, Sendable, Equatable {
+        /// `online` or `offline` (`draining` is never saved, but read as written).
+        public var state: String
+        /// Lower wins.
+        public var priority: Int
+        /// Share among endpoints of the same priority.
+        public var weight: Int
+
+        public init(state: String, priority: Int, weight: Int) {
+            self.state = state
+            self.priority = priority
+            self.weight = weight
+        }
+    }
+
+    public init(version: Int = 1, profiles: [String: Profile]) {
+        self.version = version
+        self.profiles = profiles
+    }
+
+    /// The document for `state`; a draining endpoint is saved as offline.
+    public init(_ state: RuntimeState) {
+        var profiles: [String: Profile] = [:]
+        for (name, profile) in state.profiles {
+            var endpoints: [String: Endpoint] = [:]
+            for (endpointName, endpoint) in profile.endpoints {
+                // A drain is transient: after a restart the endpoint is simply offline.
+                let admin = endpoint.admin == .draining ? AdminState.offline : endpoint.admin
+                endpoints[endpointName] = Endpoint(state: admin.rawValue, priority: endpoint.priority, weight: endpoint.weight)
+            }
+            profiles[name] = Profile(endpoints: endpoints, paused: profile.paused, maintenance: profile.maintenance, readonly: profile.readOnly)
+        }
+        self.init(profiles: profiles)
+    }
+
+    /// Why saved bytes are not a state document: the key path and the reason.
+    public struct DecodeError: Error, Sendable, Equatable, CustomStringConvertible {
+        /// Dotted key path (`profiles.web.endpoints.blue.state`); empty for the whole document.
+        public var key: String
+        /// What is wrong with the value there.
+        public var reason: String
+        /// `key: reason`, for the state file's error message.
+        public var description: String { key.isEmpty ? reason : "\(key): \(reason)" }
+    }
+
+    /// Decodes the saved bytes (the current format and version 1, which are the same keys).
+    public static func decode(_ bytes: [UInt8]) throws(DecodeError) -> StateDocument {
+        let document: StateDocument
+        do {
+            document = try JSONCoding.decoder.decode(StateDocument.self, from: Data(bytes))
+        } catch let error as DecodingError {
+            throw Self.describe(error)
+        } catch {
+            throw DecodeError(key: "", reason: "\(error)")
+        }
+        guard document.version == 1 else {
+            throw DecodeError(key: "version", reason: "\(document.version) is not a version this proxy reads (1)")
+        }
+        for (name, profile) in document.profiles {
+            for (endpointName, endpoint) in profile.endpoints where AdminState(rawValue: endpoint.state) == nil {
+                throw DecodeError(
+                    key: "profiles.\(name).endpoints.\(endpointName).state",
+                    reason: "\"\(endpoint.state)\" is not one of \(AdminState.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+        }
+        return document
+    }
+
+    /// The document as bytes, in the shared JSON style.
+    public func encoded() -> [UInt8] {
+        // Only non-finite doubles fail to encode, and the document has none.
+        (try? Array(JSONCoding.encoder.encode(self))) ?? Array("{}".utf8)
+    }
+
+    /// The runtime state the document describes, health unknown.
+    public var runtimeState: RuntimeState {
+        var state = RuntimeState()
+        for (name, profile) in profiles {
+            var endpoints: [String: EndpointRuntime] = [:]
+            for (endpointName, endpoint) in profile.endpoints {
+                guard let admin = AdminState(rawValue: endpoint.state) else { continue }  // refused by `decode`
+                endpoints[endpointName] = EndpointRuntime(admin: admin, priority: endpoint.priority, weight: endpoint.weight)
+            }
+            state.profiles[name] = ProfileRuntime(
+                endpoints: endpoints, paused: profile.paused, maintenance: profile.maintenance, readOnly: profile.readonly)
+        }
+        return state
+    }
+
+    private static func describe(_ error: DecodingError) -> DecodeError {
+        func path(_ keys: [any CodingKey]) -> String {
+            keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+        }
+        switch error {
+        case .keyNotFound(let key, let context):
+            return DecodeError(key: path(context.codingPath + [key]), reason: "missing")
+        case .typeMismatch(let type, let context):
+            return DecodeError(key: path(context.codingPath), reason: "expected \(type)")
+        case .valueNotFound(let type, let context):
+            return DecodeError(key: path(context.codingPath), reason: "expected \(type), got null")
+        case .dataCorrupted(let context):
+            return DecodeError(key: path(context.codingPath), reason: context.underlyingError.map { "not JSON: \($0)" } ?? context.debugDescription)
+        @unknown default:
+            return DecodeError(key: "", reason: "\(error)")
+        }
+    }
+}
