@@ -1,3 +1,5 @@
+import CutoverCore
+
 /// Everything that can go wrong talking to a database, named the way an operator would say it.
 ///
 /// Each case carries the value at fault (host and port, role, statement) so the one-line message is
@@ -27,6 +29,14 @@ public enum DatabaseError: Error, Sendable, Equatable, CustomStringConvertible {
     case notProven(database: String, expected: String, observed: String)
     /// A statement failed with this SQLSTATE.
     case queryFailed(sqlstate: String, message: String)
+    /// A database step refused to act because of what it found; nothing was changed.
+    case refused(step: String, reason: String)
+    /// A client program (pg_dump, pg_restore) exited non-zero or could not be started.
+    case toolFailed(tool: String, status: Int32, stderr: String)
+    /// A bounded wait ran out.
+    case timedOut(what: String, after: Duration)
+    /// The database differs from what the runbook pins (schema fingerprint, version query).
+    case drift(database: String, what: String, expected: String, observed: String)
 
     /// The SQLSTATE when the server sent one.
     public var sqlstate: String? {
@@ -49,6 +59,10 @@ public enum DatabaseError: Error, Sendable, Equatable, CustomStringConvertible {
         case .sessionsSurvived: return "sessions-survived"
         case .notProven: return "not-proven"
         case .queryFailed: return "query-failed"
+        case .refused: return "refused"
+        case .toolFailed: return "tool-failed"
+        case .timedOut: return "timed-out"
+        case .drift: return "drift"
         }
     }
 
@@ -81,6 +95,14 @@ public enum DatabaseError: Error, Sendable, Equatable, CustomStringConvertible {
             return "could not prove \"\(database)\" is \(expected): \(observed)"
         case .queryFailed(let sqlstate, let message):
             return "query failed (SQLSTATE \(sqlstate)): \(message)"
+        case .refused(let step, let reason):
+            return "\(step) refused: \(reason); nothing was changed"
+        case .toolFailed(let tool, let status, let stderr):
+            return "\(tool) failed (exit \(status))" + (stderr.isEmpty ? "" : ": \(stderr)")
+        case .timedOut(let what, let after):
+            return "timed out after \(DurationText.format(after)) \(what)"
+        case .drift(let database, let what, let expected, let observed):
+            return "database \"\(database)\" has drifted: \(what) is \(observed), the runbook expects \(expected)"
         }
     }
 }
