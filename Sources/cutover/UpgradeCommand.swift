@@ -181,11 +181,5 @@ enum UpgradeCommand {
         var checkFailures: [String]
     }
 
-    static func encode<T: Encodable>(_ value: T) -> String {
-        let encoder = JSONEncoder()
-        encoder.keyEncodingStrategy = .convertToSnakeCase
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        guard let data = try? encoder.encode(value) else { return "{}" }
-        return String(decoding: data, as: UTF8.self)
-    }
+    static func encode<T: Encodable>(_ value: T) -> String { JSONCoding.line(value) }
 }

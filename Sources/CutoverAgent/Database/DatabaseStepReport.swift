@@ -1,3 +1,4 @@
+import CutoverCore
 import Foundation
 
 /// What one database step did, for the journal (details: snake_case keys) and the progress line.
@@ -14,7 +15,7 @@ public struct DatabaseStepReport: Codable, Sendable, Equatable {
     }
 
     /// One JSON object, keys sorted: `{"details":{…},"summary":"…"}`.
-    public var json: String { JSONText.encode(self) }
+    public var json: String { JSONCoding.line(self) }
 
     /// The summary, then one indented `key: value` line per detail in key order.
     public var text: String {

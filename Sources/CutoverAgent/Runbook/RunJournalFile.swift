@@ -100,18 +100,8 @@ public struct RunJournalDirectory: Sendable {
         close(fd)
     }
 
-    static let encoder: JSONEncoder = {
-        let encoder = JSONEncoder()
-        encoder.keyEncodingStrategy = .convertToSnakeCase
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return encoder
-    }()
-
-    static let decoder: JSONDecoder = {
-        let decoder = JSONDecoder()
-        decoder.keyDecodingStrategy = .convertFromSnakeCase
-        return decoder
-    }()
+    static var encoder: JSONEncoder { JSONCoding.encoder }
+    static var decoder: JSONDecoder { JSONCoding.decoder }
 }
 
 /// The held lock of a journal directory; `release` (or the process ending) frees it.
