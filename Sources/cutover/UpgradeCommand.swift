@@ -79,11 +79,12 @@ enum UpgradeCommand {
             try noJournal(arguments, action)
             guard let runbook = try load(rest, arguments) else { return 2 }
             let plan = RunbookPlan(runbook)
-            let failures = runner.checks(runbook)
+            let (failures, notes) = runner.checks(runbook)
             if arguments.has("--json") {
-                say(encode(PlanAnswer(plan: plan, checksPassed: failures.isEmpty, checkFailures: failures)))
+                say(encode(PlanAnswer(plan: plan, checksPassed: failures.isEmpty, checkFailures: failures, checkNotes: notes)))
             } else {
                 say(plan.text)
+                for note in notes { say("note: \(note)") }
                 say(failures.isEmpty ? "checks: all passed" : "checks FAILED:\n" + failures.map { "  \($0)" }.joined(separator: "\n"))
             }
             return failures.isEmpty ? 0 : 1
@@ -179,6 +180,7 @@ enum UpgradeCommand {
         var plan: RunbookPlan
         var checksPassed: Bool
         var checkFailures: [String]
+        var checkNotes: [String]
     }
 
     static func encode<T: Encodable>(_ value: T) -> String { JSONCoding.line(value) }

@@ -242,8 +242,22 @@ public struct RunbookRunner: Sendable {
     // MARK: plan checks
 
     /// Every check `plan` can make without changing anything; empty when all pass.
-    public func checks(_ runbook: Runbook) -> [String] {
-        runbook.steps.flatMap { step in executor.preflight(step).map { "\(step.label): \($0)" } }
+    ///
+    /// A step that uses a database an earlier step copies into existence is not checked (it cannot
+    /// be yet); plan says so in the list of notes instead.
+    public func checks(_ runbook: Runbook) -> (failures: [String], notes: [String]) {
+        var created: [String: Int] = [:]
+        var failures: [String] = []
+        var notes: [String] = []
+        for step in runbook.steps {
+            if let copy = DatabaseSteps.databasesUsed(step.action).compactMap({ created[$0] }).first {
+                notes.append("\(step.label): not checked, it uses a database step \(copy + 1) creates")
+            } else {
+                failures += executor.preflight(step).map { "\(step.label): \($0)" }
+            }
+            for name in DatabaseSteps.createdDatabases(step.action) { created[name] = step.index }
+        }
+        return (failures, notes)
     }
 
     private func elapsed(_ since: ContinuousClock.Instant, sign: Bool = true) -> String {

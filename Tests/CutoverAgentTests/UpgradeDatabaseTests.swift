@@ -1,0 +1,148 @@
+import CutoverAgent
+import Foundation
+import XCTest
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `cutover upgrade` with database steps against a real PostgreSQL cluster: undo on failure,
+/// kill -9 then rollback, and a copy + migration + rename run.
+final class UpgradeDatabaseTests: ClusterTestCase {
+    private var paths: [String] = []
+
+    override func tearDownWithError() throws {
+        for path in paths { try? FileManager.default.removeItem(atPath: path) }
+        guard let cluster else { return }
+        let admin = try cluster.connect("postgres")
+        try admin.query("ALTER DATABASE app RESET default_transaction_read_only")
+        for name in ["app_rb_copy", "app_rb_old"] { try admin.query("DROP DATABASE IF EXISTS \(name) WITH (FORCE)") }
+    }
+
+    var binary: String {
+        get throws {
+            let candidates = [
+                URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("cutover").path,
+                Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("cutover").path,
+                Bundle.main.bundleURL.appendingPathComponent("cutover").path,
+            ]
+            guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+                throw FixtureError("cutover binary not found in \(candidates)")
+            }
+            return found
+        }
+    }
+
+    func temporary(_ suffix: String) -> String {
+        let path = NSTemporaryDirectory() + "cutover-upgrade-\(UUID().uuidString)\(suffix)"
+        paths.append(path)
+        return path
+    }
+
+    func upgrade(_ arguments: String...) throws -> (status: Int32, output: String) {
+        try PostgresCluster.runCapturing(try binary, ["upgrade"] + arguments)
+    }
+
+    func runbook(_ steps: String) throws -> String {
+        let path = temporary(".json")
+        try """
+            { "name": "db", "params": { "app": { "default": "\(cluster.dsn())" }, "copy": { "default": "\(cluster.dsn(database: "app_rb_copy"))" } },
+              "steps": [\(steps)] }
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    func mode(_ database: String = "app") throws -> String {
+        try ReadOnlyFence(target: try ConnectionString(cluster.dsn(database: database))).status().mode
+    }
+
+    func databaseExists(_ name: String) throws -> Bool {
+        try cluster.connect("postgres").query("SELECT 1 FROM pg_database WHERE datname = $1", [name]).count == 1
+    }
+
+    func status(_ journal: String) throws -> [String: Any] {
+        let (code, output) = try upgrade("status", "--journal", journal, "--json")
+        XCTAssertEqual(code, 0, output)
+        return try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any] ?? [:]
+    }
+
+    /// db-readonly on, then `exec false`: exit 1 and the database is read-write again.
+    func test_fenceThenFailingExec_undoesTheFence() throws {
+        let journal = temporary("-journal")
+        let path = try runbook("""
+            { "kind": "db-readonly", "dsn": "${app}", "mode": "on", "grace": "200ms" },
+            { "kind": "exec", "command": ["false"] }
+            """)
+        let (code, output) = try upgrade("run", path, "--journal", journal)
+        XCTAssertEqual(code, 1, output)
+        XCTAssertTrue(output.contains("run FAILED at steps[1] exec"), output)
+        XCTAssertTrue(output.contains("undid, last step first: steps[0] db-readonly"), output)
+        XCTAssertEqual(try mode(), "read-write")
+        let state = try status(journal)
+        XCTAssertEqual(state["state"] as? String, "failed")
+        XCTAssertEqual((state["steps"] as? [[String: Any]])?.map { $0["status"] as? String }, ["undone", "failed"])
+    }
+
+    /// kill -9 inside a slow step after fencing and copying: interrupted, and rollback drops the
+    /// copy and makes the database read-write.
+    func test_kill9AfterFenceAndCopy_rollbackRestores() throws {
+        let journal = temporary("-journal")
+        let path = try runbook("""
+            { "kind": "db-readonly", "dsn": "${app}", "mode": "on", "grace": "200ms" },
+            { "kind": "db-copy", "from": "${app}", "to": "${copy}" },
+            { "kind": "sleep", "duration": "60s" }
+            """)
+        let runner = Process()
+        runner.executableURL = URL(fileURLWithPath: try binary)
+        runner.arguments = ["upgrade", "run", path, "--journal", journal]
+        runner.standardOutput = FileHandle.nullDevice
+        runner.standardError = FileHandle.nullDevice
+        runner.standardInput = FileHandle.nullDevice
+        try runner.run()
+        defer { if runner.isRunning { kill(runner.processIdentifier, SIGKILL); runner.waitUntilExit() } }
+        let deadline = Date().addingTimeInterval(30)
+        func sleepStarted() -> Bool {
+            let text = (try? String(contentsOfFile: journal + "/journal.jsonl", encoding: .utf8)) ?? ""
+            return text.contains("\"event\":\"step_started\",\"index\":2")
+        }
+        while !sleepStarted() && Date() < deadline && runner.isRunning { usleep(20_000) }
+        XCTAssertTrue(sleepStarted(), "the runner did not reach the sleep")
+        kill(runner.processIdentifier, SIGKILL)
+        runner.waitUntilExit()
+        XCTAssertEqual(try mode(), "read-only")
+        XCTAssertTrue(try databaseExists("app_rb_copy"))
+
+        let state = try status(journal)
+        XCTAssertEqual(state["state"] as? String, "interrupted")
+        XCTAssertEqual(state["interrupted_step"] as? Int, 2)
+        let (code, output) = try upgrade("rollback", "--journal", journal, "--yes")
+        XCTAssertEqual(code, 0, output)
+        XCTAssertEqual(try mode(), "read-write")
+        XCTAssertFalse(try databaseExists("app_rb_copy"), "the copy the run made is dropped")
+        XCTAssertEqual(try status(journal)["state"] as? String, "rolled-back")
+    }
+
+    /// copy → migration on the copy → rename swap: plan passes (the migration on a copy not made yet
+    /// is noted, not failed), run succeeds, the new database has the migration's column.
+    func test_copyMigrateRename_runs() throws {
+        let journal = temporary("-journal")
+        let migration = temporary(".sql")
+        try "ALTER TABLE items ADD COLUMN tag text;\n".write(toFile: migration, atomically: true, encoding: .utf8)
+        let path = try runbook("""
+            { "kind": "db-copy", "from": "${app}", "to": "${copy}", "method": "template" },
+            { "kind": "db-run", "dsn": "${copy}", "file": "\(migration)" },
+            { "kind": "db-rename", "dsn": "${app}", "renames": [{"from": "app", "to": "app_rb_old"}, {"from": "app_rb_copy", "to": "app"}] },
+            { "kind": "db-rename", "dsn": "${app}", "renames": [{"from": "app", "to": "app_rb_copy"}, {"from": "app_rb_old", "to": "app"}], "title": "swap back" }
+            """)
+        let plan = try upgrade("plan", path)
+        XCTAssertEqual(plan.status, 0, plan.output)
+        XCTAssertTrue(plan.output.contains("note: steps[1] db-run: not checked, it uses a database step 1 creates"), plan.output)
+        XCTAssertFalse(try databaseExists("app_rb_copy"), "plan changed nothing")
+
+        let (code, output) = try upgrade("run", path, "--journal", journal)
+        XCTAssertEqual(code, 0, output)
+        let columns = try cluster.connect("app_rb_copy").query("SELECT column_name FROM information_schema.columns WHERE table_name = 'items' AND column_name = 'tag'")
+        XCTAssertEqual(columns.count, 1, "the migrated copy has the new column")
+        XCTAssertEqual(try cluster.connect("app").query("SELECT note FROM items").first?.first ?? nil, "seed")
+    }
+}
