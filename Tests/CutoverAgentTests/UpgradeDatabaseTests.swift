@@ -145,4 +145,113 @@ final class UpgradeDatabaseTests: ClusterTestCase {
         XCTAssertEqual(columns.count, 1, "the migrated copy has the new column")
         XCTAssertEqual(try cluster.connect("app").query("SELECT note FROM items").first?.first ?? nil, "seed")
     }
+
+    // MARK: the proxy and the database in one runbook
+
+    /// A `cutover` child process (backend or proxy) with its output in a file; killed by `stop`.
+    final class Child {
+        let process = Process()
+        let log: String
+
+        init(_ binary: String, _ arguments: [String], log: String) throws {
+            self.log = log
+            FileManager.default.createFile(atPath: log, contents: nil)
+            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+            defer { try? handle.close() }
+            process.executableURL = URL(fileURLWithPath: binary)
+            process.arguments = arguments
+            process.standardOutput = handle
+            process.standardError = handle
+            process.standardInput = FileHandle.nullDevice
+            try process.run()
+        }
+
+        var output: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+
+        func stop() {
+            guard process.isRunning else { return }
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+    }
+
+    func waitFor(_ timeout: TimeInterval = 15, _ condition: () -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if condition() { return true }
+            usleep(20_000)
+        }
+        return condition()
+    }
+
+    /// Two backends and a proxy in front of them (profile web: blue online, green offline).
+    func startProxy() throws -> (socket: String, children: [Child]) {
+        let dir = temporary("-proxy")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        var children: [Child] = []
+        var addresses: [String] = []
+        for name in ["blue", "green"] {
+            let child = try Child(try binary, ["backend", "--listen", "127.0.0.1:0", "--name", name], log: "\(dir)/\(name).log")
+            children.append(child)
+            var address = ""
+            XCTAssertTrue(waitFor {
+                address = child.output.split(separator: "\n").first { $0.hasPrefix("listening on ") }.map { String($0.dropFirst(13)) } ?? ""
+                return !address.isEmpty
+            }, "backend \(name): \(child.output)")
+            addresses.append(address)
+        }
+        let socket = "\(dir)/admin.sock"
+        let config = "\(dir)/cutover.json"
+        try """
+            { "listeners": [{ "name": "web", "address": "127.0.0.1:0", "profile": "web" }],
+              "profiles": [{ "name": "web", "endpoints": [
+                  { "name": "blue", "address": "\(addresses[0])" }, { "name": "green", "address": "\(addresses[1])", "state": "offline" } ] }],
+              "admin": { "socket": "\(socket)" }, "access_log": "off" }
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        let proxy = try Child(try binary, ["proxy", "--config", config], log: "\(dir)/proxy.log")
+        children.append(proxy)
+        XCTAssertTrue(waitFor { FileManager.default.fileExists(atPath: socket) }, "proxy: \(proxy.output)")
+        return (socket, children)
+    }
+
+    /// Live endpoints and paused, as the proxy's `show profiles --json` says.
+    func web(_ socket: String) throws -> (live: [String], paused: Bool) {
+        let (_, output) = try PostgresCluster.runCapturing(try binary, ["ctl", "--socket", socket, "--json", "show", "profiles"])
+        let object = try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any]
+        let web = (object?["profiles"] as? [[String: Any]])?.first { $0["name"] as? String == "web" }
+        return (web?["live"] as? [String] ?? [], web?["paused"] as? Bool ?? true)
+    }
+
+    /// pause → fence → switch → resume → unfence succeeds; the same with a failing last step puts
+    /// the proxy back on blue, unpaused, and the database read-write.
+    func test_proxyAndDatabase_runSucceeds_andFailureRestoresBoth() throws {
+        let (socket, children) = try startProxy()
+        defer { children.forEach { $0.stop() } }
+        let steps = """
+            { "kind": "pause", "socket": "\(socket)", "profile": "web" },
+            { "kind": "db-readonly", "dsn": "${app}", "mode": "on", "grace": "200ms" },
+            { "kind": "switch", "socket": "\(socket)", "profile": "web", "endpoint": "green", "wait": true },
+            { "kind": "resume", "socket": "\(socket)", "profile": "web" }
+            """
+        let good = try runbook(steps + #", { "kind": "db-readonly", "dsn": "${app}", "mode": "off" }"#)
+        let journal = temporary("-journal")
+        let run = try upgrade("run", good, "--journal", journal)
+        XCTAssertEqual(run.status, 0, run.output)
+        XCTAssertEqual(try status(journal)["state"] as? String, "succeeded")
+        XCTAssertEqual(try web(socket).live, ["green"])
+        XCTAssertEqual(try mode(), "read-write")
+
+        // Back to blue by hand, then a run whose last step fails.
+        XCTAssertEqual(try PostgresCluster.runCapturing(try binary, ["ctl", "--socket", socket, "switch", "web", "blue"]).0, 0)
+        let bad = try runbook(steps + #", { "kind": "exec", "command": ["false"] }"#)
+        let failed = try upgrade("run", bad, "--journal", journal)
+        XCTAssertEqual(failed.status, 1, failed.output)
+        let after = try web(socket)
+        XCTAssertEqual(after.live, ["blue"], failed.output)
+        XCTAssertFalse(after.paused)
+        XCTAssertEqual(try mode(), "read-write")
+        let state = try status(journal)
+        XCTAssertEqual(state["state"] as? String, "failed")
+        XCTAssertEqual((state["failed_step"] as? [String: Any])?["index"] as? Int, 4)
+    }
 }
