@@ -113,3 +113,63 @@ final class RunStateTests: XCTestCase {
         XCTAssertThrowsError(try RunState.replay([start, RunJournalEntry(event: .stepStarted, time: "t", index: 9)], runnerAlive: false))
     }
 }
+
+/// The `status --json` contract: the keys operators and tests rely on.
+final class RunStatusReportTests: XCTestCase {
+    func testStatusJSON_hasTheContractKeys() throws {
+        let steps = [
+            RunbookStep(index: 0, action: .pause(socket: "s", profile: "p"), timeoutMs: 1000),
+            RunbookStep(index: 1, action: .exec(command: ["false"], undo: nil, env: []), title: "smoke", timeoutMs: 1000),
+        ]
+        let entries = [
+            RunJournalEntry(event: .runStarted, time: "t", runId: "r", runbook: "rb.json", name: "n", params: [], steps: steps, pid: 7),
+            RunJournalEntry(event: .stepStarted, time: "t", index: 0, kind: "pause", undo: .actions([.resume(socket: "s", profile: "p")])),
+            RunJournalEntry(event: .stepFinished, time: "t", index: 0, ok: true),
+            RunJournalEntry(event: .stepStarted, time: "t", index: 1, kind: "exec", undo: .nothing),
+            RunJournalEntry(event: .stepFinished, time: "t", index: 1, ok: false, detail: "exit 1"),
+        ]
+        let report = RunStatusReport(try RunState.replay(entries, runnerAlive: false))
+        let object = try JSONSerialization.jsonObject(with: Data(JSONCoding.line(report).utf8)) as? [String: Any]
+        XCTAssertEqual(object?["runbook"] as? String, "rb.json")
+        XCTAssertEqual(object?["state"] as? String, "interrupted")
+        let json = object?["steps"] as? [[String: Any]]
+        XCTAssertEqual(json?.map { $0["index"] as? Int }, [0, 1])
+        XCTAssertEqual(json?.map { $0["kind"] as? String }, ["pause", "exec"])
+        XCTAssertEqual(json?.map { $0["status"] as? String }, ["done", "failed"])
+        let failed = object?["failed_step"] as? [String: Any]
+        XCTAssertEqual(failed?["index"] as? Int, 1)
+        XCTAssertEqual(failed?["kind"] as? String, "exec")
+        XCTAssertEqual(failed?["reason"] as? String, "exit 1")
+        XCTAssertEqual(object?["rollback_would_undo"] as? [Int], [0])
+        XCTAssertTrue(report.text.contains("failed: step 2 exec: exit 1"), report.text)
+        XCTAssertTrue(report.text.contains("'cutover upgrade rollback' undoes steps 1"), report.text)
+    }
+
+    /// The journal's own encoding round-trips every step kind and undo (status reads only the journal).
+    func testJournalEntries_roundTripThroughJSONCoding() throws {
+        let actions: [StepAction] = [
+            .switchTo(socket: "s", profile: "p", endpoint: "e", wait: true, force: false),
+            .setEndpoint(socket: "s", profile: "p", endpoint: "e", state: "drain", priority: 1, weight: nil),
+            .readOnly(socket: "s", profile: "p", mode: .hold),
+            .dbReadOnly(dsn: "dbname=a", on: true, graceMs: 2000, controlDatabase: nil),
+            .dbRename(dsn: "d", renames: [NamedValue(name: "a", value: "b")]),
+            .schemaCheck(dsn: "d", fingerprint: nil, versionQuery: "select 1", expect: "1"),
+            .flag(on: true, driver: "sql", options: [NamedValue(name: "on-sql", value: "x")]),
+            .exec(command: ["a"], undo: ["b"], env: [NamedValue(name: "PGHOST", value: "/tmp")]),
+            .sleep(durationMs: 5), .wait(command: ["true"], intervalMs: 100), .confirm(prompt: "ok?"),
+        ]
+        let steps = actions.enumerated().map { RunbookStep(index: $0.offset, action: $0.element, timeoutMs: nil, pointOfNoReturn: $0.offset == 2, dataLoss: nil) }
+        let entries = [
+            RunJournalEntry(event: .runStarted, time: "t", runId: "r", runbook: "rb", name: "n", params: [NamedValue(name: "X_Y", value: "1")], steps: steps, pid: 1),
+            RunJournalEntry(event: .stepStarted, time: "t", index: 0, kind: "switch",
+                            undo: .actions([.switchTo(socket: "s", profile: "p", endpoint: "blue", wait: false, force: true)])),
+            RunJournalEntry(event: .stepStarted, time: "t", index: 1, undo: .impossible(reason: "gone")),
+            RunJournalEntry(event: .runEnded, time: "t", outcome: .rolledBack),
+        ]
+        for entry in entries {
+            let line = JSONCoding.line(entry)
+            XCTAssertFalse(line.contains("pghost"), "environment names keep their case: \(line)")
+            XCTAssertEqual(try JSONCoding.decode(RunJournalEntry.self, from: line), entry, line)
+        }
+    }
+}

@@ -171,13 +171,16 @@ public enum StepAction: Codable, Sendable, Equatable {
         dsn.split(separator: " ").map { $0.hasPrefix("password=") ? "password=***" : String($0) }.joined(separator: " ")
     }
 
-    /// Whether undoing this step after it *failed* is right: restoring recorded state is (a half-done
-    /// switch or fence is put back), but a user-given `exec` undo is written for a command that succeeded.
+    /// Whether undoing this step after it *failed* is right. Restoring recorded state is (a half-done
+    /// switch or fence is put back, a half-made copy dropped), but not an undo written for a step
+    /// that succeeded: a user's `exec` undo, a migration's `undo_file` after the migration rolled
+    /// back, or reverse renames after the rename transaction rolled back (they would swap the
+    /// databases the wrong way).
     public var undoesAfterFailure: Bool {
         switch self {
-        case .exec: return false
+        case .exec, .dbRun, .dbRename: return false
         case .switchTo, .setEndpoint, .pause, .resume, .maintenance, .readOnly, .waitHealthy, .waitDrained,
-             .dbReadOnly, .dbCopy, .dbPromote, .dbRun, .dbRename, .dbDrop, .schemaCheck, .flag, .confirm, .sleep, .wait:
+             .dbReadOnly, .dbCopy, .dbPromote, .dbDrop, .schemaCheck, .flag, .confirm, .sleep, .wait:
             return true
         }
     }
