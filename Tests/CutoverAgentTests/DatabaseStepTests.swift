@@ -113,6 +113,29 @@ final class DatabaseStepTests: ClusterTestCase {
         try copy.query("INSERT INTO items (note) VALUES ('writable')")
     }
 
+    func test_failedTemplateCopy_stillRestoresAllowConnections() throws {
+        try makeDatabase("fail_src")
+        made.append("fail_copy")
+        let admin = try cluster.connect("postgres")
+        // A role that owns the source and may create databases, but cannot terminate a superuser's session.
+        try admin.query("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'copier') THEN CREATE ROLE copier LOGIN CREATEDB; END IF; END $$")
+        try admin.query("GRANT pg_signal_backend TO copier")
+        try admin.query("ALTER DATABASE fail_src OWNER TO copier")
+        let superuserSession = try cluster.connect("fail_src")
+        let copy = DatabaseCopy(source: try ConnectionString(cluster.dsn(database: "fail_src", user: "copier")),
+                                target: try ConnectionString(cluster.dsn(database: "fail_copy", user: "copier")))
+
+        let failures = copy.preflight()
+        XCTAssertEqual(failures, ["sessions of \"fail_src\" this role cannot terminate: pid \(superuserSession.backendPID) (postgres)"])
+
+        let error = assertThrows("sessions-survived") { _ = try copy.apply() }
+
+        XCTAssertTrue(error?.description.contains("\(superuserSession.backendPID)") ?? false, "\(String(describing: error))")
+        XCTAssertEqual(try catalog("fail_src")?.allowConnections, "true", "restored although the copy failed")
+        XCTAssertNil(try catalog("fail_copy"))
+        XCTAssertEqual(try superuserSession.scalar("SELECT 1"), "1")
+    }
+
     func test_copy_refusesWhenTheTargetExists_andChangesNothing() throws {
         try makeDatabase("exists_src")
         try makeDatabase("exists_tgt", rows: 1)

@@ -98,6 +98,29 @@ final class ControlSession {
             """, [name]) == "t"
     }
 
+    /// Whether this role may rename `name`: superuser, or a member of its owner with CREATEDB.
+    func mayRename(_ name: String) throws(DatabaseError) -> Bool {
+        try connection.scalar(
+            """
+            SELECT r.rolsuper OR (r.rolcreatedb AND pg_has_role(current_user, d.datdba, 'MEMBER'))
+              FROM pg_roles r, pg_database d WHERE r.rolname = current_user AND d.datname = $1
+            """, [name]) == "t"
+    }
+
+    /// What would stop this role from terminating every session of `name`: superusers' sessions when it is
+    /// not one, other roles' sessions without `pg_signal_backend`. Empty when nothing would.
+    func unterminableSessions(of name: String) throws(DatabaseError) -> [String] {
+        try connection.query(
+            """
+            SELECT a.pid, a.usename FROM pg_stat_activity a JOIN pg_roles r ON r.oid = a.usesysid, pg_roles me
+             WHERE me.rolname = current_user AND NOT me.rolsuper AND a.datname = $1 AND a.pid <> pg_backend_pid()
+               AND (r.rolsuper OR (NOT pg_has_role(current_user, 'pg_signal_backend', 'USAGE')
+                                   AND NOT pg_has_role(current_user, a.usesysid, 'MEMBER')))
+             ORDER BY a.pid
+            """, [name]
+        ).map { "pid \($0[0] ?? "?") (\($0[1] ?? "?"))" }
+    }
+
     /// Refuses connections to `name`, terminates its sessions and drops it; connections are allowed
     /// again when the drop fails. Returns the number of sessions terminated.
     func drop(_ name: String) throws(DatabaseError) -> Int {

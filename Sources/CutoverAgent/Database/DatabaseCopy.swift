@@ -71,7 +71,18 @@ public struct DatabaseCopy: DatabaseStep {
         }
         do throws(DatabaseError) {
             let control = try ControlSession(source, controlDatabase: controlDatabase, connectTimeout: connectTimeout)
-            if try control.database(sourceName) == nil { failures.append("source database \"\(sourceName)\" does not exist on \(source.endpoint)") }
+            if try control.database(sourceName) == nil {
+                failures.append("source database \"\(sourceName)\" does not exist on \(source.endpoint)")
+            } else if resolvedMethod == .template {
+                // CREATE DATABASE … TEMPLATE and ALLOW_CONNECTIONS need the owner; the copy needs every session gone.
+                if try !control.mayAlter(sourceName) {
+                    failures.append("role \"\(source.user)\" may not copy \"\(sourceName)\" by template (needs superuser or membership in its owner)")
+                }
+                let blocked = try control.unterminableSessions(of: sourceName)
+                if !blocked.isEmpty {
+                    failures.append("sessions of \"\(sourceName)\" this role cannot terminate: " + blocked.joined(separator: ", "))
+                }
+            }
         } catch {
             failures.append("source server: \(error)")
         }

@@ -43,6 +43,8 @@ public struct DatabaseDrop: DatabaseStep {
             if try !control.mayAlter(name) {
                 failures.append("role \"\(server.user)\" may not drop \"\(name)\" (needs superuser or membership in its owner)")
             }
+            let blocked = try control.unterminableSessions(of: name)
+            if !blocked.isEmpty { failures.append("sessions of \"\(name)\" this role cannot terminate: " + blocked.joined(separator: ", ")) }
             return failures
         } catch {
             return [error.description]

@@ -56,8 +56,11 @@ public struct DatabaseRename: DatabaseStep {
                 }
                 if !names.contains(from) {
                     failures.append("\(from) → \(to): no database \"\(from)\" on \(server.endpoint) at that point")
-                } else if try !control.mayAlter(from) {
+                } else if try !control.mayRename(from) {
                     failures.append("\(from) → \(to): role \"\(server.user)\" may not rename \"\(from)\" (needs superuser, or owner with CREATEDB)")
+                }
+                if names.contains(from), case let blocked = try control.unterminableSessions(of: from), !blocked.isEmpty {
+                    failures.append("\(from) → \(to): sessions this role cannot terminate: " + blocked.joined(separator: ", "))
                 }
                 if names.contains(to) {
                     failures.append("\(from) → \(to): \"\(to)\" is taken on \(server.endpoint) at that point")
