@@ -30,7 +30,9 @@ public struct RunJournalDirectory: Sendable {
             do {
                 entries.append(try Self.decoder.decode(RunJournalEntry.self, from: Data(line)))
             } catch {
+                // A torn line (cut short by a kill inside a write) is not a complete JSON object.
                 if n == lines.count - 1 && data.last != UInt8(ascii: "\n") { break }
+                if line.last != UInt8(ascii: "}") { continue }
                 throw .journal(path: journalPath, message: "line \(n + 1) is not a journal entry: \(error)")
             }
         }
@@ -41,11 +43,24 @@ public struct RunJournalDirectory: Sendable {
     public func append(_ entry: RunJournalEntry) throws(RunbookRunError) {
         guard let data = try? Self.encoder.encode(entry) else { throw .journal(path: journalPath, message: "cannot encode \(entry.event.rawValue)") }
         let isNew = !FileManager.default.fileExists(atPath: journalPath)
-        if let failure = Journal.appendDurably(Array(data) + [UInt8(ascii: "\n")], to: journalPath) {
+        // After a torn last line (a runner killed inside a write) start on a line of our own, so
+        // the torn one stays the only unreadable line and is skipped.
+        let prefix: [UInt8] = !isNew && lastByte() != UInt8(ascii: "\n") ? [UInt8(ascii: "\n")] : []
+        if let failure = Journal.appendDurably(prefix + Array(data) + [UInt8(ascii: "\n")], to: journalPath) {
             throw .journal(path: journalPath, message: failure)
         }
         // A new file's directory entry must be durable too, or a crash could lose the whole journal.
         if isNew { syncDirectory() }
+    }
+
+    private func lastByte() -> UInt8? {
+        let fd = open(journalPath, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        let size = lseek(fd, 0, SEEK_END)
+        guard size > 0 else { return UInt8(ascii: "\n") }
+        var byte: UInt8 = 0
+        return pread(fd, &byte, 1, size - 1) == 1 ? byte : nil
     }
 
     /// Moves the finished run's journal to `runs/RUN_ID.jsonl`, so the next run starts a fresh file.

@@ -63,13 +63,12 @@ public struct RunbookRunner: Sendable {
     public func run(_ runbook: Runbook) throws(RunbookRunError) -> Outcome {
         let lock = try directory.lock()
         defer { lock.release() }
-        if let entries = try directory.entries() {
+        if try directory.entries() != nil {
             let previous = try replayHeld()
             switch previous.state {
             case .succeeded, .failed, .rolledBack:
                 try directory.archive(runId: previous.runId)
             case .running, .interrupted:
-                _ = entries
                 throw .unfinishedRun(directory: directory.path, state: previous.state.rawValue, runbook: previous.runbook)
             }
         }
@@ -89,11 +88,14 @@ public struct RunbookRunner: Sendable {
         guard state.state == .interrupted else {
             throw .notApplicable("the run in \(directory.path) is \(state.state.rawValue), not interrupted; only an interrupted run can be resumed")
         }
+        if state.rollingBack || state.failedStep != nil {
+            throw .notApplicable("the run stopped after a failed step or inside a rollback; finish it with 'cutover upgrade rollback'")
+        }
         guard let index = state.resumeIndex else {
-            throw .notApplicable(
-                state.rollingBack || state.failedStep != nil
-                    ? "the run was rolling back when it stopped; finish that with 'cutover upgrade rollback'"
-                    : "the run has no step left to do")
+            // Every step is done; the runner died before journaling the end.
+            try directory.append(RunJournalEntry(event: .resumeStarted, time: Journal.now(), pid: getpid()))
+            try directory.append(RunJournalEntry(event: .runEnded, time: Journal.now(), outcome: .succeeded))
+            return Outcome(completed: true, summary: "run succeeded: every step was done before the interruption")
         }
         try directory.append(RunJournalEntry(event: .resumeStarted, time: Journal.now(), pid: getpid()))
         output("resuming run \(state.runId) (\(state.runbook)) at step \(index + 1) of \(state.steps.count)")
