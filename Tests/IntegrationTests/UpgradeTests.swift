@@ -255,4 +255,34 @@ final class UpgradeTests: XCTestCase {
             XCTAssertEqual(try status()["state"] as? String, "rolled-back")
         }
     }
+
+    /// A failure after the point of no return: the automatic undo stops there and says so; rollback
+    /// refuses without --accept-data-loss, printing the runbook's data_loss text, and with it restores.
+    func testPointOfNoReturn_guardsRollback() throws {
+        let runbook = try writeRunbook("""
+            { "kind": "pause", "socket": "${socket}", "profile": "${profile}" },
+            { "kind": "switch", "socket": "${socket}", "profile": "${profile}", "endpoint": "${green}",
+              "point_of_no_return": true, "data_loss": "writes that reached ${green}" },
+            { "kind": "exec", "command": ["false"] }
+            """)
+        let plan = try upgrade("plan", runbook, "--set", "green=green")
+        XCTAssertTrue(plan.stdout.contains("POINT OF NO RETURN: rolling back past this step loses data: writes that reached green"), plan.stdout)
+        let result = try upgrade("run", runbook, "--set", "green=green", "--journal", journal)
+        XCTAssertEqual(result.status, 1)
+        XCTAssertTrue(result.stderr.contains("not undone: steps up to and including steps[1] switch, the point of no return"), result.stderr)
+        XCTAssertEqual(try web(), WebState(live: ["green"], paused: true, maintenance: false, readonly: false), "nothing before the point of no return was undone")
+
+        let refused = try upgrade("rollback", "--journal", journal, "--yes")
+        XCTAssertEqual(refused.status, 1)
+        XCTAssertTrue(refused.stderr.contains("without --accept-data-loss; it would lose: steps[1] switch: writes that reached green"), refused.stderr)
+        XCTAssertEqual(try web().live, ["green"], "a refused rollback changes nothing")
+        let noTerminal = try upgrade("rollback", "--journal", journal, "--accept-data-loss")
+        XCTAssertEqual(noTerminal.status, 1, "without --yes and without a terminal rollback does not ask, it refuses")
+        XCTAssertTrue(noTerminal.stderr.contains("pass --yes"), noTerminal.stderr)
+
+        let accepted = try upgrade("rollback", "--journal", journal, "--yes", "--accept-data-loss")
+        XCTAssertEqual(accepted.status, 0, accepted.stdout + accepted.stderr)
+        XCTAssertEqual(try web(), Self.startState)
+        XCTAssertEqual(try status()["state"] as? String, "rolled-back")
+    }
 }
