@@ -62,6 +62,7 @@ struct ProxyAdminSession {
 
 /// Why one step (or undo) failed, one line for the journal and the operator.
 public struct StepFailure: Error, Sendable, CustomStringConvertible {
+    /// The failure, one line for the journal and the operator.
     public let description: String
     init(_ message: String) { description = message }
 }

@@ -11,8 +11,11 @@ public struct RunJournalDirectory: Sendable {
     /// The default, documented in `cutover upgrade --help` and docs/runbooks.md.
     public static let defaultPath = "/var/lib/cutover/upgrade"
 
+    /// The directory.
     public let path: String
+    /// The current run's journal.
     public var journalPath: String { path + "/journal.jsonl" }
+    /// The file `flock`ed by the process acting on the directory.
     public var lockPath: String { path + "/lock" }
 
     public init(path: String) { self.path = path }

@@ -11,7 +11,9 @@ import Glibc
 /// whether a rollback loses data) is `RunState.replay` of the file, never of this process's
 /// variables, so a `kill -9` at any point leaves exactly what the next command needs.
 public struct RunbookRunner: Sendable {
+    /// Where the journal and the lock live.
     public let directory: RunJournalDirectory
+    /// How each step is done, checked and undone.
     public var executor: StepExecutor
     /// Where progress lines go (standard output for the CLI).
     public var output: @Sendable (String) -> Void

@@ -33,24 +33,33 @@ public struct RunJournalEntry: Codable, Sendable, Equatable {
         case rolledBack = "rolled-back"
     }
 
+    /// What happened.
     public var event: Event
     /// UTC, ISO 8601; written by the runner, never read by the replay.
     public var time: String
+    /// The run's id (`run_started`).
     public var runId: String?
     /// The runbook file as named at `run`.
     public var runbook: String?
     /// The runbook's `name`.
     public var name: String?
+    /// Every parameter with its resolved value (`run_started`).
     public var params: [NamedValue]?
+    /// The resolved steps (`run_started`): status, rollback and resume need nothing else.
     public var steps: [RunbookStep]?
     /// The process that writes the following entries (run, rollback or resume).
     public var pid: Int32?
+    /// The step the entry is about (0-based).
     public var index: Int?
+    /// That step's kind, for a person reading the file.
     public var kind: String?
+    /// The concrete undo, recorded before the step starts (`step_started`).
     public var undo: RunbookUndo?
+    /// Whether the step or undo succeeded (`step_finished`, `undo_finished`).
     public var ok: Bool?
     /// The step's result or error, one line.
     public var detail: String?
+    /// How the run ended (`run_ended`).
     public var outcome: Outcome?
 
     public init(event: Event, time: String, runId: String? = nil, runbook: String? = nil, name: String? = nil, params: [NamedValue]? = nil,

@@ -24,7 +24,9 @@ public struct RunState: Sendable, Equatable {
 
     /// One step's replayed facts.
     public struct Step: Sendable, Equatable {
+        /// The step as resolved at `run`.
         public var step: RunbookStep
+        /// Where it stands.
         public var status: StepStatus
         /// The undo recorded before the step started (`nil` while pending).
         public var undo: RunbookUndo?
@@ -38,8 +40,11 @@ public struct RunState: Sendable, Equatable {
 
     /// A failed step, for `failed_step`.
     public struct FailedStep: Sendable, Equatable {
+        /// The step's position, from 0.
         public var index: Int
+        /// The step's kind.
         public var kind: String
+        /// Why it failed, one line.
         public var reason: String
 
         public init(index: Int, kind: String, reason: String) {
@@ -49,12 +54,17 @@ public struct RunState: Sendable, Equatable {
         }
     }
 
+    /// The run's id.
     public var runId: String
     /// The runbook file as named at `run`.
     public var runbook: String
+    /// The runbook's `name`.
     public var name: String
+    /// Every parameter with its resolved value.
     public var params: [NamedValue]
+    /// The run as a whole.
     public var state: State
+    /// One entry per step, in order.
     public var steps: [Step]
     /// The process that wrote last (the runner, a rollback or a resume).
     public var pid: Int32

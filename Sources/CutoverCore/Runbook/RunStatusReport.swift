@@ -2,33 +2,47 @@
 public struct RunStatusReport: Codable, Sendable, Equatable {
     /// One step's line.
     public struct Step: Codable, Sendable, Equatable {
+        /// The step's position, from 0.
         public var index: Int
+        /// The step's kind.
         public var kind: String
+        /// The step's `title`.
         public var title: String?
+        /// Where the step stands.
         public var status: RunState.StepStatus
+        /// The step's result or error.
         public var detail: String?
         /// The recorded undo (once the step has started).
         public var undo: String?
         /// The last undo attempt failed with this; the step still needs undoing.
         public var undoFailed: String?
+        /// The step is marked `point_of_no_return`.
         public var pointOfNoReturn: Bool
     }
 
     /// `failed_step`.
     public struct FailedStep: Codable, Sendable, Equatable {
+        /// The step's position, from 0.
         public var index: Int
+        /// The step's kind.
         public var kind: String
+        /// Why it failed, one line.
         public var reason: String
     }
 
     /// The runbook file as named at `run`.
     public var runbook: String
+    /// The runbook's `name`.
     public var name: String
+    /// The run's id.
     public var runId: String
+    /// The run as a whole.
     public var state: RunState.State
     /// The process that wrote the journal last.
     public var pid: Int32
+    /// One entry per step, in order.
     public var steps: [Step]
+    /// The step that failed, if one did.
     public var failedStep: FailedStep?
     /// The step the runner was in when it died (`interrupted` only).
     public var interruptedStep: Int?

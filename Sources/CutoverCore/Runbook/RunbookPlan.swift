@@ -5,8 +5,11 @@
 public struct RunbookPlan: Codable, Sendable, Equatable {
     /// One step of the report.
     public struct Entry: Codable, Sendable, Equatable {
+        /// The step's position, from 0.
         public var index: Int
+        /// The step's kind.
         public var kind: String
+        /// The step's `title`.
         public var title: String?
         /// What it does, to what.
         public var action: String
@@ -14,7 +17,9 @@ public struct RunbookPlan: Codable, Sendable, Equatable {
         public var undo: String
         /// The step's bound (`nil`: waits for a person).
         public var timeoutMs: Int64?
+        /// The step is marked `point_of_no_return`.
         public var pointOfNoReturn: Bool
+        /// What a rollback past the step loses (`data_loss`).
         public var dataLoss: String?
     }
 
@@ -41,11 +46,16 @@ public struct RunbookPlan: Codable, Sendable, Equatable {
         }
     }
 
+    /// The runbook file as named by the operator.
     public var runbook: String
+    /// The runbook's `name`.
     public var name: String
     public var description: String
+    /// Every parameter with its resolved value.
     public var params: [NamedValue]
+    /// One entry per step, in order.
     public var steps: [Entry]
+    /// The gates and fences users will notice, in the order they open.
     public var windows: [Window]
     /// Sum of all step timeouts (`nil`: a `confirm` makes it unbounded).
     public var maxTotalMs: Int64?

@@ -63,27 +63,47 @@ public enum ReadOnlyGateMode: String, Codable, Sendable, Equatable, CaseIterable
 /// What a step does: one case per step kind of docs/runbooks.md, with that kind's keys.
 public enum StepAction: Codable, Sendable, Equatable {
     // Proxy steps: one admin-socket command each.
+    /// `switch`: make `endpoint` the live one (`wait`: until the others drained; `force`: even if not up).
     case switchTo(socket: String, profile: String, endpoint: String, wait: Bool, force: Bool)
+    /// `set-endpoint`: an endpoint's admin state, priority or weight.
     case setEndpoint(socket: String, profile: String, endpoint: String, state: String?, priority: Int?, weight: Int?)
+    /// `pause`: hold new requests and connections.
     case pause(socket: String, profile: String)
+    /// `resume`: release held work in arrival order.
     case resume(socket: String, profile: String)
+    /// `maintenance`: the maintenance gate on or off.
     case maintenance(socket: String, profile: String, on: Bool)
+    /// `readonly`: the read-only gate on, off or hold.
     case readOnly(socket: String, profile: String, mode: ReadOnlyGateMode)
+    /// `wait-healthy`: until the endpoint is up.
     case waitHealthy(socket: String, profile: String, endpoint: String)
+    /// `wait-drained`: until the endpoint is not live and has nothing in flight.
     case waitDrained(socket: String, profile: String, endpoint: String)
     // Database steps (PostgreSQL).
+    /// `db-readonly`: the database read-only fence on or off.
     case dbReadOnly(dsn: String, on: Bool, graceMs: Int64, controlDatabase: String?)
+    /// `db-copy`: a stage copy of `from` into `to` (`auto`, `template` or `dump`).
     case dbCopy(from: String, to: String, method: String)
+    /// `db-promote`: a streaming standby becomes a primary.
     case dbPromote(standby: String, primary: String?)
+    /// `db-run`: a migration file (absolute path), with its optional undo file.
     case dbRun(dsn: String, file: String, transactional: Bool?, undoFile: String?)
+    /// `db-rename`: renames (`name` → `value`) in one transaction.
     case dbRename(dsn: String, renames: [NamedValue])
+    /// `db-drop`: drop database `name` (`force`: even one cutover did not create).
     case dbDrop(dsn: String, name: String, force: Bool)
+    /// `schema-check`: fail when the schema differs from what is pinned.
     case schemaCheck(dsn: String, fingerprint: String?, versionQuery: String?, expect: String?)
     // Everything else.
+    /// `flag`: a maintenance flag through a flag driver, with its options (`on-sql`, …).
     case flag(on: Bool, driver: String, options: [NamedValue])
+    /// `exec`: a program, its optional undo program, extra environment.
     case exec(command: [String], undo: [String]?, env: [NamedValue])
+    /// `confirm`: a person types yes (or `--yes`).
     case confirm(prompt: String)
+    /// `sleep`: wait this long.
     case sleep(durationMs: Int64)
+    /// `wait`: re-run a program until it exits 0.
     case wait(command: [String], intervalMs: Int64)
 
     /// The `kind` string of the runbook format.
