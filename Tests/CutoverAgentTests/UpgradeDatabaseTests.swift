@@ -66,6 +66,24 @@ final class UpgradeDatabaseTests: ClusterTestCase {
         return try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any] ?? [:]
     }
 
+    /// plan checks each database read-only: a missing database and a missing migration file are
+    /// named, a reachable database passes, and nothing changes.
+    func test_plan_namesEveryFailedCheck() throws {
+        let path = try runbook("""
+            { "kind": "db-readonly", "dsn": "${app}", "mode": "on" },
+            { "kind": "db-readonly", "dsn": "\(cluster.dsn(database: "nope"))", "mode": "on" },
+            { "kind": "db-run", "dsn": "${app}", "file": "missing.sql" }
+            """)
+        let (code, output) = try upgrade("plan", path)
+        XCTAssertEqual(code, 1, output)
+        XCTAssertFalse(output.contains("steps[0] db-readonly:"), output)
+        XCTAssertTrue(output.contains("steps[1] db-readonly: "), output)
+        XCTAssertTrue(output.contains("nope"), output)
+        XCTAssertTrue(output.contains("steps[2] db-run: "), output)
+        XCTAssertTrue(output.contains("missing.sql"), output)
+        XCTAssertEqual(try mode(), "read-write")
+    }
+
     /// db-readonly on, then `exec false`: exit 1 and the database is read-write again.
     func test_fenceThenFailingExec_undoesTheFence() throws {
         let journal = temporary("-journal")

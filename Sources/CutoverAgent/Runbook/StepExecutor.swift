@@ -169,9 +169,9 @@ public struct StepExecutor: Sendable {
         case .pause(let socket, let profile), .resume(let socket, let profile), .maintenance(let socket, let profile, _),
              .readOnly(let socket, let profile, _):
             return check { () throws(StepFailure) in _ = try ProxyAdminSession(socket: socket).profile(profile) }
-        case .dbReadOnly(let dsn, _, _, let control):
+        case .dbReadOnly(let dsn, let on, _, let control):
             return check { () throws(StepFailure) in
-                _ = try Self.database { () throws(DatabaseError) in try Self.fence(dsn, control).status() }
+                try Self.database { () throws(DatabaseError) in try Self.fence(dsn, control).check(forFence: on) }
             }
         case .flag(_, let driver, let options):
             return check { () throws(StepFailure) in
