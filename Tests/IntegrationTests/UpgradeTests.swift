@@ -285,4 +285,33 @@ final class UpgradeTests: XCTestCase {
         XCTAssertEqual(try web(), Self.startState)
         XCTAssertEqual(try status()["state"] as? String, "rolled-back")
     }
+
+    /// resume first checks the interrupted step: a switch whose effect is already in place (the
+    /// runner died after the proxy switched, before the journal said so) is not redone.
+    func testResume_verifiesTheInterruptedStepBeforeRedoing() throws {
+        let runbook = try writeRunbook(Self.pauseSwitchResume.replacingOccurrences(
+            of: "{ \"kind\": \"resume\"", with: "{ \"kind\": \"sleep\", \"duration\": \"60s\" }, { \"kind\": \"resume\""))
+        let runner = try ChildProcess(CutoverBinary.url, ["upgrade", "run", runbook, "--set", "green=green", "--journal", journal], directory: dir, label: "runner")
+        defer { runner.stop() }
+        XCTAssertTrue(waitUntil(timeout: 20) { self.journalEvents().contains { $0.0 == "step_started" && $0.1 == 2 } })
+        runner.signal(SIGKILL)
+        XCTAssertNotNil(runner.waitForExit(timeout: 10))
+        // Cut the journal back to "switch started": as if the runner died inside the switch.
+        let file = journal + "/journal.jsonl"
+        let lines = try String(contentsOfFile: file, encoding: .utf8).split(separator: "\n")
+        let cut = try XCTUnwrap(lines.firstIndex { $0.contains("\"event\":\"step_started\"") && $0.contains("\"index\":1") })
+        try (lines[...cut].joined(separator: "\n") + "\n").write(toFile: file, atomically: true, encoding: .utf8)
+        XCTAssertEqual(try status()["interrupted_step"] as? Int, 1)
+
+        // The sleep it then reaches is cut short by a second kill; what matters is the switch line.
+        let resumer = try ChildProcess(CutoverBinary.url, ["upgrade", "resume", "--journal", journal], directory: dir, label: "resumer")
+        defer { resumer.stop() }
+        XCTAssertTrue(waitUntil(timeout: 20) { resumer.stdout.contains("[3/4] sleep") }, resumer.stdout + resumer.stderr)
+        XCTAssertTrue(resumer.stdout.contains("[2/4] switch: already in effect, not redone"), resumer.stdout)
+        resumer.signal(SIGKILL)
+        XCTAssertNotNil(resumer.waitForExit(timeout: 10))
+        let rollback = try upgrade("rollback", "--journal", journal, "--yes")
+        XCTAssertEqual(rollback.status, 0, rollback.stdout + rollback.stderr)
+        XCTAssertEqual(try web(), Self.startState, "the undo recorded at the first attempt (back to blue) was kept")
+    }
 }
