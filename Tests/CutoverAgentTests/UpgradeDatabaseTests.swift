@@ -272,4 +272,47 @@ final class UpgradeDatabaseTests: ClusterTestCase {
         XCTAssertEqual(state["state"] as? String, "failed")
         XCTAssertEqual((state["failed_step"] as? [String: Any])?["index"] as? Int, 4)
     }
+
+    /// The kill -9 loop over the proxy and the database: killed right after each step in turn, the
+    /// run is interrupted, and rollback restores blue, the open gate, read-write and no copy.
+    func test_kill9AfterEachStep_rollbackRestoresProxyAndDatabase() throws {
+        let (socket, children) = try startProxy()
+        defer { children.forEach { $0.stop() } }
+        let journal = temporary("-journal")
+        let path = try runbook("""
+            { "kind": "pause", "socket": "\(socket)", "profile": "web" },
+            { "kind": "db-readonly", "dsn": "${app}", "mode": "on", "grace": "200ms" },
+            { "kind": "db-copy", "from": "${app}", "to": "${copy}" },
+            { "kind": "switch", "socket": "\(socket)", "profile": "web", "endpoint": "green" },
+            { "kind": "sleep", "duration": "60s" }
+            """)
+        func journalText() -> String { (try? String(contentsOfFile: journal + "/journal.jsonl", encoding: .utf8)) ?? "" }
+        for k in 0..<4 {
+            let runner = Process()
+            runner.executableURL = URL(fileURLWithPath: try binary)
+            runner.arguments = ["upgrade", "run", path, "--journal", journal]
+            runner.standardOutput = FileHandle.nullDevice
+            runner.standardError = FileHandle.nullDevice
+            runner.standardInput = FileHandle.nullDevice
+            try runner.run()
+            let pid = runner.processIdentifier
+            XCTAssertTrue(waitFor(30) {
+                let text = journalText()
+                return text.contains("\"pid\":\(pid)") && text.contains("\"event\":\"step_finished\",\"index\":\(k),")
+            }, "step \(k) did not finish: \(journalText())")
+            kill(pid, SIGKILL)
+            runner.waitUntilExit()
+            let state = try status(journal)
+            XCTAssertEqual(state["state"] as? String, "interrupted", "after step \(k)")
+            let (code, output) = try upgrade("rollback", "--journal", journal, "--yes")
+            XCTAssertEqual(code, 0, "after step \(k): \(output)\njournal:\n\(journalText())")
+            let web = try web(socket)
+            XCTAssertEqual(web.live, ["blue"], "after step \(k)")
+            XCTAssertFalse(web.paused, "after step \(k)")
+            XCTAssertEqual(try mode(), "read-write", "after step \(k)")
+            XCTAssertFalse(try databaseExists("app_rb_copy"), "after step \(k)")
+            // A template copy killed midway refuses connections to its source: rollback gives them back.
+            XCTAssertNoThrow(try cluster.connect("app").query("SELECT 1"), "after step \(k): app accepts connections")
+        }
+    }
 }

@@ -23,7 +23,7 @@ enum DatabaseSteps {
             case .schemaCheck(let dsn, let fingerprint, let query, let expect):
                 return SchemaCheck(database: try ConnectionString(dsn), expectedFingerprint: fingerprint, versionQuery: query, expectedVersion: expect)
             case .switchTo, .setEndpoint, .pause, .resume, .maintenance, .readOnly, .waitHealthy, .waitDrained, .dbReadOnly,
-                 .flag, .exec, .confirm, .sleep, .wait:
+                 .dbAllowConnections, .flag, .exec, .confirm, .sleep, .wait:
                 preconditionFailure("\(action.kind) is not a DatabaseStep")
             }
         } catch {
@@ -34,10 +34,19 @@ enum DatabaseSteps {
     /// The undo, as runbook actions, matching each step's `undoStep`.
     static func undo(for action: StepAction) throws(StepFailure) -> RunbookUndo {
         switch action {
-        case .dbCopy(_, let to, _):
-            let target: ConnectionString
-            do { target = try ConnectionString(to) } catch { throw StepFailure("db-copy: \(error)") }
-            return .actions([.dbDrop(dsn: to, name: target.database, force: false)])
+        case .dbCopy(let from, let to, _):
+            // A template copy refuses connections to its source while it runs; killed midway it
+            // leaves them refused, so the undo gives them back when the source had them before.
+            do throws(DatabaseError) {
+                let source = try ConnectionString(from)
+                let target = try ConnectionString(to)
+                let control = try ControlSession(source, controlDatabase: "postgres")
+                let allowed = try control.database(source.database)?.allowsConnections ?? true
+                let drop = StepAction.dbDrop(dsn: to, name: target.database, force: false)
+                return .actions(allowed ? [.dbAllowConnections(dsn: from, database: source.database), drop] : [drop])
+            } catch {
+                throw StepFailure("db-copy: \(error)")
+            }
         case .dbPromote:
             return .impossible(reason: "a promoted standby cannot become a standby again")
         case .dbRun(let dsn, _, _, let undoFile):
@@ -50,7 +59,7 @@ enum DatabaseSteps {
         case .schemaCheck:
             return .nothing
         case .switchTo, .setEndpoint, .pause, .resume, .maintenance, .readOnly, .waitHealthy, .waitDrained, .dbReadOnly,
-             .flag, .exec, .confirm, .sleep, .wait:
+             .dbAllowConnections, .flag, .exec, .confirm, .sleep, .wait:
             preconditionFailure("\(action.kind) is not a DatabaseStep")
         }
     }
@@ -86,7 +95,7 @@ enum DatabaseSteps {
         case .dbCopy(_, let to, _): return (try? ConnectionString(to)).map { [$0.database] } ?? []
         case .dbRename(_, let renames): return renames.map(\.value)
         case .switchTo, .setEndpoint, .pause, .resume, .maintenance, .readOnly, .waitHealthy, .waitDrained, .dbReadOnly,
-             .dbPromote, .dbRun, .dbDrop, .schemaCheck, .flag, .exec, .confirm, .sleep, .wait:
+             .dbPromote, .dbRun, .dbDrop, .schemaCheck, .dbAllowConnections, .flag, .exec, .confirm, .sleep, .wait:
             return []
         }
     }
@@ -101,8 +110,21 @@ enum DatabaseSteps {
         case .dbRename(_, let renames): return renames.map(\.name)
         case .dbDrop(_, let database, _): return [database]
         case .switchTo, .setEndpoint, .pause, .resume, .maintenance, .readOnly, .waitHealthy, .waitDrained,
-             .flag, .exec, .confirm, .sleep, .wait:
+             .dbAllowConnections, .flag, .exec, .confirm, .sleep, .wait:
             return []
+        }
+    }
+
+    /// `ALTER DATABASE … ALLOW_CONNECTIONS true` on the server of `dsn` (idempotent).
+    static func allowConnections(dsn: String, database: String) throws(StepFailure) -> String {
+        do throws(DatabaseError) {
+            let control = try ControlSession(try ConnectionString(dsn), controlDatabase: "postgres")
+            guard let info = try control.database(database) else { return "database \(database) does not exist" }
+            if info.allowsConnections { return "database \(database) already allows connections" }
+            try control.setAllowConnections(database, true)
+            return "database \(database) allows connections again"
+        } catch {
+            throw StepFailure("allow connections to \(database): \(error)")
         }
     }
 }

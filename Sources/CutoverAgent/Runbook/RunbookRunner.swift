@@ -126,6 +126,17 @@ public struct RunbookRunner: Sendable {
                     state = try replayHeld()
                     continue
                 }
+                // A template copy cut short left its source refusing connections: give them back
+                // before the copy runs again (it would otherwise take "refused" as the state to keep).
+                if case .actions(let actions)? = state.steps[index].undo {
+                    for case .dbAllowConnections(let dsn, let database) in actions {
+                        do {
+                            output("\(tag): " + (try DatabaseSteps.allowConnections(dsn: dsn, database: database)))
+                        } catch {
+                            output("\(tag): \(error)")
+                        }
+                    }
+                }
             }
             // Resuming keeps the undo recorded at the first attempt: the state now may already be the step's.
             var undo = state.steps[index].undo

@@ -60,7 +60,7 @@ public struct StepExecutor: Sendable {
             return undo.map { .actions([.exec(command: $0, undo: nil, env: env)]) } ?? .nothing
         case .dbCopy, .dbPromote, .dbRun, .dbRename, .dbDrop, .schemaCheck:
             return try DatabaseSteps.undo(for: step.action)
-        case .waitHealthy, .waitDrained, .confirm, .sleep, .wait:
+        case .waitHealthy, .waitDrained, .dbAllowConnections, .confirm, .sleep, .wait:
             return .nothing
         }
     }
@@ -125,6 +125,8 @@ public struct StepExecutor: Sendable {
             }
         case .dbCopy, .dbPromote, .dbRun, .dbRename, .dbDrop, .schemaCheck:
             return try DatabaseSteps.perform(action)
+        case .dbAllowConnections(let dsn, let database):
+            return try DatabaseSteps.allowConnections(dsn: dsn, database: database)
         }
     }
 
@@ -149,7 +151,7 @@ public struct StepExecutor: Sendable {
             return (mode == "read-only") == on
         case .dbCopy, .dbPromote, .dbRun, .dbRename, .dbDrop, .schemaCheck:
             return try DatabaseSteps.isApplied(action)
-        case .setEndpoint, .waitHealthy, .waitDrained, .flag, .exec, .confirm, .sleep, .wait:
+        case .setEndpoint, .waitHealthy, .waitDrained, .dbAllowConnections, .flag, .exec, .confirm, .sleep, .wait:
             // Re-running is safe: these set a value, wait for a condition or ask again.
             return nil
         }
@@ -183,7 +185,7 @@ public struct StepExecutor: Sendable {
             return Self.findProgram(command[0]) == nil ? ["program \"\(command[0])\" not found on PATH"] : []
         case .dbCopy, .dbPromote, .dbRun, .dbRename, .dbDrop, .schemaCheck:
             return DatabaseSteps.preflight(step.action)
-        case .confirm, .sleep:
+        case .confirm, .sleep, .dbAllowConnections:
             return []
         }
     }

@@ -107,7 +107,7 @@ public struct RunbookPlan: Codable, Sendable, Equatable {
             let what = "database \(StepAction.redacted(dsn))"
             return on ? .open(key: "db \(dsn)", what: what, effect: "read-only") : .close(key: "db \(dsn)")
         case .switchTo, .setEndpoint, .waitHealthy, .waitDrained, .dbCopy, .dbPromote, .dbRun, .dbRename, .dbDrop, .schemaCheck,
-             .flag, .exec, .confirm, .sleep, .wait:
+             .dbAllowConnections, .flag, .exec, .confirm, .sleep, .wait:
             return .none
         }
     }

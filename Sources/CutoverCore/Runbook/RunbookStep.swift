@@ -94,6 +94,9 @@ public enum StepAction: Codable, Sendable, Equatable {
     case dbDrop(dsn: String, name: String, force: Bool)
     /// `schema-check`: fail when the schema differs from what is pinned.
     case schemaCheck(dsn: String, fingerprint: String?, versionQuery: String?, expect: String?)
+    /// Engine-internal, only ever an undo (no runbook writes it): give `database` its connections
+    /// back (`ALLOW_CONNECTIONS true`), which a template copy killed midway leaves refused on its source.
+    case dbAllowConnections(dsn: String, database: String)
     // Everything else.
     /// `flag`: a maintenance flag through a flag driver, with its options (`on-sql`, …).
     case flag(on: Bool, driver: String, options: [NamedValue])
@@ -124,6 +127,7 @@ public enum StepAction: Codable, Sendable, Equatable {
         case .dbRename: return "db-rename"
         case .dbDrop: return "db-drop"
         case .schemaCheck: return "schema-check"
+        case .dbAllowConnections: return "db-allow-connections"
         case .flag: return "flag"
         case .exec: return "exec"
         case .confirm: return "confirm"
@@ -177,6 +181,7 @@ public enum StepAction: Codable, Sendable, Equatable {
             return "rename on \(Self.redacted(dsn)): " + renames.map { "\($0.name) → \($0.value)" }.joined(separator: ", ")
         case .dbDrop(let dsn, let name, let force): return "drop database \(name) on \(Self.redacted(dsn))" + (force ? " (force)" : "")
         case .schemaCheck(let dsn, _, _, _): return "check the schema of \(Self.redacted(dsn))"
+        case .dbAllowConnections(_, let database): return "allow connections to database \(database) again"
         case .flag(let on, let driver, let options):
             return "flag \(on ? "on" : "off") (\(driver): " + options.map { "\($0.name)=\($0.value)" }.joined(separator: " ") + ")"
         case .exec(let command, _, _): return "exec " + command.joined(separator: " ")
@@ -200,7 +205,7 @@ public enum StepAction: Codable, Sendable, Equatable {
         switch self {
         case .exec, .dbRun, .dbRename: return false
         case .switchTo, .setEndpoint, .pause, .resume, .maintenance, .readOnly, .waitHealthy, .waitDrained,
-             .dbReadOnly, .dbCopy, .dbPromote, .dbDrop, .schemaCheck, .flag, .confirm, .sleep, .wait:
+             .dbReadOnly, .dbCopy, .dbPromote, .dbDrop, .schemaCheck, .dbAllowConnections, .flag, .confirm, .sleep, .wait:
             return true
         }
     }
@@ -214,9 +219,9 @@ public enum StepAction: Codable, Sendable, Equatable {
         case .resume(_, let profile): return "pause \(profile) again, if it was paused"
         case .maintenance(_, let profile, _): return "maintenance \(profile) back to its mode before"
         case .readOnly(_, let profile, _): return "readonly \(profile) back to its mode before"
-        case .waitHealthy, .waitDrained, .schemaCheck, .confirm, .sleep, .wait: return "nothing to undo"
+        case .waitHealthy, .waitDrained, .schemaCheck, .dbAllowConnections, .confirm, .sleep, .wait: return "nothing to undo"
         case .dbReadOnly(_, let on, _, _): return "database read-\(on ? "write" : "only") again"
-        case .dbCopy(_, let to, _): return "drop the copy \(Self.redacted(to))"
+        case .dbCopy(let from, let to, _): return "drop the copy \(Self.redacted(to)) (and give \(Self.redacted(from)) its connections back if a copy was cut short)"
         case .dbPromote: return "cannot be undone (a promoted standby cannot become a standby again)"
         case .dbRun(_, _, _, let undoFile):
             return undoFile.map { "run \($0)" } ?? "cannot be undone (no undo_file; dropping a copy the run made undoes it)"
