@@ -228,7 +228,7 @@ public enum StepAction: Codable, Sendable, Equatable {
         case .dbRename: return "the reverse renames, in reverse order"
         case .dbDrop: return "cannot be undone (the database is gone)"
         case .flag: return "the flag back to its value before"
-        case .exec(_, let undo, _): return undo.map { "exec " + $0.joined(separator: " ") } ?? "none given"
+        case .exec(_, let undo, _): return undo.map { "exec " + $0.joined(separator: " ") } ?? "nothing (the step gives no undo command)"
         }
     }
 }
