@@ -1,9 +1,10 @@
 import CutoverAgent
 import CutoverCore
 
-/// `cutover db readonly|copy|promote|run|rename|drop|schema-check|fingerprint`: the PostgreSQL steps of
-/// an upgrade, each one command (see docs/database-steps.md).
+/// `cutover db readonly on|off|status`: the database read-only fence (see docs/agent.md).
 enum DBCommand {
+    // Also `db copy|promote|run|rename|drop|schema-check|fingerprint`: the other PostgreSQL steps of an
+    // upgrade, each one command (see docs/database-steps.md).
     static let subcommand = Subcommand(
         name: "db", summary: "PostgreSQL steps: read-only fence, copy, promote, migrate, rename, drop, schema check", help: help, run: run)
 
@@ -103,12 +104,17 @@ enum DBCommand {
           --fingerprint HEX     the expected fingerprint.
           --version-query SQL   a query returning one value, with --expect VALUE.
 
+        With --config FILE, every CONNINFO above may instead be the name of a database in the
+        config's "databases" list (driver postgres): its "dsn" is used.
+
         Options of copy, rename and drop: --control-db NAME (default: postgres), the database the
         control session uses; it is never copied, renamed or dropped. Every command takes
         --connect-timeout D, --journal PATH and --json (the report as one JSON object: summary and
         details). A command that finds something wrong before changing anything (missing
         database, taken name, missing privilege, unreadable file, refused statement) names every
-        failure and changes nothing.
+        failure and changes nothing. A step whose effect is already in place (the copy cutover
+        made, a promoted server, a recorded migration, done renames, an absent database) says so
+        and exits 0.
 
         Exit status: 0 done and proven; 1 failed (the message says why: unreachable, authentication
         failed, missing privilege, …; nothing is left half-done); 2 usage error.
@@ -175,14 +181,19 @@ enum DBCommand {
             return dsn
         case (let name?, nil):
             guard let path = arguments.value("--config") else { throw UsageError("TARGET '\(name)' needs --config FILE") }
-            let config = try ConfigLoader.load(path: path)
-            guard let database = config.databases.first(where: { $0.name == name }) else {
-                let known = config.databases.map(\.name)
-                throw UsageError("no database named '\(name)' in \(path) (configured: \(known.isEmpty ? "none" : known.joined(separator: ", ")))")
-            }
-            guard database.driver == "postgres" else { throw UsageError("database '\(name)' uses driver '\(database.driver)'; only postgres is supported") }
-            return database.dsn
+            return try configuredDSN(name, config: path)
         }
+    }
+
+    /// The `dsn` of the postgres database named `name` in the config file at `path`.
+    static func configuredDSN(_ name: String, config path: String) throws -> String {
+        let config = try ConfigLoader.load(path: path)
+        guard let database = config.databases.first(where: { $0.name == name }) else {
+            let known = config.databases.map(\.name)
+            throw UsageError("no database named '\(name)' in \(path) (configured: \(known.isEmpty ? "none" : known.joined(separator: ", ")))")
+        }
+        guard database.driver == "postgres" else { throw UsageError("database '\(name)' uses driver '\(database.driver)'; only postgres is supported") }
+        return database.dsn
     }
 
     // MARK: the step commands
@@ -206,7 +217,7 @@ enum DBCommand {
         guard let valued = valuedOptions[command] else {
             throw UsageError("unknown db command '\(command)' (readonly, copy, promote, run, rename, drop, schema-check, fingerprint)")
         }
-        let arguments = try Arguments(words, valued: valued.union(["--journal", "--connect-timeout"]))
+        let arguments = try Arguments(words, valued: valued.union(["--journal", "--connect-timeout", "--config"]))
         try arguments.rejectUnknown(flags: (switches[command] ?? []).union(["--json"]))
         let operands = Array(arguments.positionals.dropFirst())
         let connectTimeout = try arguments.duration("--connect-timeout", default: .seconds(5))
@@ -214,7 +225,7 @@ enum DBCommand {
         let journal = arguments.value("--journal").map(Journal.init(path:))
         func required(_ name: String) throws -> ConnectionString {
             guard let text = arguments.value(name) else { throw UsageError("\(command) needs \(name) CONNINFO") }
-            return try ConnectionString(text)
+            return try resolve(text, arguments)
         }
         func operandCount(_ expected: Int, _ what: String) throws {
             if operands.count < expected { throw UsageError("\(command): missing \(what)") }
@@ -238,7 +249,7 @@ enum DBCommand {
         case "promote":
             try operandCount(0, "")
             var promotion = StandbyPromotion(
-                standby: try required("--standby"), primary: try arguments.value("--primary").map { try ConnectionString($0) },
+                standby: try required("--standby"), primary: try arguments.value("--primary").map { try resolve($0, arguments) },
                 catchUpTimeout: try arguments.duration("--timeout", default: .seconds(30)))
             promotion.connectTimeout = connectTimeout
             planned = PlannedStep(step: promotion, target: promotion.standby.description, undo: nil)
@@ -280,7 +291,9 @@ enum DBCommand {
             print(json ? DatabaseStepReport(summary: fingerprint, details: ["fingerprint": fingerprint]).json : fingerprint)
             return 0
         }
-        if planned.preflight {
+        // A step already in effect skips its preflight (which may say "not a standby", "taken"):
+        // apply then reports it as already applied, so re-running a command is harmless.
+        if planned.preflight, (try? planned.step.isApplied()) != true {
             let failures = planned.step.preflight()
             if !failures.isEmpty { throw PreflightFailure(step: planned.step.description, failures: failures) }
         }
@@ -289,6 +302,15 @@ enum DBCommand {
         ) { try planned.step.apply() }
         print(json ? report.json : report.text)
         return 0
+    }
+
+    /// A connection string, or with `--config FILE` the name of a configured postgres database.
+    static func resolve(_ text: String, _ arguments: Arguments) throws -> ConnectionString {
+        // A word without "=" or "://" cannot be a connection string: with --config it names a database.
+        if arguments.value("--config") != nil && !text.contains("=") && !text.contains("://") {
+            return try ConnectionString(configuredDSN(text, config: arguments.value("--config") ?? ""))
+        }
+        return try ConnectionString(text)
     }
 
     /// A step ready to run, with what the journal says about it.

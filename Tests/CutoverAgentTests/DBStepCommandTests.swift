@@ -85,6 +85,26 @@ final class DBStepCommandTests: ClusterTestCase {
         XCTAssertEqual(try cluster.connect("cli_other").scalar("SELECT to_regclass('t_a') IS NOT NULL"), "t")
     }
 
+    func test_configuredDatabaseNames_standForConnectionStrings() throws {
+        let path = temporary(".json")
+        let config = """
+            {
+              "listeners": [{ "name": "web", "address": "127.0.0.1:18080", "mode": "http", "profile": "web" }],
+              "profiles": [{ "name": "web", "routing": "priority",
+                "endpoints": [{ "name": "blue", "address": "127.0.0.1:19001", "priority": 1, "weight": 1, "state": "online" }] }],
+              "databases": [{ "name": "primary", "driver": "postgres", "dsn": "\(cluster.dsn())" }]
+            }
+            """
+        try config.write(toFile: path, atomically: true, encoding: .utf8)
+        let byName = try cutover("db", "fingerprint", "--dsn", "primary", "--config", path)
+        let byDSN = try cutover("db", "fingerprint", "--dsn", cluster.dsn())
+        XCTAssertEqual(byName.status, 0, byName.output)
+        XCTAssertEqual(byName.output, byDSN.output)
+        let unknown = try cutover("db", "fingerprint", "--dsn", "replica", "--config", path)
+        XCTAssertEqual(unknown.status, 2)
+        XCTAssertTrue(unknown.output.contains("no database named 'replica'"), unknown.output)
+    }
+
     func test_stepUsageErrors_exit2() throws {
         XCTAssertEqual(try cutover("db", "copy", "--from", cluster.dsn()).status, 2, "missing --to")
         XCTAssertEqual(try cutover("db", "copy", "--from", cluster.dsn(), "--to", cluster.dsn(), "--method", "teleport").status, 2)

@@ -120,4 +120,23 @@ final class ReplicaAndDumpTests: XCTestCase {
         }
         XCTAssertFalse(try promotion.isApplied())
     }
+
+    func test_cliPromote_ofARealStandby_exit0_json_andNotAStandbyAnyMore() throws {
+        let primary = try startCluster()
+        let standby = try StandbyCluster(of: primary)
+        standbys.append(standby)
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("cutover").path
+        let candidates = [binary, Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("cutover").path]
+        let cutover = try XCTUnwrap(candidates.first { FileManager.default.isExecutableFile(atPath: $0) }, "cutover binary not built")
+
+        let (status, output) = try PostgresCluster.runCapturing(
+            cutover, ["db", "promote", "--standby", standby.dsn(), "--primary", primary.dsn(), "--timeout", "10s", "--json"])
+
+        XCTAssertEqual(status, 0, output)
+        XCTAssertTrue(output.contains("\"promoted\":\"true\""), output)
+        XCTAssertEqual(try PostgresConnection(ConnectionString(standby.dsn())).scalar("SELECT pg_is_in_recovery()"), "f")
+        let again = try PostgresCluster.runCapturing(cutover, ["db", "promote", "--standby", standby.dsn(), "--json"])
+        XCTAssertEqual(again.0, 0, "promoting a primary again is harmless: \(again.1)")
+        XCTAssertTrue(again.1.contains("\"already_primary\":\"true\""), again.1)
+    }
 }

@@ -1,4 +1,3 @@
-import CutoverCore
 import Foundation
 
 /// What one database step did, for the journal (details: snake_case keys) and the progress line.
@@ -15,7 +14,13 @@ public struct DatabaseStepReport: Codable, Sendable, Equatable {
     }
 
     /// One JSON object, keys sorted: `{"details":{…},"summary":"…"}`.
-    public var json: String { JSONCoding.line(self) }
+    public var json: String {
+        // Its own encoder: the keys are fixed lowercase words and the details' keys are already snake_case.
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        guard let data = try? encoder.encode(self) else { return "{}" }
+        return String(decoding: data, as: UTF8.self)
+    }
 
     /// The summary, then one indented `key: value` line per detail in key order.
     public var text: String {
