@@ -46,22 +46,28 @@ public final class Journal: Sendable {
     public func append(_ entry: JournalEntry) throws(JournalError) {
         guard let data = try? JSONCoding.encoder.encode(entry) else { throw JournalError(path: path, message: "cannot encode entry") }
         let line = Array(data) + [UInt8(ascii: "\n")]
-        let failure: String? = lock.withLock { _ in
-            let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
-            guard fd >= 0 else { return String(cString: strerror(errno)) }
-            defer { close(fd) }
-            var written = 0
-            while written < line.count {
-                let n = line[written...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    return String(cString: strerror(errno))
-                }
-                written += n
-            }
-            return fsync(fd) == 0 ? nil : String(cString: strerror(errno))
-        }
+        let failure: String? = lock.withLock { _ in Self.appendDurably(line, to: path) }
         if let failure { throw JournalError(path: path, message: failure) }
+    }
+
+    /// Appends `line` to the file at `path` (created 0600) and fsyncs it; returns why it failed, or `nil`.
+    ///
+    /// The one durable append of the agent: the flag/fence journal and the runbook run journal both
+    /// rely on "returned means on disk", so a crash right after never loses the line.
+    public static func appendDurably(_ line: [UInt8], to path: String) -> String? {
+        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return String(cString: strerror(errno)) }
+        defer { close(fd) }
+        var written = 0
+        while written < line.count {
+            let n = line[written...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                return String(cString: strerror(errno))
+            }
+            written += n
+        }
+        return fsync(fd) == 0 ? nil : String(cString: strerror(errno))
     }
 
     /// Journals `before`, runs `body`, journals `after` with its outcome, and returns or rethrows.

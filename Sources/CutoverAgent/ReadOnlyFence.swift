@@ -277,6 +277,14 @@ public struct ReadOnlyFence: Sendable {
         return owner
     }
 
+    /// Checks, changing nothing, what `on` (`forFence`) or `off` would refuse before acting:
+    /// missing privileges and, for `on`, superuser sessions, overriding role settings and prepared
+    /// transactions. For `cutover upgrade plan`.
+    public func check(forFence: Bool) throws(DatabaseError) {
+        let control = try openControl()
+        try preflight(control, forFence: forFence)
+    }
+
     /// Refuses, before anything changes, what would make the fence fail or lie.
     private func preflight(_ control: PostgresConnection, forFence: Bool) throws(DatabaseError) {
         let owner = try databaseOwner(control)

@@ -20,6 +20,7 @@ enum CommandLineTool {
         DBCommand.subcommand,
         FlagCommand.subcommand,
         AgentCommand.subcommand,
+        UpgradeCommand.subcommand,
     ]
 
     static let overview = """

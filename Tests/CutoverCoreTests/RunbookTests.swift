@@ -1,0 +1,174 @@
+import CutoverCore
+import XCTest
+
+/// Parsing, `${name}` substitution, `--set`, and every refusal with its key path.
+final class RunbookTests: XCTestCase {
+    static let sample = """
+        {
+          "name": "blue-green",
+          "description": "pause, switch, resume",
+          "params": {
+            "socket": { "description": "admin socket", "default": "/run/cutover/admin.sock" },
+            "profile": { "default": "web" },
+            "green": {},
+            "stage": { "default": "${primary}_v2" },
+            "primary": { "default": "app" }
+          },
+          "steps": [
+            { "kind": "pause", "socket": "${socket}", "profile": "${profile}", "title": "hold" },
+            { "kind": "switch", "socket": "${socket}", "profile": "${profile}", "endpoint": "${green}", "wait": true, "timeout": "30s" },
+            { "kind": "db-run", "dsn": "dbname=${stage}", "file": "migrations/001.sql" },
+            { "kind": "exec", "command": ["echo", "$${literal}", "${green}"], "undo": ["true"], "env": {"PGHOST": "/tmp"} },
+            { "kind": "readonly", "socket": "${socket}", "profile": "${profile}", "mode": "off",
+              "point_of_no_return": true, "data_loss": "writes to ${stage}" },
+            { "kind": "resume", "socket": "${socket}", "profile": "${profile}" }
+          ]
+        }
+        """
+
+    func load(_ text: String = sample, _ settings: [String] = ["green=g"]) throws(RunbookError) -> Runbook {
+        try Runbook.load(Array(text.utf8), file: "rb.json", baseDirectory: "/srv/rb", settings: settings)
+    }
+
+    func refusal(_ text: String, _ settings: [String] = ["green=g"]) -> RunbookError? {
+        do {
+            _ = try load(text, settings)
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    func testSample_resolvesParamsDefaultsAndSubstitution() throws {
+        let runbook = try load()
+        XCTAssertEqual(runbook.name, "blue-green")
+        XCTAssertEqual(runbook.params.map(\.name), ["socket", "profile", "green", "stage", "primary"])
+        XCTAssertEqual(runbook.params.first { $0.name == "stage" }?.value, "app_v2")
+        XCTAssertEqual(runbook.steps[0].action, .pause(socket: "/run/cutover/admin.sock", profile: "web"))
+        XCTAssertEqual(runbook.steps[0].title, "hold")
+        XCTAssertEqual(runbook.steps[0].timeoutMs, 10_000)
+        XCTAssertEqual(runbook.steps[1].action, .switchTo(socket: "/run/cutover/admin.sock", profile: "web", endpoint: "g", wait: true, force: false))
+        XCTAssertEqual(runbook.steps[1].timeoutMs, 30_000)
+        XCTAssertEqual(runbook.steps[2].action, .dbRun(dsn: "dbname=app_v2", file: "/srv/rb/migrations/001.sql", transactional: nil, undoFile: nil))
+        XCTAssertEqual(runbook.steps[3].action, .exec(command: ["echo", "${literal}", "g"], undo: ["true"], env: [NamedValue(name: "PGHOST", value: "/tmp")]))
+        XCTAssertTrue(runbook.steps[4].pointOfNoReturn)
+        XCTAssertEqual(runbook.steps[4].dataLoss, "writes to app_v2")
+    }
+
+    func testSet_overridesDefault_andLaterWins() throws {
+        let runbook = try load(Self.sample, ["green=g", "primary=x", "primary=y"])
+        XCTAssertEqual(runbook.params.first { $0.name == "stage" }?.value, "y_v2")
+    }
+
+    func testUnsetRequiredParam_isRefusedNamingIt() {
+        XCTAssertEqual(refusal(Self.sample, []), RunbookError(file: "rb.json", key: "params.green", reason: "required parameter is not set; give it with --set green=VALUE"))
+    }
+
+    func testUnknownSet_isRefused() {
+        let error = refusal(Self.sample, ["green=g", "gren=x"])
+        XCTAssertEqual(error?.key, "--set gren")
+        XCTAssertTrue(error?.reason.contains("declares no parameter \"gren\"") ?? false)
+    }
+
+    func testMalformedSet_isRefused() {
+        XCTAssertEqual(refusal(Self.sample, ["green"])?.key, "--set green")
+    }
+
+    func step(_ body: String, params: String = "") -> String {
+        "{\"name\": \"t\", \"params\": {\(params)}, \"steps\": [{\"kind\": \"pause\", \"socket\": \"s\", \"profile\": \"p\"}, \(body)]}"
+    }
+
+    func testErrors_nameTheKeyPath() {
+        let cases: [(String, String, String)] = [
+            (step("{\"kind\": \"paws\"}"), "steps[1].kind", "unknown step kind \"paws\""),
+            (step("{\"kind\": \"pause\", \"socket\": \"s\", \"profile\": \"p\", \"mode\": \"on\"}"), "steps[1].mode", "unknown key"),
+            (step("{\"kind\": \"readonly\", \"socket\": \"s\", \"profile\": \"p\", \"mode\": \"hld\"}"), "steps[1].mode", "not a readonly mode"),
+            (step("{\"kind\": \"pause\", \"socket\": \"s\"}"), "steps[1].profile", "required key is missing"),
+            (step("{\"kind\": \"sleep\", \"duration\": \"5 minutes\"}"), "steps[1].duration", "not a duration"),
+            (step("{\"kind\": \"sleep\", \"duration\": \"1s\", \"timeout\": 5}"), "steps[1].timeout", "expected a string"),
+            (step("{\"kind\": \"exec\", \"command\": []}"), "steps[1].command", "non-empty array"),
+            (step("{\"kind\": \"exec\", \"command\": [\"a\", 1]}"), "steps[1].command[1]", "expected a string"),
+            (step("{\"kind\": \"exec\", \"command\": [\"${nope}\"]}"), "steps[1].command[0]", "unknown parameter ${nope}"),
+            (step("{\"kind\": \"confirm\", \"prompt\": \"${x\"}"), "steps[1].prompt", "unterminated ${"),
+            (step("{\"kind\": \"db-copy\", \"from\": \"a\", \"to\": \"b\", \"method\": \"rsync\"}"), "steps[1].method", "not a copy method"),
+            (step("{\"kind\": \"db-rename\", \"dsn\": \"a\", \"renames\": [{\"from\": \"x\"}]}"), "steps[1].renames[0].to", "required key is missing"),
+            (step("{\"kind\": \"flag\", \"mode\": \"on\", \"driver\": \"carrier-pigeon\"}"), "steps[1].driver", "not a flag driver"),
+            (step("{\"kind\": \"set-endpoint\", \"socket\": \"s\", \"profile\": \"p\", \"endpoint\": \"e\", \"weight\": 2000}"), "steps[1].weight", "0...1000"),
+            (step("{\"kind\": \"sleep\", \"duration\": \"1s\", \"data_loss\": \"x\"}"), "steps[1].data_loss", "point_of_no_return"),
+            (step("{\"kind\": \"sleep\", \"duration\": \"1s\"}", params: "\"a\": {\"default\": \"${b}\"}, \"b\": {\"default\": \"${a}\"}"), "params.a.default", "cycle"),
+            (step("{\"kind\": \"sleep\", \"duration\": \"1s\"}", params: "\"a\": {\"default\": \"${zz}\"}"), "params.a.default", "unknown parameter ${zz}"),
+            (step("{\"kind\": \"sleep\", \"duration\": \"1s\"}", params: "\"a\": {\"defualt\": \"x\"}"), "params.a.defualt", "unknown key"),
+            (step("{\"kind\": \"sleep\", \"duration\": \"1s\"}", params: "\"a-b\": {}"), "params.a-b", "letters, digits"),
+            ("{\"name\": \"t\", \"steps\": [], \"extra\": 1}", "extra", "unknown key"),
+            ("{\"name\": \"t\", \"steps\": []}", "steps", "at least one step"),
+            ("{\"steps\": [{\"kind\": \"sleep\", \"duration\": \"1s\"}]}", "name", "required key is missing"),
+            ("[1]", "", "top level"),
+            ("{\"name\": \"t\", \"name\": \"u\"}", "", "not valid JSON"),
+        ]
+        for (text, key, reason) in cases {
+            guard let error = refusal(text, []) else {
+                XCTFail("accepted: \(text)")
+                continue
+            }
+            XCTAssertEqual(error.file, "rb.json")
+            XCTAssertEqual(error.key, key, text)
+            XCTAssertTrue(error.reason.contains(reason), "\(error) should say \(reason)")
+        }
+    }
+
+    func testEveryKind_parsesWithItsKeys() throws {
+        let steps = """
+            {"kind": "switch", "socket": "s", "profile": "p", "endpoint": "e", "force": true},
+            {"kind": "set-endpoint", "socket": "s", "profile": "p", "endpoint": "e", "state": "drain", "priority": 2},
+            {"kind": "resume", "socket": "s", "profile": "p"},
+            {"kind": "maintenance", "socket": "s", "profile": "p", "mode": "on"},
+            {"kind": "readonly", "socket": "s", "profile": "p", "mode": "hold"},
+            {"kind": "wait-healthy", "socket": "s", "profile": "p", "endpoint": "e"},
+            {"kind": "wait-drained", "socket": "s", "profile": "p", "endpoint": "e"},
+            {"kind": "db-readonly", "dsn": "d", "mode": "on", "grace": "500ms", "control_db": "template1"},
+            {"kind": "db-copy", "from": "a", "to": "b"},
+            {"kind": "db-promote", "standby": "s"},
+            {"kind": "db-run", "dsn": "d", "file": "/abs.sql", "transactional": false, "undo_file": "undo.sql"},
+            {"kind": "db-rename", "dsn": "d", "renames": [{"from": "a", "to": "b"}]},
+            {"kind": "db-drop", "dsn": "d", "name": "x", "force": true},
+            {"kind": "schema-check", "dsn": "d", "version_query": "select 1", "expect": "1"},
+            {"kind": "flag", "mode": "off", "driver": "sql", "dsn": "d", "on_sql": "a", "off-sql": "b"},
+            {"kind": "confirm", "prompt": "go?"},
+            {"kind": "sleep", "duration": "2s"},
+            {"kind": "wait", "command": ["true"], "interval": "100ms", "timeout": "5s"}
+            """
+        let runbook = try load(step(steps), [])
+        XCTAssertEqual(runbook.steps.map(\.kind), ["pause"] + StepAction.kinds.filter { $0 != "pause" && $0 != "exec" })
+        XCTAssertEqual(runbook.steps[8].action, .dbReadOnly(dsn: "d", on: true, graceMs: 500, controlDatabase: "template1"))
+        XCTAssertEqual(runbook.steps[11].action, .dbRun(dsn: "d", file: "/abs.sql", transactional: false, undoFile: "/srv/rb/undo.sql"))
+        XCTAssertEqual(runbook.steps[15].action, .flag(on: false, driver: "sql", options: [NamedValue(name: "dsn", value: "d"), NamedValue(name: "off-sql", value: "b"), NamedValue(name: "on-sql", value: "a")]))
+        XCTAssertNil(runbook.steps[16].timeoutMs, "confirm waits for a person")
+        XCTAssertEqual(runbook.steps[17].timeoutMs, 2000, "sleep is bounded by its duration")
+        XCTAssertEqual(runbook.steps[18].timeoutMs, 5000)
+    }
+
+    func testPlan_listsUndoPointOfNoReturnAndWindows() throws {
+        let text = step("""
+            {"kind": "readonly", "socket": "s", "profile": "p", "mode": "hold", "timeout": "1s"},
+            {"kind": "db-readonly", "dsn": "dbname=app password=secret", "mode": "on", "timeout": "3s"},
+            {"kind": "db-promote", "standby": "dbname=app2", "timeout": "20s"},
+            {"kind": "db-readonly", "dsn": "dbname=app password=secret", "mode": "off", "timeout": "4s"},
+            {"kind": "readonly", "socket": "s", "profile": "p", "mode": "off", "point_of_no_return": true, "data_loss": "writes to app2"},
+            {"kind": "confirm", "prompt": "ok?"}
+            """)
+        let plan = RunbookPlan(try load(text, []))
+        XCTAssertEqual(plan.steps.count, 7)
+        XCTAssertTrue(plan.steps[3].undo.hasPrefix("cannot be undone"))
+        XCTAssertEqual(plan.steps[0].undo, "resume p")
+        XCTAssertTrue(plan.steps[5].pointOfNoReturn)
+        XCTAssertEqual(plan.windows, [
+            RunbookPlan.Window(what: "proxy p paused", effect: "requests and connections held", fromStep: 0, toStep: nil, maxMs: nil),
+            RunbookPlan.Window(what: "proxy p readonly hold", effect: "writes held", fromStep: 1, toStep: 5, maxMs: 3000 + 20_000 + 4000 + 10_000),
+            RunbookPlan.Window(what: "database dbname=app password=***", effect: "read-only", fromStep: 2, toStep: 4, maxMs: 24_000),
+        ])
+        XCTAssertNil(plan.maxTotalMs)
+        XCTAssertTrue(plan.text.contains("POINT OF NO RETURN: rolling back past this step loses data: writes to app2"))
+        XCTAssertFalse(plan.text.contains("secret"))
+        XCTAssertTrue(plan.text.contains("not reopened"))
+    }
+}
