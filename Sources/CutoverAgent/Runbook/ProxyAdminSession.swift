@@ -54,10 +54,6 @@ struct ProxyAdminSession {
         return endpoint
     }
 
-    /// The profile's read-only gate mode as the proxy reports it.
-    static func readOnlyMode(_ profile: ProfileStatus) -> ReadOnlyGateMode {
-        profile.readonly ? .on : .off
-    }
 }
 
 /// Why one step (or undo) failed, one line for the journal and the operator.

@@ -45,7 +45,7 @@ public struct StepExecutor: Sendable {
             let before = try ProxyAdminSession(socket: socket).profile(profile)
             return before.maintenance == on ? .nothing : .actions([.maintenance(socket: socket, profile: profile, on: before.maintenance)])
         case .readOnly(let socket, let profile, let mode):
-            let before = ProxyAdminSession.readOnlyMode(try ProxyAdminSession(socket: socket).profile(profile))
+            let before = try ProxyAdminSession(socket: socket).profile(profile).readonlyGate
             return before == mode ? .nothing : .actions([.readOnly(socket: socket, profile: profile, mode: before)])
         case .dbReadOnly(let dsn, let on, let graceMs, let control):
             let mode = try Self.database { () throws(DatabaseError) in try Self.fence(dsn, control).status().mode }
@@ -145,7 +145,7 @@ public struct StepExecutor: Sendable {
         case .maintenance(let socket, let profile, let on):
             return try ProxyAdminSession(socket: socket).profile(profile).maintenance == on
         case .readOnly(let socket, let profile, let mode):
-            return ProxyAdminSession.readOnlyMode(try ProxyAdminSession(socket: socket).profile(profile)) == mode
+            return try ProxyAdminSession(socket: socket).profile(profile).readonlyGate == mode
         case .dbReadOnly(let dsn, let on, _, let control):
             let mode = try Self.database { () throws(DatabaseError) in try Self.fence(dsn, control).status().mode }
             return (mode == "read-only") == on

@@ -50,16 +50,6 @@ public struct NamedValue: Codable, Sendable, Equatable {
     }
 }
 
-/// The proxy's read-only gate modes a runbook may ask for.
-public enum ReadOnlyGateMode: String, Codable, Sendable, Equatable, CaseIterable {
-    /// Unsafe methods are refused (403 by the gate).
-    case on
-    /// Gate open.
-    case off
-    /// Unsafe methods wait as `pause` holds them and are released at `off`.
-    case hold
-}
-
 /// What a step does: one case per step kind of docs/runbooks.md, with that kind's keys.
 public enum StepAction: Codable, Sendable, Equatable {
     // Proxy steps: one admin-socket command each.
@@ -74,7 +64,7 @@ public enum StepAction: Codable, Sendable, Equatable {
     /// `maintenance`: the maintenance gate on or off.
     case maintenance(socket: String, profile: String, on: Bool)
     /// `readonly`: the read-only gate on, off or hold.
-    case readOnly(socket: String, profile: String, mode: ReadOnlyGateMode)
+    case readOnly(socket: String, profile: String, mode: ReadOnlyGate)
     /// `wait-healthy`: until the endpoint is up.
     case waitHealthy(socket: String, profile: String, endpoint: String)
     /// `wait-drained`: until the endpoint is not live and has nothing in flight.

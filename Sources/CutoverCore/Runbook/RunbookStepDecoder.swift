@@ -85,7 +85,7 @@ struct RunbookStepDecoder {
         case "maintenance": return .maintenance(socket: try socket(), profile: try profile(), on: try onOff())
         case "readonly":
             let mode = try o.required("mode", o.string)
-            guard let gate = ReadOnlyGateMode(rawValue: mode) else {
+            guard let gate = ReadOnlyGate(rawValue: mode) else {
                 throw o.error("mode", "\"\(mode)\" is not a readonly mode; expected one of: on, off, hold")
             }
             return .readOnly(socket: try socket(), profile: try profile(), mode: gate)
