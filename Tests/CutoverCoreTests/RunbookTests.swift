@@ -125,6 +125,8 @@ final class RunbookTests: XCTestCase {
             {"kind": "readonly", "socket": "s", "profile": "p", "mode": "hold"},
             {"kind": "wait-healthy", "socket": "s", "profile": "p", "endpoint": "e"},
             {"kind": "wait-drained", "socket": "s", "profile": "p", "endpoint": "e"},
+            {"kind": "wait-idle", "socket": "s", "profile": "p", "requests": "writes"},
+            {"kind": "check-endpoint", "socket": "s", "profile": "p", "endpoint": "e", "admin": "offline"},
             {"kind": "db-readonly", "dsn": "d", "mode": "on", "grace": "500ms", "control_db": "template1"},
             {"kind": "db-copy", "from": "a", "to": "b"},
             {"kind": "db-promote", "standby": "s"},
@@ -139,12 +141,12 @@ final class RunbookTests: XCTestCase {
             """
         let runbook = try load(step(steps), [])
         XCTAssertEqual(runbook.steps.map(\.kind), ["pause"] + StepAction.kinds.filter { $0 != "pause" && $0 != "exec" })
-        XCTAssertEqual(runbook.steps[8].action, .dbReadOnly(dsn: "d", on: true, graceMs: 500, controlDatabase: "template1"))
-        XCTAssertEqual(runbook.steps[11].action, .dbRun(dsn: "d", file: "/abs.sql", transactional: false, undoFile: "/srv/rb/undo.sql"))
-        XCTAssertEqual(runbook.steps[15].action, .flag(on: false, driver: "sql", options: [NamedValue(name: "dsn", value: "d"), NamedValue(name: "off-sql", value: "b"), NamedValue(name: "on-sql", value: "a")]))
-        XCTAssertNil(runbook.steps[16].timeoutMs, "confirm waits for a person")
-        XCTAssertEqual(runbook.steps[17].timeoutMs, 2000, "sleep is bounded by its duration")
-        XCTAssertEqual(runbook.steps[18].timeoutMs, 5000)
+        XCTAssertEqual(runbook.steps[10].action, .dbReadOnly(dsn: "d", on: true, graceMs: 500, controlDatabase: "template1"))
+        XCTAssertEqual(runbook.steps[13].action, .dbRun(dsn: "d", file: "/abs.sql", transactional: false, undoFile: "/srv/rb/undo.sql"))
+        XCTAssertEqual(runbook.steps[17].action, .flag(on: false, driver: "sql", options: [NamedValue(name: "dsn", value: "d"), NamedValue(name: "off-sql", value: "b"), NamedValue(name: "on-sql", value: "a")]))
+        XCTAssertNil(runbook.steps[18].timeoutMs, "confirm waits for a person")
+        XCTAssertEqual(runbook.steps[19].timeoutMs, 2000, "sleep is bounded by its duration")
+        XCTAssertEqual(runbook.steps[20].timeoutMs, 5000)
     }
 
     func testPlan_listsUndoPointOfNoReturnAndWindows() throws {
@@ -170,5 +172,84 @@ final class RunbookTests: XCTestCase {
         XCTAssertTrue(plan.text.contains("POINT OF NO RETURN: rolling back past this step loses data: writes to app2"))
         XCTAssertFalse(plan.text.contains("secret"))
         XCTAssertTrue(plan.text.contains("not reopened"))
+    }
+}
+
+/// `when`, `wait-idle` and `check-endpoint`: what the shipped workflows need beyond the first kinds.
+final class RunbookConditionTests: XCTestCase {
+    func load(_ steps: String, _ settings: [String] = []) throws(RunbookError) -> Runbook {
+        let text = #"{ "name": "w", "params": { "fingerprint": { "default": "" }, "s": { "default": "/s.sock" } }, "steps": [\#(steps)] }"#
+        return try Runbook.load(Array(text.utf8), file: "w.json", baseDirectory: "/", settings: settings)
+    }
+
+    func testWhen_emptyOrFalseSkips_anythingElseRuns_andSkippedStepsKeepTheirNumbers() throws {
+        let steps = #"""
+            { "kind": "schema-check", "when": "${fingerprint}", "dsn": "dbname=app", "fingerprint": "${fingerprint}x" },
+            { "kind": "pause", "socket": "${s}", "profile": "web", "when": "false" },
+            { "kind": "pause", "socket": "${s}", "profile": "web", "when": "yes" },
+            { "kind": "resume", "socket": "${s}", "profile": "web" }
+            """#
+        let skipped = try load(steps)
+        XCTAssertEqual(skipped.steps.map(\.skipped), [#"when is """#, #"when is "false""#, nil, nil])
+        XCTAssertEqual(skipped.steps.map(\.index), [0, 1, 2, 3])
+        let given = try load(steps, ["fingerprint=abc"])
+        XCTAssertNil(given.steps[0].skipped)
+        XCTAssertEqual(given.steps[0].action, .schemaCheck(dsn: "dbname=app", fingerprint: "abcx", versionQuery: nil, expect: nil))
+        let plan = RunbookPlan(skipped)
+        XCTAssertEqual(plan.steps[0].skipped, #"when is """#)
+        XCTAssertTrue(plan.text.contains(#"1. [schema-check] skipped (when is "")"#), plan.text)
+        XCTAssertEqual(plan.windows.map(\.fromStep), [2], "a skipped pause opens no window")
+        XCTAssertEqual(plan.maxTotalMs, 20_000, "a skipped step's timeout is not counted")
+    }
+
+    func testWhen_aSkippedStepIsStillValidated() {
+        XCTAssertThrowsError(try load(#"{ "kind": "pause", "socket": "x", "when": "", "profil": "web" }"#)) {
+            XCTAssertEqual(($0 as? RunbookError)?.key, "steps[0].profil", "\($0)")
+        }
+        XCTAssertThrowsError(try load(#"{ "kind": "pause", "socket": "x", "profile": "web", "when": true }"#)) {
+            XCTAssertEqual(($0 as? RunbookError)?.key, "steps[0].when", "\($0)")
+        }
+    }
+
+    func testWaitIdle_andCheckEndpoint_parseAndRefuseBadValues() throws {
+        let runbook = try load(#"""
+            { "kind": "wait-idle", "socket": "${s}", "profile": "web", "requests": "writes" },
+            { "kind": "wait-idle", "socket": "${s}", "profile": "web" },
+            { "kind": "check-endpoint", "socket": "${s}", "profile": "web", "endpoint": "green", "admin": "offline" }
+            """#)
+        XCTAssertEqual(runbook.steps.map(\.action), [
+            .waitIdle(socket: "/s.sock", profile: "web", writesOnly: true),
+            .waitIdle(socket: "/s.sock", profile: "web", writesOnly: false),
+            .checkEndpoint(socket: "/s.sock", profile: "web", endpoint: "green", admin: "offline"),
+        ])
+        XCTAssertEqual(runbook.steps.map(\.action.plannedUndo), ["nothing to undo", "nothing to undo", "nothing to undo"])
+        XCTAssertThrowsError(try load(#"{ "kind": "wait-idle", "socket": "x", "profile": "web", "requests": "reads" }"#)) {
+            XCTAssertEqual(($0 as? RunbookError)?.key, "steps[0].requests", "\($0)")
+        }
+        XCTAssertThrowsError(try load(#"{ "kind": "check-endpoint", "socket": "x", "profile": "web", "endpoint": "g", "admin": "up" }"#)) {
+            XCTAssertEqual(($0 as? RunbookError)?.key, "steps[0].admin", "\($0)")
+        }
+    }
+
+    /// Every runbook shipped in Deploy/runbooks parses with its required parameters set.
+    func testShippedRunbooks_parse() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let folder = root.appendingPathComponent("Deploy/runbooks")
+        let required = ["primary=host=db dbname=app", "stage=host=db dbname=app_v2", "replica=host=replica dbname=app",
+                        "migration=m.sql", "database=host=db dbname=app", "expand=e.sql", "contract=c.sql"]
+        let files = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".json") }.sorted()
+        XCTAssertEqual(files, ["contract.json", "expand-contract.json", "maintenance-window.json", "replica-promote.json", "stage-copy.json"])
+        for file in files {
+            let bytes = try Array(Data(contentsOf: folder.appendingPathComponent(file)))
+            // Only the parameters the runbook declares: an unknown --set is refused.
+            let declared = try Self.declaredParams(bytes)
+            let settings = required.filter { declared.contains(String($0.prefix { $0 != "=" })) }
+            XCTAssertNoThrow(try Runbook.load(bytes, file: file, baseDirectory: folder.path, settings: settings), file)
+        }
+    }
+
+    static func declaredParams(_ bytes: [UInt8]) throws -> Set<String> {
+        guard case .object(let root) = try JSONValue.parse(bytes), case .object(let params)? = root.first(where: { $0.key == "params" })?.value else { return [] }
+        return Set(params.map(\.key))
     }
 }

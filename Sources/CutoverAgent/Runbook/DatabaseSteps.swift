@@ -22,7 +22,7 @@ enum DatabaseSteps {
                 return DatabaseDrop(server: try ConnectionString(dsn), name: name, onlyIfCreatedByCutover: !force)
             case .schemaCheck(let dsn, let fingerprint, let query, let expect):
                 return SchemaCheck(database: try ConnectionString(dsn), expectedFingerprint: fingerprint, versionQuery: query, expectedVersion: expect)
-            case .switchTo, .setEndpoint, .pause, .resume, .maintenance, .readOnly, .waitHealthy, .waitDrained, .dbReadOnly,
+            case .switchTo, .setEndpoint, .pause, .resume, .maintenance, .readOnly, .waitHealthy, .waitDrained, .waitIdle, .checkEndpoint, .dbReadOnly,
                  .dbAllowConnections, .flag, .exec, .confirm, .sleep, .wait:
                 preconditionFailure("\(action.kind) is not a DatabaseStep")
             }
@@ -58,7 +58,7 @@ enum DatabaseSteps {
             return .impossible(reason: "database \(name) is gone")
         case .schemaCheck:
             return .nothing
-        case .switchTo, .setEndpoint, .pause, .resume, .maintenance, .readOnly, .waitHealthy, .waitDrained, .dbReadOnly,
+        case .switchTo, .setEndpoint, .pause, .resume, .maintenance, .readOnly, .waitHealthy, .waitDrained, .waitIdle, .checkEndpoint, .dbReadOnly,
              .dbAllowConnections, .flag, .exec, .confirm, .sleep, .wait:
             preconditionFailure("\(action.kind) is not a DatabaseStep")
         }
@@ -94,7 +94,7 @@ enum DatabaseSteps {
         switch action {
         case .dbCopy(_, let to, _): return (try? ConnectionString(to)).map { [$0.database] } ?? []
         case .dbRename(_, let renames): return renames.map(\.value)
-        case .switchTo, .setEndpoint, .pause, .resume, .maintenance, .readOnly, .waitHealthy, .waitDrained, .dbReadOnly,
+        case .switchTo, .setEndpoint, .pause, .resume, .maintenance, .readOnly, .waitHealthy, .waitDrained, .waitIdle, .checkEndpoint, .dbReadOnly,
              .dbPromote, .dbRun, .dbDrop, .schemaCheck, .dbAllowConnections, .flag, .exec, .confirm, .sleep, .wait:
             return []
         }
@@ -109,7 +109,7 @@ enum DatabaseSteps {
         case .dbPromote(let standby, _): return name(standby)
         case .dbRename(_, let renames): return renames.map(\.name)
         case .dbDrop(_, let database, _): return [database]
-        case .switchTo, .setEndpoint, .pause, .resume, .maintenance, .readOnly, .waitHealthy, .waitDrained,
+        case .switchTo, .setEndpoint, .pause, .resume, .maintenance, .readOnly, .waitHealthy, .waitDrained, .waitIdle, .checkEndpoint,
              .dbAllowConnections, .flag, .exec, .confirm, .sleep, .wait:
             return []
         }

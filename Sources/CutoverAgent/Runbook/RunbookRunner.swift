@@ -113,6 +113,14 @@ public struct RunbookRunner: Sendable {
             let step = state.steps[index].step
             let tag = "[\(index + 1)/\(count)] \(step.kind)"
             let bound = step.timeoutMs.map { "up to \(DurationText.format(.milliseconds($0)))" } ?? "waits for a person"
+            if let skipped = step.skipped {
+                // Journaled like a step that ran, so replay, status and resume need no special case.
+                try directory.append(RunJournalEntry(event: .stepStarted, time: Journal.now(), index: index, kind: step.kind, undo: .nothing))
+                try directory.append(RunJournalEntry(event: .stepFinished, time: Journal.now(), index: index, ok: true, detail: "skipped: \(skipped)"))
+                output("\(elapsed(started)) \(tag): skipped (\(skipped))")
+                state = try replayHeld()
+                continue
+            }
             if index == first && verifyFirst {
                 // The runner died inside this step: its effect may be whole, partial or absent.
                 var applied: Bool?
@@ -264,7 +272,7 @@ public struct RunbookRunner: Sendable {
         var created: [String: Int] = [:]
         var failures: [String] = []
         var notes: [String] = []
-        for step in runbook.steps {
+        for step in runbook.steps where step.skipped == nil {
             if let copy = DatabaseSteps.databasesUsed(step.action).compactMap({ created[$0] }).first {
                 notes.append("\(step.label): not checked, it uses a database step \(copy + 1) creates")
             } else {

@@ -60,7 +60,7 @@ public struct StepExecutor: Sendable {
             return undo.map { .actions([.exec(command: $0, undo: nil, env: env)]) } ?? .nothing
         case .dbCopy, .dbPromote, .dbRun, .dbRename, .dbDrop, .schemaCheck:
             return try DatabaseSteps.undo(for: step.action)
-        case .waitHealthy, .waitDrained, .dbAllowConnections, .confirm, .sleep, .wait:
+        case .waitHealthy, .waitDrained, .waitIdle, .checkEndpoint, .dbAllowConnections, .confirm, .sleep, .wait:
             return .nothing
         }
     }
@@ -95,6 +95,14 @@ public struct StepExecutor: Sendable {
                 let e = try ProxyAdminSession(socket: socket).endpoint(profile: profile, endpoint)
                 return !e.live && e.inFlight == 0 ? "\(profile)/\(endpoint) is drained (not live, nothing in flight)" : nil
             }
+        case .waitIdle(let socket, let profile, let writesOnly):
+            let what = writesOnly ? "writes" : "requests"
+            return try poll("\(profile) to have no \(what) in flight", deadline: deadline, interval: .milliseconds(50)) { () throws(StepFailure) in
+                let p = try ProxyAdminSession(socket: socket).profile(profile)
+                return (writesOnly ? p.writesInFlight : p.inFlight) == 0 ? "\(profile) has no \(what) in flight" : nil
+            }
+        case .checkEndpoint(let socket, let profile, let endpoint, let admin):
+            return try Self.checkEndpoint(socket: socket, profile: profile, endpoint: endpoint, admin: admin)
         case .dbReadOnly(let dsn, let on, let graceMs, let control):
             let report = try Self.database { () throws(DatabaseError) in
                 let fence = try Self.fence(dsn, control)
@@ -151,7 +159,7 @@ public struct StepExecutor: Sendable {
             return (mode == "read-only") == on
         case .dbCopy, .dbPromote, .dbRun, .dbRename, .dbDrop, .schemaCheck:
             return try DatabaseSteps.isApplied(action)
-        case .setEndpoint, .waitHealthy, .waitDrained, .dbAllowConnections, .flag, .exec, .confirm, .sleep, .wait:
+        case .setEndpoint, .waitHealthy, .waitDrained, .waitIdle, .checkEndpoint, .dbAllowConnections, .flag, .exec, .confirm, .sleep, .wait:
             // Re-running is safe: these set a value, wait for a condition or ask again.
             return nil
         }
@@ -168,8 +176,10 @@ public struct StepExecutor: Sendable {
         case .switchTo(let socket, let profile, let endpoint, _, _), .waitHealthy(let socket, let profile, let endpoint),
              .waitDrained(let socket, let profile, let endpoint), .setEndpoint(let socket, let profile, let endpoint, _, _, _):
             return check { () throws(StepFailure) in _ = try ProxyAdminSession(socket: socket).endpoint(profile: profile, endpoint) }
+        case .checkEndpoint(let socket, let profile, let endpoint, let admin):
+            return check { () throws(StepFailure) in _ = try Self.checkEndpoint(socket: socket, profile: profile, endpoint: endpoint, admin: admin) }
         case .pause(let socket, let profile), .resume(let socket, let profile), .maintenance(let socket, let profile, _),
-             .readOnly(let socket, let profile, _):
+             .readOnly(let socket, let profile, _), .waitIdle(let socket, let profile, _):
             return check { () throws(StepFailure) in _ = try ProxyAdminSession(socket: socket).profile(profile) }
         case .dbReadOnly(let dsn, let on, _, let control):
             return check { () throws(StepFailure) in
@@ -191,6 +201,15 @@ public struct StepExecutor: Sendable {
     }
 
     // MARK: helpers
+
+    /// The endpoint's admin state is `admin`, or a failure naming what it is.
+    static func checkEndpoint(socket: String, profile: String, endpoint: String, admin: String) throws(StepFailure) -> String {
+        let found = try ProxyAdminSession(socket: socket).endpoint(profile: profile, endpoint)
+        guard found.state == admin else {
+            throw StepFailure("\(profile)/\(endpoint) is \(found.state), not \(admin)")
+        }
+        return "\(profile)/\(endpoint) is \(admin)"
+    }
 
     private func poll(_ what: String, deadline: ContinuousClock.Instant, interval: Duration,
                       _ check: () throws(StepFailure) -> String?) throws(StepFailure) -> String {

@@ -19,7 +19,7 @@ public struct Runbook: Sendable, Equatable {
     /// Keys of one `params` entry.
     public static let paramKeys = ["description", "default"]
     /// Keys every step may have besides its kind's own.
-    public static let commonStepKeys = ["kind", "title", "timeout", "point_of_no_return", "data_loss"]
+    public static let commonStepKeys = ["kind", "title", "when", "timeout", "point_of_no_return", "data_loss"]
 
     /// Parses `bytes` (the file `file`, whose folder is `baseDirectory`) with the `--set` values `settings`.
     ///

@@ -21,6 +21,8 @@ public struct RunbookPlan: Codable, Sendable, Equatable {
         public var pointOfNoReturn: Bool
         /// What a rollback past the step loses (`data_loss`).
         public var dataLoss: String?
+        /// Why the step will not run (its `when` resolved empty or false).
+        public var skipped: String?
     }
 
     /// A stretch of the run during which users see something: read-only, held writes, maintenance.
@@ -68,7 +70,7 @@ public struct RunbookPlan: Codable, Sendable, Equatable {
         params = runbook.params
         steps = runbook.steps.map { step in
             Entry(index: step.index, kind: step.kind, title: step.title, action: step.action.summary, undo: step.action.plannedUndo,
-                  timeoutMs: step.timeoutMs, pointOfNoReturn: step.pointOfNoReturn, dataLoss: step.dataLoss)
+                  timeoutMs: step.timeoutMs, pointOfNoReturn: step.pointOfNoReturn, dataLoss: step.dataLoss, skipped: step.skipped)
         }
         windows = Self.windows(runbook.steps)
         maxTotalMs = Self.sum(runbook.steps[...])
@@ -76,7 +78,7 @@ public struct RunbookPlan: Codable, Sendable, Equatable {
 
     static func sum(_ steps: ArraySlice<RunbookStep>) -> Int64? {
         var total: Int64 = 0
-        for step in steps {
+        for step in steps where step.skipped == nil {
             guard let ms = step.timeoutMs else { return nil }
             total += ms
         }
@@ -106,7 +108,7 @@ public struct RunbookPlan: Codable, Sendable, Equatable {
         case .dbReadOnly(let dsn, let on, _, _):
             let what = "database \(StepAction.redacted(dsn))"
             return on ? .open(key: "db \(dsn)", what: what, effect: "read-only") : .close(key: "db \(dsn)")
-        case .switchTo, .setEndpoint, .waitHealthy, .waitDrained, .dbCopy, .dbPromote, .dbRun, .dbRename, .dbDrop, .schemaCheck,
+        case .switchTo, .setEndpoint, .waitHealthy, .waitDrained, .waitIdle, .checkEndpoint, .dbCopy, .dbPromote, .dbRun, .dbRename, .dbDrop, .schemaCheck,
              .dbAllowConnections, .flag, .exec, .confirm, .sleep, .wait:
             return .none
         }
@@ -115,7 +117,7 @@ public struct RunbookPlan: Codable, Sendable, Equatable {
     static func windows(_ steps: [RunbookStep]) -> [Window] {
         var open: [(key: String, index: Int)] = []
         var result: [Window] = []
-        for step in steps {
+        for step in steps where step.skipped == nil {
             switch gateChange(step.action) {
             case .open(let key, let what, let effect):
                 // Readonly on → hold changes the effect but not the window: close the old one here.
@@ -146,6 +148,10 @@ public struct RunbookPlan: Codable, Sendable, Equatable {
         if !params.isEmpty { lines.append("params: " + params.map { "\($0.name)=\($0.value)" }.joined(separator: " ")) }
         lines.append("")
         for entry in steps {
+            if let skipped = entry.skipped {
+                lines.append("\(entry.index + 1). [\(entry.kind)] \(entry.title.map { "\($0): " } ?? "")skipped (\(skipped))")
+                continue
+            }
             let bound = entry.timeoutMs.map { "at most \(DurationText.format(.milliseconds($0)))" } ?? "waits for a person"
             lines.append("\(entry.index + 1). [\(entry.kind)] \(entry.title.map { "\($0): " } ?? "")\(entry.action) (\(bound))")
             lines.append("   undo: \(entry.undo)")

@@ -15,14 +15,19 @@ public struct RunbookStep: Codable, Sendable, Equatable {
     public var pointOfNoReturn: Bool
     /// What a rollback past this step loses, in the runbook author's words (`data_loss`).
     public var dataLoss: String?
+    /// Why the step does not run, when its `when` resolved to an empty or false value (`when`
+    /// "${fingerprint}" with no fingerprint given): it stays in the list, so step numbers match the file.
+    public var skipped: String?
 
-    public init(index: Int, action: StepAction, title: String? = nil, timeoutMs: Int64?, pointOfNoReturn: Bool = false, dataLoss: String? = nil) {
+    public init(index: Int, action: StepAction, title: String? = nil, timeoutMs: Int64?, pointOfNoReturn: Bool = false, dataLoss: String? = nil,
+                skipped: String? = nil) {
         self.index = index
         self.action = action
         self.title = title
         self.timeoutMs = timeoutMs
         self.pointOfNoReturn = pointOfNoReturn
         self.dataLoss = dataLoss
+        self.skipped = skipped
     }
 
     /// The step's kind as written in the runbook.
@@ -69,6 +74,12 @@ public enum StepAction: Codable, Sendable, Equatable {
     case waitHealthy(socket: String, profile: String, endpoint: String)
     /// `wait-drained`: until the endpoint is not live and has nothing in flight.
     case waitDrained(socket: String, profile: String, endpoint: String)
+    /// `wait-idle`: until the profile has no request in flight (`writesOnly`: no unsafe-method
+    /// request), e.g. after holding writes and before fencing the database underneath.
+    case waitIdle(socket: String, profile: String, writesOnly: Bool)
+    /// `check-endpoint`: fail unless the endpoint's admin state is `admin` (`online`, `offline`,
+    /// `draining`); plan runs it too, so a runbook that would start from the wrong state is refused.
+    case checkEndpoint(socket: String, profile: String, endpoint: String, admin: String)
     // Database steps (PostgreSQL).
     /// `db-readonly`: the database read-only fence on or off.
     case dbReadOnly(dsn: String, on: Bool, graceMs: Int64, controlDatabase: String?)
@@ -110,6 +121,8 @@ public enum StepAction: Codable, Sendable, Equatable {
         case .readOnly: return "readonly"
         case .waitHealthy: return "wait-healthy"
         case .waitDrained: return "wait-drained"
+        case .waitIdle: return "wait-idle"
+        case .checkEndpoint: return "check-endpoint"
         case .dbReadOnly: return "db-readonly"
         case .dbCopy: return "db-copy"
         case .dbPromote: return "db-promote"
@@ -129,14 +142,14 @@ public enum StepAction: Codable, Sendable, Equatable {
     /// Every kind, in the order the reference documents them.
     public static let kinds = [
         "switch", "set-endpoint", "pause", "resume", "maintenance", "readonly", "wait-healthy", "wait-drained",
-        "db-readonly", "db-copy", "db-promote", "db-run", "db-rename", "db-drop", "schema-check",
+        "wait-idle", "check-endpoint", "db-readonly", "db-copy", "db-promote", "db-run", "db-rename", "db-drop", "schema-check",
         "flag", "exec", "confirm", "sleep", "wait",
     ]
 
     /// The kind's timeout when the step sets none, in milliseconds (`nil`: unbounded, a person answers).
     public static func defaultTimeoutMs(kind: String) -> Int64? {
         switch kind {
-        case "switch", "wait-healthy", "wait-drained", "db-promote", "db-drop", "exec", "wait": return 60_000
+        case "switch", "wait-healthy", "wait-drained", "wait-idle", "db-promote", "db-drop", "exec", "wait": return 60_000
         case "db-copy", "db-run": return 600_000
         case "db-readonly", "db-rename", "schema-check", "flag": return 30_000
         case "confirm": return nil
@@ -163,6 +176,9 @@ public enum StepAction: Codable, Sendable, Equatable {
             }
         case .waitHealthy(_, let profile, let endpoint): return "wait until \(profile)/\(endpoint) is up"
         case .waitDrained(_, let profile, let endpoint): return "wait until \(profile)/\(endpoint) has no requests in flight"
+        case .waitIdle(_, let profile, let writesOnly):
+            return "wait until \(profile) has no \(writesOnly ? "write (unsafe-method request)" : "request or tunnel") in flight"
+        case .checkEndpoint(_, let profile, let endpoint, let admin): return "check that \(profile)/\(endpoint) is \(admin)"
         case .dbReadOnly(let dsn, let on, _, _): return "database \(Self.redacted(dsn)) read-\(on ? "only" : "write")"
         case .dbCopy(let from, let to, let method): return "copy database \(Self.redacted(from)) to \(Self.redacted(to)) (\(method))"
         case .dbPromote(let standby, _): return "promote standby \(Self.redacted(standby)) to primary"
@@ -194,7 +210,7 @@ public enum StepAction: Codable, Sendable, Equatable {
     public var undoesAfterFailure: Bool {
         switch self {
         case .exec, .dbRun, .dbRename: return false
-        case .switchTo, .setEndpoint, .pause, .resume, .maintenance, .readOnly, .waitHealthy, .waitDrained,
+        case .switchTo, .setEndpoint, .pause, .resume, .maintenance, .readOnly, .waitHealthy, .waitDrained, .waitIdle, .checkEndpoint,
              .dbReadOnly, .dbCopy, .dbPromote, .dbDrop, .schemaCheck, .dbAllowConnections, .flag, .confirm, .sleep, .wait:
             return true
         }
@@ -209,7 +225,7 @@ public enum StepAction: Codable, Sendable, Equatable {
         case .resume(_, let profile): return "pause \(profile) again, if it was paused"
         case .maintenance(_, let profile, _): return "maintenance \(profile) back to its mode before"
         case .readOnly(_, let profile, _): return "readonly \(profile) back to its mode before"
-        case .waitHealthy, .waitDrained, .schemaCheck, .dbAllowConnections, .confirm, .sleep, .wait: return "nothing to undo"
+        case .waitHealthy, .waitDrained, .waitIdle, .checkEndpoint, .schemaCheck, .dbAllowConnections, .confirm, .sleep, .wait: return "nothing to undo"
         case .dbReadOnly(_, let on, _, _): return "database read-\(on ? "write" : "only") again"
         case .dbCopy(let from, let to, _): return "drop the copy \(Self.redacted(to)) (and give \(Self.redacted(from)) its connections back if a copy was cut short)"
         case .dbPromote: return "cannot be undone (a promoted standby cannot become a standby again)"

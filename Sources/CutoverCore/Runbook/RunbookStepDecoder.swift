@@ -15,6 +15,8 @@ struct RunbookStepDecoder {
         "readonly": proxyKeys + ["mode"],
         "wait-healthy": proxyKeys + ["endpoint"],
         "wait-drained": proxyKeys + ["endpoint"],
+        "wait-idle": proxyKeys + ["requests"],
+        "check-endpoint": proxyKeys + ["endpoint", "admin"],
         "db-readonly": ["dsn", "mode", "grace", "control_db"],
         "db-copy": ["from", "to", "method"],
         "db-promote": ["standby", "primary"],
@@ -47,8 +49,19 @@ struct RunbookStepDecoder {
         if dataLoss != nil && !pointOfNoReturn {
             throw object.error("data_loss", "only a step with \"point_of_no_return\": true loses data on rollback")
         }
+        // The step is decoded whole even when it will be skipped: a typo is refused either way.
+        let skipped = try object.string("when").flatMap(Self.skipReason)
         return RunbookStep(index: index, action: action, title: try object.string("title"), timeoutMs: timeoutMs,
-                           pointOfNoReturn: pointOfNoReturn, dataLoss: dataLoss)
+                           pointOfNoReturn: pointOfNoReturn, dataLoss: dataLoss, skipped: skipped)
+    }
+
+    /// Why a step whose `when` resolved to `value` is skipped, or `nil` when it runs: empty, `false`,
+    /// `no` and `0` skip (a parameter left at its empty default, typically).
+    static func skipReason(_ value: String) -> String? {
+        switch value.lowercased() {
+        case "", "false", "no", "0": return "when is \"\(value)\""
+        default: return nil
+        }
     }
 
     private func decodeAction(_ kind: String, _ o: RunbookObject) throws(RunbookError) -> StepAction {
@@ -91,6 +104,18 @@ struct RunbookStepDecoder {
             return .readOnly(socket: try socket(), profile: try profile(), mode: gate)
         case "wait-healthy": return .waitHealthy(socket: try socket(), profile: try profile(), endpoint: try o.required("endpoint", o.string))
         case "wait-drained": return .waitDrained(socket: try socket(), profile: try profile(), endpoint: try o.required("endpoint", o.string))
+        case "wait-idle":
+            let requests = try o.string("requests") ?? "all"
+            guard requests == "all" || requests == "writes" else {
+                throw o.error("requests", "\"\(requests)\" is not a request kind; expected one of: all, writes")
+            }
+            return .waitIdle(socket: try socket(), profile: try profile(), writesOnly: requests == "writes")
+        case "check-endpoint":
+            let admin = try o.required("admin", o.string)
+            guard ["online", "offline", "draining"].contains(admin) else {
+                throw o.error("admin", "\"\(admin)\" is not an admin state; expected one of: online, offline, draining")
+            }
+            return .checkEndpoint(socket: try socket(), profile: try profile(), endpoint: try o.required("endpoint", o.string), admin: admin)
         case "db-readonly":
             return .dbReadOnly(dsn: try o.required("dsn", o.string), on: try onOff(), graceMs: try o.duration("grace") ?? 2000,
                                controlDatabase: try o.string("control_db"))
