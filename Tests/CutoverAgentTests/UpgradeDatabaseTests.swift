@@ -19,19 +19,7 @@ final class UpgradeDatabaseTests: ClusterTestCase {
         for name in ["app_rb_copy", "app_rb_old"] { try admin.query("DROP DATABASE IF EXISTS \(name) WITH (FORCE)") }
     }
 
-    var binary: String {
-        get throws {
-            let candidates = [
-                URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("cutover").path,
-                Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("cutover").path,
-                Bundle.main.bundleURL.appendingPathComponent("cutover").path,
-            ]
-            guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
-                throw FixtureError("cutover binary not found in \(candidates)")
-            }
-            return found
-        }
-    }
+    var binary: String { get throws { try CutoverChild.binary } }
 
     func temporary(_ suffix: String) -> String {
         let path = NSTemporaryDirectory() + "cutover-upgrade-\(UUID().uuidString)\(suffix)"
@@ -166,53 +154,17 @@ final class UpgradeDatabaseTests: ClusterTestCase {
 
     // MARK: the proxy and the database in one runbook
 
-    /// A `cutover` child process (backend or proxy) with its output in a file; killed by `stop`.
-    final class Child {
-        let process = Process()
-        let log: String
-
-        init(_ binary: String, _ arguments: [String], log: String) throws {
-            self.log = log
-            FileManager.default.createFile(atPath: log, contents: nil)
-            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-            defer { try? handle.close() }
-            process.executableURL = URL(fileURLWithPath: binary)
-            process.arguments = arguments
-            process.standardOutput = handle
-            process.standardError = handle
-            process.standardInput = FileHandle.nullDevice
-            try process.run()
-        }
-
-        var output: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
-
-        func stop() {
-            guard process.isRunning else { return }
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
-    }
-
-    func waitFor(_ timeout: TimeInterval = 15, _ condition: () -> Bool) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if condition() { return true }
-            usleep(20_000)
-        }
-        return condition()
-    }
-
     /// Two backends and a proxy in front of them (profile web: blue online, green offline).
-    func startProxy() throws -> (socket: String, children: [Child]) {
+    func startProxy() throws -> (socket: String, children: [CutoverChild]) {
         let dir = temporary("-proxy")
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        var children: [Child] = []
+        var children: [CutoverChild] = []
         var addresses: [String] = []
         for name in ["blue", "green"] {
-            let child = try Child(try binary, ["backend", "--listen", "127.0.0.1:0", "--name", name], log: "\(dir)/\(name).log")
+            let child = try CutoverChild(try binary, ["backend", "--listen", "127.0.0.1:0", "--name", name], log: "\(dir)/\(name).log")
             children.append(child)
             var address = ""
-            XCTAssertTrue(waitFor {
+            XCTAssertTrue(waitUntil(timeout: 15) {
                 address = child.output.split(separator: "\n").first { $0.hasPrefix("listening on ") }.map { String($0.dropFirst(13)) } ?? ""
                 return !address.isEmpty
             }, "backend \(name): \(child.output)")
@@ -226,9 +178,9 @@ final class UpgradeDatabaseTests: ClusterTestCase {
                   { "name": "blue", "address": "\(addresses[0])" }, { "name": "green", "address": "\(addresses[1])", "state": "offline" } ] }],
               "admin": { "socket": "\(socket)" }, "access_log": "off" }
             """.write(toFile: config, atomically: true, encoding: .utf8)
-        let proxy = try Child(try binary, ["proxy", "--config", config], log: "\(dir)/proxy.log")
+        let proxy = try CutoverChild(try binary, ["proxy", "--config", config], log: "\(dir)/proxy.log")
         children.append(proxy)
-        XCTAssertTrue(waitFor { FileManager.default.fileExists(atPath: socket) }, "proxy: \(proxy.output)")
+        XCTAssertTrue(waitUntil(timeout: 15) { FileManager.default.fileExists(atPath: socket) }, "proxy: \(proxy.output)")
         return (socket, children)
     }
 
@@ -296,7 +248,7 @@ final class UpgradeDatabaseTests: ClusterTestCase {
             runner.standardInput = FileHandle.nullDevice
             try runner.run()
             let pid = runner.processIdentifier
-            XCTAssertTrue(waitFor(30) {
+            XCTAssertTrue(waitUntil(timeout: 30) {
                 let text = journalText()
                 return text.contains("\"pid\":\(pid)") && text.contains("\"event\":\"step_finished\",\"index\":\(k),")
             }, "step \(k) did not finish: \(journalText())")
