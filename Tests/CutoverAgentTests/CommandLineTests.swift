@@ -4,20 +4,7 @@ import XCTest
 
 /// The built `cutover` binary: exit codes and output of `db readonly` and `flag`.
 final class CommandLineTests: ClusterTestCase {
-    /// The `cutover` executable, built next to the test bundle (IntegrationTests depends on it).
-    var binary: String {
-        get throws {
-            let candidates = [
-                URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("cutover").path,
-                Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("cutover").path,
-                Bundle.main.bundleURL.appendingPathComponent("cutover").path,
-            ]
-            guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
-                throw FixtureError("cutover binary not found in \(candidates)")
-            }
-            return found
-        }
-    }
+    var binary: String { get throws { try CutoverChild.binary } }
 
     func cutover(_ arguments: String...) throws -> (status: Int32, output: String) {
         let (status, output) = try PostgresCluster.runCapturing(try binary, arguments)

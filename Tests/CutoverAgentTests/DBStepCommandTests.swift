@@ -13,19 +13,7 @@ final class DBStepCommandTests: ClusterTestCase {
         for name in ["cli_copy", "cli_old", "cli_other"] { try admin.query("DROP DATABASE IF EXISTS \(name) WITH (FORCE)") }
     }
 
-    var binary: String {
-        get throws {
-            let candidates = [
-                URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("cutover").path,
-                Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("cutover").path,
-                Bundle.main.bundleURL.appendingPathComponent("cutover").path,
-            ]
-            guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
-                throw FixtureError("cutover binary not found in \(candidates)")
-            }
-            return found
-        }
-    }
+    var binary: String { get throws { try CutoverChild.binary } }
 
     func cutover(_ arguments: String...) throws -> (status: Int32, output: String) {
         try PostgresCluster.runCapturing(try binary, arguments)
