@@ -94,6 +94,9 @@ final class WorkflowRig {
                          + ["--journal", journal, "--yes"], log: directory + "/run-\(UUID().uuidString.prefix(4)).log")
     }
 
+    /// The run journal as written so far.
+    var journalText: String { (try? String(contentsOfFile: journal + "/journal.jsonl", encoding: .utf8)) ?? "" }
+
     /// The common `--set`s: the proxy socket.
     var proxySetting: String { "proxy_socket=\(socket)" }
 
