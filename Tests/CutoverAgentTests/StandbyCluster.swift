@@ -14,11 +14,12 @@ final class StandbyCluster: @unchecked Sendable {
     let port: Int
     private var running = false
 
-    init(of primary: PostgresCluster) throws {
+    /// `port`: the standby's port when the caller must know it beforehand (a free one otherwise).
+    init(of primary: PostgresCluster, port fixedPort: Int? = nil) throws {
         var template = Array((NSTemporaryDirectory() + "cutover-standby-XXXXXX").utf8CString)
         guard let made = mkdtemp(&template) else { throw FixtureError("mkdtemp failed") }
         root = String(cString: made)
-        port = try PostgresCluster.freePort()
+        port = try fixedPort ?? PostgresCluster.freePort()
         do {
             let hba = "\(primary.root)/db/pg_hba.conf"
             let rules = try String(contentsOfFile: hba, encoding: .utf8)

@@ -23,11 +23,14 @@ final class WorkflowRig {
     let migration: String
 
     /// `greenDatabase` is the database v2 will use (`shop_v2` for a stage copy, `shop` when shared).
-    init(cluster: PostgresCluster, greenDSN: String, greenVersion: Int = 2, profileExtra: String = "") throws {
+    /// `afterShopCreated` runs once `shop` exists, before the apps start (a standby of it, say).
+    init(cluster: PostgresCluster, greenDSN: String, greenVersion: Int = 2, profileExtra: String = "",
+         afterShopCreated: () throws -> Void = {}) throws {
         self.cluster = cluster
         directory = NSTemporaryDirectory() + "cutover-workflow-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         try Self.createShop(cluster)
+        try afterShopCreated()
         migration = directory + "/v2.sql"
         try """
             ALTER TABLE items ADD COLUMN note text;
