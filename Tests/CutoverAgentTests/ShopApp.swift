@@ -13,7 +13,8 @@ import Glibc
 /// (`schema_version` holds `version`), as a real v2 is not ready before its migration ran.
 ///
 /// Routes: `GET /healthz`; `GET /items` (the row count); `POST /items/ID` (inserts row ID; v2 also
-/// fills column `note`, which only the v2 schema has). Answers carry `X-Backend: NAME`.
+/// fills column `note`, which only the v2 schema has); `GET /slow` (the row count after a second).
+/// Answers carry `X-Backend: NAME`.
 final class ShopApp: @unchecked Sendable {  // `listener` is set once in init; the rest is immutable or locked
     let name: String
     let version: Int
@@ -79,6 +80,10 @@ final class ShopApp: @unchecked Sendable {  // `listener` is set once in init; t
                 return found == "1" ? (200, "ok v\(version)\n") : (503, "schema v\(version) missing\n")
             case ("GET", "/items"):
                 return (200, (try connection.scalar("SELECT count(*) FROM items") ?? "0") + "\n")
+            case ("GET", "/slow"):
+                // A request that is in flight for a second: what a drain must let finish.
+                _ = try connection.query("SELECT pg_sleep(1)")
+                return (200, (try connection.scalar("SELECT count(*) FROM items") ?? "0") + "\n")
             case ("POST", _) where path.hasPrefix("/items/"):
                 guard let id = Int(path.dropFirst("/items/".count)) else { return (400, "bad id\n") }
                 try connection.query(version >= 2 ? "INSERT INTO items (id, note) VALUES (\(id), 'v2')" : "INSERT INTO items (id) VALUES (\(id))")
@@ -114,6 +119,10 @@ final class ShopLoad: @unchecked Sendable {  // the arrays are guarded by `lock`
     private let nextID = Atomic<Int>(1)
     private let group = DispatchGroup()
     private let maxRequests: Int
+    private var maintenance: [Answer] = []
+    /// When set, the proxy's maintenance `503` with `Retry-After` is an expected answer, counted in
+    /// `maintenanceAnswers` and not in `failures` (a maintenance window answers so by design).
+    let expectsMaintenance = Atomic<Bool>(false)
 
     init(maxRequests: Int = 100_000) { self.maxRequests = maxRequests }
 
@@ -139,6 +148,8 @@ final class ShopLoad: @unchecked Sendable {  // the arrays are guarded by `lock`
     var acknowledgedWrites: [Int] { lock.withLock { acknowledged } }
     /// Every answer that was not 2xx, and every exchange that got no answer.
     var failures: [String] { lock.withLock { problems } }
+    /// The maintenance `503`s with `Retry-After` (only counted when `expectsMaintenance` is set).
+    var maintenanceAnswers: [Answer] { lock.withLock { maintenance } }
 
     /// Waits until `count` more answers arrived than when called (bounded by `timeout`).
     @discardableResult
@@ -177,8 +188,14 @@ final class ShopLoad: @unchecked Sendable {  // the arrays are guarded by `lock`
         let backend = lines.first { $0.lowercased().hasPrefix("x-backend:") }
             .map { $0.dropFirst("x-backend:".count).trimmingCharacters(in: .whitespaces) } ?? "-"
         let text = String(decoding: body, as: UTF8.self)
+        let isMaintenance = status == 503 && backend == "-" && lines.contains { $0.lowercased().hasPrefix("retry-after:") }
         lock.withLock {
-            answers.append(Answer(method: method, status: status, backend: backend, started: started, ended: Date(), body: text))
+            let answer = Answer(method: method, status: status, backend: backend, started: started, ended: Date(), body: text)
+            answers.append(answer)
+            if isMaintenance && expectsMaintenance.load(ordering: .relaxed) {
+                maintenance.append(answer)
+                return
+            }
             if write && (200..<300).contains(status) { acknowledged.append(id) }
             if !(200..<300).contains(status) { problems.append("\(method) \(status) from \(backend): \(text.prefix(200))") }
         }

@@ -1,5 +1,6 @@
 import CutoverAgent
 import Foundation
+import Synchronization
 import XCTest
 
 #if canImport(Glibc)
@@ -160,5 +161,65 @@ final class WorkflowRig {
                 _ = try? admin.query("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
             }
         }
+    }
+}
+
+extension WorkflowRig {
+    /// `held_total` from `show stats --json`: how many requests the proxy ever held.
+    func heldTotal() throws -> Int? {
+        func find(_ value: Any) -> Int? {
+            if let object = value as? [String: Any] {
+                if let held = object["held_total"] as? Int { return held }
+                return object.values.lazy.compactMap(find).first
+            }
+            return nil
+        }
+        return find(try JSONSerialization.jsonObject(with: Data(ctl("--json", "show", "stats").utf8)))
+    }
+
+    /// `GET /slow` through the proxy on `connections` threads until `stop`: requests that are in
+    /// flight when a switch happens.
+    func startSlowRequests(connections: Int) -> SlowRequests {
+        let slow = SlowRequests()
+        for _ in 0..<connections { slow.run(port: port) }
+        return slow
+    }
+}
+
+/// Slow requests (`GET /slow`, a second each) kept going on their own connections; every answer, or
+/// nil for an exchange without one, is recorded.
+final class SlowRequests: @unchecked Sendable {  // `answers` is guarded by `lock`; the rest is atomic or immutable
+    private let lock = NSLock()
+    private var recorded: [ShopLoad.Answer?] = []
+    private let stopFlag = Atomic<Bool>(false)
+    private let group = DispatchGroup()
+
+    var answers: [ShopLoad.Answer?] { lock.withLock { recorded } }
+
+    func stop() {
+        stopFlag.store(true, ordering: .relaxed)
+        group.wait()
+    }
+
+    fileprivate func run(port: UInt16) {
+        group.enter()
+        Thread { [self] in
+            defer { group.leave() }
+            while !stopFlag.load(ordering: .relaxed) {
+                let started = Date()
+                guard let client = try? TestSocket.Client(port: port, readTimeout: 30),
+                      let (head, body) = client.exchange("GET /slow HTTP/1.1\r\nHost: shop\r\n\r\n") else {
+                    lock.withLock { recorded.append(nil) }
+                    continue
+                }
+                let lines = head.split(separator: "\r\n")
+                let status = Int(lines.first?.split(separator: " ").dropFirst().first ?? "") ?? 0
+                let backend = lines.first { $0.lowercased().hasPrefix("x-backend:") }
+                    .map { $0.dropFirst("x-backend:".count).trimmingCharacters(in: .whitespaces) } ?? "-"
+                let answer = ShopLoad.Answer(method: "GET", status: status, backend: backend, started: started, ended: Date(),
+                                             body: String(decoding: body, as: UTF8.self))
+                lock.withLock { recorded.append(answer) }
+            }
+        }.start()
     }
 }
