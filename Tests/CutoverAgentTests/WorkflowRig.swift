@@ -45,7 +45,7 @@ final class WorkflowRig {
             { "listeners": [{ "name": "web", "address": "127.0.0.1:0", "profile": "web" }],
               "profiles": [{ "name": "web",
                   "endpoints": [{ "name": "blue", "address": "\(blue.address)" }, { "name": "green", "address": "\(green.address)", "state": "offline" }],
-                  "probe": { "type": "http", "path": "/healthz", "interval": "250ms", "timeout": "250ms", "rise": 1, "fall": 3 },
+                  "probe": { "type": "http", "path": "/healthz", "interval": "300ms", "timeout": "300ms", "rise": 1, "fall": 8 },
                   "hold_timeout": "120s", "max_held": 10000, "drain_timeout": "10s"\(profileExtra) }],
               "admin": { "socket": "\(socket)" }, "access_log": "off" }
             """.write(toFile: config, atomically: true, encoding: .utf8)

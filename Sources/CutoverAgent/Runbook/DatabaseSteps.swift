@@ -42,7 +42,10 @@ enum DatabaseSteps {
                 let target = try ConnectionString(to)
                 let control = try ControlSession(source, controlDatabase: "postgres")
                 let allowed = try control.database(source.database)?.allowsConnections ?? true
-                let drop = StepAction.dbDrop(dsn: to, name: target.database, force: false)
+                // Absent now, the target can only come from this step; killed between CREATE DATABASE
+                // and its COMMENT it has no cutover comment yet, so the drop must not ask for one.
+                let absent = try ControlSession(target, controlDatabase: "postgres").database(target.database) == nil
+                let drop = StepAction.dbDrop(dsn: to, name: target.database, force: absent)
                 return .actions(allowed ? [.dbAllowConnections(dsn: from, database: source.database), drop] : [drop])
             } catch {
                 throw StepFailure("db-copy: \(error)")
