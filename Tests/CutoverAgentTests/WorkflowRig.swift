@@ -159,6 +159,12 @@ final class WorkflowRig {
 }
 
 extension WorkflowRig {
+    /// Endpoint `name` of web as `show endpoints --json` has it (`state` is the admin state).
+    func endpoint(_ name: String) throws -> [String: Any]? {
+        let object = try JSONSerialization.jsonObject(with: Data(ctl("--json", "show", "endpoints").utf8)) as? [String: Any]
+        return (object?["endpoints"] as? [[String: Any]])?.first { $0["name"] as? String == name }
+    }
+
     /// `held_total` from `show stats --json`: how many requests the proxy ever held.
     func heldTotal() throws -> Int? {
         func find(_ value: Any) -> Int? {
