@@ -57,10 +57,11 @@ final class ExpandContractWorkflowTests: ClusterTestCase {
         let contract = rig.directory + "/contract.sql"
         try "DELETE FROM schema_version WHERE version = 1;".write(toFile: contract, atomically: true, encoding: .utf8)
         let settings = [rig.proxySetting, database, "contract=\(contract)"].flatMap { ["--set", $0] }
-        // Blue back online beside green, with slow requests in flight on it, so `drain` stays draining.
+        // Blue back online beside green, with 5-second requests in flight on it, so `drain` stays draining.
         _ = try rig.ctl("set", "endpoint", "web/blue", "online")
-        let slowOnBlue = rig.startSlowRequests(connections: 6)
+        let slowOnBlue = rig.startSlowRequests(connections: 6, path: "/slow/5")
         defer { slowOnBlue.stop() }
+        usleep(300_000)  // the slow requests are sent, half of them to blue; they take 5 s
         for (word, state) in [("online", "online"), ("drain", "draining")] {
             _ = try rig.ctl("set", "endpoint", "web/blue", word)
             XCTAssertEqual(try rig.endpoint("blue")?["state"] as? String, state)

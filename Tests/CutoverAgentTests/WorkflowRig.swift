@@ -179,8 +179,8 @@ extension WorkflowRig {
 
     /// `GET /slow` through the proxy on `connections` threads until `stop`: requests that are in
     /// flight when a switch happens.
-    func startSlowRequests(connections: Int) -> SlowRequests {
-        let slow = SlowRequests()
+    func startSlowRequests(connections: Int, path: String = "/slow") -> SlowRequests {
+        let slow = SlowRequests(path: path)
         for _ in 0..<connections { slow.run(port: port) }
         return slow
     }
@@ -193,6 +193,9 @@ final class SlowRequests: @unchecked Sendable {  // `answers` is guarded by `loc
     private var recorded: [ShopLoad.Answer?] = []
     private let stopFlag = Atomic<Bool>(false)
     private let group = DispatchGroup()
+    private let path: String
+
+    init(path: String) { self.path = path }
 
     var answers: [ShopLoad.Answer?] { lock.withLock { recorded } }
 
@@ -208,7 +211,7 @@ final class SlowRequests: @unchecked Sendable {  // `answers` is guarded by `loc
             while !stopFlag.load(ordering: .relaxed) {
                 let started = Date()
                 guard let client = try? TestSocket.Client(port: port, readTimeout: 30),
-                      let (head, body) = client.exchange("GET /slow HTTP/1.1\r\nHost: shop\r\n\r\n") else {
+                      let (head, body) = client.exchange("GET \(path) HTTP/1.1\r\nHost: shop\r\n\r\n") else {
                     lock.withLock { recorded.append(nil) }
                     continue
                 }
