@@ -36,6 +36,7 @@ final class ExpandContractWorkflowTests: ClusterTestCase {
         rig.load.stop()
 
         let answers = rig.load.results
+        XCTAssertEqual(try rig.heldTotal(), 0, "no request is ever held")
         let firstGreen = try XCTUnwrap(answers.filter { $0.backend == "green" }.map(\.ended).min(), "traffic reached green")
         let slowAnswers = slow.answers
         let inFlightAtSwitch = slowAnswers.compactMap { $0 }.filter { $0.backend == "blue" && $0.started < firstGreen && $0.ended > firstGreen }
@@ -44,7 +45,6 @@ final class ExpandContractWorkflowTests: ClusterTestCase {
         XCTAssertEqual(rig.load.failures, [], "no request may fail")
         XCTAssertEqual(slowAnswers.filter { $0 == nil || $0!.status != 200 }.count, 0, "every slow request is answered 200")
         XCTAssertGreaterThan(inFlightAtSwitch.count, 0, "requests in flight on blue at the switch finish on blue")
-        XCTAssertEqual(try rig.heldTotal(), 0, "no request is ever held")
         XCTAssertLessThan(longestRequest, 1.0, "no load request waits noticeably")
         let acknowledged = Set(rig.load.acknowledgedWrites)
         XCTAssertEqual(acknowledged.subtracting(try rig.itemIDs("shop")), [], "every acknowledged write is in the shared database")
@@ -57,8 +57,14 @@ final class ExpandContractWorkflowTests: ClusterTestCase {
         let contract = rig.directory + "/contract.sql"
         try "DELETE FROM schema_version WHERE version = 1;".write(toFile: contract, atomically: true, encoding: .utf8)
         let settings = [rig.proxySetting, database, "contract=\(contract)"].flatMap { ["--set", $0] }
+        // Blue back online beside green, with 5-second requests in flight on it, so `drain` stays draining.
+        _ = try rig.ctl("set", "endpoint", "web/blue", "online")
+        let slowOnBlue = rig.startSlowRequests(connections: 6, path: "/slow/5")
+        defer { slowOnBlue.stop() }
+        usleep(300_000)  // the slow requests are sent, half of them to blue; they take 5 s
         for (word, state) in [("online", "online"), ("drain", "draining")] {
             _ = try rig.ctl("set", "endpoint", "web/blue", word)
+            XCTAssertEqual(try rig.endpoint("blue")?["state"] as? String, state)
             let plan = try rig.upgrade(["plan", WorkflowRig.runbook("contract")] + settings)
             XCTAssertNotEqual(plan.status, 0, "contract plan with blue \(state): \(plan.output)")
             XCTAssertTrue(plan.output.contains("blue") && plan.output.contains(state), "the refusal names the check: \(plan.output)")
@@ -67,6 +73,7 @@ final class ExpandContractWorkflowTests: ClusterTestCase {
             XCTAssertEqual(try cluster.connect("shop").scalar("SELECT count(*) FROM schema_version WHERE version = 1"), "1", "a refused contract changes nothing")
             print("contract with blue \(state): exit \(plan.status)\n\(plan.output)")
         }
+        slowOnBlue.stop()
         _ = try rig.ctl("set", "endpoint", "web/blue", "offline")
         let plan = try rig.upgrade(["plan", WorkflowRig.runbook("contract")] + settings)
         XCTAssertEqual(plan.status, 0, plan.output)

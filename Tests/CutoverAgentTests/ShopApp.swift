@@ -13,7 +13,7 @@ import Glibc
 /// (`schema_version` holds `version`), as a real v2 is not ready before its migration ran.
 ///
 /// Routes: `GET /healthz`; `GET /items` (the row count); `POST /items/ID` (inserts row ID; v2 also
-/// fills column `note`, which only the v2 schema has); `GET /slow` (the row count after a second).
+/// fills column `note`, which only the v2 schema has); `GET /slow` (the row count after a second; `/slow/N`: N seconds).
 /// Answers carry `X-Backend: NAME`.
 final class ShopApp: @unchecked Sendable {  // `listener` is set once in init; the rest is immutable or locked
     let name: String
@@ -80,9 +80,9 @@ final class ShopApp: @unchecked Sendable {  // `listener` is set once in init; t
                 return found == "1" ? (200, "ok v\(version)\n") : (503, "schema v\(version) missing\n")
             case ("GET", "/items"):
                 return (200, (try connection.scalar("SELECT count(*) FROM items") ?? "0") + "\n")
-            case ("GET", "/slow"):
-                // A request that is in flight for a second: what a drain must let finish.
-                _ = try connection.query("SELECT pg_sleep(1)")
+            case ("GET", _) where path == "/slow" || path.hasPrefix("/slow/"):
+                // A request in flight for a second (or /slow/N: N seconds): what a drain must let finish.
+                _ = try connection.query("SELECT pg_sleep(\(Int(path.dropFirst("/slow/".count)) ?? 1))")
                 return (200, (try connection.scalar("SELECT count(*) FROM items") ?? "0") + "\n")
             case ("POST", _) where path.hasPrefix("/items/"):
                 guard let id = Int(path.dropFirst("/items/".count)) else { return (400, "bad id\n") }

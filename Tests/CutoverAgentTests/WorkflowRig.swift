@@ -165,6 +165,12 @@ final class WorkflowRig {
 }
 
 extension WorkflowRig {
+    /// Endpoint `name` of web as `show endpoints --json` has it (`state` is the admin state).
+    func endpoint(_ name: String) throws -> [String: Any]? {
+        let object = try JSONSerialization.jsonObject(with: Data(ctl("--json", "show", "endpoints").utf8)) as? [String: Any]
+        return (object?["endpoints"] as? [[String: Any]])?.first { $0["name"] as? String == name }
+    }
+
     /// `held_total` from `show stats --json`: how many requests the proxy ever held.
     func heldTotal() throws -> Int? {
         func find(_ value: Any) -> Int? {
@@ -179,8 +185,8 @@ extension WorkflowRig {
 
     /// `GET /slow` through the proxy on `connections` threads until `stop`: requests that are in
     /// flight when a switch happens.
-    func startSlowRequests(connections: Int) -> SlowRequests {
-        let slow = SlowRequests()
+    func startSlowRequests(connections: Int, path: String = "/slow") -> SlowRequests {
+        let slow = SlowRequests(path: path)
         for _ in 0..<connections { slow.run(port: port) }
         return slow
     }
@@ -193,6 +199,9 @@ final class SlowRequests: @unchecked Sendable {  // `answers` is guarded by `loc
     private var recorded: [ShopLoad.Answer?] = []
     private let stopFlag = Atomic<Bool>(false)
     private let group = DispatchGroup()
+    private let path: String
+
+    init(path: String) { self.path = path }
 
     var answers: [ShopLoad.Answer?] { lock.withLock { recorded } }
 
@@ -208,7 +217,7 @@ final class SlowRequests: @unchecked Sendable {  // `answers` is guarded by `loc
             while !stopFlag.load(ordering: .relaxed) {
                 let started = Date()
                 guard let client = try? TestSocket.Client(port: port, readTimeout: 30),
-                      let (head, body) = client.exchange("GET /slow HTTP/1.1\r\nHost: shop\r\n\r\n") else {
+                      let (head, body) = client.exchange("GET \(path) HTTP/1.1\r\nHost: shop\r\n\r\n") else {
                     lock.withLock { recorded.append(nil) }
                     continue
                 }
