@@ -361,7 +361,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
             upstreamFailed(exchange, status: 502, reason: "\(target.qualifiedName) refused the connection (\(String(cString: strerror(error))))", passive: true)
             return
         }
-        runtime.reportPassiveSuccess(target: target)
+        runtime.reportPassiveSuccess(target: target, proof: .connected)
         sendRequestHead(exchange)
     }
 
@@ -506,7 +506,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
             if head.status >= 500 && exchange.reportsServerErrors {
                 runtime.reportPassiveFailure(target: target, cause: "HTTP \(head.status) for \(exchange.head.method) \(exchange.head.target)", signal: .serverError)
             } else {
-                runtime.reportPassiveSuccess(target: target)
+                runtime.reportPassiveSuccess(target: target, proof: .answered)
             }
         }
         exchange.responseFraming = framing

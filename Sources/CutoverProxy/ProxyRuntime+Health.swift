@@ -31,10 +31,10 @@ extension ProxyRuntime {
     }
 
     /// Live traffic reached `target` fine: its passive failure streaks end.
-    func reportPassiveSuccess(target: EndpointTarget) {
+    func reportPassiveSuccess(target: EndpointTarget, proof: PassiveSuccess) {
         // Nearly every call finds no streak: then it costs one relaxed load, no queue hop.
         guard target.counters.passiveStreak.load(ordering: .relaxed) != 0 else { return }
-        controlQueue.async { [self] in applyHealth(.passiveSuccessSeen, profile: target.profile, endpoint: target.name) }
+        controlQueue.async { [self] in applyHealth(.passiveSuccessSeen(proof), profile: target.profile, endpoint: target.name) }
     }
 
     /// Feeds `event` to the endpoint's `EndpointHealth`, copies its health into the runtime state

@@ -134,7 +134,7 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
             close(reason: "connect to \(target.qualifiedName): \(String(cString: strerror(error)))")
             return
         }
-        runtime.reportPassiveSuccess(target: target)
+        runtime.reportPassiveSuccess(target: target, proof: .connected)
         startPumping()
     }
 

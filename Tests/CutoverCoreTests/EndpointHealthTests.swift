@@ -28,7 +28,7 @@ final class EndpointHealthTests: XCTestCase {
         XCTAssertEqual(h.transition(on: refused), [])
         XCTAssertEqual(h.state, .unprobed(.up))
         XCTAssertEqual(h.passiveStreaks, [:])
-        XCTAssertEqual(h.transition(on: .passiveSuccessSeen), [.clearPassiveMark])
+        XCTAssertEqual(h.transition(on: .passiveSuccessSeen(.answered)), [.clearPassiveMark])
         XCTAssertEqual(h.transition(on: .probeStarted(rise: 1, fall: 1)), [])
         XCTAssertEqual(h.state, .probed(HealthCounter(rise: 1, fall: 1, health: .up)))
     }
@@ -87,9 +87,24 @@ final class EndpointHealthTests: XCTestCase {
     func testProbed_aSuccessOnLiveTraffic_endsTheStreak() {
         var h = health(.up)
         XCTAssertEqual(h.transition(on: refused), [])
-        XCTAssertEqual(h.transition(on: .passiveSuccessSeen), [.clearPassiveMark])
+        XCTAssertEqual(h.transition(on: .passiveSuccessSeen(.answered)), [.clearPassiveMark])
         XCTAssertEqual(h.transition(on: refused), [], "the streak starts again from one")
         XCTAssertEqual(h.health, .up)
+    }
+
+    /// A new upstream connection ends a streak of connect failures but not one of 5xx answers: a
+    /// backend that accepts and then answers 502 must still be taken out (the HealthTests flake:
+    /// a fresh connection between two 5xx reset the streak).
+    func testProbed_aConnection_endsOnlyTheConnectFailureStreak() {
+        var h = health(.up)
+        let fiveHundred = EndpointHealth.Event.passiveFailureSeen(.serverError, cause: "HTTP 500 for GET /", threshold: 2)
+        XCTAssertEqual(h.transition(on: refused), [])
+        XCTAssertEqual(h.transition(on: fiveHundred), [])
+        XCTAssertEqual(h.transition(on: .passiveSuccessSeen(.connected)), [], "the 5xx streak goes on: the mark stays")
+        XCTAssertEqual(h.passiveStreaks, [.serverError: 1])
+        XCTAssertEqual(h.transition(on: fiveHundred), [
+            .recordEvent(state: "down", cause: "passive: 2 consecutive 5xx answers, last: HTTP 500 for GET /"), .publishSnapshot,
+        ])
     }
 
     func testProbed_restart_keepsHealth_resetsTheStreak() {

@@ -8,7 +8,8 @@
 ///   is set) mark an endpoint down after `threshold` in a row, but only while an active probe
 ///   watches it: probes are what bring it back (after `rise` successes), so without one a passive
 ///   `down` would last until a restart.
-/// - Any success on live traffic ends the passive streaks; so does the endpoint coming back up.
+/// - An answer on live traffic ends the passive streaks (a connection only ends the connection-failure
+///   streak); so does the endpoint coming back up.
 /// - A probe removed from the config forgets what the last one said: health goes back to `unknown`.
 public struct EndpointHealth: Sendable, Equatable {
     /// Whether an active probe watches the endpoint, and if so where its counter stands.
@@ -31,8 +32,8 @@ public struct EndpointHealth: Sendable, Equatable {
         case probeFailed(String)
         /// Live traffic failed; `threshold` in a row mark the endpoint down (0 = this signal is off).
         case passiveFailureSeen(PassiveSignal, cause: String, threshold: Int)
-        /// Live traffic reached the endpoint fine.
-        case passiveSuccessSeen
+        /// Live traffic reached the endpoint fine, as far as `proof` goes.
+        case passiveSuccessSeen(PassiveSuccess)
     }
 
     /// An order for the runtime, about this endpoint.
@@ -105,9 +106,15 @@ public struct EndpointHealth: Sendable, Equatable {
             state = .probed(counter)
             return changed(HealthTransition(health: .down, cause: "passive: \(count) consecutive \(signal.rawValue), last: \(cause)"))
 
-        case (.unprobed, .passiveSuccessSeen), (.probed, .passiveSuccessSeen):
-            passiveStreaks = [:]
-            return [.clearPassiveMark]
+        case (.unprobed, .passiveSuccessSeen(let proof)), (.probed, .passiveSuccessSeen(let proof)):
+            switch proof {
+            case .connected:
+                // A connection proves nothing about the answers: a 5xx streak goes on.
+                passiveStreaks[.connectionFailure] = nil
+            case .answered:
+                passiveStreaks = [:]
+            }
+            return passiveStreaks.isEmpty ? [.clearPassiveMark] : []
         }
     }
 
@@ -123,6 +130,15 @@ public struct EndpointHealth: Sendable, Equatable {
             return recorded
         }
     }
+}
+
+/// How much a success on live traffic proves, and so which failure streaks it ends.
+public enum PassiveSuccess: Sendable, Equatable {
+    /// A connection was established: ends a streak of connection failures, not one of 5xx answers
+    /// (a backend that accepts and then answers 502 must still be taken out).
+    case connected
+    /// A response that is not a counted 5xx: ends every streak.
+    case answered
 }
 
 /// What live traffic can tell about an endpoint.
