@@ -84,6 +84,28 @@ final class ControlSession {
         }
     }
 
+    /// Ends any `CREATE DATABASE` of `name` still running for a runner that died: the server finishes
+    /// a statement whose client is gone, so without this a copy killed midway would create its target
+    /// after the rollback that dropped nothing. Terminated, the creation rolls back. Returns how many.
+    func endOrphanCreation(of name: String, timeout: Duration = .seconds(10)) throws(DatabaseError) -> Int {
+        let list = """
+            SELECT pid FROM pg_stat_activity
+             WHERE pid <> pg_backend_pid() AND state = 'active' AND query ILIKE 'create database %'
+               AND position(lower($1) IN lower(query)) > 0
+            """
+        let pids = try connection.query(list, [name]).compactMap { $0[0] }
+        for pid in pids { _ = try? connection.scalar("SELECT pg_terminate_backend($1::int)", [pid]) }
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        while try !connection.query(list, [name]).isEmpty {
+            if clock.now >= deadline {
+                throw .sessionsSurvived(database: name, pids: pids.compactMap { Int32($0) }, message: "CREATE DATABASE still running \(timeout.milliseconds) ms after pg_terminate_backend")
+            }
+            Self.sleep(pollInterval)
+        }
+        return pids.count
+    }
+
     /// Whether this role may create databases: superuser or CREATEDB.
     func canCreateDatabases() throws(DatabaseError) -> Bool {
         try connection.scalar("SELECT rolsuper OR rolcreatedb FROM pg_roles WHERE rolname = current_user") == "t"

@@ -111,6 +111,8 @@ public struct DatabaseCopy: DatabaseStep {
         let clock = ContinuousClock()
         let started = clock.now
         let targetControl = try ControlSession(target, controlDatabase: controlDatabase, connectTimeout: connectTimeout)
+        // A copy killed midway may still be creating the target on the server: end that first.
+        _ = try targetControl.endOrphanCreation(of: target.database)
         var details: [String: String] = ["method": resolvedMethod.rawValue, "source": source.database, "target": target.database]
         if let existing = try targetControl.database(target.database) {
             guard let comment = existing.comment, CutoverComment.isCutover(comment) else {

@@ -60,6 +60,7 @@ public struct DatabaseDrop: DatabaseStep {
             throw .refused(step: description, reason: "\"\(name)\" is the control database")
         }
         let control = try ControlSession(server, controlDatabase: controlDatabase, connectTimeout: connectTimeout)
+        let orphans = try control.endOrphanCreation(of: name)
         guard let info = try control.database(name) else {
             return DatabaseStepReport(summary: "database \(name) is already absent on \(server.endpoint)", details: ["already_applied": "true"])
         }
@@ -67,7 +68,7 @@ public struct DatabaseDrop: DatabaseStep {
         let terminated = try control.drop(name)
         return DatabaseStepReport(
             summary: "dropped database \(name) on \(server.endpoint) (terminated \(terminated) session(s))",
-            details: ["database": name, "terminated_sessions": String(terminated), "comment": info.comment ?? ""])
+            details: ["database": name, "terminated_sessions": String(terminated), "comment": info.comment ?? "", "ended_creations": String(orphans)])
     }
 
     /// Why this database may not be dropped, or `nil`.
