@@ -13,7 +13,7 @@ final class CutoverChild {
 
     init(_ binary: String, _ arguments: [String], log: String) throws {
         self.log = log
-        FileManager.default.createFile(atPath: log, contents: nil)
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         defer { try? handle.close() }
         process.executableURL = URL(fileURLWithPath: binary)

@@ -52,19 +52,6 @@ final class DatabaseStepTests: ClusterTestCase {
         return path
     }
 
-    func assertThrows(_ code: String, _ body: () throws -> Void, file: StaticString = #filePath, line: UInt = #line) -> DatabaseError? {
-        do {
-            try body()
-            XCTFail("expected \(code), nothing thrown", file: file, line: line)
-        } catch let error as DatabaseError {
-            XCTAssertEqual(error.code, code, "\(error)", file: file, line: line)
-            return error
-        } catch {
-            XCTFail("expected \(code), got \(error)", file: file, line: line)
-        }
-        return nil
-    }
-
     // MARK: copy
 
     func test_templateCopy_terminatesTheSourcesSession_copiesDataAndSequences_andRestoresAllowConnections() throws {

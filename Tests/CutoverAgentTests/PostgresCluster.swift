@@ -183,3 +183,20 @@ struct FixtureError: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
 }
+
+extension XCTestCase {
+    /// Asserts that `body` throws this DatabaseError case (compared by code); returns the error.
+    @discardableResult
+    func assertThrows(_ code: String, _ body: () throws -> Void, file: StaticString = #filePath, line: UInt = #line) -> DatabaseError? {
+        do {
+            try body()
+            XCTFail("expected \(code), nothing thrown", file: file, line: line)
+        } catch let error as DatabaseError {
+            XCTAssertEqual(error.code, code, "\(error)", file: file, line: line)
+            return error
+        } catch {
+            XCTFail("expected \(code), got \(error)", file: file, line: line)
+        }
+        return nil
+    }
+}

@@ -18,20 +18,6 @@ final class ReadOnlyFenceTests: ClusterTestCase {
         try ReadOnlyFence(target: ConnectionString(dsn ?? cluster.dsn()))
     }
 
-    /// Asserts that `body` throws this DatabaseError case (compared by code).
-    func assertThrows(_ code: String, _ body: () throws -> Void, file: StaticString = #filePath, line: UInt = #line) -> DatabaseError? {
-        do {
-            try body()
-            XCTFail("expected \(code), nothing thrown", file: file, line: line)
-        } catch let error as DatabaseError {
-            XCTAssertEqual(error.code, code, "\(error)", file: file, line: line)
-            return error
-        } catch {
-            XCTFail("expected \(code), got \(error)", file: file, line: line)
-        }
-        return nil
-    }
-
     func test_on_waitsForOpenWriter_thenTerminatesIt_andNewWritesFail25006() throws {
         let writer = try cluster.connect()
         try writer.query("BEGIN")
