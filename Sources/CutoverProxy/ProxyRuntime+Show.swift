@@ -85,6 +85,7 @@ extension ProxyRuntime {
         /// Requests and tunnels in flight on the profile's endpoints, and the writes among them.
         let inFlight: Int
         let writesInFlight: Int
+        let holdTimeout: Duration
 
         var gates: [String] {
             [paused ? "paused" : nil, maintenance ? "maintenance" : nil, readOnlyLabel].compactMap { $0 }
@@ -102,7 +103,7 @@ extension ProxyRuntime {
         /// The `show profiles --json` row.
         var status: ProfileStatus {
             ProfileStatus(name: name, live: live, paused: paused, maintenance: maintenance, readonly: readOnly, held: held, endpoints: endpoints,
-                          inFlight: inFlight, writesInFlight: writesInFlight)
+                          inFlight: inFlight, writesInFlight: writesInFlight, holdTimeoutMs: holdTimeout.milliseconds)
         }
     }
 
@@ -118,7 +119,8 @@ extension ProxyRuntime {
                 maintenance: state?.maintenance ?? false, readOnly: state?.readOnly ?? .off,
                 held: holdQueue(for: profile.name).count, endpoints: profile.endpoints.count,
                 inFlight: counters.reduce(0) { $0 + $1.inFlight.load(ordering: .relaxed) },
-                writesInFlight: counters.reduce(0) { $0 + $1.writesInFlight.load(ordering: .relaxed) })
+                writesInFlight: counters.reduce(0) { $0 + $1.writesInFlight.load(ordering: .relaxed) },
+                holdTimeout: profile.holdTimeout)
         }
     }
 

@@ -280,9 +280,11 @@ public struct ProfileStatus: Codable, Sendable, Equatable {
     /// Of those, HTTP requests with an unsafe method: zero once writes are held and the last one
     /// already sent has been answered.
     public var writesInFlight: Int
+    /// How long held work waits before a 503 (the profile's `hold_timeout`; absent from older proxies).
+    public var holdTimeoutMs: Int64?
 
     public init(name: String, live: [String], paused: Bool, maintenance: Bool, readonly gate: ReadOnlyGate, held: Int, endpoints: Int,
-                inFlight: Int = 0, writesInFlight: Int = 0) {
+                inFlight: Int = 0, writesInFlight: Int = 0, holdTimeoutMs: Int64? = nil) {
         self.name = name
         self.live = live
         self.paused = paused
@@ -293,6 +295,7 @@ public struct ProfileStatus: Codable, Sendable, Equatable {
         self.endpoints = endpoints
         self.inFlight = inFlight
         self.writesInFlight = writesInFlight
+        self.holdTimeoutMs = holdTimeoutMs
     }
 }
 
