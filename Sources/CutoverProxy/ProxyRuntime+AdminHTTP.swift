@@ -8,8 +8,8 @@ extension ProxyRuntime {
     ///
     /// The address and `admin.token` are read once: changing them takes a restart, not a reload.
     func startAdminHTTP(on address: HostPort) throws {
-        let token = controlQueue.sync { config.admin.token }
-        let server = try AdminHTTPServer(address: address, token: token) { [self] request in
+        let (token, limits) = controlQueue.sync { (config.admin.token, config.admin.sessionLimits) }
+        let server = try AdminHTTPServer(address: address, token: token, limits: limits) { [self] request in
             adminHTTPResponse(to: request)
         }
         let bound = HostPort(host: address.host, port: server.port)

@@ -1,0 +1,91 @@
+import Foundation
+import Glibc
+import XCTest
+
+/// What a hostile client could do to a running proxy, against the real binary: each test is one
+/// finding of the hardening review (issue 20) and fails on the code before its fix.
+final class HardeningTests: XCTestCase {
+    /// A proxy with blue online, the admin socket and the admin HTTP listener; `admin` adds members
+    /// to the `admin` object.
+    private func startProxy(_ dir: TemporaryDirectory, admin: String = "") throws -> (proxy: Proxy, backend: Backend, adminHTTPPort: UInt16) {
+        let blue = try Backend(name: "blue", directory: dir)
+        let socket = dir.path("admin.sock")
+        let proxy = try Proxy(config: """
+            { "listeners": [{ "name": "web", "address": "127.0.0.1:0", "profile": "web" }],
+              "profiles": [{ "name": "web", "endpoints": [{ "name": "blue", "address": "\(blue.address)" }] }],
+              "admin": { "socket": "\(socket)", "http": "127.0.0.1:0"\(admin) },
+              "access_log": "off" }
+            """, directory: dir, socketPath: socket)
+        var port: UInt16 = 0
+        waitUntil {
+            port = AdminTests.adminHTTPPort(in: proxy.child.stderr) ?? 0
+            return port != 0
+        }
+        guard port != 0 else { throw FixtureError("no admin http line in the proxy log: \(proxy.child.stderr)") }
+        return (proxy, blue, port)
+    }
+
+    /// A line of `/proc/PID/status` as a number (`Threads`, `VmRSS`, …).
+    static func procStatus(_ pid: pid_t, _ field: String) -> Int {
+        let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+        let line = status.split(separator: "\n").first { $0.hasPrefix(field + ":") } ?? ""
+        return Int(line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first ?? "") ?? -1
+    }
+
+    /// Defect 1: 300 clients that connect to the admin socket and 300 to the admin HTTP listener
+    /// and say nothing neither hold a thread each nor lock the operator out: `ctl` and `/health`
+    /// answer at once, and the thread count stays bounded.
+    func testSilentAdminClients_doNotLockOutTheOperator() throws {
+        let dir = try TemporaryDirectory()
+        let (proxy, blue, adminPort) = try startProxy(dir)
+        defer {
+            proxy.stop()
+            blue.stop()
+        }
+        let threadsBefore = Self.procStatus(proxy.child.pid, "Threads")
+        var silent: [RawConnection] = []
+        for _ in 0..<300 {
+            silent.append(try RawConnection(unixPath: proxy.socketPath))
+            silent.append(try RawConnection(port: adminPort))
+        }
+        let started = Date()
+        let shown = try IntegrationTests.run(CutoverBinary.url.path, ["ctl", "--socket", proxy.socketPath, "show", "profiles"], timeout: 5)
+        XCTAssertEqual(shown.status, 0, "ctl locked out by silent clients: \(shown.stdout)\(shown.stderr)")
+        XCTAssertTrue(shown.stdout.contains("web"), shown.stdout)
+        let health = try curl("http://127.0.0.1:\(adminPort)/health", timeout: 5)
+        XCTAssertEqual(health.code, 200, "admin http locked out by silent clients")
+        XCTAssertLessThan(Date().timeIntervalSince(started), 5)
+        let threads = Self.procStatus(proxy.child.pid, "Threads")
+        XCTAssertLessThan(threads, threadsBefore + 20, "threads grew from \(threadsBefore) to \(threads) with 600 silent admin clients")
+        // The longest-silent sessions made room: the very first socket client was closed.
+        let first = silent[0]
+        first.setReadTimeout(2)
+        XCTAssertEqual(first.readAll(), "", "an evicted session is closed without an answer")
+        withExtendedLifetime(silent) {}
+    }
+
+    /// Defect 1: an admin session that sends no whole command within `admin.read_timeout` is told
+    /// so and closed; one that sends a command in time is answered.
+    func testSilentAdminSession_isClosedAtTheReadTimeout() throws {
+        let dir = try TemporaryDirectory()
+        let (proxy, blue, adminPort) = try startProxy(dir, admin: #", "read_timeout": "500ms""#)
+        defer {
+            proxy.stop()
+            blue.stop()
+        }
+        let silent = try RawConnection(unixPath: proxy.socketPath)
+        silent.send("show prof")  // half a command, never finished
+        silent.setReadTimeout(5)
+        let started = Date()
+        XCTAssertEqual(silent.readAll(), "ERR timeout: no command line within 500 ms; closing\n\n")
+        XCTAssertLessThan(Date().timeIntervalSince(started), 4, "closed at the read timeout, not later")
+
+        let http = try RawConnection(port: adminPort)
+        http.setReadTimeout(5)
+        XCTAssertEqual(http.readAll(), "", "a silent admin HTTP client is closed at the read timeout")
+
+        let talking = try RawConnection(unixPath: proxy.socketPath)
+        talking.send("show profiles\n")
+        XCTAssertTrue(talking.read(until: "\n\n").contains("web"))
+    }
+}
