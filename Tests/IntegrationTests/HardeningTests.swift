@@ -89,3 +89,22 @@ final class HardeningTests: XCTestCase {
         XCTAssertTrue(talking.read(until: "\n\n").contains("web"))
     }
 }
+
+extension HardeningTests {
+    /// Defect 7: the sample backend streams `/bytes?n=` from a small buffer (10 GB of memory was
+    /// seen for a large `n`) and refuses an `n` it cannot serve.
+    func testSampleBackendBytes_areStreamedAndBounded() throws {
+        let dir = try TemporaryDirectory()
+        let backend = try Backend(name: "blue", directory: dir)
+        defer { backend.stop() }
+        let size = 300 * 1024 * 1024
+        let fetched = try curl("http://\(backend.address)/bytes?n=\(size)", ["-o", "/dev/null"], timeout: 60)
+        XCTAssertEqual(fetched.code, 200)
+        let peakKiB = Self.procStatus(backend.child.pid, "VmHWM")
+        XCTAssertGreaterThan(peakKiB, 0)
+        XCTAssertLessThan(peakKiB, 100 * 1024, "a 300 MiB body raised the backend's peak memory to \(peakKiB) KiB")
+        for bad in ["-1", "abc", String(1 << 40)] {
+            XCTAssertEqual(try curl("http://\(backend.address)/bytes?n=\(bad)").code, 400, "n=\(bad)")
+        }
+    }
+}
