@@ -54,6 +54,9 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         var state = RuntimeState(config: config)
         if let stateFile, let saved = try stateFile.read() {
             state = saved.reconciled(with: config)
+            for key in saved.unmatched(by: config) {
+                Log.info("state file \(stateFile.path): \(key) is not in the config; its saved state is dropped")
+            }
             Log.info("restored runtime state from \(stateFile.path)")
         }
         self.runtime = state

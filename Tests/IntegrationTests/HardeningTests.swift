@@ -108,3 +108,48 @@ extension HardeningTests {
         }
     }
 }
+
+extension HardeningTests {
+    /// Starts `cutover proxy` on a config whose state file holds `state`; returns its exit status and
+    /// log (a proxy that starts is stopped after `timeout`).
+    private func startOnStateFile(_ dir: TemporaryDirectory, _ state: String, endpoints: String) throws -> (status: Int32, log: String) {
+        let blue = try Backend(name: "blue", directory: dir)
+        defer { blue.stop() }
+        let statePath = try dir.write("state.json", state)
+        let config = try dir.write("cutover.json", """
+            { "listeners": [{ "name": "web", "address": "127.0.0.1:0", "profile": "web" }],
+              "profiles": [{ "name": "web", "endpoints": [\(endpoints.replacingOccurrences(of: "BLUE", with: blue.address))] }],
+              "state_file": "\(statePath)", "access_log": "off" }
+            """)
+        let result = try IntegrationTests.run(CutoverBinary.url.path, ["proxy", "--config", config], timeout: 3)
+        return (result.status, result.stderr)
+    }
+
+    /// Defect 6: one bad value in the state file (an unknown state, a negative weight) stops the
+    /// start with the file, the key path, the reason and the way out, instead of restoring the
+    /// config's live endpoint (undoing a switch) or taking a weight no command would.
+    func testStateFileWithABadValue_stopsTheStartAndSaysWhy() throws {
+        let dir = try TemporaryDirectory()
+        let endpoints = #"{ "name": "blue", "address": "BLUE" }, { "name": "green", "address": "BLUE", "state": "offline" }"#
+        for (value, key) in [(#""state": "bogus", "priority": 1, "weight": 1"#, "state"), (#""state": "online", "priority": 1, "weight": -5"#, "weight")] {
+            let state = #"{"version":1,"profiles":{"web":{"endpoints":{"blue":{"state":"offline","priority":1,"weight":1},"green":{"#
+                + value + #"}},"paused":false,"maintenance":false,"readonly":false}}}"#
+            let (status, log) = try startOnStateFile(dir, state, endpoints: endpoints)
+            XCTAssertEqual(status, 1, "started on a state file with green.\(key) bad: \(log)")
+            XCTAssertTrue(log.contains(dir.path("state.json")), log)
+            XCTAssertTrue(log.contains("profiles.web.endpoints.green.\(key)"), log)
+            XCTAssertTrue(log.contains("delete the file"), log)
+        }
+    }
+
+    /// Defect 6: what the state file holds for an endpoint the config no longer has is dropped with a
+    /// line naming it, never silently.
+    func testStateFileEntryMissingFromConfig_isDroppedWithALogLine() throws {
+        let dir = try TemporaryDirectory()
+        let state = #"{"version":1,"profiles":{"web":{"endpoints":{"blue":{"state":"online","priority":1,"weight":1},"old":{"state":"online","priority":1,"weight":1}}},"gone":{"endpoints":{}}}}"#
+        let (_, log) = try startOnStateFile(dir, state, endpoints: #"{ "name": "blue", "address": "BLUE" }"#)
+        XCTAssertTrue(log.contains("profiles.web.endpoints.old is not in the config; its saved state is dropped"), log)
+        XCTAssertTrue(log.contains("profiles.gone is not in the config"), log)
+        XCTAssertTrue(log.contains("restored runtime state"), log)
+    }
+}
