@@ -38,6 +38,10 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
     private var pending: [UInt8] = []
     private var pendingOffset = 0
     private(set) var isClosed = false
+    /// A send failed because the peer is gone (reset, or closed while we wrote). The send consumed
+    /// the socket's error, so a read would now see a plain end of stream; `read` reports the failure
+    /// instead, so the owner releases both sides at once rather than wait to flush what never will.
+    private var peerFailed = false
 
     init(fd: Int32, worker: Worker) {
         self.fd = fd
@@ -82,6 +86,7 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
     /// Reads once into `buffer`: the byte count, 0 at end of stream, or -1 when nothing is there
     /// (`EAGAIN`) — errors such as a reset are returned as `-2`.
     func read(into buffer: UnsafeMutableRawBufferPointer) -> Int {
+        if peerFailed { return -2 }
         let n = Glibc.read(fd, buffer.baseAddress, buffer.count)
         if n >= 0 { return n }
         return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? -1 : -2
@@ -199,6 +204,7 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
             }
             if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) { return }
             // The peer is gone: the owner learns it from its next read.
+            peerFailed = true
             pending.removeAll()
             pendingOffset = 0
             setWriteWanted(false)

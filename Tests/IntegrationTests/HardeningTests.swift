@@ -153,3 +153,44 @@ extension HardeningTests {
         XCTAssertTrue(log.contains("restored runtime state"), log)
     }
 }
+
+extension HardeningTests {
+    /// Defect 4: a client that stops reading a large response and then resets is noticed while the
+    /// proxy waits to write to it: its connection and the upstream one are released at once, not
+    /// when `timeouts.write` (30 s here) passes.
+    func testClientResetWhileWriteStalls_releasesBothSides() throws {
+        try checkClientResetWhileWriteStalls(mode: "http")
+    }
+
+    /// Defect 4 in a TCP tunnel: the same reset releases the tunnel and its upstream at once.
+    func testClientResetWhileTunnelWriteStalls_releasesBothSides() throws {
+        try checkClientResetWhileWriteStalls(mode: "tcp")
+    }
+
+    private func checkClientResetWhileWriteStalls(mode: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let dir = try TemporaryDirectory()
+        let blue = try Backend(name: "blue", directory: dir)
+        let rig = try ProxyRig(
+            directory: dir, endpoints: [.init(name: "blue", address: blue.address)], mode: mode, settings: [#""timeouts": { "write": "30s" }"#])
+        defer {
+            rig.stop()
+            blue.stop()
+        }
+        let client = try rig.connect()
+        var small: Int32 = 4096
+        setsockopt(client.fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+        client.send("GET /bytes?n=\(1 << 32) HTTP/1.1\r\nHost: test\r\n\r\n")
+        XCTAssertTrue(waitUntil { (try? rig.endpoint("blue")["in_flight"] as? Int) == 1 }, "the request never reached blue", file: file, line: line)
+        // The scenario itself, not a wait for a condition: the body fills every buffer on the way
+        // (4 KiB at the client), so the proxy's write to the client stalls.
+        usleep(500_000)
+        client.reset()
+        let reset = Date()
+        XCTAssertTrue(waitUntil(timeout: 10) { (try? rig.stats()["connections_open"] as? Int) == 0 }, "the reset client's connection stayed open", file: file, line: line)
+        XCTAssertTrue(waitUntil(timeout: 10) {
+            let endpoint = try? rig.endpoint("blue")
+            return endpoint?["in_flight"] as? Int == 0 && endpoint?["connections"] as? Int == 0
+        }, "the upstream connection stayed open: \(String(describing: try? rig.endpoint("blue")))", file: file, line: line)
+        XCTAssertLessThan(Date().timeIntervalSince(reset), 5, "released only after \(Date().timeIntervalSince(reset)) s", file: file, line: line)
+    }
+}

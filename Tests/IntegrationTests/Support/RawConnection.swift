@@ -3,7 +3,7 @@ import Glibc
 
 /// A plain TCP client for byte-exact HTTP tests (what curl would never send).
 final class RawConnection {
-    let fd: Int32
+    private(set) var fd: Int32
 
     init(port: UInt16, host: String = "127.0.0.1") throws {
         var address = sockaddr_in()
@@ -39,7 +39,15 @@ final class RawConnection {
         return fd
     }
 
-    deinit { close(fd) }
+    deinit { if fd >= 0 { close(fd) } }
+
+    /// Closes with a reset (`SO_LINGER` 0), as a client that crashes or gives up does.
+    func reset() {
+        var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+        close(fd)
+        fd = -1
+    }
 
     func send(_ text: String) { send(Array(text.utf8)) }
 
