@@ -194,3 +194,43 @@ extension HardeningTests {
         XCTAssertLessThan(Date().timeIntervalSince(reset), 5, "released only after \(Date().timeIntervalSince(reset)) s", file: file, line: line)
     }
 }
+
+extension HardeningTests {
+    /// Defect 5: at `max_connections`, sockets that say nothing no longer lock real clients out —
+    /// the longest-idle one is closed to make room — and when every connection is busy the newcomer
+    /// gets a `503` with `Retry-After` instead of a bare close; both are counted.
+    func testAtMaxConnections_idleSocketsMakeRoomAndBusyOnesGet503() throws {
+        let dir = try TemporaryDirectory()
+        let blue = try Backend(name: "blue", directory: dir)
+        let rig = try ProxyRig(
+            directory: dir, endpoints: [.init(name: "blue", address: blue.address)],
+            settings: [#""limits": { "max_connections": 20 }"#, #""timeouts": { "header_read": "60s", "idle": "60s" }"#], adminHTTP: true)
+        defer {
+            rig.stop()
+            blue.stop()
+        }
+        var silent: [RawConnection] = []
+        for _ in 0..<30 { silent.append(try rig.connect()) }
+        XCTAssertTrue(waitUntil { (try? rig.stats()["connections_open"] as? Int) == 20 }, "\(String(describing: try? rig.stats()))")
+        let served = try curl(rig.url("/"))
+        XCTAssertEqual(served.code, 200, "a real client was turned away by 30 silent sockets")
+        let afterSilent = try rig.stats()
+        XCTAssertGreaterThanOrEqual(afterSilent["connections_evicted"] as? Int ?? 0, 11, "\(afterSilent)")
+        silent.removeAll()
+        XCTAssertTrue(waitUntil { (try? rig.stats()["connections_open"] as? Int) == 0 })
+
+        // Every connection busy with a request: nothing to evict, so the newcomer is told why.
+        var busy: [RawConnection] = []
+        for _ in 0..<20 {
+            let connection = try rig.connect()
+            connection.send("GET /slow?ms=5000 HTTP/1.1\r\nHost: test\r\n\r\n")
+            busy.append(connection)
+        }
+        XCTAssertTrue(waitUntil { (try? rig.endpoint("blue")["in_flight"] as? Int) == 20 })
+        let refused = try curl(rig.url("/"))
+        XCTAssertEqual(refused.code, 503, refused.body)
+        XCTAssertEqual(refused.header("Retry-After"), "1")
+        XCTAssertGreaterThanOrEqual(try rig.stats()["connections_refused"] as? Int ?? 0, 1)
+        withExtendedLifetime(busy) {}
+    }
+}
