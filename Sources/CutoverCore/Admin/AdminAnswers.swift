@@ -400,6 +400,8 @@ public struct StatsAnswer: Codable, Sendable, Equatable {
     public var connectionsAccepted: Int
     /// Client connections refused since start (`max_connections` reached, or shutting down).
     public var connectionsRefused: Int
+    /// Idle client connections closed at `max_connections` to make room for a new one.
+    public var connectionsEvicted: Int
     /// HTTP requests since start.
     public var requests: Int
     /// Requests the proxy answered itself: parse errors, gates, 502/503/504.
@@ -420,7 +422,7 @@ public struct StatsAnswer: Codable, Sendable, Equatable {
     public var workers: Int
 
     public init(
-        uptimeSeconds: Int, connectionsOpen: Int, connectionsAccepted: Int, connectionsRefused: Int, requests: Int,
+        uptimeSeconds: Int, connectionsOpen: Int, connectionsAccepted: Int, connectionsRefused: Int, connectionsEvicted: Int = 0, requests: Int,
         proxyAnswered: Int, heldNow: Int, heldTotal: Int, holdTimeouts: Int, switches: Int, tunnels: Int,
         snapshotGeneration: Int, workers: Int
     ) {
@@ -428,6 +430,7 @@ public struct StatsAnswer: Codable, Sendable, Equatable {
         self.connectionsOpen = connectionsOpen
         self.connectionsAccepted = connectionsAccepted
         self.connectionsRefused = connectionsRefused
+        self.connectionsEvicted = connectionsEvicted
         self.requests = requests
         self.proxyAnswered = proxyAnswered
         self.heldNow = heldNow
