@@ -46,6 +46,10 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     let stateFile: StateFile?
     let accessLog: AccessLog?
     let shuttingDown = Atomic<Bool>(false)
+    /// Set once a takeover succeeded (see `ProxyRuntime+Handover`).
+    var handedOver = false
+    /// The admin HTTP listener's socket, host and port, for a takeover.
+    var adminHTTPSocket: (fd: Int32, host: String, port: UInt16)?
     let startedAt = Date()
 
     /// Prepares the runtime (restoring the state file over the config); nothing listens until `start`.
@@ -72,11 +76,19 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         self.targets = try resolveTargets(for: config)
     }
 
-    /// Opens the listeners, starts the workers and publishes the first snapshot.
-    public func start() throws {
+    /// Opens the listeners (or adopts `inherited` sockets, by listener index, in a takeover),
+    /// starts the workers and publishes the first snapshot.
+    public func start(inherited: [Int: Int32] = [:]) throws {
         try controlQueue.sync {
-            for listenerConfig in config.listeners {
-                listeners.append(try openListener(listenerConfig))
+            for (index, listenerConfig) in config.listeners.enumerated() {
+                if let fd = inherited[index] {
+                    let listener = Listener(config: listenerConfig, slot: nextSlot, adopting: fd)
+                    nextSlot += 1
+                    Log.info("listening on \(listenerConfig.address.host):\(listener.boundPort) (\(listenerConfig.mode.rawValue), listener \(listenerConfig.name) → profile \(listenerConfig.profile), taken over)")
+                    listeners.append(listener)
+                } else {
+                    listeners.append(try openListener(listenerConfig))
+                }
             }
             publish(persist: false)
             startProbes()
@@ -218,7 +230,8 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     }
 
     func persistState() {
-        guard let stateFile else { return }
+        // After a handover the state file is the successor's: this process only reads it.
+        guard let stateFile, !handedOver else { return }
         do {
             try stateFile.write(runtime)
         } catch {
