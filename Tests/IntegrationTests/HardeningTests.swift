@@ -87,6 +87,13 @@ final class HardeningTests: XCTestCase {
         let talking = try RawConnection(unixPath: proxy.socketPath)
         talking.send("show profiles\n")
         XCTAssertTrue(talking.read(until: "\n\n").contains("web"))
+
+        // An operator who pauses at the `ctl` prompt longer than the timeout is not cut off: the
+        // line the closed session never read is sent again on a new one.
+        let paced = try IntegrationTests.run(
+            "/bin/sh", ["-c", "(echo 'show profiles'; sleep 1.5; echo 'show stats') | '\(CutoverBinary.url.path)' ctl --socket '\(proxy.socketPath)'"])
+        XCTAssertEqual(paced.status, 0, paced.stdout + paced.stderr)
+        XCTAssertTrue(paced.stdout.contains("connections_open"), paced.stdout)
     }
 }
 
