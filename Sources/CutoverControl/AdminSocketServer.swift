@@ -46,7 +46,7 @@ public final class AdminSocketServer: @unchecked Sendable {  // `fd` and `loop` 
             name: "cutover.admin", listenFD: fd, limits: limits,
             refusals: .init(
                 busy: Array("ERR busy: \(limits.executors) admin commands are running (the limit); try again\n\n".utf8),
-                timedOut: Array("ERR timeout: no command line within \(timeoutText); closing\n\n".utf8)),
+                timedOut: Array("\(AdminClient.timedOutPrefix) \(timeoutText); closing\n\n".utf8)),
             frame: Self.frameLine, answer: { [handler] line in
                 .init(bytes: Array((handler(line) + "\n\n").utf8), keepOpen: true)
             })
