@@ -57,7 +57,7 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
             Log.info("restored runtime state from \(stateFile.path)")
         }
         self.runtime = state
-        self.store = SnapshotStore(ProxySnapshot(routing: RoutingSnapshot(generation: 0, profiles: []), routeBySlot: [], holdQueues: []))
+        self.store = SnapshotStore(ProxySnapshot(routing: RoutingSnapshot(generation: 0, profiles: []), listenerBySlot: [], holdQueues: []))
         self.targets = try resolveTargets(for: config)
     }
 
@@ -85,7 +85,7 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     private func openListener(_ listenerConfig: ListenerConfig) throws -> Listener {
         let listener = try Listener(config: listenerConfig, slot: nextSlot)
         nextSlot += 1
-        Log.info("listening on \(listenerConfig.address.host):\(listener.boundPort) (\(listenerConfig.mode.rawValue), listener \(listenerConfig.name) → profile \(listenerConfig.profile))")
+        Log.info("listening on \(listenerConfig.address.host):\(listener.boundPort) (\(listenerConfig.mode.rawValue), listener \(listenerConfig.name) → \(listenerConfig.routingSummary))")
         return listener
     }
 
@@ -141,12 +141,12 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         let routing = RoutingSnapshot.build(config: config, runtime: runtime, generation: generation) { profile, endpoint in
             targets["\(profile.name)/\(endpoint.name)"]!
         }
-        var routeBySlot = [ProfileRoute?](repeating: nil, count: nextSlot)
+        var listenerBySlot = [ListenerRouting?](repeating: nil, count: nextSlot)
         for listener in listeners {
-            routeBySlot[listener.slot] = routing.profile(named: listener.config.profile)
+            listenerBySlot[listener.slot] = routing.listener(named: listener.config.name)
         }
         let holdQueuesByIndex = routing.profiles.map { holdQueue(for: $0.name) }
-        store.publish(ProxySnapshot(routing: routing, routeBySlot: routeBySlot, holdQueues: holdQueuesByIndex))
+        store.publish(ProxySnapshot(routing: routing, listenerBySlot: listenerBySlot, holdQueues: holdQueuesByIndex))
 
         var releasedCounts: [String: Int] = [:]
         for route in routing.profiles {

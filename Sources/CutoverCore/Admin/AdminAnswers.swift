@@ -185,9 +185,12 @@ public struct ProfileStatus: Codable, Sendable, Equatable {
     /// Of those, HTTP requests with an unsafe method: zero once writes are held and the last one
     /// already sent has been answered.
     public var writesInFlight: Int
+    /// The listener routes that lead here, as `LISTENER HOST/PREFIX` (`*` for any host), and
+    /// `LISTENER default` where the profile is a listener's default.
+    public var routes: [String]
 
     public init(name: String, live: [String], paused: Bool, maintenance: Bool, readonly gate: ReadOnlyGate, held: Int, endpoints: Int,
-                inFlight: Int = 0, writesInFlight: Int = 0) {
+                inFlight: Int = 0, writesInFlight: Int = 0, routes: [String] = []) {
         self.name = name
         self.live = live
         self.paused = paused
@@ -198,6 +201,7 @@ public struct ProfileStatus: Codable, Sendable, Equatable {
         self.endpoints = endpoints
         self.inFlight = inFlight
         self.writesInFlight = writesInFlight
+        self.routes = routes
     }
 }
 
