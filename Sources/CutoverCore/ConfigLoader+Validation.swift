@@ -108,6 +108,7 @@ private struct ConfigValidator {
             guard IPAddressText.parse(String(name.dropFirst().dropLast())) != nil else { throw fail(key, "\"\(host)\" is not an IPv6 address") }
             return
         }
+        if host.contains("/") { throw fail(key, "\"\(host)\" is not a host name (write the host alone, without scheme or path)") }
         if name.contains(":") { throw fail(key, "\"\(host)\" has a port: host matching ignores ports, leave it out") }
         if host.contains("*") && !host.hasPrefix("*.") || name.contains("*") {
             throw fail(key, "\"\(host)\" is not a host name; a wildcard is written *.example.com (one or more labels)")
