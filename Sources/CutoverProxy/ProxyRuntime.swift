@@ -223,7 +223,11 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         var kept: [Listener] = []
         var opened: [Listener] = []
         for listenerConfig in next.listeners {
-            if let existing = listeners.first(where: { $0.config.address == listenerConfig.address && $0.config.mode == listenerConfig.mode }) {
+            // Same name first: two port-0 listeners share the configured address `127.0.0.1:0`,
+            // and matching on it alone handed both configs to the first socket.
+            let unclaimed = listeners.filter { old in !kept.contains { $0 === old } && old.config.address == listenerConfig.address && old.config.mode == listenerConfig.mode }
+            if let existing = unclaimed.first(where: { $0.config.name == listenerConfig.name })
+                ?? unclaimed.first(where: { _ in listenerConfig.address.port != 0 }) {
                 existing.update(listenerConfig)
                 kept.append(existing)
                 continue

@@ -19,13 +19,13 @@ final class LoadClient: @unchecked Sendable {  // `records` is guarded by `lock`
     private let stopFlag = Atomic<Bool>(false)
     private let group = DispatchGroup()
 
-    /// Starts `connections` loops on `path` against 127.0.0.1:`port`.
-    func start(port: UInt16, connections: Int, path: String = "/") {
+    /// Starts `connections` loops on `path` against 127.0.0.1:`port`, sending `Host: host`.
+    func start(port: UInt16, connections: Int, path: String = "/", host: String = "test") {
         for _ in 0..<connections {
             group.enter()
             Thread { [self] in
                 defer { group.leave() }
-                loop(port: port, path: path)
+                loop(port: port, path: path, host: host)
             }.start()
         }
     }
@@ -49,12 +49,12 @@ final class LoadClient: @unchecked Sendable {  // `records` is guarded by `lock`
     var results: [Record] { lock.withLock { records } }
     var failures: [String] { lock.withLock { errors } }
 
-    private func loop(port: UInt16, path: String) {
+    private func loop(port: UInt16, path: String, host: String) {
         var connection: RawConnection?
         while !stopFlag.load(ordering: .relaxed) {
             do {
                 if connection == nil { connection = try RawConnection(port: port) }
-                if !exchange(connection!, path: path) { connection = nil }
+                if !exchange(connection!, path: path, host: host) { connection = nil }
             } catch {
                 fail("connect: \(error)")
                 usleep(10_000)
@@ -71,9 +71,9 @@ final class LoadClient: @unchecked Sendable {  // `records` is guarded by `lock`
     }
 
     /// One request/response; false when the connection cannot be reused.
-    private func exchange(_ connection: RawConnection, path: String) -> Bool {
+    private func exchange(_ connection: RawConnection, path: String, host: String = "test") -> Bool {
         let started = Date()
-        connection.send("GET \(path) HTTP/1.1\r\nHost: test\r\n\r\n")
+        connection.send("GET \(path) HTTP/1.1\r\nHost: \(host)\r\n\r\n")
         let response = connection.readResponse()
         let ended = Date()
         guard let statusLine = response.split(separator: "\r\n").first, statusLine.hasPrefix("HTTP/1.1 "),
