@@ -32,7 +32,9 @@ extension ProxyRuntime {
             return controlQueue.sync { showStats(json: json) }
         case .showEvents(let count):
             return showEvents(count: count, json: json)
-        case .switchTo(let profile, let endpoint, let force, let wait):
+        case .switchTo(let profile, let endpoint, let force, let wait, let guardWindow, _):
+            // The guard window's Core (GuardWindow, GuardFigures) exists; the runtime does not drive it yet.
+            if guardWindow != nil { throw AdminError(.badArguments, "switch: --guard is not available in this build yet") }
             let draining = try onControlQueue { () throws(AdminError) in try switchTo(profile: profile, endpoint: endpoint, force: force) }
             var switched = SwitchAnswer(profile: profile, endpoint: endpoint, draining: draining.map(\.name))
             guard wait else { return answer(json: json, "switched \(profile) to \(endpoint)", switched) }

@@ -141,7 +141,7 @@ final class RunbookTests: XCTestCase {
             """
         let runbook = try load(step(steps), [])
         XCTAssertEqual(runbook.steps.map(\.kind), ["pause"] + StepAction.kinds.filter { $0 != "pause" && $0 != "exec" })
-        XCTAssertEqual(runbook.steps[10].action, .dbReadOnly(dsn: "d", on: true, graceMs: 500, controlDatabase: "template1"))
+        XCTAssertEqual(runbook.steps[10].action, .dbReadOnly(dsn: "d", on: true, graceMs: 500, controlDatabase: "template1", lease: nil))
         XCTAssertEqual(runbook.steps[13].action, .dbRun(dsn: "d", file: "/abs.sql", transactional: false, undoFile: "/srv/rb/undo.sql"))
         XCTAssertEqual(runbook.steps[17].action, .flag(on: false, driver: "sql", options: [NamedValue(name: "dsn", value: "d"), NamedValue(name: "off-sql", value: "b"), NamedValue(name: "on-sql", value: "a")]))
         XCTAssertNil(runbook.steps[18].timeoutMs, "confirm waits for a person")

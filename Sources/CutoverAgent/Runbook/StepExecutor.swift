@@ -47,10 +47,9 @@ public struct StepExecutor: Sendable {
         case .readOnly(let socket, let profile, let mode):
             let before = try ProxyAdminSession(socket: socket).profile(profile).readonlyGate
             return before == mode ? .nothing : .actions([.readOnly(socket: socket, profile: profile, mode: before)])
-        case .dbReadOnly(let dsn, let on, let graceMs, let control):
-            let mode = try Self.database { () throws(DatabaseError) in try Self.fence(dsn, control).status().mode }
-            let wasReadOnly = mode == "read-only"
-            return wasReadOnly == on ? .nothing : .actions([.dbReadOnly(dsn: dsn, on: !on, graceMs: graceMs, controlDatabase: control)])
+        case .dbReadOnly(let dsn, let on, let graceMs, let control, let lease):
+            let wasReadOnly = try Self.fenceMode(dsn, control, lease) == "read-only"
+            return wasReadOnly == on ? .nothing : .actions([.dbReadOnly(dsn: dsn, on: !on, graceMs: graceMs, controlDatabase: control, lease: lease)])
         case .flag(let on, let driver, let options):
             let before: String
             do { before = try Self.flag(driver, options, step).status().state } catch { throw StepFailure("flag status: \(error)") }
@@ -103,10 +102,16 @@ public struct StepExecutor: Sendable {
             }
         case .checkEndpoint(let socket, let profile, let endpoint, let admin):
             return try Self.checkEndpoint(socket: socket, profile: profile, endpoint: endpoint, admin: admin)
-        case .dbReadOnly(let dsn, let on, let graceMs, let control):
-            let report = try Self.database { () throws(DatabaseError) in
-                let fence = try Self.fence(dsn, control)
-                return on ? try fence.on(grace: .milliseconds(graceMs)) : try fence.off()
+        case .dbReadOnly(let dsn, let on, let graceMs, let control, let lease):
+            let report: FenceReport
+            if let lease {
+                let fence = AgentFence(target: dsn, controlDatabase: control, lease: lease)
+                report = on ? try fence.on(graceMs: graceMs, timeout: timeout) : try fence.off(timeout: timeout)
+            } else {
+                report = try Self.database { () throws(DatabaseError) in
+                    let fence = try Self.fence(dsn, control)
+                    return on ? try fence.on(grace: .milliseconds(graceMs)) : try fence.off()
+                }
             }
             return "\(report.action) \(report.database): " + (report.changed ? "changed" : "already so") + (report.proof.isEmpty ? "" : "; \(report.proof)")
         case .flag(let on, let driver, let options):
@@ -154,9 +159,8 @@ public struct StepExecutor: Sendable {
             return try ProxyAdminSession(socket: socket).profile(profile).maintenance == on
         case .readOnly(let socket, let profile, let mode):
             return try ProxyAdminSession(socket: socket).profile(profile).readonlyGate == mode
-        case .dbReadOnly(let dsn, let on, _, let control):
-            let mode = try Self.database { () throws(DatabaseError) in try Self.fence(dsn, control).status().mode }
-            return (mode == "read-only") == on
+        case .dbReadOnly(let dsn, let on, _, let control, let lease):
+            return (try Self.fenceMode(dsn, control, lease) == "read-only") == on
         case .dbCopy, .dbPromote, .dbRun, .dbRename, .dbDrop, .schemaCheck:
             return try DatabaseSteps.isApplied(action)
         case .setEndpoint, .waitHealthy, .waitDrained, .waitIdle, .checkEndpoint, .dbAllowConnections, .flag, .exec, .confirm, .sleep, .wait:
@@ -181,9 +185,14 @@ public struct StepExecutor: Sendable {
         case .pause(let socket, let profile), .resume(let socket, let profile), .maintenance(let socket, let profile, _),
              .readOnly(let socket, let profile, _), .waitIdle(let socket, let profile, _):
             return check { () throws(StepFailure) in _ = try ProxyAdminSession(socket: socket).profile(profile) }
-        case .dbReadOnly(let dsn, let on, _, let control):
+        case .dbReadOnly(let dsn, let on, _, let control, let lease):
             return check { () throws(StepFailure) in
-                try Self.database { () throws(DatabaseError) in try Self.fence(dsn, control).check(forFence: on) }
+                if let lease {
+                    // The agent holds the credentials: that it can read the mode is what plan can prove.
+                    _ = try AgentFence(target: dsn, controlDatabase: control, lease: lease).mode()
+                } else {
+                    try Self.database { () throws(DatabaseError) in try Self.fence(dsn, control).check(forFence: on) }
+                }
             }
         case .flag(_, let driver, let options):
             return check { () throws(StepFailure) in
@@ -237,6 +246,12 @@ public struct StepExecutor: Sendable {
         guard let answer = readLine(strippingNewline: true) else { throw StepFailure("confirm \"\(prompt)\": no answer (end of input)") }
         guard answer.trimmingCharacters(in: .whitespaces) == "yes" else { throw StepFailure("confirm \"\(prompt)\": answered \"\(answer)\", not yes") }
         return "confirmed by a person"
+    }
+
+    /// `read-only` or `read-write`, read through the agent when the fence is leased.
+    static func fenceMode(_ dsn: String, _ control: String?, _ lease: FenceLease?) throws(StepFailure) -> String {
+        if let lease { return try AgentFence(target: dsn, controlDatabase: control, lease: lease).mode() }
+        return try database { () throws(DatabaseError) in try fence(dsn, control).status().mode }
     }
 
     static func fence(_ dsn: String, _ control: String?) throws(DatabaseError) -> ReadOnlyFence {

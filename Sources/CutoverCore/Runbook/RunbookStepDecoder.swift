@@ -17,7 +17,7 @@ struct RunbookStepDecoder {
         "wait-drained": proxyKeys + ["endpoint"],
         "wait-idle": proxyKeys + ["requests"],
         "check-endpoint": proxyKeys + ["endpoint", "admin"],
-        "db-readonly": ["dsn", "mode", "grace", "control_db"],
+        "db-readonly": ["dsn", "mode", "grace", "control_db", "agent", "lease"],
         "db-copy": ["from", "to", "method"],
         "db-promote": ["standby", "primary"],
         "db-run": ["dsn", "file", "transactional", "undo_file"],
@@ -117,8 +117,19 @@ struct RunbookStepDecoder {
             }
             return .checkEndpoint(socket: try socket(), profile: try profile(), endpoint: try o.required("endpoint", o.string), admin: admin)
         case "db-readonly":
+            let agentKey = try o.string("agent")
+            let leaseMs = try o.duration("lease")
+            if leaseMs != nil && agentKey == nil {
+                throw o.error("lease", "a lease is held by an agent; give its admin socket as \"agent\"")
+            }
+            if let leaseMs, leaseMs < 1000 {
+                throw o.error("lease", "\(DurationText.format(.milliseconds(leaseMs))) is too short; a lease is renewed every third of it, use 1s or more")
+            }
+            // An empty agent (a parameter left at its default "") fences directly, as without the key.
+            let agent = agentKey.flatMap { $0.isEmpty ? nil : $0 }
             return .dbReadOnly(dsn: try o.required("dsn", o.string), on: try onOff(), graceMs: try o.duration("grace") ?? 2000,
-                               controlDatabase: try o.string("control_db"))
+                               controlDatabase: try o.string("control_db"),
+                               lease: agent.map { FenceLease(agent: $0, leaseMs: leaseMs ?? 30_000) })
         case "db-copy":
             let method = try o.string("method") ?? "auto"
             guard ["auto", "template", "dump"].contains(method) else {
