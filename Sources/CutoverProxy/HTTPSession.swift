@@ -248,7 +248,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         // The profile comes from the same snapshot read as the endpoint it picks below.
         let hostHeader = listener.routesNothing ? nil : exchange.head.headers["Host"]
         let route: ProfileRoute
-        switch listener.routesNothing ? listener.fallbackDecision : listener.decide(target: exchange.head.target, hostHeader: hostHeader) {
+        switch listener.decide(target: exchange.head.target, hostHeader: hostHeader) {
         case .noRoute:
             answerLocally(exchange, status: 404, message: "no route for host \"\(hostHeader ?? "")\" on listener \(listener.name)", retryAfter: nil)
             return
