@@ -190,6 +190,10 @@ public struct AdminError: Error, Sendable, Equatable, CustomStringConvertible {
         case unhealthy = "unhealthy"
         case invalidConfig = "invalid-config"
         case conflict = "conflict"
+        /// `switch --guard --wait-guard`: the window breached and the profile went back.
+        case guardBreach = "guard-breach"
+        /// `switch --guard --wait-guard`: a manual switch, reload or restart ended the window first.
+        case guardEnded = "guard-ended"
         case internalError = "internal"
     }
 

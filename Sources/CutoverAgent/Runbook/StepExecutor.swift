@@ -27,7 +27,7 @@ public struct StepExecutor: Sendable {
     /// The concrete undo of `step`, computed from the state read now (before the step runs).
     public func undo(for step: RunbookStep) throws(StepFailure) -> RunbookUndo {
         switch step.action {
-        case .switchTo(let socket, let profile, _, _, _):
+        case .switchTo(let socket, let profile, _, _, _, _):
             let before = try ProxyAdminSession(socket: socket).profile(profile)
             guard let previous = before.live.first else { return .nothing }
             return .actions([.switchTo(socket: socket, profile: profile, endpoint: previous, wait: false, force: true)])
@@ -70,8 +70,9 @@ public struct StepExecutor: Sendable {
     public func perform(_ action: StepAction, timeout: Duration) throws(StepFailure) -> String {
         let deadline = ContinuousClock.now + timeout
         switch action {
-        case .switchTo(let socket, let profile, let endpoint, let wait, let force):
-            let command = "switch \(profile) \(endpoint)" + (force ? " --force" : "") + (wait ? " --wait" : "")
+        case .switchTo(let socket, let profile, let endpoint, let wait, let force, let guardMs):
+            let guarded = guardMs.map { " --guard \(DurationText.format(.milliseconds($0))) --wait-guard" } ?? ""
+            let command = "switch \(profile) \(endpoint)" + (force ? " --force" : "") + (wait ? " --wait" : "") + guarded
             return try ProxyAdminSession(socket: socket).change(command, timeout: timeout)
         case .setEndpoint(let socket, let profile, let endpoint, let state, let priority, let weight):
             let words = ["set endpoint \(profile)/\(endpoint)", state, priority.map { "priority \($0)" }, weight.map { "weight \($0)" }]
@@ -149,7 +150,7 @@ public struct StepExecutor: Sendable {
     /// `nil` when it cannot be told (programs, sleeps): the step is run again.
     public func isApplied(_ action: StepAction) throws(StepFailure) -> Bool? {
         switch action {
-        case .switchTo(let socket, let profile, let endpoint, _, _):
+        case .switchTo(let socket, let profile, let endpoint, _, _, _):
             return try ProxyAdminSession(socket: socket).profile(profile).live == [endpoint]
         case .pause(let socket, let profile):
             return try ProxyAdminSession(socket: socket).profile(profile).paused
@@ -177,7 +178,7 @@ public struct StepExecutor: Sendable {
             do { try body(); return [] } catch { return [error.description] }
         }
         switch step.action {
-        case .switchTo(let socket, let profile, let endpoint, _, _), .waitHealthy(let socket, let profile, let endpoint),
+        case .switchTo(let socket, let profile, let endpoint, _, _, _), .waitHealthy(let socket, let profile, let endpoint),
              .waitDrained(let socket, let profile, let endpoint), .setEndpoint(let socket, let profile, let endpoint, _, _, _):
             return check { () throws(StepFailure) in _ = try ProxyAdminSession(socket: socket).endpoint(profile: profile, endpoint) }
         case .checkEndpoint(let socket, let profile, let endpoint, let admin):

@@ -72,8 +72,9 @@ public struct NamedValue: Codable, Sendable, Equatable {
 /// What a step does: one case per step kind of docs/runbooks.md, with that kind's keys.
 public enum StepAction: Codable, Sendable, Equatable {
     // Proxy steps: one admin-socket command each.
-    /// `switch`: make `endpoint` the live one (`wait`: until the others drained; `force`: even if not up).
-    case switchTo(socket: String, profile: String, endpoint: String, wait: Bool, force: Bool)
+    /// `switch`: make `endpoint` the live one (`wait`: until the others drained; `force`: even if not
+    /// up; `guardMs`: judge it for a guard window, the step failing on a breach, which reverts).
+    case switchTo(socket: String, profile: String, endpoint: String, wait: Bool, force: Bool, guardMs: Int64? = nil)
     /// `set-endpoint`: an endpoint's admin state, priority or weight.
     case setEndpoint(socket: String, profile: String, endpoint: String, state: String?, priority: Int?, weight: Int?)
     /// `pause`: hold new requests and connections.
@@ -175,8 +176,10 @@ public enum StepAction: Codable, Sendable, Equatable {
     /// One line for plan and progress: `switch web to green (waits for blue to drain)`.
     public var summary: String {
         switch self {
-        case .switchTo(_, let profile, let endpoint, let wait, let force):
-            return "switch \(profile) to \(endpoint)" + (force ? " (force)" : "") + (wait ? ", waiting until the others have drained" : "")
+        case .switchTo(_, let profile, let endpoint, let wait, let force, let guardMs):
+            return "switch \(profile) to \(endpoint)" + (force ? " (force)" : "")
+                + (guardMs.map { ", guarded for \(DurationText.format(.milliseconds($0))) (a breach reverts and fails the step)" } ?? "")
+                + (wait ? ", waiting until the others have drained" : "")
         case .setEndpoint(_, let profile, let endpoint, let state, let priority, let weight):
             let parts = [state, priority.map { "priority \($0)" }, weight.map { "weight \($0)" }].compactMap { $0 }
             return "set endpoint \(profile)/\(endpoint) \(parts.joined(separator: " "))"

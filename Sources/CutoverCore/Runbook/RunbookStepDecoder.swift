@@ -7,7 +7,7 @@ struct RunbookStepDecoder {
     static let proxyKeys = ["socket", "profile"]
     /// Each kind's own keys (besides `Runbook.commonStepKeys`), in documented order.
     static let kindKeys: [String: [String]] = [
-        "switch": proxyKeys + ["endpoint", "wait", "force"],
+        "switch": proxyKeys + ["endpoint", "wait", "force", "guard"],
         "set-endpoint": proxyKeys + ["endpoint", "state", "priority", "weight"],
         "pause": proxyKeys,
         "resume": proxyKeys,
@@ -43,6 +43,14 @@ struct RunbookStepDecoder {
         let action = try decodeAction(kind, object)
         var timeoutMs = StepAction.defaultTimeoutMs(kind: kind)
         if let timeout = try object.duration("timeout") { timeoutMs = timeout }
+        if case .switchTo(_, _, _, _, _, let guardMs?) = action {
+            // The step lasts the window: the default bound is on top of it, a given one must cover it.
+            if object.value("timeout") == nil {
+                timeoutMs = (timeoutMs ?? 0) + guardMs
+            } else if let timeoutMs, timeoutMs <= guardMs {
+                throw object.error("timeout", "\(DurationText.format(.milliseconds(timeoutMs))) does not cover the guard window of \(DurationText.format(.milliseconds(guardMs)))")
+            }
+        }
         if case .sleep(let ms) = action, object.value("timeout") == nil { timeoutMs = ms }
         let pointOfNoReturn = try object.bool("point_of_no_return") ?? false
         let dataLoss = try object.string("data_loss")
@@ -77,8 +85,10 @@ struct RunbookStepDecoder {
         }
         switch kind {
         case "switch":
+            // An empty guard (a parameter left at its default "") is no guard.
+            let guardMs = try o.string("guard").flatMap { $0.isEmpty ? nil : $0 } == nil ? nil : try o.duration("guard")
             return .switchTo(socket: try socket(), profile: try profile(), endpoint: try o.required("endpoint", o.string),
-                             wait: try o.bool("wait") ?? false, force: try o.bool("force") ?? false)
+                             wait: try o.bool("wait") ?? false, force: try o.bool("force") ?? false, guardMs: guardMs)
         case "set-endpoint":
             let state = try o.string("state")
             if let state, !["online", "offline", "drain"].contains(state) {
