@@ -250,7 +250,8 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         let route: ProfileRoute
         switch listener.decide(target: exchange.head.target, hostHeader: hostHeader) {
         case .noRoute:
-            answerLocally(exchange, status: 404, message: "no route for host \"\(hostHeader ?? "")\" on listener \(listener.name)", retryAfter: nil)
+            let what = hostHeader.map { "host \"\($0)\"" } ?? "a request without Host"
+            answerLocally(exchange, status: 404, message: "no route for \(what) on listener \(listener.name)", retryAfter: nil)
             return
         case .profile(let chosen, let match):
             route = chosen

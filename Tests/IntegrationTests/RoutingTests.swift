@@ -97,6 +97,29 @@ final class RoutingTests: XCTestCase {
         XCTAssertEqual(try get(proxy, "/", host: "api.example.com", listener: "strict").header("X-Backend"), "api-blue")
     }
 
+    /// An absolute-form target names the host itself and wins over `Host`; a request without
+    /// `Host` is still refused with 400 before routing (HTTP/1.1), or routed by path only (HTTP/1.0).
+    func testAbsoluteFormAndMissingHost() throws {
+        let proxy = try start()
+        let connection = try RawConnection(port: proxy.port("front"))
+        connection.setReadTimeout(5)
+        let reader = ResponseReader(connection)
+        connection.send("GET http://api.example.com/ HTTP/1.1\r\nHost: www.example.com\r\n\r\n")
+        XCTAssertEqual(reader.next()?.header("X-Backend"), "api-blue")
+        connection.send("GET /docs HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        XCTAssertEqual(reader.next()?.header("X-Backend"), "docs")
+        connection.send("GET / HTTP/1.1\r\n\r\n")
+        let missing = try XCTUnwrap(reader.next())
+        XCTAssertEqual(missing.status, 400)
+        XCTAssertTrue(missing.text.contains("missing Host header"), missing.text)
+        let strict = try RawConnection(port: proxy.port("strict"))
+        strict.setReadTimeout(5)
+        strict.send("GET / HTTP/1.0\r\n\r\n")
+        let notFound = try XCTUnwrap(ResponseReader(strict).next())
+        XCTAssertEqual(notFound.status, 404)
+        XCTAssertTrue(notFound.text.contains("no route for a request without Host on listener strict"), notFound.text)
+    }
+
     /// `show profiles` lists the routes that lead to each profile, defaults included.
     func testShowProfiles_listsTheRoutesToEachProfile() throws {
         let proxy = try start()
@@ -145,6 +168,23 @@ final class RoutingTests: XCTestCase {
         XCTAssertEqual(try get(proxy, "/docs", host: "www.example.com").header("X-Backend"), "docs")
         XCTAssertEqual(try proxy.ctl("maintenance", "api", "off").status, 0)
         XCTAssertEqual(try get(proxy, "/", host: "api.example.com").header("X-Backend"), "api-blue")
+    }
+
+    /// `pause api` holds api requests only: web answers at once while an api request waits, and
+    /// `resume` releases it to api's backend.
+    func testPauseOfOneProfile_holdsOnlyItsRequests() throws {
+        let proxy = try start()
+        XCTAssertEqual(try proxy.ctl("pause", "api").status, 0)
+        let held = try RawConnection(port: proxy.port("front"))
+        held.setReadTimeout(0.5)
+        held.send("GET / HTTP/1.1\r\nHost: api.example.com\r\n\r\n")
+        let reader = ResponseReader(held)
+        XCTAssertNil(reader.next(), "a request for the paused profile was answered")
+        XCTAssertEqual(try get(proxy, "/", host: "www.example.com").header("X-Backend"), "web")
+        XCTAssertEqual(try get(proxy, "/docs", host: "api.example.org").header("X-Backend"), "docs")
+        XCTAssertEqual(try proxy.ctl("resume", "api").status, 0)
+        held.setReadTimeout(5)
+        XCTAssertEqual(reader.next()?.header("X-Backend"), "api-blue")
     }
 
     /// A switch of api under load on all three apps: api moves to green, web and docs see not one
@@ -242,7 +282,7 @@ final class RoutingTests: XCTestCase {
     }
 
     /// The certificate subject `openssl s_client` saw, asking for `serverName` (none when nil).
-    private func subject(port: UInt16, serverName: String?) throws -> String {
+    private static func subject(port: UInt16, serverName: String?) throws -> String {
         let arguments = ["s_client", "-connect", "127.0.0.1:\(port)"] + (serverName.map { ["-servername", $0] } ?? ["-noservername"])
         let result = try IntegrationTests.run("/usr/bin/openssl", arguments, input: "", timeout: 15)
         let line = result.stdout.split(separator: "\n").first { $0.hasPrefix("subject=") }
@@ -267,11 +307,46 @@ final class RoutingTests: XCTestCase {
         let proxy = try Proxy(config: config, directory: directory, socketPath: socket)
         self.proxy = proxy
         let port = proxy.port("tls")
-        XCTAssertEqual(try subject(port: port, serverName: "alpha.test"), "CN=alpha")
-        XCTAssertEqual(try subject(port: port, serverName: "ALPHA.test"), "CN=alpha")
-        XCTAssertEqual(try subject(port: port, serverName: "x.beta.test"), "CN=beta")
-        XCTAssertEqual(try subject(port: port, serverName: "beta.test"), "CN=other")
-        XCTAssertEqual(try subject(port: port, serverName: nil), "CN=other")
+        XCTAssertEqual(try Self.subject(port: port, serverName: "alpha.test"), "CN=alpha")
+        XCTAssertEqual(try Self.subject(port: port, serverName: "ALPHA.test"), "CN=alpha")
+        XCTAssertEqual(try Self.subject(port: port, serverName: "x.beta.test"), "CN=beta")
+        XCTAssertEqual(try Self.subject(port: port, serverName: "beta.test"), "CN=other")
+        XCTAssertEqual(try Self.subject(port: port, serverName: nil), "CN=other")
+    }
+
+    /// A paused profile holds the connections its server name routes to, after the peek; the
+    /// others pass, and resume sends the held one on with its ClientHello intact.
+    func testSNIRouting_holdsOnlyThePausedProfile() throws {
+        let alpha = try tlsBackend("alpha"), other = try tlsBackend("other")
+        let socket = directory.path("admin-sni3.sock")
+        let config = """
+            { "listeners": [{ "name": "tls", "address": "127.0.0.1:0", "mode": "tcp", "profile": "other",
+                              "routes": [{ "host": "alpha.test", "profile": "alpha" }] }],
+              "profiles": [
+                { "name": "alpha", "endpoints": [{ "name": "one", "address": "\(alpha)" }] },
+                { "name": "other", "endpoints": [{ "name": "one", "address": "\(other)" }] } ],
+              "admin": { "socket": "\(socket)" }, "access_log": "off", "workers": 1 }
+            """
+        let proxy = try Proxy(config: config, directory: directory, socketPath: socket)
+        self.proxy = proxy
+        let port = proxy.port("tls")
+        XCTAssertEqual(try proxy.ctl("pause", "alpha").status, 0)
+        let heldSubject = SubjectBox()
+        let client = Thread {
+            let seen = try? RoutingTests.subject(port: port, serverName: "alpha.test")
+            heldSubject.withLock { $0 = seen }
+        }
+        client.start()
+        func heldNow() -> Int? {
+            let stats = try? JSONSerialization.jsonObject(with: Data(proxy.ctl("show", "stats", json: true).stdout.utf8)) as? [String: Any]
+            return stats?["held_now"] as? Int
+        }
+        XCTAssertTrue(waitUntil(timeout: 10) { heldNow() == 1 }, "the alpha connection was not held")
+        XCTAssertEqual(try Self.subject(port: port, serverName: "else.test"), "CN=other")
+        XCTAssertNil(heldSubject.withLock { $0 })
+        XCTAssertEqual(try proxy.ctl("resume", "alpha").status, 0)
+        XCTAssertTrue(waitUntil(timeout: 15) { heldSubject.withLock { $0 } != nil })
+        XCTAssertEqual(heldSubject.withLock { $0 }, "CN=alpha")
     }
 
     /// Without a default, a server name no route knows gets its connection closed, unanswered.
@@ -285,7 +360,15 @@ final class RoutingTests: XCTestCase {
             """
         let proxy = try Proxy(config: config, directory: directory, socketPath: socket)
         self.proxy = proxy
-        XCTAssertEqual(try subject(port: proxy.port("tls"), serverName: "alpha.test"), "CN=alpha")
-        XCTAssertTrue(try subject(port: proxy.port("tls"), serverName: "nope.test").hasPrefix("(no certificate"))
+        XCTAssertEqual(try Self.subject(port: proxy.port("tls"), serverName: "alpha.test"), "CN=alpha")
+        XCTAssertTrue(try Self.subject(port: proxy.port("tls"), serverName: "nope.test").hasPrefix("(no certificate"))
     }
+}
+
+/// What a background `openssl s_client` saw, read by the test thread.
+private final class SubjectBox: @unchecked Sendable {  // `value` is guarded by `lock`
+    private let lock = NSLock()
+    private var value: String?
+
+    func withLock<T>(_ body: (inout String?) -> T) -> T { lock.withLock { body(&value) } }
 }
