@@ -391,13 +391,24 @@ public struct AdminConfig: Sendable, Equatable {
     public var http: HostPort?
     /// Bearer token required on the HTTP listener (mandatory when it is not loopback).
     public var token: String?
+    /// Open sessions per admin listener (socket and HTTP each); at the cap the longest-silent one
+    /// is closed to make room (default 64).
+    public var maxSessions: Int
+    /// Time an admin session has to send a whole command or request, from its connect or its last
+    /// answer (default 10 s, as HAProxy's `stats timeout`).
+    public var readTimeout: Duration
 
-    public init(socket: String? = nil, socketMode: UInt16 = 0o600, socketGroup: String? = nil, http: HostPort? = nil, token: String? = nil) {
+    public init(
+        socket: String? = nil, socketMode: UInt16 = 0o600, socketGroup: String? = nil, http: HostPort? = nil, token: String? = nil,
+        maxSessions: Int = 64, readTimeout: Duration = .seconds(10)
+    ) {
         self.socket = socket
         self.socketMode = socketMode
         self.socketGroup = socketGroup
         self.http = http
         self.token = token
+        self.maxSessions = maxSessions
+        self.readTimeout = readTimeout
     }
 }
 

@@ -26,7 +26,7 @@ struct ConfigDecoder {
     static let maintenanceKeys = ["page", "page_file", "retry_after", "bypass"]
     static let bypassKeys = ["sources", "header"]
     static let headerKeys = ["name", "value"]
-    static let adminKeys = ["socket", "socket_mode", "socket_group", "http", "token"]
+    static let adminKeys = ["socket", "socket_mode", "socket_group", "http", "token", "max_sessions", "read_timeout"]
     static let databaseKeys = ["name", "driver", "dsn"]
     static let timeoutKeys = ["connect", "header_read", "idle", "upstream_response", "write", "shutdown"]
     static let limitKeys = [
@@ -258,6 +258,8 @@ struct ConfigDecoder {
         admin.socketGroup = try object.string("socket_group")
         admin.http = try object.hostPort("http")
         admin.token = try object.string("token")
+        if let sessions = try object.int("max_sessions") { admin.maxSessions = sessions }
+        if let timeout = try object.duration("read_timeout") { admin.readTimeout = timeout }
         return admin
     }
 

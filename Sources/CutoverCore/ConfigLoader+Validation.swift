@@ -271,6 +271,8 @@ private struct ConfigValidator {
         }
         if let group = admin.socketGroup, group.isEmpty { throw fail("admin.socket_group", "must not be empty") }
         if let token = admin.token, token.isEmpty { throw fail("admin.token", "must not be empty") }
+        guard (1...10_000).contains(admin.maxSessions) else { throw fail("admin.max_sessions", "\(admin.maxSessions) is not between 1 and 10000") }
+        guard admin.readTimeout >= .milliseconds(100) else { throw fail("admin.read_timeout", "\(admin.readTimeout) is shorter than 100ms") }
         guard let http = admin.http else { return }
         if let listener = listeners.first(where: { Self.overlaps($0.address, http) }) {
             throw fail("admin.http", "\(http) is already used by listener \"\(listener.name)\" (\(listener.address))")

@@ -8,8 +8,8 @@ extension ProxyRuntime {
     ///
     /// The address and `admin.token` are read once: changing them takes a restart, not a reload.
     func startAdminHTTP(on address: HostPort) throws {
-        let token = controlQueue.sync { config.admin.token }
-        let server = try AdminHTTPServer(address: address, token: token) { [self] request in
+        let (token, limits) = controlQueue.sync { (config.admin.token, config.admin.sessionLimits) }
+        let server = try AdminHTTPServer(address: address, token: token, limits: limits) { [self] request in
             adminHTTPResponse(to: request)
         }
         let bound = HostPort(host: address.host, port: server.port)
@@ -91,6 +91,7 @@ extension ProxyRuntime {
             ("cutover_connections_open", .gauge, "connections_open", "Client connections open now."),
             ("cutover_connections_accepted_total", .counter, "connections_accepted", "Client connections accepted."),
             ("cutover_connections_refused_total", .counter, "connections_refused", "Client connections refused at max_connections or during shutdown."),
+            ("cutover_connections_evicted_total", .counter, "connections_evicted", "Idle client connections closed at max_connections to make room for a new one."),
             ("cutover_client_requests_total", .counter, "requests", "HTTP requests received from clients, whatever their outcome."),
             ("cutover_proxy_answered_total", .counter, "proxy_answered", "Requests answered by the proxy itself (parse errors, gates, 502/503/504)."),
             ("cutover_held_now", .gauge, "held_now", "Requests and connections held now, all profiles."),

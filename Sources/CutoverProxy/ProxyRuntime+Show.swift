@@ -85,6 +85,7 @@ extension ProxyRuntime {
         /// Requests and tunnels in flight on the profile's endpoints, and the writes among them.
         let inFlight: Int
         let writesInFlight: Int
+        let holdTimeout: Duration
         /// The routes leading to the profile (see `ProfileStatus.routes`).
         let routes: [String]
 
@@ -104,7 +105,7 @@ extension ProxyRuntime {
         /// The `show profiles --json` row.
         var status: ProfileStatus {
             ProfileStatus(name: name, live: live, paused: paused, maintenance: maintenance, readonly: readOnly, held: held, endpoints: endpoints,
-                          inFlight: inFlight, writesInFlight: writesInFlight, routes: routes)
+                          inFlight: inFlight, writesInFlight: writesInFlight, holdTimeoutMs: holdTimeout.milliseconds, routes: routes)
         }
     }
 
@@ -121,6 +122,7 @@ extension ProxyRuntime {
                 held: holdQueue(for: profile.name).count, endpoints: profile.endpoints.count,
                 inFlight: counters.reduce(0) { $0 + $1.inFlight.load(ordering: .relaxed) },
                 writesInFlight: counters.reduce(0) { $0 + $1.writesInFlight.load(ordering: .relaxed) },
+                holdTimeout: profile.holdTimeout,
                 routes: routes(to: profile.name))
         }
     }
@@ -151,6 +153,7 @@ extension ProxyRuntime {
             connectionsOpen: stats.openConnections.load(ordering: .relaxed),
             connectionsAccepted: stats.acceptedConnections.load(ordering: .relaxed),
             connectionsRefused: stats.refusedConnections.load(ordering: .relaxed),
+            connectionsEvicted: stats.evictedConnections.load(ordering: .relaxed),
             requests: stats.requests.load(ordering: .relaxed),
             proxyAnswered: stats.proxyAnswered.load(ordering: .relaxed),
             heldNow: stats.heldNow.load(ordering: .relaxed),
@@ -170,6 +173,7 @@ extension ProxyRuntime {
             ("connections_open", totals.connectionsOpen),
             ("connections_accepted", totals.connectionsAccepted),
             ("connections_refused", totals.connectionsRefused),
+            ("connections_evicted", totals.connectionsEvicted),
             ("requests", totals.requests),
             ("proxy_answered", totals.proxyAnswered),
             ("held_now", totals.heldNow),

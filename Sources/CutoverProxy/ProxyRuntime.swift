@@ -62,6 +62,9 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         var state = RuntimeState(config: config)
         if let stateFile, let saved = try stateFile.read() {
             state = saved.reconciled(with: config)
+            for key in saved.unmatched(by: config) {
+                Log.info("state file \(stateFile.path): \(key) is not in the config; its saved state is dropped")
+            }
             Log.info("restored runtime state from \(stateFile.path)")
         }
         self.runtime = state
@@ -111,10 +114,20 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     private func accepted(fd: Int32, on worker: Worker, slot: Int, mode: ListenerMode) {
         stats.acceptedConnections.wrappingAdd(1, ordering: .relaxed)
         let open = stats.openConnections.wrappingAdd(1, ordering: .relaxed).newValue
-        if open > worker.settings.limits.maxConnections || shuttingDown.load(ordering: .relaxed) {
+        let shutting = shuttingDown.load(ordering: .relaxed)
+        // At the cap, the HTTP client that has been idle longest (silent since it connected, or
+        // between requests) makes room: otherwise sockets that say nothing would turn every real
+        // client away until `header_read` or `idle` expires.
+        if open > worker.settings.limits.maxConnections && (shutting || !evictIdleClient(on: worker)) {
             stats.openConnections.wrappingSubtract(1, ordering: .relaxed)
             stats.refusedConnections.wrappingAdd(1, ordering: .relaxed)
-            close(fd)
+            Self.refuse(fd, mode: mode, reason: "the proxy is at max_connections")
+            return
+        }
+        if shutting {
+            stats.openConnections.wrappingSubtract(1, ordering: .relaxed)
+            stats.refusedConnections.wrappingAdd(1, ordering: .relaxed)
+            Self.refuse(fd, mode: mode, reason: "the proxy is shutting down")
             return
         }
         Socket.setNoDelay(fd)
@@ -122,6 +135,32 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         case .http: HTTPSession(fd: fd, worker: worker, runtime: self, slot: slot).start()
         case .tcp: TCPTunnel(fd: fd, worker: worker, runtime: self, slot: slot).start()
         }
+    }
+
+    /// Closes the longest-idle HTTP client connection of `worker`; false when it has none.
+    ///
+    /// - Important: runs on `worker`'s queue.
+    private func evictIdleClient(on worker: Worker) -> Bool {
+        guard let channel = worker.poller.longestIdleClient(where: { ($0.handler as? HTTPSession)?.servingTarget == nil }),
+            let session = channel.handler as? HTTPSession
+        else { return false }
+        session.forceClose(reason: "evicted: idle longest at max_connections")
+        stats.evictedConnections.wrappingAdd(1, ordering: .relaxed)
+        return true
+    }
+
+    /// Turns a client away: HTTP gets a `503` with `Retry-After` (a bare close reads as a network
+    /// fault), TCP a close. The request is not waited for; what has arrived is read first, so the
+    /// close is a FIN and the 503 is not lost to a reset.
+    private static func refuse(_ fd: Int32, mode: ListenerMode, reason: String) {
+        if mode == .http {
+            let answer = errorResponse(status: 503, message: "\(reason); try again", extraHeaders: [("Retry-After", "1")], close: true)
+            _ = answer.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            Glibc.shutdown(fd, Int32(SHUT_WR))
+            var sink = [UInt8](repeating: 0, count: 4096)
+            while sink.withUnsafeMutableBytes({ Glibc.read(fd, $0.baseAddress, $0.count) }) > 0 {}
+        }
+        close(fd)
     }
 
     /// Called by a connection when it closes, on its worker's queue.

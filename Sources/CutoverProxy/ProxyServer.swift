@@ -13,7 +13,7 @@ public enum ProxyServer {
         try runtime.start()
         var admin: AdminSocketServer?
         if let path = config.admin.socket {
-            let server = AdminSocketServer(path: path, mode: config.admin.socketMode, group: config.admin.socketGroup) { line in
+            let server = AdminSocketServer(path: path, mode: config.admin.socketMode, group: config.admin.socketGroup, limits: config.admin.sessionLimits) { line in
                 runtime.execute(line: line)
             }
             try server.start()
@@ -52,5 +52,12 @@ public enum ProxyServer {
             sources.append(source)
         }
         return sources
+    }
+}
+
+extension AdminConfig {
+    /// The session limits both admin listeners run with (read at start: a change takes a restart).
+    var sessionLimits: AdminSessionLimits {
+        .init(maxSessions: maxSessions, readTimeout: readTimeout)
     }
 }

@@ -231,6 +231,46 @@ final class RunbookConditionTests: XCTestCase {
         }
     }
 
+    /// `switch` with `guard`: the step lasts the window (its default bound is on top), an empty guard
+    /// is none, and a given timeout must cover the window.
+    func testSwitchGuard_extendsTheBound_andAnEmptyGuardIsNone() throws {
+        let runbook = try load(#"""
+            { "kind": "switch", "socket": "${s}", "profile": "web", "endpoint": "green", "guard": "30s" },
+            { "kind": "switch", "socket": "${s}", "profile": "web", "endpoint": "green", "guard": "${fingerprint}" }
+            """#)
+        XCTAssertEqual(runbook.steps[0].action, .switchTo(socket: "/s.sock", profile: "web", endpoint: "green", wait: false, force: false, guardMs: 30_000))
+        XCTAssertEqual(runbook.steps[0].timeoutMs, StepAction.defaultTimeoutMs(kind: "switch").map { $0 + 30_000 })
+        XCTAssertEqual(runbook.steps[1].action, .switchTo(socket: "/s.sock", profile: "web", endpoint: "green", wait: false, force: false, guardMs: nil))
+        XCTAssertTrue(runbook.steps[0].action.summary.contains("guarded for 30s"), runbook.steps[0].action.summary)
+        XCTAssertThrowsError(try load(#"{ "kind": "switch", "socket": "x", "profile": "web", "endpoint": "g", "guard": "30s", "timeout": "10s" }"#)) {
+            XCTAssertEqual(($0 as? RunbookError)?.key, "steps[0].timeout", "\($0)")
+        }
+        XCTAssertThrowsError(try load(#"{ "kind": "switch", "socket": "x", "profile": "web", "endpoint": "g", "guard": "soon" }"#)) {
+            XCTAssertEqual(($0 as? RunbookError)?.key, "steps[0].guard", "\($0)")
+        }
+    }
+
+    /// `db-readonly` with `agent` and `lease`: leased through the agent (30 s by default); an empty
+    /// agent fences directly; a lease without an agent, or under a second, is refused.
+    func testDbReadOnlyLease_parsesAndRefusesWhatCannotWork() throws {
+        let runbook = try load(#"""
+            { "kind": "db-readonly", "dsn": "primary", "mode": "on", "agent": "/run/agent.sock" },
+            { "kind": "db-readonly", "dsn": "primary", "mode": "on", "agent": "/run/agent.sock", "lease": "2m" },
+            { "kind": "db-readonly", "dsn": "dbname=a", "mode": "on", "agent": "${fingerprint}", "lease": "2m" }
+            """#)
+        XCTAssertEqual(runbook.steps.map(\.action), [
+            .dbReadOnly(dsn: "primary", on: true, graceMs: 2000, controlDatabase: nil, lease: FenceLease(agent: "/run/agent.sock", leaseMs: 30_000)),
+            .dbReadOnly(dsn: "primary", on: true, graceMs: 2000, controlDatabase: nil, lease: FenceLease(agent: "/run/agent.sock", leaseMs: 120_000)),
+            .dbReadOnly(dsn: "dbname=a", on: true, graceMs: 2000, controlDatabase: nil, lease: nil),
+        ])
+        XCTAssertTrue(RunbookPlan(runbook).windows.first?.what.contains("agent lease 30s") ?? false)
+        for (bad, key) in [(#""lease": "10s""#, "steps[0].lease"), (#""agent": "/a.sock", "lease": "500ms""#, "steps[0].lease")] {
+            XCTAssertThrowsError(try load(#"{ "kind": "db-readonly", "dsn": "d", "mode": "on", \#(bad) }"#)) {
+                XCTAssertEqual(($0 as? RunbookError)?.key, key, "\($0)")
+            }
+        }
+    }
+
     /// Every runbook shipped in Deploy/runbooks parses with its required parameters set.
     func testShippedRunbooks_parse() throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
