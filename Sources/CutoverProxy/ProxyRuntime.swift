@@ -72,7 +72,7 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
             Log.info("restored runtime state from \(stateFile.path)")
         }
         self.runtime = state
-        self.store = SnapshotStore(ProxySnapshot(routing: RoutingSnapshot(generation: 0, profiles: []), routeBySlot: [], holdQueues: []))
+        self.store = SnapshotStore(ProxySnapshot(routing: RoutingSnapshot(generation: 0, profiles: []), listenerBySlot: [], holdQueues: []))
         self.targets = try resolveTargets(for: config)
     }
 
@@ -110,7 +110,7 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     private func openListener(_ listenerConfig: ListenerConfig) throws -> Listener {
         let listener = try Listener(config: listenerConfig, slot: nextSlot)
         nextSlot += 1
-        Log.info("listening on \(listenerConfig.address.host):\(listener.boundPort) (\(listenerConfig.mode.rawValue), listener \(listenerConfig.name) → profile \(listenerConfig.profile))")
+        Log.info("listening on \(listenerConfig.address.host):\(listener.boundPort) (\(listenerConfig.mode.rawValue), listener \(listenerConfig.name) → \(listenerConfig.routingSummary))")
         return listener
     }
 
@@ -202,12 +202,12 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         let routing = RoutingSnapshot.build(config: config, runtime: runtime, generation: generation) { profile, endpoint in
             targets["\(profile.name)/\(endpoint.name)"]!
         }
-        var routeBySlot = [ProfileRoute?](repeating: nil, count: nextSlot)
+        var listenerBySlot = [ListenerRouting?](repeating: nil, count: nextSlot)
         for listener in listeners {
-            routeBySlot[listener.slot] = routing.profile(named: listener.config.profile)
+            listenerBySlot[listener.slot] = routing.listener(named: listener.config.name)
         }
         let holdQueuesByIndex = routing.profiles.map { holdQueue(for: $0.name) }
-        store.publish(ProxySnapshot(routing: routing, routeBySlot: routeBySlot, holdQueues: holdQueuesByIndex))
+        store.publish(ProxySnapshot(routing: routing, listenerBySlot: listenerBySlot, holdQueues: holdQueuesByIndex))
 
         var releasedCounts: [String: Int] = [:]
         for route in routing.profiles {
@@ -285,7 +285,11 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         var kept: [Listener] = []
         var opened: [Listener] = []
         for listenerConfig in next.listeners {
-            if let existing = listeners.first(where: { $0.config.address == listenerConfig.address && $0.config.mode == listenerConfig.mode }) {
+            // Same name first: two port-0 listeners share the configured address `127.0.0.1:0`,
+            // and matching on it alone handed both configs to the first socket.
+            let unclaimed = listeners.filter { old in !kept.contains { $0 === old } && old.config.address == listenerConfig.address && old.config.mode == listenerConfig.mode }
+            if let existing = unclaimed.first(where: { $0.config.name == listenerConfig.name })
+                ?? unclaimed.first(where: { _ in listenerConfig.address.port != 0 }) {
                 existing.update(listenerConfig)
                 kept.append(existing)
                 continue
