@@ -159,7 +159,7 @@ extension ProxyRuntime {
         }
         let counters: [(String, String, (EndpointCounters) -> Int)] = [
             ("cutover_upstream_connect_errors_total", "Failed connects to the endpoint (refused, reset, timed out).", { $0.connectErrors.load(ordering: .relaxed) }),
-            ("cutover_drain_force_closed_total", "Requests and tunnels force-closed at a drain deadline.", { $0.forceClosed.load(ordering: .relaxed) }),
+            ("cutover_drain_force_closed_total", "Tunnels and upgraded connections force-closed at a drain deadline.", { $0.forceClosed.load(ordering: .relaxed) }),
             ("cutover_upstream_bytes_received_total", "Bytes received from the endpoint.", { $0.bytesIn.load(ordering: .relaxed) }),
             ("cutover_upstream_bytes_sent_total", "Request body bytes sent to the endpoint.", { $0.bytesOut.load(ordering: .relaxed) }),
         ]
