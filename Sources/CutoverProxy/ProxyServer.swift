@@ -9,6 +9,9 @@ public enum ProxyServer {
     /// Runs until SIGTERM/SIGINT, then drains and exits 0. Throws only for start-up failures.
     public static func run(config: Config, configPath: String?, onStarted: @Sendable (ProxyRuntime) -> Void = { _ in }) throws -> Never {
         signal(SIGPIPE, SIG_IGN)
+        // The same checks as `proxy --check`, before anything logs "listening on".
+        try StartChecks.verify(config, file: configPath ?? "(command line)")
+        StartChecks.prepareDirectories(config)
         let runtime = try ProxyRuntime(config: config, configPath: configPath)
         try runtime.start()
         var admin: AdminSocketServer?

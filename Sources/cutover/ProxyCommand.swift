@@ -27,7 +27,9 @@ enum ProxyCommand {
                                     admin.socket)
               --workers N           worker queues (default: one per CPU; overrides the config)
               --access-log DEST     stderr (default), off, or a file path (overrides the config)
-              --check               validate the config and exit (0 valid, 1 invalid)
+              --check               run every check start runs short of binding (config, endpoint
+                                    names resolve, socket_group exists, state file readable,
+                                    directories writable) and exit (0 valid, 1 invalid)
             """,
         run: run)
 
@@ -53,6 +55,7 @@ enum ProxyCommand {
         if let accessLog = args.value("--access-log") { config.accessLog = accessLog }
         try ConfigLoader.validate(config, file: path ?? "(command line)")
         if args.has("--check") {
+            try StartChecks.verify(config, file: path ?? "(command line)")
             print("\(path ?? "(command line)"): valid (\(config.listeners.count) listeners, \(config.profiles.count) profiles)")
             return 0
         }

@@ -43,4 +43,28 @@ final class OperatorTests: XCTestCase {
         XCTAssertTrue(events.contains("web/blue offline (drain deadline after"), events)
         XCTAssertTrue(events.contains("0 force-closed"), events)
     }
+
+    /// Defect 3: `--check` runs what start runs short of binding, so each of these configs is
+    /// refused by `--check` with the key at fault, and start refuses it before "listening on".
+    func testCheck_refusesWhatStartWouldRefuse() throws {
+        let cases: [(name: String, key: String, config: String)] = [
+            ("unresolvable host", "profiles[0].endpoints[0].address",
+             config().replacingOccurrences(of: blue.address, with: "bad..host:80")),
+            ("missing socket group", "admin.socket_group",
+             config().replacingOccurrences(of: #""admin": { "socket": "\#(socket)""#, with: #""admin": { "socket": "\#(socket)", "socket_group": "no-such-group-17""#)),
+            ("state file not a directory", "state_file",
+             config(rootExtra: #", "state_file": "\#(try dir.write("plain-file", "x"))/state.json""#)),
+            ("state file unreadable", "state_file",
+             config(rootExtra: #", "state_file": "\#(try dir.write("state.json", "{ not json"))""#)),
+        ]
+        for item in cases {
+            let path = try dir.write("check-\(item.name.count).json", item.config)
+            let check = try IntegrationTests.run(CutoverBinary.url.path, ["proxy", "--config", path, "--check"])
+            XCTAssertEqual(check.status, 1, "\(item.name): --check accepted it: \(check.stdout)")
+            XCTAssertTrue(check.stderr.contains("\(path): \(item.key):"), "\(item.name): \(check.stderr)")
+            let start = try IntegrationTests.run(CutoverBinary.url.path, ["proxy", "--config", path], timeout: 5)
+            XCTAssertEqual(start.status, 1, "\(item.name): start did not refuse it")
+            XCTAssertFalse(start.stderr.contains("listening on"), "\(item.name): refused only after listening: \(start.stderr)")
+        }
+    }
 }
