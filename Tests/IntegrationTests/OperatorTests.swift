@@ -67,4 +67,20 @@ final class OperatorTests: XCTestCase {
             XCTAssertFalse(start.stderr.contains("listening on"), "\(item.name): refused only after listening: \(start.stderr)")
         }
     }
+
+    /// Defect 4: the bypass header lets an operator through the maintenance gate, and the backend
+    /// never sees it (with the gate open either).
+    func testMaintenanceBypassHeader_isNotForwardedToTheBackend() throws {
+        let gate = #", "maintenance": { "bypass": { "header": { "name": "X-Cutover-Bypass", "value": "s3cret" } } }"#
+        let proxy = try Proxy(config: config(profileExtra: gate), directory: dir, socketPath: socket)
+        defer { proxy.stop() }
+        let open = try curl(proxy.url("/headers"), ["-H", "X-Cutover-Bypass: s3cret", "-H", "X-Kept: yes"])
+        XCTAssertEqual(open.code, 200)
+        XCTAssertTrue(open.body.contains("X-Kept: yes"), open.body)
+        XCTAssertFalse(open.body.lowercased().contains("s3cret"), open.body)
+        XCTAssertEqual(try proxy.ctl("maintenance", "web", "on").status, 0)
+        let bypassed = try curl(proxy.url("/headers"), ["-H", "x-cutover-bypass: s3cret"])
+        XCTAssertEqual(bypassed.code, 200, "the bypass no longer lets the operator through")
+        XCTAssertFalse(bypassed.body.lowercased().contains("s3cret"), bypassed.body)
+    }
 }
