@@ -188,7 +188,7 @@ enum DBCommand {
 
     /// The `dsn` of the postgres database named `name` in the config file at `path`.
     static func configuredDSN(_ name: String, config path: String) throws -> String {
-        let config = try ConfigFile.load(path: path)
+        let config = try ConfigFile.load(path: path, use: .agent)
         guard let database = config.databases.first(where: { $0.name == name }) else {
             let known = config.databases.map(\.name)
             throw UsageError("no database named '\(name)' in \(path) (configured: \(known.isEmpty ? "none" : known.joined(separator: ", ")))")

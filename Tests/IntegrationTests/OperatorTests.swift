@@ -83,4 +83,18 @@ final class OperatorTests: XCTestCase {
         XCTAssertEqual(bypassed.code, 200, "the bypass no longer lets the operator through")
         XCTAssertFalse(bypassed.body.lowercased().contains("s3cret"), bypassed.body)
     }
+
+    /// Defect 5: an agent-only config (databases, no listeners or profiles) starts the agent, so
+    /// database credentials need not live in the proxy's file; the proxy still refuses it.
+    func testAgentOnlyConfig_startsTheAgent() throws {
+        let path = try dir.write("agent.json", #"{ "databases": [{ "name": "primary", "driver": "postgres", "dsn": "host=127.0.0.1 port=1 dbname=app" }] }"#)
+        let agentSocket = dir.path("agent.sock")
+        let agent = try ChildProcess(
+            CutoverBinary.url, ["agent", "--socket", agentSocket, "--journal", dir.path("journal.jsonl"), "--config", path], directory: dir, label: "agent")
+        defer { agent.stop() }
+        XCTAssertTrue(waitUntil { FileManager.default.fileExists(atPath: agentSocket) }, "the agent refused the config: \(agent.stderr)")
+        let proxy = try IntegrationTests.run(CutoverBinary.url.path, ["proxy", "--config", path, "--check"])
+        XCTAssertEqual(proxy.status, 1)
+        XCTAssertTrue(proxy.stderr.contains("listeners"), proxy.stderr)
+    }
 }
