@@ -151,19 +151,20 @@ enum DBCommand {
         var fence = try ReadOnlyFence(target: ConnectionString(dsn), controlDatabase: arguments.value("--control-db") ?? "postgres")
         fence.connectTimeout = connectTimeout
         let target = fence.target.description
+        let controlOption = arguments.value("--control-db").map { ["--control-db", $0] } ?? []
         switch action {
         case "status":
             let status = try fence.status()
             print(json ? status.json : status.text)
         case "on":
             let report = try journaled(
-                journal, action: "db readonly on", target: target, undo: "cutover db readonly off --dsn \"\(target)\"",
+                journal, action: "db readonly on", target: target, undo: ShellWords.command(["cutover", "db", "readonly", "off", "--dsn", target] + controlOption),
                 describe: { (r: FenceReport) in r.json }
             ) { try fence.on(grace: grace) }
             print(json ? report.json : report.text)
         default:
             let report = try journaled(
-                journal, action: "db readonly off", target: target, undo: "cutover db readonly on --dsn \"\(target)\"",
+                journal, action: "db readonly off", target: target, undo: ShellWords.command(["cutover", "db", "readonly", "on", "--dsn", target] + controlOption),
                 describe: { (r: FenceReport) in r.json }
             ) { try fence.off() }
             print(json ? report.json : report.text)
@@ -334,8 +335,5 @@ enum DBCommand {
     }
 
     /// A word as a POSIX shell reads it back, for the journal's undo commands.
-    static func shellQuoted(_ word: String) -> String {
-        if !word.isEmpty && word.allSatisfy({ $0.isLetter || $0.isNumber || "_-./:=@".contains($0) }) { return word }
-        return "'" + word.replacingOccurrences(of: "'", with: "'\\''") + "'"
-    }
+    static func shellQuoted(_ word: String) -> String { ShellWords.quote(word) }
 }

@@ -97,4 +97,38 @@ final class OperatorTests: XCTestCase {
         XCTAssertEqual(proxy.status, 1)
         XCTAssertTrue(proxy.stderr.contains("listeners"), proxy.stderr)
     }
+
+    /// Defect 6: a journal entry's `undo` is a command that runs as it stands (driver, path), from
+    /// `cutover flag` and from the agent alike.
+    func testJournalUndo_runsAsItStands() throws {
+        let journal = dir.path("journal.jsonl")
+        let flag = dir.path("maintenance flag")  // a space, so the undo must quote it
+        let on = try IntegrationTests.run(CutoverBinary.url.path, ["flag", "on", "--driver", "file", "--path", flag, "--journal", journal])
+        XCTAssertEqual(on.status, 0, on.stderr)
+        let agentSocket = dir.path("agent.sock")
+        let agent = try ChildProcess(CutoverBinary.url, ["agent", "--socket", agentSocket, "--journal", dir.path("agent.jsonl")], directory: dir, label: "agent")
+        defer { agent.stop() }
+        XCTAssertTrue(waitUntil { FileManager.default.fileExists(atPath: agentSocket) }, agent.stderr)
+        let agentFlag = dir.path("agent-flag")
+        XCTAssertEqual(try IntegrationTests.run(CutoverBinary.url.path, ["ctl", "--socket", agentSocket, "flag", "on", "--driver", "file", "--path", agentFlag]).status, 0)
+        let environment = "PATH=\(CutoverBinary.url.deletingLastPathComponent().path):/usr/bin:/bin"
+        for (file, path) in [(journal, flag), (dir.path("agent.jsonl"), agentFlag)] {
+            let lines = try String(contentsOfFile: file, encoding: .utf8).split(separator: "\n")
+            guard let before = lines.first, let entry = try JSONSerialization.jsonObject(with: Data(before.utf8)) as? [String: Any],
+                  let undo = entry["undo"] as? String else { return XCTFail("no undo in \(lines)") }
+            XCTAssertTrue(FileManager.default.fileExists(atPath: path))
+            let undone = try IntegrationTests.run("/usr/bin/env", [environment, "/bin/sh", "-c", undo])
+            XCTAssertEqual(undone.status, 0, "\(undo): \(undone.stderr)")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: path), "\(undo) did not undo")
+        }
+    }
+
+    /// Defect 7: `flag status --driver sql` reads the flag with --status-sql alone.
+    func testFlagStatusSQL_needsNoOnSQL() throws {
+        let status = try IntegrationTests.run(CutoverBinary.url.path, [
+            "flag", "status", "--driver", "sql", "--dsn", "host=127.0.0.1 port=1 dbname=app connect_timeout=2", "--status-sql", "SELECT 1",
+        ])
+        XCTAssertFalse(status.stderr.contains("--on-sql"), status.stderr)
+        XCTAssertEqual(status.status, 1, "port 1 refuses: a connection failure, not a usage error: \(status.stderr)")
+    }
 }
