@@ -49,7 +49,8 @@ enum CtlCommand {
                 index += 1
                 continue
             default:
-                break
+                // A command word never starts with "--": this is a misspelt option of ours.
+                if words[index].hasPrefix("--") { throw UsageError("unknown option \(words[index]) (options: --socket PATH, --json)") }
             }
             break
         }

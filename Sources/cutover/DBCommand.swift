@@ -122,6 +122,26 @@ enum DBCommand {
         """
 
     static func run(_ words: [String]) throws -> Int32 {
+        do {
+            return try dispatch(words)
+        } catch {
+            // A script that asked for JSON reads stdout: it gets an error object there too (the
+            // message still goes to stderr, and the exit status is unchanged).
+            if words.contains("--json") { print(JSONCoding.line(AdminAnswer<NoAnswerData>(code: errorCode(error), message: "\(error)"))) }
+            throw error
+        }
+    }
+
+    /// The `code` of a failed command's JSON error object: the database error's, `usage`, or `failed`.
+    static func errorCode(_ error: any Error) -> String {
+        switch error {
+        case let database as DatabaseError: return database.code
+        case is UsageError: return "usage"
+        default: return "failed"
+        }
+    }
+
+    private static func dispatch(_ words: [String]) throws -> Int32 {
         // Options may come before the command word: find it with every option name any command knows.
         let readonlyOptions: Set<String> = ["--dsn", "--control-db", "--grace", "--connect-timeout", "--journal", "--config"]
         let everyOption = valuedOptions.values.reduce(readonlyOptions) { $0.union($1) }

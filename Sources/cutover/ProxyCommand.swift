@@ -7,9 +7,9 @@ enum ProxyCommand {
         name: "proxy",
         summary: "run the reverse proxy (from --config FILE, or --listen/--endpoint flags)",
         help: """
-            Usage: cutover proxy --config FILE
+            Usage: cutover proxy --config FILE [--admin-socket PATH] [--workers N] [--access-log stderr|off|PATH] [--check]
                    cutover proxy --listen HOST:PORT --endpoint NAME=HOST:PORT [--endpoint NAME=HOST:PORT ...]
-                                 [--mode http|tcp] [--admin-socket PATH] [--workers N] [--access-log stderr|off|PATH]
+                                 [--mode http|tcp] [--admin-socket PATH] [--workers N] [--access-log stderr|off|PATH] [--check]
 
             Runs the proxy in the foreground until SIGTERM or SIGINT, then stops accepting, lets
             in-flight requests finish (timeouts.shutdown, default 30s) and exits 0. SIGHUP re-reads

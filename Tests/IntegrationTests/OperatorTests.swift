@@ -131,4 +131,30 @@ final class OperatorTests: XCTestCase {
         XCTAssertFalse(status.stderr.contains("--on-sql"), status.stderr)
         XCTAssertEqual(status.status, 1, "port 1 refuses: a connection failure, not a usage error: \(status.stderr)")
     }
+
+    /// Defect 7: `cutover version`, exit 2 for a misspelt ctl option, usage lines that name every
+    /// option, and a JSON error object on stdout when `db … --json` fails.
+    func testCommandLineNits() throws {
+        let binary = CutoverBinary.url.path
+        let version = try IntegrationTests.run(binary, ["version"])
+        XCTAssertEqual(version.status, 0, version.stderr)
+        XCTAssertEqual(version.stdout, try IntegrationTests.run(binary, ["--version"]).stdout)
+        let bogus = try IntegrationTests.run(binary, ["ctl", "--socket", socket, "--bogus", "show", "stats"])
+        XCTAssertEqual(bogus.status, 2, "a usage error: \(bogus.stderr)")
+        XCTAssertTrue(bogus.stderr.contains("--bogus"), bogus.stderr)
+        let usageLines = { (command: String) throws -> String in
+            try IntegrationTests.run(binary, [command, "--help"]).stdout.components(separatedBy: "\n\n")[0]
+        }
+        XCTAssertTrue(try usageLines("proxy").contains("--check"))
+        XCTAssertTrue(try usageLines("demo").contains("--print-config"))
+        let db = try IntegrationTests.run(binary, ["db", "readonly", "status", "--dsn", "host=127.0.0.1 port=1 dbname=app connect_timeout=2", "--json"])
+        XCTAssertEqual(db.status, 1)
+        let object = try JSONSerialization.jsonObject(with: Data(db.stdout.utf8)) as? [String: Any]
+        XCTAssertEqual(object?["ok"] as? Bool, false, db.stdout)
+        XCTAssertEqual(object?["code"] as? String, "unreachable", db.stdout)
+        XCTAssertNotNil(object?["message"] as? String)
+        let usage = try IntegrationTests.run(binary, ["db", "readonly", "sideways", "--json"])
+        XCTAssertEqual(usage.status, 2)
+        XCTAssertTrue(usage.stdout.contains(#""code":"usage""#), usage.stdout)
+    }
 }
