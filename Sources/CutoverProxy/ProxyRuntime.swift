@@ -54,7 +54,8 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         var state = RuntimeState(config: config)
         if let stateFile, let saved = try stateFile.read() {
             state = saved.reconciled(with: config)
-            Log.info("restored runtime state from \(stateFile.path)")
+            let changes = state.restoredChanges(over: config)
+            Log.info("restored runtime state from \(stateFile.path): " + (changes.isEmpty ? "as configured" : changes.joined(separator: "; ")))
         }
         self.runtime = state
         self.store = SnapshotStore(ProxySnapshot(routing: RoutingSnapshot(generation: 0, profiles: []), routeBySlot: [], holdQueues: []))

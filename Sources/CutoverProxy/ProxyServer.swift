@@ -22,6 +22,8 @@ public enum ProxyServer {
             try server.start()
             Log.info("admin socket \(path)")
             admin = server
+        } else {
+            Log.warning("no admin socket (admin.socket): `cutover ctl` cannot switch, pause or reload this proxy; SIGHUP still reloads")
         }
         if let address = config.admin.http {
             try runtime.startAdminHTTP(on: address)

@@ -1,5 +1,7 @@
+import CutoverControl
 import CutoverCore
 import CutoverProxy
+import Foundation
 
 /// `cutover proxy`: run the reverse proxy from a config file or from flags.
 enum ProxyCommand {
@@ -24,7 +26,8 @@ enum ProxyCommand {
                                     is online, the others offline (standby for `switch`). Repeatable.
               --mode http|tcp       without a file: HTTP/1.1 reverse proxy (default) or raw TCP
               --admin-socket PATH   admin Unix socket for `cutover ctl` (with --config: overrides
-                                    admin.socket)
+                                    admin.socket; without: default $CUTOVER_SOCKET, else
+                                    \(CtlCommand.defaultSocket), where `cutover ctl` looks)
               --workers N           worker queues (default: one per CPU; overrides the config)
               --access-log DEST     stderr (default), off, or a file path (overrides the config)
               --check               run every check start runs short of binding (config, endpoint
@@ -46,6 +49,7 @@ enum ProxyCommand {
             config = try ConfigFile.load(path: path)
         } else {
             config = try configFromFlags(args)
+            if args.value("--admin-socket") == nil { config.admin.socket = quickModeSocket() }
         }
         if let socket = args.value("--admin-socket") { config.admin.socket = socket }
         if let workers = args.value("--workers") {
@@ -60,6 +64,18 @@ enum ProxyCommand {
             return 0
         }
         try ProxyServer.run(config: config, configPath: path)
+    }
+
+    /// Quick mode's admin socket when none is given: the one `cutover ctl` uses by default, so that
+    /// `cutover ctl switch default green` works with no option; `nil` (no socket, with a warning)
+    /// when another proxy already answers there, because replacing its socket would orphan it.
+    static func quickModeSocket() -> String? {
+        let path = ProcessInfo.processInfo.environment["CUTOVER_SOCKET"] ?? CtlCommand.defaultSocket
+        if (try? AdminClient(path: path, timeout: .seconds(1))) != nil {
+            printError("cutover proxy: warning: another process answers on \(path); this proxy opens no admin socket (give --admin-socket PATH to switch it)")
+            return nil
+        }
+        return path
     }
 
     /// The single-profile config that `--listen`/`--endpoint` describe.

@@ -71,4 +71,17 @@ final class StateDocumentTests: XCTestCase {
             XCTAssertEqual(($0 as? StateDocument.DecodeError)?.key, "version", "\($0)")
         }
     }
+
+    /// Issue 17, defect 8: what a restore changed over the config, in config order, and nothing when nothing differs.
+    func testRestoredChanges_nameWhatDiffersFromTheConfig() throws {
+        let config = try ConfigLoader.parse(
+            #"{"listeners": [{"name": "w", "address": "127.0.0.1:1", "profile": "web"}], "profiles": [{"name": "web", "endpoints": [{"name": "blue", "address": "127.0.0.1:2"}, {"name": "green", "address": "127.0.0.1:3", "state": "offline"}]}]}"#,
+            file: "c.json")
+        var state = RuntimeState(config: config)
+        XCTAssertEqual(state.restoredChanges(over: config), [])
+        state.profiles["web"]?.paused = true
+        state.profiles["web"]?.endpoints["green"]?.admin = .online
+        state.profiles["web"]?.endpoints["blue"]?.priority = 3
+        XCTAssertEqual(state.restoredChanges(over: config), ["web: paused", "web/blue priority 3 (config: 1)", "web/green online (config: offline)"])
+    }
 }

@@ -157,4 +157,47 @@ final class OperatorTests: XCTestCase {
         XCTAssertEqual(usage.status, 2)
         XCTAssertTrue(usage.stdout.contains(#""code":"usage""#), usage.stdout)
     }
+
+    /// Defects 8 and 9: quick mode opens the socket `cutover ctl` looks at by default (here through
+    /// $CUTOVER_SOCKET, which both honour) and says where, so `ctl switch default green` needs no
+    /// option; a second quick-mode proxy does not steal a live socket, it warns instead.
+    func testQuickMode_opensCtlsDefaultSocket() throws {
+        let quickSocket = dir.path("quick.sock")
+        let environment = ["CUTOVER_SOCKET": quickSocket]
+        let arguments = ["proxy", "--listen", "127.0.0.1:0", "--endpoint", "blue=\(blue.address)", "--endpoint", "green=\(green.address)", "--access-log", "off"]
+        let first = try ChildProcess(CutoverBinary.url, arguments, directory: dir, label: "quick-1", environment: environment)
+        defer { first.stop() }
+        XCTAssertTrue(waitUntil { FileManager.default.fileExists(atPath: quickSocket) && !Proxy.parsePorts(first.stderr).isEmpty }, first.stderr)
+        XCTAssertTrue(first.stderr.contains("admin socket \(quickSocket)"), first.stderr)
+        let port = Proxy.parsePorts(first.stderr).values.first ?? 0
+        let switched = try IntegrationTests.run("/usr/bin/env", ["CUTOVER_SOCKET=\(quickSocket)", CutoverBinary.url.path, "ctl", "switch", "default", "green"])
+        XCTAssertEqual(switched.status, 0, switched.stdout + switched.stderr)
+        XCTAssertEqual(try curl("http://127.0.0.1:\(port)/").body, "green\n")
+
+        let second = try ChildProcess(CutoverBinary.url, arguments, directory: dir, label: "quick-2", environment: environment)
+        defer { second.stop() }
+        XCTAssertTrue(waitUntil { !Proxy.parsePorts(second.stderr).isEmpty }, second.stderr)
+        XCTAssertTrue(second.stderr.contains("another process answers on \(quickSocket)"), second.stderr)
+        XCTAssertTrue(second.stderr.contains("no admin socket"), second.stderr)
+        let stillFirst = try IntegrationTests.run("/usr/bin/env", ["CUTOVER_SOCKET=\(quickSocket)", CutoverBinary.url.path, "ctl", "show", "endpoints"])
+        XCTAssertEqual(stillFirst.status, 0, "the first proxy lost its socket: \(stillFirst.stderr)")
+    }
+
+    /// Defect 8: a restart says what it restored, and a directory start creates is logged.
+    func testRestart_logsWhatItRestoredAndTheDirectoriesItCreated() throws {
+        let stateFile = dir.path("new/state/state.json")
+        let text = config(rootExtra: #", "state_file": "\#(stateFile)""#)
+        var proxy = try Proxy(config: text, directory: dir, socketPath: socket)
+        XCTAssertTrue(proxy.child.stderr.contains("created directory \(dir.path("new/state")) for the state file"), proxy.child.stderr)
+        XCTAssertEqual(try proxy.ctl("switch", "web", "green", "--force").status, 0)
+        XCTAssertEqual(try proxy.ctl("readonly", "web", "hold").status, 0)
+        XCTAssertEqual(try proxy.ctl("set", "endpoint", "web/blue", "weight", "7").status, 0)
+        proxy.stop()
+        proxy = try Proxy(config: text, directory: dir, socketPath: socket)
+        defer { proxy.stop() }
+        let log = proxy.child.stderr
+        XCTAssertTrue(log.contains("web: readonly hold"), log)
+        XCTAssertTrue(log.contains("web/blue offline (config: online), weight 7 (config: 1)"), log)
+        XCTAssertTrue(log.contains("web/green online (config: offline)"), log)
+    }
 }
