@@ -27,6 +27,9 @@ public struct RuntimeState: Sendable, Equatable {
             merged.paused = old.paused
             merged.maintenance = old.maintenance
             merged.readOnly = old.readOnly
+            // Endpoints added at runtime stay while the config (which already includes them, see
+            // `Config.including(addedEndpointsOf:)`) has them at the same address.
+            merged.added = old.added.filter { profile.endpoint(named: $0.name)?.address == $0.address }
             for endpoint in profile.endpoints {
                 if let kept = old.endpoints[endpoint.name] { merged.endpoints[endpoint.name] = kept }
             }
@@ -45,12 +48,15 @@ public struct ProfileRuntime: Sendable, Equatable {
     public var maintenance: Bool
     /// What becomes of unsafe requests: they pass (`off`), are refused (`on`) or wait (`hold`).
     public var readOnly: ReadOnlyGate
+    /// Endpoints added by `add endpoint` (not in the config file), in the order they were added.
+    public var added: [EndpointConfig]
 
-    public init(endpoints: [String: EndpointRuntime], paused: Bool = false, maintenance: Bool = false, readOnly: ReadOnlyGate = .off) {
+    public init(endpoints: [String: EndpointRuntime], paused: Bool = false, maintenance: Bool = false, readOnly: ReadOnlyGate = .off, added: [EndpointConfig] = []) {
         self.endpoints = endpoints
         self.paused = paused
         self.maintenance = maintenance
         self.readOnly = readOnly
+        self.added = added
     }
 
     public init(profile: ProfileConfig) {

@@ -25,6 +25,9 @@ public struct StateDocument: Codable, Sendable, Equatable {
         public var readonly: Bool
         /// The read-only gate's position (key `readonly_gate`); absent in files written before `hold`.
         public var readonlyGate: ReadOnlyGate?
+        /// Endpoints `add endpoint` added at runtime (key `added_endpoints`), in the order added; their
+        /// state, priority and weight are in `endpoints`. Absent when there are none, and in older files.
+        public var addedEndpoints: [AddedEndpoint]?
 
         public init(endpoints: [String: Endpoint], paused: Bool, maintenance: Bool, readonly gate: ReadOnlyGate) {
             self.endpoints = endpoints
@@ -38,7 +41,7 @@ public struct StateDocument: Codable, Sendable, Equatable {
         public var gate: ReadOnlyGate { readonlyGate ?? (readonly ? .on : .off) }
 
         private enum CodingKeys: String, CodingKey {
-            case endpoints, paused, maintenance, readonly, readonlyGate
+            case endpoints, paused, maintenance, readonly, readonlyGate, addedEndpoints
         }
 
         /// Decodes the JSON form; a gate that is absent is off (version 1 files could omit them).
@@ -49,6 +52,18 @@ public struct StateDocument: Codable, Sendable, Equatable {
             maintenance = try container.decodeIfPresent(Bool.self, forKey: .maintenance) ?? false
             readonly = try container.decodeIfPresent(Bool.self, forKey: .readonly) ?? false
             readonlyGate = try container.decodeIfPresent(ReadOnlyGate.self, forKey: .readonlyGate)
+            addedEndpoints = try container.decodeIfPresent([AddedEndpoint].self, forKey: .addedEndpoints)
+        }
+    }
+
+    /// An endpoint added at runtime: its name and `host:port` address.
+    public struct AddedEndpoint: Codable, Sendable, Equatable {
+        public var name: String
+        public var address: String
+
+        public init(name: String, address: String) {
+            self.name = name
+            self.address = address
         }
     }
 
@@ -83,7 +98,9 @@ public struct StateDocument: Codable, Sendable, Equatable {
                 let admin = endpoint.admin == .draining ? AdminState.offline : endpoint.admin
                 endpoints[endpointName] = Endpoint(state: admin.rawValue, priority: endpoint.priority, weight: endpoint.weight)
             }
-            profiles[name] = Profile(endpoints: endpoints, paused: profile.paused, maintenance: profile.maintenance, readonly: profile.readOnly)
+            var saved = Profile(endpoints: endpoints, paused: profile.paused, maintenance: profile.maintenance, readonly: profile.readOnly)
+            if !profile.added.isEmpty { saved.addedEndpoints = profile.added.map { AddedEndpoint(name: $0.name, address: $0.address.description) } }
+            profiles[name] = saved
         }
         self.init(profiles: profiles)
     }
@@ -112,6 +129,11 @@ public struct StateDocument: Codable, Sendable, Equatable {
             throw DecodeError(key: "version", reason: "\(document.version) is not a version this proxy reads (1)")
         }
         for (name, profile) in document.profiles {
+            for (index, added) in (profile.addedEndpoints ?? []).enumerated() {
+                if case .failure(let error) = HostPort.parse(added.address) {
+                    throw DecodeError(key: "profiles.\(name).added_endpoints[\(index)].address", reason: "\"\(added.address)\" \(error)")
+                }
+            }
             for (endpointName, endpoint) in profile.endpoints where AdminState(rawValue: endpoint.state) == nil {
                 throw DecodeError(
                     key: "profiles.\(name).endpoints.\(endpointName).state",
@@ -136,8 +158,14 @@ public struct StateDocument: Codable, Sendable, Equatable {
                 guard let admin = AdminState(rawValue: endpoint.state) else { continue }  // refused by `decode`
                 endpoints[endpointName] = EndpointRuntime(admin: admin, priority: endpoint.priority, weight: endpoint.weight)
             }
+            // Checked by `decode`; an entry without its `endpoints` line starts online at priority and weight 1.
+            let added = (profile.addedEndpoints ?? []).compactMap { entry -> EndpointConfig? in
+                guard case .success(let address) = HostPort.parse(entry.address) else { return nil }
+                let saved = endpoints[entry.name]
+                return EndpointConfig(name: entry.name, address: address, priority: saved?.priority ?? 1, weight: saved?.weight ?? 1, state: saved?.admin ?? .online)
+            }
             state.profiles[name] = ProfileRuntime(
-                endpoints: endpoints, paused: profile.paused, maintenance: profile.maintenance, readOnly: profile.gate)
+                endpoints: endpoints, paused: profile.paused, maintenance: profile.maintenance, readOnly: profile.gate, added: added)
         }
         return state
     }
