@@ -46,6 +46,12 @@ public final class AdminClient {
         guard ControlSocket.sendAll(fd, Array((line + "\n").utf8)) else {
             throw Failure(description: "admin socket closed while sending")
         }
+        return try nextAnswer()
+    }
+
+    /// Reads the next answer: the one to the line just sent, or, after a streaming command
+    /// (`show events --follow`), the next one the stream sends.
+    public func nextAnswer() throws -> String {
         while true {
             if let end = terminator() {
                 let answer = String(decoding: buffered[..<end], as: UTF8.self)

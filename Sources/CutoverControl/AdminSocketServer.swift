@@ -12,6 +12,12 @@ public final class AdminSocketServer: @unchecked Sendable {  // `fd` and `source
     private let mode: UInt16
     private let group: String?
     private let handler: @Sendable (String) -> String
+    private let streamer: Streamer?
+
+    /// Answers a line with a stream of answers instead of one (`show events --follow`); returns
+    /// false when the line is not a streaming command. `send` sends one answer and returns false
+    /// once the client is gone; an empty answer sends nothing and only asks whether it is still there.
+    public typealias Streamer = @Sendable (_ line: String, _ send: (String) -> Bool) -> Bool
     private var fd: Int32 = -1
     private var source: DispatchSourceRead?
     private let acceptQueue = DispatchQueue(label: "cutover.admin.accept")
@@ -24,7 +30,8 @@ public final class AdminSocketServer: @unchecked Sendable {  // `fd` and `source
         public let description: String
     }
 
-    public init(path: String, mode: UInt16 = 0o600, group: String? = nil, handler: @escaping @Sendable (String) -> String) {
+    public init(path: String, mode: UInt16 = 0o600, group: String? = nil, streamer: Streamer? = nil, handler: @escaping @Sendable (String) -> String) {
+        self.streamer = streamer
         self.path = path
         self.mode = mode
         self.group = group
@@ -76,12 +83,13 @@ public final class AdminSocketServer: @unchecked Sendable {  // `fd` and `source
         let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: acceptQueue)
         let listenFD = fd
         let handler = self.handler
+        let streamer = self.streamer
         let answering = self.answering
         source.setEventHandler {
             while true {
                 let client = accept(listenFD, nil, nil)
                 if client < 0 { break }
-                DispatchQueue(label: "cutover.admin.connection").async { AdminSocketServer.serve(client, handler: handler, answering: answering) }
+                DispatchQueue(label: "cutover.admin.connection").async { AdminSocketServer.serve(client, handler: handler, streamer: streamer, answering: answering) }
             }
         }
         self.source = source
@@ -106,7 +114,7 @@ public final class AdminSocketServer: @unchecked Sendable {  // `fd` and `source
         return answering.wait(timeout: .now() + Double(seconds) + Double(attoseconds) / 1e18) == .success
     }
 
-    private static func serve(_ fd: Int32, handler: @Sendable (String) -> String, answering: DispatchGroup) {
+    private static func serve(_ fd: Int32, handler: @Sendable (String) -> String, streamer: Streamer?, answering: DispatchGroup) {
         defer { close(fd) }
         var pending: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
@@ -124,6 +132,8 @@ public final class AdminSocketServer: @unchecked Sendable {  // `fd` and `source
                 pending.removeSubrange(...newline)
                 if line.hasSuffix("\r") { line.removeLast() }
                 if line.trimmingCharacters(in: .whitespaces).isEmpty { continue }
+                // A stream ends the connection, and is not an answer a stopping process waits for.
+                if let streamer, streamer(line, { $0.isEmpty ? peerIsThere(fd) : ControlSocket.sendAll(fd, Array(($0 + "\n\n").utf8)) }) { return }
                 answering.enter()
                 let answer = handler(line)
                 let sent = ControlSocket.sendAll(fd, Array((answer + "\n\n").utf8))
@@ -131,5 +141,12 @@ public final class AdminSocketServer: @unchecked Sendable {  // `fd` and `source
                 guard sent else { return }
             }
         }
+    }
+
+    /// Whether the client still holds its end: nothing to read (a hang-up reads as end of file; a
+    /// streaming client only listens) and no error.
+    private static func peerIsThere(_ fd: Int32) -> Bool {
+        var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        return poll(&entry, 1, 0) == 0
     }
 }

@@ -6,6 +6,9 @@ public enum AdminCommand: Sendable, Equatable {
     case showEndpoints(profile: String?)
     case showStats
     case showEvents(count: Int)
+    /// `show events --follow`: every state and health change from now on, one answer each, until
+    /// the client leaves (only the admin socket streams; see `ProxyRuntime.follow`).
+    case followEvents
     /// Make `endpoint` the only online endpoint of its priority; the others drain.
     case switchTo(profile: String, endpoint: String, force: Bool, wait: Bool)
     case setEndpoint(profile: String, endpoint: String, state: EndpointStateChange?, priority: Int?, weight: Int?)
@@ -38,7 +41,7 @@ public enum AdminCommand: Sendable, Equatable {
     /// Whether the command changes anything (and so is refused while read-only admin access is used).
     public var isMutation: Bool {
         switch self {
-        case .help, .showProfiles, .showEndpoints, .showStats, .showEvents: return false
+        case .help, .showProfiles, .showEndpoints, .showStats, .showEvents, .followEvents: return false
         case .switchTo, .setEndpoint, .pause, .resume, .maintenance, .readOnly, .reload: return true
         case .addEndpoint, .removeEndpoint, .setEndpointHealth, .deploy, .rollback: return true
         }
@@ -51,6 +54,7 @@ public enum AdminCommand: Sendable, Equatable {
         show endpoints [PROFILE]                      admin state, health, priority, weight, in-flight
         show stats                                    totals: connections, requests, held, switches
         show events [N]                               the last N state and health changes (default 20)
+        show events --follow                          stream each change as it happens, one answer each
         switch PROFILE ENDPOINT [--force] [--wait]    make ENDPOINT the live one; the others drain
         set endpoint PROFILE/NAME online|offline|drain [priority N] [weight W]
         set endpoint PROFILE/NAME health up|down|auto [cause TEXT]
@@ -105,6 +109,10 @@ public enum AdminCommand: Sendable, Equatable {
                 try expectCount(args, 1, "show stats")
                 return .showStats
             case "events":
+                if args.contains("--follow") {
+                    guard args.count == 2 else { throw AdminError(.badArguments, "usage: show events --follow") }
+                    return .followEvents
+                }
                 guard args.count <= 2 else { throw AdminError(.badArguments, "usage: show events [N]") }
                 guard args.count == 2 else { return .showEvents(count: 20) }
                 guard let n = Int(args[1]), n > 0 else { throw AdminError(.badArguments, "show events: \"\(args[1])\" is not a positive number") }

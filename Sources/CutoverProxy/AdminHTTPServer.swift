@@ -23,6 +23,9 @@ final class AdminHTTPServer: Sendable {
         var contentType: String
         var body: [UInt8]
         var headers: [(String, String)] = []
+        /// A body written as it happens (`/events`) instead of `body`: the server sends the head,
+        /// then calls this with a `send` that returns false once the client is gone, then closes.
+        var stream: (@Sendable (_ send: (String) -> Bool) -> Void)?
 
         init(status: Int, contentType: String = "text/plain; charset=utf-8", body: String, headers: [(String, String)] = []) {
             self.status = status
@@ -100,6 +103,13 @@ final class AdminHTTPServer: Sendable {
                 return
             }
             let response = authorized(head) ? route(head) : Self.unauthorized
+            if let stream = response.stream, head.method == "GET" {
+                var streamed = response
+                streamed.headers.append(("X-Accel-Buffering", "no"))
+                guard connection.write(Self.serialize(streamed, head: head, keepAlive: false, streaming: true)) else { return }
+                stream { connection.write(Array($0.utf8)) }
+                return
+            }
             guard connection.write(Self.serialize(response, head: head, keepAlive: head.keepAlive)), head.keepAlive else { return }
         }
     }
@@ -133,10 +143,11 @@ final class AdminHTTPServer: Sendable {
         return difference == 0
     }
 
-    static func serialize(_ response: Response, head: HTTPRequestHead, keepAlive: Bool) -> [UInt8] {
+    /// The response's bytes; a `streaming` one has no length (its body runs until the connection closes).
+    static func serialize(_ response: Response, head: HTTPRequestHead, keepAlive: Bool, streaming: Bool = false) -> [UInt8] {
         var responseHead = HTTPResponseHead(status: response.status)
         responseHead.headers.add(name: "Content-Type", value: response.contentType)
-        responseHead.headers.add(name: "Content-Length", value: String(response.body.count))
+        if !streaming { responseHead.headers.add(name: "Content-Length", value: String(response.body.count)) }
         responseHead.headers.add(name: "Cache-Control", value: "no-store")
         for (name, value) in response.headers { responseHead.headers.add(name: name, value: value) }
         if !keepAlive { responseHead.headers.add(name: "Connection", value: "close") }

@@ -13,7 +13,7 @@ extension ProxyRuntime {
             adminHTTPResponse(to: request)
         }
         let bound = HostPort(host: address.host, port: server.port)
-        Log.info("admin http on http://\(bound)/ (/health, /metrics, /status)\(token == nil ? "" : ", bearer token required")")
+        Log.info("admin http on http://\(bound)/ (/health, /metrics, /status, /events)\(token == nil ? "" : ", bearer token required")")
     }
 
     /// Answers one authorized GET or HEAD request.
@@ -27,13 +27,15 @@ extension ProxyRuntime {
             return AdminHTTPServer.Response(status: 200, contentType: PrometheusText.contentType, body: metricsText())
         case "/status":
             return AdminHTTPServer.Response(status: 200, contentType: "text/html; charset=utf-8", body: statusPage().render())
+        case "/events":
+            return eventStreamResponse()
         case "/":
             return AdminHTTPServer.Response(status: 302, body: "see /status\n", headers: [("Location", "/status")])
         default:
             if request.path.hasPrefix("/health/") {
                 return profileHealth(String(request.path.dropFirst("/health/".count)))
             }
-            return AdminHTTPServer.Response(status: 404, body: "not found: \(request.path) (routes: /health, /health/PROFILE, /metrics, /status)\n")
+            return AdminHTTPServer.Response(status: 404, body: "not found: \(request.path) (routes: /health, /health/PROFILE, /metrics, /status, /events)\n")
         }
     }
 

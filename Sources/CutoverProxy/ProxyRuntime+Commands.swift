@@ -32,6 +32,9 @@ extension ProxyRuntime {
             return controlQueue.sync { showStats(json: json) }
         case .showEvents(let count):
             return showEvents(count: count, json: json)
+        case .followEvents:
+            // The admin socket streams it before it gets here (`stream(line:send:)`).
+            throw AdminError(.conflict, "show events --follow streams on the admin socket only (or GET /events on the admin HTTP listener)")
         case .switchTo(let profile, let endpoint, let force, let wait):
             let draining = try onControlQueue { () throws(AdminError) in try switchTo(profile: profile, endpoint: endpoint, force: force) }
             var switched = SwitchAnswer(profile: profile, endpoint: endpoint, draining: draining.map(\.name))

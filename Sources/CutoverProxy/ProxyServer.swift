@@ -16,7 +16,10 @@ public enum ProxyServer {
         try runtime.start()
         var admin: AdminSocketServer?
         if let path = config.admin.socket {
-            let server = AdminSocketServer(path: path, mode: config.admin.socketMode, group: config.admin.socketGroup) { line in
+            let server = AdminSocketServer(
+                path: path, mode: config.admin.socketMode, group: config.admin.socketGroup,
+                streamer: { line, send in runtime.stream(line: line, send: send) }
+            ) { line in
                 runtime.execute(line: line)
             }
             try server.start()

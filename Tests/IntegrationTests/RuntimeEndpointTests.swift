@@ -132,4 +132,37 @@ final class RuntimeEndpointTests: XCTestCase {
         XCTAssertGreaterThan(Date().timeIntervalSince(started), 0.9)
         XCTAssertEqual(try curl(proxy.url()).body, "blue\n")
     }
+
+    /// `show events --follow` on the admin socket and `/events` on the admin HTTP listener stream
+    /// each change as it happens: a switch made after they started reaches both.
+    func testEventStreams_deliverChangesAsTheyHappen() throws {
+        let proxy = try Proxy(
+            config: blueGreenConfig(blue: blue, green: green, socket: socket, rootExtra: "").replacingOccurrences(
+                of: #""admin": { "socket": "\#(socket)" }"#, with: #""admin": { "socket": "\#(socket)", "http": "127.0.0.1:0" }"#),
+            directory: dir, socketPath: socket)
+        defer { proxy.stop() }
+        var adminPort = ""
+        XCTAssertTrue(waitUntil {
+            guard let line = proxy.child.stderr.split(separator: "\n").first(where: { $0.contains("admin http on http://127.0.0.1:") }) else { return false }
+            adminPort = String(line.split(separator: ":")[safe: 4]?.prefix { $0.isNumber } ?? "")
+            return !adminPort.isEmpty
+        }, proxy.child.stderr)
+        let follower = try ChildProcess(CutoverBinary.url, ["ctl", "--socket", socket, "show", "events", "--follow"], directory: dir, label: "follow")
+        defer { follower.stop() }
+        let jsonFollower = try ChildProcess(CutoverBinary.url, ["ctl", "--socket", socket, "--json", "show", "events", "--follow"], directory: dir, label: "follow-json")
+        defer { jsonFollower.stop() }
+        let sse = try ChildProcess(URL(fileURLWithPath: "/usr/bin/curl"), ["-s", "-N", "--max-time", "20", "http://127.0.0.1:\(adminPort)/events"], directory: dir, label: "sse")
+        defer { sse.stop() }
+        XCTAssertTrue(waitUntil {
+            follower.stdout.contains("OK following events") && jsonFollower.stdout.contains("following events") && sse.stdout.contains(": following events")
+        }, "streams did not start: \(follower.stdout) | \(jsonFollower.stdout) | \(sse.stdout)")
+        XCTAssertEqual(try proxy.ctl("switch", "web", "green").status, 0)
+        XCTAssertTrue(waitUntil(timeout: 5) { follower.stdout.contains("web/green online (switch)") }, follower.stdout)
+        XCTAssertTrue(waitUntil(timeout: 5) { jsonFollower.stdout.contains(#""endpoint":"green""#) && jsonFollower.stdout.contains(#""state":"online""#) }, jsonFollower.stdout)
+        XCTAssertTrue(waitUntil(timeout: 5) { sse.stdout.contains("event: change\ndata: {") && sse.stdout.contains(#""endpoint":"green""#) }, sse.stdout)
+    }
+}
+
+private extension Array {
+    subscript(safe index: Int) -> Element? { indices.contains(index) ? self[index] : nil }
 }
