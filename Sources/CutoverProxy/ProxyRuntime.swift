@@ -215,6 +215,9 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     /// - Important: call on `controlQueue`.
     func reload() throws(AdminError) -> String {
         guard let configPath else { throw AdminError(.conflict, "started without a config file; nothing to reload") }
+        // systemd (Type=notify) sees the reload begin and end, refused or not.
+        SystemdNotify.reloading()
+        defer { SystemdNotify.send("READY=1") }
         let next: Config
         do {
             next = try ConfigFile.load(path: configPath).including(addedEndpointsOf: runtime)

@@ -32,6 +32,8 @@ public enum ProxyServer {
             try runtime.startAdminHTTP(on: address)
         }
         let signals = installSignals(runtime: runtime, admin: admin)
+        // Listeners, admin socket and signal handlers are in place: the proxy serves.
+        SystemdNotify.send("READY=1\nSTATUS=serving \(config.listeners.count) listeners")
         onStarted(runtime)
         withExtendedLifetime((signals, admin)) {
             dispatchMain()
