@@ -3,24 +3,7 @@ import Glibc
 import XCTest
 
 /// Issue 17: the defects a first real user hit, each proved on the real binary with real backends.
-final class OperatorTests: XCTestCase {
-    private var dir: TemporaryDirectory!
-    private var blue: Backend!
-    private var green: Backend!
-    private var socket: String { dir.path("admin.sock") }
-
-    override func setUpWithError() throws {
-        dir = try TemporaryDirectory()
-        blue = try Backend(name: "blue", directory: dir)
-        green = try Backend(name: "green", directory: dir)
-    }
-
-    override func tearDown() {
-        blue?.stop()
-        green?.stop()
-        dir = nil
-    }
-
+final class OperatorTests: BlueGreenTestCase {
     private func config(profileExtra: String = "", rootExtra: String = "") -> String {
         blueGreenConfig(blue: blue, green: green, socket: socket, profileExtra: profileExtra, rootExtra: rootExtra)
     }

@@ -4,24 +4,8 @@ import XCTest
 
 /// Issue 17: endpoints added and removed at runtime, an outside checker's health verdict, and the
 /// one-shot `deploy` / `rollback`, on the real binary with real backends.
-final class RuntimeEndpointTests: XCTestCase {
-    private var dir: TemporaryDirectory!
-    private var blue: Backend!
-    private var green: Backend!
-    private var socket: String { dir.path("admin.sock") }
+final class RuntimeEndpointTests: BlueGreenTestCase {
     private static let probe = #", "probe": { "type": "http", "path": "/healthz", "interval": "100ms", "timeout": "100ms", "rise": 1, "fall": 1 }"#
-
-    override func setUpWithError() throws {
-        dir = try TemporaryDirectory()
-        blue = try Backend(name: "blue", directory: dir)
-        green = try Backend(name: "green", directory: dir)
-    }
-
-    override func tearDown() {
-        blue?.stop()
-        green?.stop()
-        dir = nil
-    }
 
     private func endpointNames(_ proxy: Proxy) throws -> [String] {
         let answer = try proxy.ctl("show", "endpoints", "web", json: true)
