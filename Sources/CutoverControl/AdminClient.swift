@@ -43,15 +43,19 @@ public final class AdminClient {
 
     /// Sends one command line and returns its answer (without the terminating empty line).
     public func send(_ line: String) throws -> String {
-        guard ControlSocket.sendAll(fd, Array((line + "\n").utf8)) else {
-            throw Failure(description: "admin socket closed while sending")
-        }
-        return try nextAnswer()
+        // A server that refuses (`ERR busy`) may answer and close before reading the line: the
+        // answer is still there to read.
+        let sent = ControlSocket.sendAll(fd, Array((line + "\n").utf8))
+        return try nextAnswer(sent: sent)
     }
 
     /// Reads the next answer: the one to the line just sent, or, after a streaming command
     /// (`show events --follow`), the next one the stream sends.
     public func nextAnswer() throws -> String {
+        try nextAnswer(sent: true)
+    }
+
+    private func nextAnswer(sent: Bool) throws -> String {
         while true {
             if let end = terminator() {
                 let answer = String(decoding: buffered[..<end], as: UTF8.self)
@@ -64,7 +68,7 @@ public final class AdminClient {
             if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK), let timeout {
                 throw Failure(description: "no answer within \(Self.milliseconds(timeout)) ms")
             }
-            guard n > 0 else { throw Failure(description: "admin socket closed before answering") }
+            guard n > 0 else { throw Failure(description: sent ? "admin socket closed before answering" : "admin socket closed while sending") }
             buffered.append(contentsOf: chunk[0..<n])
         }
     }

@@ -5,34 +5,38 @@ import Glibc
 /// A Unix stream socket that answers one command per line: each answer is the handler's text
 /// followed by an empty line, so a client knows where a multi-line answer ends.
 ///
-/// Admin traffic is rare and may block (`switch --wait`), so each admin connection gets a plain
-/// blocking loop on its own queue, well away from the workers.
-public final class AdminSocketServer: @unchecked Sendable {  // `fd` and `source` set once in `start`
+/// Connections are served by an `AdminSessionLoop`: one readiness loop and a few command threads,
+/// so clients that connect and say nothing cost no thread, are closed after `limits.readTimeout`,
+/// and make room for an operator at `limits.maxSessions` (see `AdminSessionLoop` for why).
+public final class AdminSocketServer: @unchecked Sendable {  // `fd` and `loop` set once in `start`, before any use from elsewhere
     public let path: String
     private let mode: UInt16
     private let group: String?
     private let handler: @Sendable (String) -> String
     private let streamer: Streamer?
 
-    /// Answers a line with a stream of answers instead of one (`show events --follow`); returns
-    /// false when the line is not a streaming command. `send` sends one answer and returns false
-    /// once the client is gone; an empty answer sends nothing and only asks whether it is still there.
-    public typealias Streamer = @Sendable (_ line: String, _ send: (String) -> Bool) -> Bool
+    /// Answers a line with a stream of answers instead of one (`show events --follow`): `nil` when
+    /// the line is not a streaming command, else the first answer and the body of the stream, run
+    /// on a thread of its own with a `send` that sends one answer and returns false once the client
+    /// is gone (an empty answer sends nothing and only asks whether it is still there).
+    public typealias Streamer = @Sendable (_ line: String) -> (first: String, follow: @Sendable (_ send: (String) -> Bool) -> Void)?
+    /// Sessions, command threads and the read timeout.
+    public let limits: AdminSessionLimits
     private var fd: Int32 = -1
-    private var source: DispatchSourceRead?
-    private let acceptQueue = DispatchQueue(label: "cutover.admin.accept")
-    /// Entered for each command from reading its line to sending its answer, so that a stopping
-    /// process can let the answers in progress reach their clients.
-    private let answering = DispatchGroup()
+    private var loop: AdminSessionLoop<String>?
 
     /// A socket that cannot be set up, named for the operator.
     public struct Failure: Error, CustomStringConvertible {
         public let description: String
     }
 
-    public init(path: String, mode: UInt16 = 0o600, group: String? = nil, streamer: Streamer? = nil, handler: @escaping @Sendable (String) -> String) {
+    public init(
+        path: String, mode: UInt16 = 0o600, group: String? = nil, limits: AdminSessionLimits = .init(),
+        streamer: Streamer? = nil, handler: @escaping @Sendable (String) -> String
+    ) {
         self.streamer = streamer
         self.path = path
+        self.limits = limits
         self.mode = mode
         self.group = group
         self.handler = handler
@@ -79,72 +83,60 @@ public final class AdminSocketServer: @unchecked Sendable {  // `fd` and `source
             if createdFile { unlink(path) }
             throw error
         }
-        _ = fcntl(fd, F_SETFL, O_NONBLOCK)
-        let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: acceptQueue)
-        let listenFD = fd
-        let handler = self.handler
-        let streamer = self.streamer
-        let answering = self.answering
-        source.setEventHandler {
-            while true {
-                let client = accept(listenFD, nil, nil)
-                if client < 0 { break }
-                DispatchQueue(label: "cutover.admin.connection").async { AdminSocketServer.serve(client, handler: handler, streamer: streamer, answering: answering) }
-            }
-        }
-        self.source = source
-        source.activate()
+        let timeoutMs = AdminSessionLoop<String>.milliseconds(limits.readTimeout)
+        let timeoutText = timeoutMs % 1000 == 0 ? "\(timeoutMs / 1000) s" : "\(timeoutMs) ms"
+        let loop = AdminSessionLoop<String>(
+            name: "cutover.admin", listenFD: fd, limits: limits,
+            refusals: .init(
+                busy: Array("ERR busy: \(limits.executors) admin commands are running (the limit); try again\n\n".utf8),
+                timedOut: Array("ERR timeout: no command line within \(timeoutText); closing\n\n".utf8)),
+            frame: Self.frameLine, answer: { [handler, streamer] line in
+                if let stream = streamer?(line) {
+                    return .init(bytes: Array((stream.first + "\n\n").utf8), keepOpen: false) { fd in
+                        defer { close(fd) }
+                        stream.follow { $0.isEmpty ? Self.peerIsThere(fd) : ControlSocket.sendAll(fd, Array(($0 + "\n\n").utf8)) }
+                    }
+                }
+                return .init(bytes: Array((handler(line) + "\n\n").utf8), keepOpen: true)
+            })
+        self.loop = loop
+        loop.start()
     }
 
-    /// Stops accepting and removes the socket file.
-    public func stop() {
-        source?.cancel()
-        source = nil
-        if fd >= 0 {
-            close(fd)
-            fd = -1
-            unlink(path)
+    /// One command line at the start of `bytes` (blank lines skipped, a trailing CR dropped).
+    static func frameLine(_ bytes: [UInt8]) -> AdminSessionLoop<String>.Framing {
+        var start = 0
+        while let newline = bytes[start...].firstIndex(of: UInt8(ascii: "\n")) {
+            var line = String(decoding: bytes[start..<newline], as: UTF8.self)
+            if line.hasSuffix("\r") { line.removeLast() }
+            start = newline + 1
+            if !line.trimmingCharacters(in: .whitespaces).isEmpty { return .request(line, consumed: start) }
         }
+        // A line longer than this is not a command: refuse instead of buffering without bound.
+        if bytes.count > 65_536 { return .refuse(Array("ERR bad-arguments: command line too long\n\n".utf8)) }
+        // Blank lines before any command are consumed with the next one; alone they are nothing.
+        return .incomplete
+    }
+
+    /// Stops accepting and removes the socket file; commands in progress still send their answers.
+    public func stop() {
+        guard fd >= 0 else { return }
+        loop?.stop()  // the loop closes the listening descriptor
+        fd = -1
+        unlink(path)
     }
 
     /// Waits until every command being answered has had its answer sent, at most `timeout`;
     /// false when some were still running. Call after `stop()`.
     public func waitForAnswersInProgress(timeout: Duration) -> Bool {
-        let (seconds, attoseconds) = timeout.components
-        return answering.wait(timeout: .now() + Double(seconds) + Double(attoseconds) / 1e18) == .success
+        loop?.waitForAnswersInProgress(timeout: timeout) ?? true
     }
 
-    private static func serve(_ fd: Int32, handler: @Sendable (String) -> String, streamer: Streamer?, answering: DispatchGroup) {
-        defer { close(fd) }
-        var pending: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n <= 0 { return }
-            pending.append(contentsOf: buffer[0..<n])
-            // A line longer than this is not a command: refuse instead of buffering without bound.
-            if pending.count > 65_536 && !pending.contains(UInt8(ascii: "\n")) {
-                _ = ControlSocket.sendAll(fd, Array("ERR bad-arguments: command line too long\n\n".utf8))
-                return
-            }
-            while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
-                var line = String(decoding: pending[..<newline], as: UTF8.self)
-                pending.removeSubrange(...newline)
-                if line.hasSuffix("\r") { line.removeLast() }
-                if line.trimmingCharacters(in: .whitespaces).isEmpty { continue }
-                // A stream ends the connection, and is not an answer a stopping process waits for.
-                if let streamer, streamer(line, { $0.isEmpty ? peerIsThere(fd) : ControlSocket.sendAll(fd, Array(($0 + "\n\n").utf8)) }) { return }
-                answering.enter()
-                let answer = handler(line)
-                let sent = ControlSocket.sendAll(fd, Array((answer + "\n\n").utf8))
-                answering.leave()
-                guard sent else { return }
-            }
-        }
-    }
+    /// Sessions open, timed out, evicted and refused since start.
+    public var counts: AdminSessionLoop<String>.Counts { loop?.counts ?? .init() }
 
-    /// Whether the client still holds its end: nothing to read (a hang-up reads as end of file; a
-    /// streaming client only listens) and no error.
+    /// Whether a streaming client still holds its end: nothing to read (a hang-up reads as end of
+    /// file; a streaming client only listens) and no error.
     private static func peerIsThere(_ fd: Int32) -> Bool {
         var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
         return poll(&entry, 1, 0) == 0

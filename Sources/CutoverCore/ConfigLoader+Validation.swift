@@ -93,7 +93,22 @@ private struct ConfigValidator {
             guard profile.passive.status5xx >= 0 else { throw fail("\(path).passive.status_5xx", "must be 0 (off) or more") }
             guard profile.maxHeld >= 0 else { throw fail("\(path).max_held", "must be 0 or more, got \(profile.maxHeld)") }
             try checkGate(profile.gate, path: "\(path).maintenance")
+            try checkGuard(profile.guardThresholds, path: "\(path).guard")
         }
+    }
+
+    /// Guard thresholds: ratios in range, counts not negative, an interval the timer can keep.
+    private func checkGuard(_ thresholds: GuardConfig, path: String) throws(ConfigError) {
+        if let ratio = thresholds.max5xxRatio, !(0...1).contains(ratio) {
+            throw fail("\(path).max_5xx_ratio", "must be between 0 and 1, got \(ratio)")
+        }
+        guard thresholds.minRequests >= 0 else { throw fail("\(path).min_requests", "must be 0 or more, got \(thresholds.minRequests)") }
+        if let failures = thresholds.maxConnectFailures, failures < 0 {
+            throw fail("\(path).max_connect_failures", "must be 0 or more, got \(failures)")
+        }
+        if let p99 = thresholds.maxP99, p99 <= .zero { throw fail("\(path).max_p99", "must be longer than 0") }
+        if let ratio = thresholds.maxP99Ratio, ratio <= 0 { throw fail("\(path).max_p99_ratio", "must be more than 0, got \(ratio)") }
+        guard thresholds.interval >= .milliseconds(10) else { throw fail("\(path).interval", "must be at least 10ms") }
     }
 
     /// One endpoint: name unique within its profile, a real port, ranges, and a config-time state.
@@ -182,6 +197,8 @@ private struct ConfigValidator {
         }
         if let group = admin.socketGroup, group.isEmpty { throw fail("admin.socket_group", "must not be empty") }
         if let token = admin.token, token.isEmpty { throw fail("admin.token", "must not be empty") }
+        guard (1...10_000).contains(admin.maxSessions) else { throw fail("admin.max_sessions", "\(admin.maxSessions) is not between 1 and 10000") }
+        guard admin.readTimeout >= .milliseconds(100) else { throw fail("admin.read_timeout", "\(admin.readTimeout) is shorter than 100ms") }
         guard let http = admin.http else { return }
         if let listener = listeners.first(where: { Self.overlaps($0.address, http) }) {
             throw fail("admin.http", "\(http) is already used by listener \"\(listener.name)\" (\(listener.address))")

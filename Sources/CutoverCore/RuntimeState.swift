@@ -27,6 +27,7 @@ public struct RuntimeState: Sendable, Equatable {
             merged.paused = old.paused
             merged.maintenance = old.maintenance
             merged.readOnly = old.readOnly
+            merged.guardWindow = old.guardWindow
             // Endpoints added at runtime stay while the config (which already includes them, see
             // `Config.including(addedEndpointsOf:)`) has them at the same address.
             merged.added = old.added.filter { profile.endpoint(named: $0.name)?.address == $0.address }
@@ -36,6 +37,23 @@ public struct RuntimeState: Sendable, Equatable {
             next.profiles[profile.name] = merged
         }
         return next
+    }
+
+    /// What `reconciled(with:)` drops: the profiles and endpoints saved here that `config` no longer
+    /// has, as sorted key paths (`profiles.web`, `profiles.web.endpoints.old`), so a restore can say
+    /// what it did not carry over instead of dropping it silently.
+    public func unmatched(by config: Config) -> [String] {
+        var dropped: [String] = []
+        for (name, profile) in profiles.sorted(by: { $0.key < $1.key }) {
+            guard let configured = config.profile(named: name) else {
+                dropped.append("profiles.\(name)")
+                continue
+            }
+            for endpoint in profile.endpoints.keys.sorted() where !configured.endpoints.contains(where: { $0.name == endpoint }) {
+                dropped.append("profiles.\(name).endpoints.\(endpoint)")
+            }
+        }
+        return dropped
     }
 }
 
@@ -48,14 +66,20 @@ public struct ProfileRuntime: Sendable, Equatable {
     public var maintenance: Bool
     /// What becomes of unsafe requests: they pass (`off`), are refused (`on`) or wait (`hold`).
     public var readOnly: ReadOnlyGate
+    /// The guard window open on the profile, if any: saved so that a restart knows one was.
+    public var guardWindow: GuardRecord?
     /// Endpoints added by `add endpoint` (not in the config file), in the order they were added.
     public var added: [EndpointConfig]
 
-    public init(endpoints: [String: EndpointRuntime], paused: Bool = false, maintenance: Bool = false, readOnly: ReadOnlyGate = .off, added: [EndpointConfig] = []) {
+    public init(
+        endpoints: [String: EndpointRuntime], paused: Bool = false, maintenance: Bool = false, readOnly: ReadOnlyGate = .off,
+        guardWindow: GuardRecord? = nil, added: [EndpointConfig] = []
+    ) {
         self.endpoints = endpoints
         self.paused = paused
         self.maintenance = maintenance
         self.readOnly = readOnly
+        self.guardWindow = guardWindow
         self.added = added
     }
 
@@ -80,5 +104,19 @@ public struct EndpointRuntime: Sendable, Equatable {
         self.health = health
         self.priority = priority
         self.weight = weight
+    }
+}
+
+/// What the state file keeps of an open guard window: who was judged and who stood by. Thresholds
+/// and figures are not kept: a restart ends the window (see `GuardWindow.Event.restarted`).
+public struct GuardRecord: Codable, Sendable, Equatable {
+    /// The endpoint under judgement.
+    public var live: String
+    /// The endpoints standing by, in config order.
+    public var standby: [String]
+
+    public init(live: String, standby: [String]) {
+        self.live = live
+        self.standby = standby
     }
 }

@@ -14,15 +14,15 @@ extension ProxyRuntime {
     /// The admin socket's streaming commands: `show events --follow [--json]` sends one answer per
     /// event (its `show events` line, or its JSON record) until the client leaves or the proxy stops.
     ///
-    /// - Returns: false when `line` is not a streaming command (it is then answered as usual).
-    /// - Important: blocks on the admin connection's own thread.
-    func stream(line: String, send: (String) -> Bool) -> Bool {
-        guard let parsed = try? AdminCommand.parse(line), parsed.command == .followEvents else { return false }
+    /// - Returns: `nil` when `line` is not a streaming command (it is then answered as usual), else
+    ///   the first answer and the stream's body (which blocks on a thread of its own).
+    func stream(line: String) -> (first: String, follow: @Sendable (_ send: (String) -> Bool) -> Void)? {
+        guard let parsed = try? AdminCommand.parse(line), parsed.command == .followEvents else { return nil }
         let json = parsed.json
         let started = json ? JSONCoding.line(AdminAnswer(message: "following events", data: NoAnswerData())) : "OK following events"
-        guard send(started) else { return true }
-        follow(heartbeat: "", send: send) { event in json ? JSONCoding.line(event.record) : event.line }
-        return true
+        return (started, { [self] send in
+            follow(heartbeat: "", send: send) { event in json ? JSONCoding.line(event.record) : event.line }
+        })
     }
 
     /// `/events`: the same events as server-sent events (`event: change`, `data:` the JSON record),

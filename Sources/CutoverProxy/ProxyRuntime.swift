@@ -35,6 +35,14 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     var healthOverrides: [String: Health] = [:]
     /// The endpoints the last switch of each profile replaced, for `rollback`.
     var lastReplaced: [String: [String]] = [:]
+    /// Guard windows by profile name, their judging timers, and the live endpoint's counters at the
+    /// guarded switch (see `ProxyRuntime+Guard`).
+    var guards: [String: GuardWindow] = [:]
+    var guardTimers: [String: DispatchSourceTimer] = [:]
+    var guardBaselines: [String: GuardSample] = [:]
+    /// A minute of counter samples per `profile/name`, for `max_p99_ratio`.
+    var latencySamples: [String: [(MonotonicInstant, GuardSample)]] = [:]
+    var latencySampler: DispatchSourceTimer?
     /// Active health probes; scheduled and counted on `controlQueue` (see `startProbes`).
     lazy var prober = HealthProber(queue: controlQueue)
     let store: SnapshotStore
@@ -61,6 +69,9 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         if let stateFile, let saved = try stateFile.read() {
             config = fileConfig.including(addedEndpointsOf: saved)
             state = saved.reconciled(with: config)
+            for key in saved.unmatched(by: config) {
+                Log.info("state file \(stateFile.path): \(key) is not in the config; its saved state is dropped")
+            }
             let changes = state.restoredChanges(over: config)
             Log.info("restored runtime state from \(stateFile.path): " + (changes.isEmpty ? "as configured" : changes.joined(separator: "; ")))
         }
@@ -79,6 +90,8 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
             publish(persist: false)
             startProbes()
             resumeRestoredDrains()
+            endRestoredGuards()
+            startLatencySampling()
         }
         for worker in workers { worker.queue.async { worker.start() } }
         controlQueue.sync {
@@ -110,10 +123,20 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     private func accepted(fd: Int32, on worker: Worker, slot: Int, mode: ListenerMode) {
         stats.acceptedConnections.wrappingAdd(1, ordering: .relaxed)
         let open = stats.openConnections.wrappingAdd(1, ordering: .relaxed).newValue
-        if open > worker.settings.limits.maxConnections || shuttingDown.load(ordering: .relaxed) {
+        let shutting = shuttingDown.load(ordering: .relaxed)
+        // At the cap, the HTTP client that has been idle longest (silent since it connected, or
+        // between requests) makes room: otherwise sockets that say nothing would turn every real
+        // client away until `header_read` or `idle` expires.
+        if open > worker.settings.limits.maxConnections && (shutting || !evictIdleClient(on: worker)) {
             stats.openConnections.wrappingSubtract(1, ordering: .relaxed)
             stats.refusedConnections.wrappingAdd(1, ordering: .relaxed)
-            close(fd)
+            Self.refuse(fd, mode: mode, reason: "the proxy is at max_connections")
+            return
+        }
+        if shutting {
+            stats.openConnections.wrappingSubtract(1, ordering: .relaxed)
+            stats.refusedConnections.wrappingAdd(1, ordering: .relaxed)
+            Self.refuse(fd, mode: mode, reason: "the proxy is shutting down")
             return
         }
         Socket.setNoDelay(fd)
@@ -121,6 +144,32 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         case .http: HTTPSession(fd: fd, worker: worker, runtime: self, slot: slot).start()
         case .tcp: TCPTunnel(fd: fd, worker: worker, runtime: self, slot: slot).start()
         }
+    }
+
+    /// Closes the longest-idle HTTP client connection of `worker`; false when it has none.
+    ///
+    /// - Important: runs on `worker`'s queue.
+    private func evictIdleClient(on worker: Worker) -> Bool {
+        guard let channel = worker.poller.longestIdleClient(where: { ($0.handler as? HTTPSession)?.servingTarget == nil }),
+            let session = channel.handler as? HTTPSession
+        else { return false }
+        session.forceClose(reason: "evicted: idle longest at max_connections")
+        stats.evictedConnections.wrappingAdd(1, ordering: .relaxed)
+        return true
+    }
+
+    /// Turns a client away: HTTP gets a `503` with `Retry-After` (a bare close reads as a network
+    /// fault), TCP a close. The request is not waited for; what has arrived is read first, so the
+    /// close is a FIN and the 503 is not lost to a reset.
+    private static func refuse(_ fd: Int32, mode: ListenerMode, reason: String) {
+        if mode == .http {
+            let answer = errorResponse(status: 503, message: "\(reason); try again", extraHeaders: [("Retry-After", "1")], close: true)
+            _ = answer.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            Glibc.shutdown(fd, Int32(SHUT_WR))
+            var sink = [UInt8](repeating: 0, count: 4096)
+            while sink.withUnsafeMutableBytes({ Glibc.read(fd, $0.baseAddress, $0.count) }) > 0 {}
+        }
+        close(fd)
     }
 
     /// Called by a connection when it closes, on its worker's queue.
@@ -177,7 +226,7 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         }
     }
 
-    private func persistState() {
+    func persistState() {
         guard let stateFile else { return }
         do {
             try stateFile.write(runtime)
@@ -262,6 +311,15 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         targets = nextTargets
         runtime = runtime.reconciled(with: next)
         drains = drains.filter { key, _ in targets[key] != nil }
+        for profile in next.profiles {
+            for name in guards[profile.name]?.watch.map({ [$0.live] + $0.standby }) ?? [] where profile.endpoint(named: name) == nil {
+                guardEvent(.endpointRemoved(name), profile: profile)
+            }
+        }
+        for name in guards.keys where next.profile(named: name) == nil {
+            guardTimers.removeValue(forKey: name)?.cancel()
+            guards[name] = nil
+        }
         healthStates = healthStates.filter { key, _ in targets[key] != nil }
         healthOverrides = healthOverrides.filter { key, _ in targets[key] != nil }
         events.record(profile: "*", endpoint: nil, state: "reloaded", cause: "config \(configPath)")
@@ -336,7 +394,7 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         return counts
     }
 
-    private func scheduleDrainTimer() {
+    func scheduleDrainTimer() {
         guard drainTimer == nil else { return }
         let timer = DispatchSource.makeTimerSource(queue: controlQueue)
         timer.schedule(deadline: .now() + .milliseconds(50), repeating: .milliseconds(50), leeway: .milliseconds(10))
@@ -352,6 +410,9 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         for (key, lifecycle) in drains.sorted(by: { $0.key < $1.key }) {
             let parts = key.split(separator: "/", maxSplits: 1).map(String.init)
             guard parts.count == 2, let profile = config.profile(named: parts[0]), let target = targets[key] else { continue }
+            // Standing by for a guard window: new work goes elsewhere, in-flight work finishes, but the
+            // endpoint stays ready to take over (not offline) until the window ends.
+            if standingBy(parts[0]).contains(parts[1]) { continue }
             let fact: EndpointLifecycle.Event
             if target.counters.inFlight.load(ordering: .relaxed) == 0 {
                 fact = .drainEmptied
@@ -362,7 +423,10 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
             }
             _ = try? apply(.drain(endpoint: parts[1], fact), to: profile)
         }
-        if drains.isEmpty {
+        if drains.isEmpty || drains.keys.allSatisfy({ key in
+            let parts = key.split(separator: "/", maxSplits: 1).map(String.init)
+            return parts.count == 2 && standingBy(parts[0]).contains(parts[1])
+        }) {
             drainTimer?.cancel()
             drainTimer = nil
         }
@@ -383,6 +447,8 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         target.counters.forceClosed.wrappingAdd(count, ordering: .relaxed)
         return count
     }
+
+    func targetExists(_ key: String) -> Bool { targets[key] != nil }
 
     func target(profile: String, endpoint: String) -> EndpointTarget? {
         targets["\(profile)/\(endpoint)"]

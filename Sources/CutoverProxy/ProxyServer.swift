@@ -17,8 +17,8 @@ public enum ProxyServer {
         var admin: AdminSocketServer?
         if let path = config.admin.socket {
             let server = AdminSocketServer(
-                path: path, mode: config.admin.socketMode, group: config.admin.socketGroup,
-                streamer: { line, send in runtime.stream(line: line, send: send) }
+                path: path, mode: config.admin.socketMode, group: config.admin.socketGroup, limits: config.admin.sessionLimits,
+                streamer: { line in runtime.stream(line: line) }
             ) { line in
                 runtime.execute(line: line)
             }
@@ -62,5 +62,12 @@ public enum ProxyServer {
             sources.append(source)
         }
         return sources
+    }
+}
+
+extension AdminConfig {
+    /// The session limits both admin listeners run with (read at start: a change takes a restart).
+    var sessionLimits: AdminSessionLimits {
+        .init(maxSessions: maxSessions, readTimeout: readTimeout)
     }
 }
