@@ -69,6 +69,16 @@ public final class AdminClient {
         // A server that refuses (`ERR busy`) may answer and close before reading the line: the
         // answer is still there to read.
         let sent = ControlSocket.sendAll(fd, Array((line + "\n").utf8))
+        return try nextAnswer(sent: sent)
+    }
+
+    /// Reads the next answer: the one to the line just sent, or, after a streaming command
+    /// (`show events --follow`), the next one the stream sends.
+    public func nextAnswer() throws -> String {
+        try nextAnswer(sent: true)
+    }
+
+    private func nextAnswer(sent: Bool) throws -> String {
         while true {
             if let end = terminator() {
                 let answer = String(decoding: buffered[..<end], as: UTF8.self)

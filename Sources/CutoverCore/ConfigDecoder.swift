@@ -6,6 +6,8 @@ struct ConfigDecoder {
     let file: String
     /// Directory that relative `page_file` paths are resolved against.
     let baseDirectory: String
+    /// An agent's config may leave out listeners and profiles.
+    var use: ConfigUse = .proxy
 
     // The accepted keys of each object, in the order they are documented; unknown-key errors
     // list them in this order so the message reads like the reference.
@@ -42,12 +44,13 @@ struct ConfigDecoder {
         }
         let root = try ConfigObject(document, path: "", file: file, keys: Self.rootKeys)
 
+        let trafficRequired = use == .proxy
         var listeners: [ListenerConfig] = []
-        for (i, element) in try root.required("listeners", root.array).enumerated() {
+        for (i, element) in try (trafficRequired ? root.required("listeners", root.array) : root.array("listeners") ?? []).enumerated() {
             listeners.append(try decodeListener(element, path: "listeners[\(i)]"))
         }
         var profiles: [ProfileConfig] = []
-        for (i, element) in try root.required("profiles", root.array).enumerated() {
+        for (i, element) in try (trafficRequired ? root.required("profiles", root.array) : root.array("profiles") ?? []).enumerated() {
             profiles.append(try decodeProfile(element, path: "profiles[\(i)]"))
         }
         // Start from the model's defaults and overwrite only what the file sets.

@@ -6,8 +6,8 @@ extension ConfigLoader {
 
     /// Checks the rules a decoded or flag-built config must meet: names, uniqueness, references,
     /// ranges and cross-key constraints. Key paths use the JSON key names.
-    public static func validate(_ config: Config, file: String) throws(ConfigError) {
-        let validator = ConfigValidator(file: file)
+    public static func validate(_ config: Config, file: String, use: ConfigUse = .proxy) throws(ConfigError) {
+        let validator = ConfigValidator(file: file, use: use)
         try validator.check(config)
     }
 
@@ -25,6 +25,7 @@ extension ConfigLoader {
 /// The rules of `ConfigLoader.validate`, one function per section, each naming the key it refuses.
 private struct ConfigValidator {
     let file: String
+    let use: ConfigUse
 
     private func fail(_ key: String, _ reason: String) -> ConfigError {
         ConfigError(file: file, key: key, reason: reason)
@@ -32,8 +33,10 @@ private struct ConfigValidator {
 
     /// Runs every rule in document order, so the first error reported is the first in the file.
     func check(_ config: Config) throws(ConfigError) {
-        guard !config.listeners.isEmpty else { throw fail("listeners", "at least one listener is required") }
-        guard !config.profiles.isEmpty else { throw fail("profiles", "at least one profile is required") }
+        if use == .proxy {
+            guard !config.listeners.isEmpty else { throw fail("listeners", "at least one listener is required") }
+            guard !config.profiles.isEmpty else { throw fail("profiles", "at least one profile is required") }
+        }
         try checkListeners(config)
         try checkProfiles(config.profiles)
         try checkAdmin(config.admin, listeners: config.listeners)

@@ -264,6 +264,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
             answerMaintenance(exchange, gate: route.config.gate)
             return
         }
+        if let fields = route.config.gate.fieldsForBackend(exchange.head.headers) { exchange.head.headers = fields }
         switch route.readOnly.verdict(method: exchange.head.method) {
         case .refuse:
             answerLocally(
@@ -890,7 +891,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
 
 /// One request/response in flight on an `HTTPSession`.
 private final class Exchange {
-    let head: HTTPRequestHead
+    var head: HTTPRequestHead
     let framing: BodyFraming
     let started: UInt64
     var profile = "-"

@@ -10,13 +10,14 @@ import Synchronization
 /// next request. Workers never wait for this queue.
 public final class ProxyRuntime: @unchecked Sendable {  // mutable state confined to `controlQueue`
     let controlQueue = DispatchQueue(label: "cutover.control")
-    private(set) var config: Config
+    /// The config file's config with the endpoints `add endpoint` added (`Config.including(addedEndpointsOf:)`).
+    var config: Config
     /// The file `reload` re-reads; `nil` when started from command-line flags.
     let configPath: String?
     var runtime: RuntimeState
     private var generation: UInt64 = 0
     /// Long-lived endpoint objects by `profile/name`, reused while the address is unchanged.
-    private var targets: [String: EndpointTarget] = [:]
+    var targets: [String: EndpointTarget] = [:]
     private var holdQueues: [String: HoldQueue] = [:]
     private(set) var listeners: [Listener] = []
     private var nextSlot = 0
@@ -29,6 +30,11 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     var lastHealthChange: [String: RuntimeEvent] = [:]
     /// What probes and live traffic said per `profile/name` (see `EndpointHealth`).
     var healthStates: [String: EndpointHealth] = [:]
+    /// Health set by `set endpoint … health up|down` per `profile/name`; routing uses it instead of
+    /// the probes' until `auto`.
+    var healthOverrides: [String: Health] = [:]
+    /// The endpoints the last switch of each profile replaced, for `rollback`.
+    var lastReplaced: [String: [String]] = [:]
     /// Guard windows by profile name, their judging timers, and the live endpoint's counters at the
     /// guarded switch (see `ProxyRuntime+Guard`).
     var guards: [String: GuardWindow] = [:]
@@ -53,8 +59,8 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     let startedAt = Date()
 
     /// Prepares the runtime (restoring the state file over the config); nothing listens until `start`.
-    public init(config: Config, configPath: String?) throws {
-        self.config = config
+    public init(config fileConfig: Config, configPath: String?) throws {
+        var config = fileConfig
         self.configPath = configPath
         let workerCount = config.workers > 0 ? config.workers : max(1, ProcessInfo.processInfo.activeProcessorCount)
         let accessLog = config.accessLog == "off" ? nil : try AccessLog(destination: config.accessLog, workers: workerCount)
@@ -65,12 +71,15 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         self.stateFile = config.stateFile.map(StateFile.init(path:))
         var state = RuntimeState(config: config)
         if let stateFile, let saved = try stateFile.read() {
+            config = fileConfig.including(addedEndpointsOf: saved)
             state = saved.reconciled(with: config)
             for key in saved.unmatched(by: config) {
                 Log.info("state file \(stateFile.path): \(key) is not in the config; its saved state is dropped")
             }
-            Log.info("restored runtime state from \(stateFile.path)")
+            let changes = state.restoredChanges(over: config)
+            Log.info("restored runtime state from \(stateFile.path): " + (changes.isEmpty ? "as configured" : changes.joined(separator: "; ")))
         }
+        self.config = config
         self.runtime = state
         self.store = SnapshotStore(ProxySnapshot(routing: RoutingSnapshot(generation: 0, profiles: []), listenerBySlot: [], holdQueues: []))
         self.targets = try resolveTargets(for: config)
@@ -241,7 +250,7 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
 
     // MARK: - Targets and reload
 
-    private func resolveTargets(for config: Config) throws -> [String: EndpointTarget] {
+    func resolveTargets(for config: Config) throws -> [String: EndpointTarget] {
         var resolved: [String: EndpointTarget] = [:]
         for (p, profile) in config.profiles.enumerated() {
             for (e, endpoint) in profile.endpoints.enumerated() {
@@ -268,9 +277,12 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     /// - Important: call on `controlQueue`.
     func reload() throws(AdminError) -> String {
         guard let configPath else { throw AdminError(.conflict, "started without a config file; nothing to reload") }
+        // systemd (Type=notify) sees the reload begin and end, refused or not.
+        SystemdNotify.reloading()
+        defer { SystemdNotify.send("READY=1") }
         let next: Config
         do {
-            next = try ConfigFile.load(path: configPath)
+            next = try ConfigFile.load(path: configPath).including(addedEndpointsOf: runtime)
         } catch {
             Log.error("reload refused, keeping the running config: \(error)")
             throw AdminError(.invalidConfig, "\(error); the running config is unchanged")
@@ -326,6 +338,7 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
             guards[name] = nil
         }
         healthStates = healthStates.filter { key, _ in targets[key] != nil }
+        healthOverrides = healthOverrides.filter { key, _ in targets[key] != nil }
         events.record(profile: "*", endpoint: nil, state: "reloaded", cause: "config \(configPath)")
         publish()
         startProbes()

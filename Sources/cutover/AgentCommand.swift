@@ -55,7 +55,7 @@ enum AgentCommand {
         guard let journalPath = arguments.value("--journal") else { throw UsageError("--journal is required") }
         var databases: [String: String] = [:]
         if let path = arguments.value("--config") {
-            for database in try ConfigFile.load(path: path).databases where database.driver == "postgres" {
+            for database in try ConfigFile.load(path: path, use: .agent).databases where database.driver == "postgres" {
                 databases[database.name] = database.dsn
             }
         }
