@@ -1,6 +1,16 @@
 import CutoverCore
 import Dispatch
 import Glibc
+import Synchronization
+
+/// How a listener's clients arrive, read once per accepted connection: the TLS certificates if it
+/// terminates TLS, and the HTTPS port a plain HTTP listener redirects to.
+struct ListenerTransport: Sendable {
+    let tls: TLSServerContext?
+    let redirectHTTPSPort: UInt16?
+
+    static let plain = ListenerTransport(tls: nil, redirectHTTPSPort: nil)
+}
 
 /// One listening socket, accepted from by every worker (one read source per worker on the same
 /// descriptor), so a new connection starts on the worker that accepted it without a queue hop.
@@ -11,16 +21,26 @@ final class Listener: @unchecked Sendable {  // `config` and `slot` change only 
     /// The port actually bound (differs from the config when it asked for port 0).
     let boundPort: UInt16
     private var sources: [DispatchSourceRead] = []
+    /// Swapped whole by a reload; workers copy the reference at each accept, so a new certificate
+    /// serves the next handshake and a connection keeps the one it started with.
+    private let currentTransport: Mutex<ListenerTransport>
 
-    init(config: ListenerConfig, slot: Int) throws {
+    init(config: ListenerConfig, slot: Int, transport: ListenerTransport) throws {
         self.fd = try Socket.listen(on: config.address)
         self.slot = slot
         self.config = config
         self.boundPort = Socket.localPort(fd)
+        self.currentTransport = Mutex(transport)
     }
 
-    /// Updates the profile a reload routes this listener to (the socket stays open).
-    func update(_ config: ListenerConfig) { self.config = config }
+    /// Updates the profile a reload routes this listener to, and its certificates (the socket stays open).
+    func update(_ config: ListenerConfig, transport: ListenerTransport) {
+        self.config = config
+        currentTransport.withLock { $0 = transport }
+    }
+
+    /// What a connection accepted now gets.
+    var transport: ListenerTransport { currentTransport.withLock { $0 } }
 
     /// Starts accepting on every worker; `accepted` runs on the accepting worker's queue.
     func start(workers: [Worker], accepted: @escaping @Sendable (Worker, Int32) -> Void) {

@@ -64,8 +64,8 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     /// Opens the listeners, starts the workers and publishes the first snapshot.
     public func start() throws {
         try controlQueue.sync {
-            for listenerConfig in config.listeners {
-                listeners.append(try openListener(listenerConfig))
+            for (index, listenerConfig) in config.listeners.enumerated() {
+                listeners.append(try openListener(listenerConfig, transport: try transport(for: listenerConfig, index: index, timeouts: config.timeouts)))
             }
             publish(persist: false)
             startProbes()
@@ -82,23 +82,24 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         controlQueue.sync { Dictionary(listeners.map { ($0.config.name, $0.boundPort) }, uniquingKeysWith: { a, _ in a }) }
     }
 
-    private func openListener(_ listenerConfig: ListenerConfig) throws -> Listener {
-        let listener = try Listener(config: listenerConfig, slot: nextSlot)
+    private func openListener(_ listenerConfig: ListenerConfig, transport: ListenerTransport) throws -> Listener {
+        let listener = try Listener(config: listenerConfig, slot: nextSlot, transport: transport)
         nextSlot += 1
-        Log.info("listening on \(listenerConfig.address.host):\(listener.boundPort) (\(listenerConfig.mode.rawValue), listener \(listenerConfig.name) → profile \(listenerConfig.profile))")
+        let security = transport.tls.map { " over TLS, certificates for \($0.certificateNames.map { $0.joined(separator: ",") }.joined(separator: "; "))" } ?? ""
+        Log.info("listening on \(listenerConfig.address.host):\(listener.boundPort) (\(listenerConfig.mode.rawValue)\(security), listener \(listenerConfig.name) → profile \(listenerConfig.profile))")
         return listener
     }
 
     private func startAccepting(_ listener: Listener) {
         let slot = listener.slot
         let mode = listener.config.mode
-        listener.start(workers: workers) { [unowned self] worker, fd in
-            self.accepted(fd: fd, on: worker, slot: slot, mode: mode)
+        listener.start(workers: workers) { [unowned self, unowned listener] worker, fd in
+            self.accepted(fd: fd, on: worker, slot: slot, mode: mode, transport: listener.transport)
         }
     }
 
     /// - Important: runs on `worker`'s queue.
-    private func accepted(fd: Int32, on worker: Worker, slot: Int, mode: ListenerMode) {
+    private func accepted(fd: Int32, on worker: Worker, slot: Int, mode: ListenerMode, transport: ListenerTransport) {
         stats.acceptedConnections.wrappingAdd(1, ordering: .relaxed)
         let open = stats.openConnections.wrappingAdd(1, ordering: .relaxed).newValue
         if open > worker.settings.limits.maxConnections || shuttingDown.load(ordering: .relaxed) {
@@ -109,8 +110,8 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         }
         Socket.setNoDelay(fd)
         switch mode {
-        case .http: HTTPSession(fd: fd, worker: worker, runtime: self, slot: slot).start()
-        case .tcp: TCPTunnel(fd: fd, worker: worker, runtime: self, slot: slot).start()
+        case .http: HTTPSession(fd: fd, worker: worker, runtime: self, slot: slot, transport: transport).start()
+        case .tcp: TCPTunnel(fd: fd, worker: worker, runtime: self, slot: slot, transport: transport).start()
         }
     }
 
@@ -184,7 +185,8 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         for (p, profile) in config.profiles.enumerated() {
             for (e, endpoint) in profile.endpoints.enumerated() {
                 let key = "\(profile.name)/\(endpoint.name)"
-                if let existing = targets[key], existing.address == endpoint.address {
+                if let existing = targets[key], existing.address == endpoint.address,
+                   (existing.upstreamTLS as? TLSClientContext)?.config == endpoint.tls {
                     resolved[key] = existing
                     continue
                 }
@@ -194,10 +196,29 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
                 } catch {
                     throw ConfigError(file: configPath ?? "(command line)", key: "profiles[\(p)].endpoints[\(e)].address", reason: "\(error)")
                 }
-                resolved[key] = EndpointTarget(profile: profile.name, name: endpoint.name, address: endpoint.address, socketAddress: socketAddress)
+                var upstreamTLS: TLSClientContext?
+                if let tls = endpoint.tls {
+                    do {
+                        upstreamTLS = try TLSClientContext(config: tls, endpointHost: endpoint.address.host, handshakeTimeout: config.timeouts.tlsHandshake, stats: stats.tls)
+                    } catch {
+                        throw ConfigError(file: configPath ?? "(command line)", key: "profiles[\(p)].endpoints[\(e)].tls.ca", reason: "\(error)")
+                    }
+                }
+                resolved[key] = EndpointTarget(profile: profile.name, name: endpoint.name, address: endpoint.address, socketAddress: socketAddress, upstreamTLS: upstreamTLS)
             }
         }
         return resolved
+    }
+
+    /// The certificates and redirect of a listener, read from disk now (at start and at every reload).
+    private func transport(for listener: ListenerConfig, index: Int, timeouts: Timeouts) throws -> ListenerTransport {
+        guard let tls = listener.tls else { return ListenerTransport(tls: nil, redirectHTTPSPort: listener.redirectHTTPSPort) }
+        do {
+            let context = try TLSServerContext(config: tls, mode: listener.mode, handshakeTimeout: timeouts.tlsHandshake, stats: stats.tls)
+            return ListenerTransport(tls: context, redirectHTTPSPort: nil)
+        } catch {
+            throw ConfigError(file: configPath ?? "(command line)", key: "listeners[\(index)].tls", reason: "\(error)")
+        }
     }
 
     /// Re-reads the config file and applies it without dropping a connection; a config that fails
@@ -222,19 +243,31 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         // Open new listeners first: if one cannot bind, nothing has changed yet.
         var kept: [Listener] = []
         var opened: [Listener] = []
-        for listenerConfig in next.listeners {
+        // Certificates are read before anything changes: a broken key refuses the whole reload.
+        var transports: [ListenerTransport] = []
+        for (index, listenerConfig) in next.listeners.enumerated() {
+            do {
+                transports.append(try transport(for: listenerConfig, index: index, timeouts: next.timeouts))
+            } catch {
+                Log.error("reload refused, keeping the running config and certificates: \(error)")
+                throw AdminError(.invalidConfig, "\(error); the running config and certificates are unchanged")
+            }
+        }
+        var updates: [(Listener, ListenerConfig, ListenerTransport)] = []
+        for (listenerConfig, transport) in zip(next.listeners, transports) {
             if let existing = listeners.first(where: { $0.config.address == listenerConfig.address && $0.config.mode == listenerConfig.mode }) {
-                existing.update(listenerConfig)
+                updates.append((existing, listenerConfig, transport))
                 kept.append(existing)
                 continue
             }
             do {
-                opened.append(try openListener(listenerConfig))
+                opened.append(try openListener(listenerConfig, transport: transport))
             } catch {
                 for listener in opened { listener.close() }
                 throw AdminError(.invalidConfig, "listener \(listenerConfig.name): \(error); the running config is unchanged")
             }
         }
+        for (listener, listenerConfig, transport) in updates { listener.update(listenerConfig, transport: transport) }
         let closed = listeners.filter { old in !kept.contains { $0 === old } }
         for listener in closed {
             Log.info("closing listener \(listener.config.name) (removed from config)")

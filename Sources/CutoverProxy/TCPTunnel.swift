@@ -30,8 +30,8 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
         case closed
     }
 
-    init(fd: Int32, worker: Worker, runtime: ProxyRuntime, slot: Int) {
-        self.client = SocketChannel(fd: fd, worker: worker)
+    init(fd: Int32, worker: Worker, runtime: ProxyRuntime, slot: Int, transport: ListenerTransport = .plain) {
+        self.client = SocketChannel(fd: fd, worker: worker, tls: transport.tls.map { .server($0) })
         self.worker = worker
         self.runtime = runtime
         self.slot = slot
@@ -115,7 +115,7 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
         deadline = monotonicMilliseconds() + UInt64(worker.settings.timeouts.connect.milliseconds)
         do {
             let fd = try Socket.startConnect(to: target.socketAddress)
-            let channel = SocketChannel(fd: fd, worker: worker)
+            let channel = SocketChannel(upstreamFD: fd, to: target, worker: worker)
             channel.handler = self
             upstream = channel
             target.counters.connections.wrappingAdd(1, ordering: .relaxed)
@@ -143,8 +143,10 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
         phase = .pumping
         client.handler = self
         upstream.handler = self
-        toUpstream = Flow(source: client, sink: upstream, pipe: SplicePipe())
-        toClient = Flow(source: upstream, sink: client, pipe: SplicePipe())
+        // Splice moves ciphertext: a TLS side has to be copied through the worker's buffer.
+        let spliceable = !client.isTLS && !upstream.isTLS
+        toUpstream = Flow(source: client, sink: upstream, pipe: spliceable ? SplicePipe() : nil)
+        toClient = Flow(source: upstream, sink: client, pipe: spliceable ? SplicePipe() : nil)
         touch()
         client.resumeReading()
         upstream.resumeReading()

@@ -1,3 +1,4 @@
+import CutoverCore
 import Synchronization
 
 /// TLS counters for `show stats` and `/metrics`: handshakes done, by protocol version, and
@@ -34,5 +35,21 @@ final class TLSStats: Sendable {
     /// Failures by reason, sorted by reason (for stable metrics output).
     var failuresByReason: [(reason: String, count: Int)] {
         failureReasons.withLock { $0 }.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+    }
+}
+
+extension ProxyRuntime {
+    /// The TLS families of `/metrics`: handshakes by version, failures by reason.
+    func writeTLSMetrics(_ m: inout PrometheusText) {
+        let tls = stats.tls
+        m.family("cutover_tls_handshakes_total", .counter, help: "TLS handshakes completed on TLS listeners, by protocol version.")
+        m.sample("cutover_tls_handshakes_total", [("version", "1.2")], tls.handshakesTLS12.load(ordering: .relaxed))
+        m.sample("cutover_tls_handshakes_total", [("version", "1.3")], tls.handshakesTLS13.load(ordering: .relaxed))
+        m.family("cutover_tls_handshake_failures_total", .counter, help: "TLS handshakes on listeners that failed, by reason (OpenSSL's, plain_http, handshake_timeout).")
+        for (reason, count) in tls.failuresByReason {
+            m.sample("cutover_tls_handshake_failures_total", [("reason", reason)], count)
+        }
+        m.family("cutover_tls_upstream_handshake_failures_total", .counter, help: "TLS handshakes to endpoints that failed (verification, protocol, timeout).")
+        m.sample("cutover_tls_upstream_handshake_failures_total", [], tls.upstreamHandshakeFailures.load(ordering: .relaxed))
     }
 }
