@@ -97,3 +97,15 @@ final class TLSConfigTests: XCTestCase {
         XCTAssertEqual(selection.index(for: "default.test"), 0)
     }
 }
+
+/// The `Location` of `redirect_https`: same host and path, the HTTPS port, 443 left out.
+final class HTTPSRedirectTests: XCTestCase {
+    func testLocation_keepsHostAndPath_replacesThePort() {
+        XCTAssertEqual(HTTPSRedirect.location(host: "shop.test:8080", target: "/cart?item=3", port: 8443), "https://shop.test:8443/cart?item=3")
+        XCTAssertEqual(HTTPSRedirect.location(host: "shop.test", target: "/", port: 443), "https://shop.test/")
+        XCTAssertEqual(HTTPSRedirect.location(host: "[::1]:8080", target: "/a", port: 443), "https://[::1]/a")
+        XCTAssertEqual(HTTPSRedirect.location(host: " shop.test ", target: "http://shop.test:8080/x?y", port: 443), "https://shop.test/x?y")
+        XCTAssertEqual(HTTPSRedirect.location(host: "shop.test", target: "*", port: 443), "https://shop.test/")
+        XCTAssertEqual(HTTPSRedirect.location(host: nil, target: "/p", port: 443), "https://localhost/p")
+    }
+}

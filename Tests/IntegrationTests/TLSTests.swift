@@ -190,6 +190,56 @@ final class TLSTests: XCTestCase {
         XCTAssertEqual(FileManager.default.contents(atPath: echoed), Data(bytes))
     }
 
+    /// A client that opens the TLS port and never says hello is closed at `timeouts.tls_handshake`, and counted.
+    func testSilentClient_isClosedAtTheHandshakeTimeout() throws {
+        let blue = try backend("blue")
+        let site = try certificates.leaf("site", names: ["site.test"])
+        let proxy = try proxy(listeners: "[\(tlsListener(certificates: [site]))]", endpoints: #"[{ "name": "blue", "address": "\#(blue.address)" }]"#,
+                              rootExtra: #", "timeouts": { "tls_handshake": "300ms", "header_read": "30s", "idle": "30s" }"#)
+        let connection = try RawConnection(port: proxy.port())
+        connection.setReadTimeout(10)
+        let started = Date()
+        let end = ResponseReader(connection).readToEnd()
+        XCTAssertTrue(end.closed, "the silent client was never closed")
+        XCTAssertLessThan(Date().timeIntervalSince(started), 8, "closed by something else than the 300 ms handshake timeout")
+        XCTAssertEqual(try stats(proxy)["tls_handshake_failures"] as? Int, 1)
+        XCTAssertEqual(try stats(proxy)["connections_open"] as? Int, 0)
+    }
+
+    /// The switch, a drain and a pause run once over TLS: nothing fails, new requests go to green
+    /// after the switch, a slow request in flight finishes on blue, held requests complete on green.
+    func testSwitchDrainAndHold_overTLS() throws {
+        let blue = try backend("blue")
+        let green = try backend("green")
+        let site = try certificates.leaf("site", names: ["site.test"])
+        let proxy = try proxy(listeners: "[\(tlsListener(certificates: [site]))]",
+                              endpoints: #"[{ "name": "blue", "address": "\#(blue.address)" }, { "name": "green", "address": "\#(green.address)", "state": "offline" }]"#)
+        let results = Results()
+        let port = proxy.port()
+        let trust = ["--cacert", certificates.caPath, "--resolve", "site.test:\(port):127.0.0.1"]
+        let failed = CurlResult(code: 0, headers: "", body: "", exitStatus: -1)
+        let slow = Thread { results.add((try? curl("https://site.test:\(port)/slow?ms=1500", trust)) ?? failed) }
+        slow.start()
+        XCTAssertTrue(waitUntil { (try? proxy.ctl("show endpoints web --json").stdout.contains("\"in_flight\":1")) ?? false }, "the slow request is not in flight")
+        let switched = try proxy.ctl("switch", "web", "green", "--wait")
+        XCTAssertEqual(switched.status, 0, switched.stdout)
+        XCTAssertTrue(switched.stdout.contains("web/blue: drained"), switched.stdout)
+        XCTAssertTrue(waitUntil { results.all.count == 1 })
+        XCTAssertEqual(results.all.first?.code, 200)
+        XCTAssertEqual(results.all.first?.header("X-Backend"), "blue", "the drained request finished on blue")
+        XCTAssertEqual(try https(proxy, "/").body.trimmingCharacters(in: .whitespacesAndNewlines), "green")
+
+        XCTAssertEqual(try proxy.ctl("pause", "web").status, 0)
+        let held = (0..<3).map { _ in Thread { results.add((try? curl("https://site.test:\(port)/", trust)) ?? failed) } }
+        for thread in held { thread.start() }
+        XCTAssertTrue(waitUntil { (try? proxy.ctl("show stats").stdout.contains("held_now 3")) ?? false }, "the TLS requests are not held")
+        XCTAssertEqual(try proxy.ctl("switch", "web", "blue").status, 0)
+        XCTAssertEqual(try proxy.ctl("resume", "web").status, 0)
+        XCTAssertTrue(waitUntil { results.all.count == 4 })
+        XCTAssertEqual(results.all.dropFirst().map(\.code), [200, 200, 200])
+        XCTAssertEqual(Set(results.all.dropFirst().map { $0.header("X-Backend") ?? "-" }), ["blue"], "held requests go where the snapshot says at resume")
+    }
+
     // MARK: - Reload
 
     /// A reload with a key that does not match is refused naming the file, the old certificate keeps
@@ -266,4 +316,13 @@ final class TLSTests: XCTestCase {
         XCTAssertTrue(bad.body.contains("certificate verify failed"), bad.body)
         XCTAssertTrue(waitUntil { outer.child.stderr.contains("TLS handshake with bad/tls failed: certificate verify failed") }, outer.child.stderr)
     }
+}
+
+/// Answers collected from client threads.
+private final class Results: @unchecked Sendable {  // `items` is guarded by `lock`
+    private let lock = NSLock()
+    private var items: [CurlResult] = []
+
+    func add(_ result: CurlResult) { lock.withLock { items.append(result) } }
+    var all: [CurlResult] { lock.withLock { items } }
 }
