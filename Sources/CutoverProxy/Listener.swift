@@ -10,6 +10,18 @@ struct ListenerTransport: Sendable {
     let redirectHTTPSPort: UInt16?
 
     static let plain = ListenerTransport(tls: nil, redirectHTTPSPort: nil)
+
+    /// Reads the listener's certificates (at start, at every reload, and for `--check`); a failure
+    /// names `listeners[index].tls`, the file and the reason.
+    static func load(_ listener: ListenerConfig, index: Int, file: String, timeouts: Timeouts, stats: TLSStats) throws(ConfigError) -> ListenerTransport {
+        guard let tls = listener.tls else { return ListenerTransport(tls: nil, redirectHTTPSPort: listener.redirectHTTPSPort) }
+        do {
+            let context = try TLSServerContext(config: tls, mode: listener.mode, handshakeTimeout: timeouts.tlsHandshake, stats: stats)
+            return ListenerTransport(tls: context, redirectHTTPSPort: nil)
+        } catch {
+            throw ConfigError(file: file, key: "listeners[\(index)].tls", reason: "\(error)")
+        }
+    }
 }
 
 /// One listening socket, accepted from by every worker (one read source per worker on the same

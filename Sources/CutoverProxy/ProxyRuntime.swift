@@ -196,14 +196,8 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
                 } catch {
                     throw ConfigError(file: configPath ?? "(command line)", key: "profiles[\(p)].endpoints[\(e)].address", reason: "\(error)")
                 }
-                var upstreamTLS: TLSClientContext?
-                if let tls = endpoint.tls {
-                    do {
-                        upstreamTLS = try TLSClientContext(config: tls, endpointHost: endpoint.address.host, handshakeTimeout: config.timeouts.tlsHandshake, stats: stats.tls)
-                    } catch {
-                        throw ConfigError(file: configPath ?? "(command line)", key: "profiles[\(p)].endpoints[\(e)].tls.ca", reason: "\(error)")
-                    }
-                }
+                let upstreamTLS = try TLSClientContext.load(
+                    endpoint, key: "profiles[\(p)].endpoints[\(e)].tls", file: configPath ?? "(command line)", timeouts: config.timeouts, stats: stats.tls)
                 resolved[key] = EndpointTarget(profile: profile.name, name: endpoint.name, address: endpoint.address, socketAddress: socketAddress, upstreamTLS: upstreamTLS)
             }
         }
@@ -211,14 +205,8 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     }
 
     /// The certificates and redirect of a listener, read from disk now (at start and at every reload).
-    private func transport(for listener: ListenerConfig, index: Int, timeouts: Timeouts) throws -> ListenerTransport {
-        guard let tls = listener.tls else { return ListenerTransport(tls: nil, redirectHTTPSPort: listener.redirectHTTPSPort) }
-        do {
-            let context = try TLSServerContext(config: tls, mode: listener.mode, handshakeTimeout: timeouts.tlsHandshake, stats: stats.tls)
-            return ListenerTransport(tls: context, redirectHTTPSPort: nil)
-        } catch {
-            throw ConfigError(file: configPath ?? "(command line)", key: "listeners[\(index)].tls", reason: "\(error)")
-        }
+    private func transport(for listener: ListenerConfig, index: Int, timeouts: Timeouts) throws(ConfigError) -> ListenerTransport {
+        try ListenerTransport.load(listener, index: index, file: configPath ?? "(command line)", timeouts: timeouts, stats: stats.tls)
     }
 
     /// Re-reads the config file and applies it without dropping a connection; a config that fails

@@ -27,7 +27,8 @@ enum ProxyCommand {
                                     admin.socket)
               --workers N           worker queues (default: one per CPU; overrides the config)
               --access-log DEST     stderr (default), off, or a file path (overrides the config)
-              --check               validate the config and exit (0 valid, 1 invalid)
+              --check               validate the config (and read its TLS certificates, keys
+                                    and CA bundles) and exit (0 valid, 1 invalid)
             """,
         run: run)
 
@@ -53,6 +54,7 @@ enum ProxyCommand {
         if let accessLog = args.value("--access-log") { config.accessLog = accessLog }
         try ConfigLoader.validate(config, file: path ?? "(command line)")
         if args.has("--check") {
+            try ProxyServer.checkTLSFiles(config: config, configPath: path)
             print("\(path ?? "(command line)"): valid (\(config.listeners.count) listeners, \(config.profiles.count) profiles)")
             return 0
         }

@@ -280,6 +280,22 @@ final class TLSTests: XCTestCase {
         XCTAssertEqual(try https(proxy, "/").body.trimmingCharacters(in: .whitespacesAndNewlines), "blue")
     }
 
+    /// `proxy --check` reads the certificates as a start would: a key of another certificate fails it, naming the file.
+    func testCheck_readsTheCertificates() throws {
+        let site = try certificates.leaf("site", names: ["site.test"])
+        let stray = try certificates.strayKey("stray")
+        func check(key: String) throws -> (status: Int32, stdout: String, stderr: String) {
+            let listener = tlsListener(certificates: [(site.cert, key)])
+            let text = #"{ "listeners": [\#(listener)], "profiles": [{ "name": "web", "endpoints": [{ "name": "blue", "address": "127.0.0.1:9" }] }] }"#
+            let config = try directory.write("check-\(UUID().uuidString.prefix(4)).json", text)
+            return try IntegrationTests.run(CutoverBinary.url.path, ["proxy", "--config", config, "--check"])
+        }
+        XCTAssertEqual(try check(key: site.key).status, 0)
+        let refused = try check(key: stray)
+        XCTAssertEqual(refused.status, 1)
+        XCTAssertTrue(refused.stderr.contains("listeners[0].tls") && refused.stderr.contains(stray), refused.stderr)
+    }
+
     // MARK: - Upstream TLS
 
     /// An endpoint behind TLS (a second cutover terminating for the backend) is reached with its

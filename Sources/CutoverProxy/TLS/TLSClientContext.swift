@@ -48,6 +48,16 @@ final class TLSClientContext: @unchecked Sendable {  // immutable after init; Op
         SSL_CTX_free(context)
     }
 
+    /// The context of `endpoint` if it is reached over TLS; a CA bundle that cannot be read names `key`.
+    static func load(_ endpoint: EndpointConfig, key: String, file: String, timeouts: Timeouts, stats: TLSStats) throws(ConfigError) -> TLSClientContext? {
+        guard let tls = endpoint.tls else { return nil }
+        do {
+            return try TLSClientContext(config: tls, endpointHost: endpoint.address.host, handshakeTimeout: timeouts.tlsHandshake, stats: stats)
+        } catch {
+            throw ConfigError(file: file, key: key + (tls.ca == nil ? "" : ".ca"), reason: "\(error)")
+        }
+    }
+
     /// A new client-side SSL object on `fd`, with SNI and the name to verify set.
     func makeSSL(fd: Int32) -> OpaquePointer? {
         guard let ssl = SSL_new(context) else { return nil }
