@@ -134,6 +134,10 @@ final class TLSStream: WorkerConnection, @unchecked Sendable {  // confined to t
     }
 
     private static func answerPlainHTTP(_ fd: Int32) {
+        // The rest of the request is read away first: closing a socket with unread bytes sends a
+        // reset, which can destroy the answer before the client reads it.
+        var sink = [UInt8](repeating: 0, count: 16_384)
+        for _ in 0..<4 where sink.withUnsafeMutableBytes({ recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }) > 0 {}
         let response = HTTPErrorResponse.errorResponse(
             status: 400, message: "This port speaks HTTPS: use https:// to reach it.", close: true)
         _ = response.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
