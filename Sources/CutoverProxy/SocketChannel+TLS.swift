@@ -121,7 +121,9 @@ extension SocketChannel {
             queue(second)
             return true
         }
-        var joined = worker.tlsJoinBuffer
+        // Taken out of the worker (not copied) so appending does not copy its storage.
+        var joined: [UInt8] = []
+        swap(&joined, &worker.tlsJoinBuffer)
         joined.removeAll(keepingCapacity: true)
         joined.append(contentsOf: first)
         joined.append(contentsOf: second)
