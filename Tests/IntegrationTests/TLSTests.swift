@@ -28,12 +28,13 @@ final class TLSTests: XCTestCase {
     }
 
     /// A proxy whose listeners are given as JSON, routing to profile `web` (`endpoints` as JSON).
-    private func proxy(listeners: String, endpoints: String, profileExtra: String = "", rootExtra: String = "", expectListeners: Int = 1) throws -> Proxy {
+    private func proxy(listeners: String, endpoints: String, profileExtra: String = "", rootExtra: String = "", expectListeners: Int = 1, adminHTTP: Bool = false) throws -> Proxy {
         let socket = directory.path("admin-\(UUID().uuidString.prefix(4)).sock")
+        let http = adminHTTP ? #", "http": "127.0.0.1:0""# : ""
         let config = """
             { "listeners": \(listeners),
               "profiles": [{ "name": "web", "endpoints": \(endpoints)\(profileExtra) }],
-              "admin": { "socket": "\(socket)" }, "access_log": "off", "workers": 1\(rootExtra) }
+              "admin": { "socket": "\(socket)"\(http) }, "access_log": "off", "workers": 1\(rootExtra) }
             """
         let proxy = try Proxy(config: config, directory: directory, socketPath: socket, expectListeners: expectListeners)
         stoppers.append { proxy.stop() }
@@ -105,7 +106,7 @@ final class TLSTests: XCTestCase {
         let site = try certificates.leaf("site", names: ["site.test"])
         let proxy = try proxy(
             listeners: "[\(tlsListener(certificates: [site])), \(tlsListener(name: "strict", certificates: [site], extra: #", "min_version": "1.3""#))]",
-            endpoints: #"[{ "name": "blue", "address": "\#(blue.address)" }]"#, expectListeners: 2)
+            endpoints: #"[{ "name": "blue", "address": "\#(blue.address)" }]"#, expectListeners: 2, adminHTTP: true)
         // The client's own security level would refuse 1.1 before sending anything: lower it, so the proxy decides.
         let old = try tlsClient(port: proxy.port("web"), serverName: "site.test", extra: ["-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"])
         XCTAssertTrue(old.output.contains("alert protocol version"), old.output)
@@ -113,8 +114,11 @@ final class TLSTests: XCTestCase {
         XCTAssertTrue(twelve.output.contains("alert protocol version"), twelve.output)
         XCTAssertTrue(try tlsClient(port: proxy.port("strict"), serverName: "site.test", input: "").output.contains("TLSv1.3"))
         XCTAssertEqual(try stats(proxy)["tls_handshake_failures"] as? Int, 2)
-        let metrics = try proxy.ctl("show", "stats").stdout
-        XCTAssertTrue(metrics.contains("tls_handshake_failures 2"), metrics)
+        let text = try proxy.ctl("show", "stats").stdout
+        XCTAssertTrue(text.contains("tls_handshake_failures 2"), text)
+        let metrics = try proxy.metrics()
+        XCTAssertEqual(metrics.value("cutover_tls_handshake_failures_total", ["reason": "unsupported_protocol"]), 2, "\(metrics)")
+        XCTAssertEqual(metrics.value("cutover_tls_handshakes_total", ["version": "1.3"]), 1)
     }
 
     /// A plain-HTTP client on the TLS port is told in plain text, then closed, and counted.
@@ -297,6 +301,19 @@ final class TLSTests: XCTestCase {
     }
 
     // MARK: - Upstream TLS
+
+    /// A TCP listener whose endpoint has `tls` wraps the client's plain bytes in TLS towards it.
+    func testTCPModeToATLSEndpoint_encryptsTowardsIt() throws {
+        let blue = try backend("blue")
+        let site = try certificates.leaf("site", names: ["site.test"])
+        let terminator = try proxy(listeners: "[\(tlsListener(certificates: [site]))]", endpoints: #"[{ "name": "blue", "address": "\#(blue.address)" }]"#)
+        let tls = #"{ "ca": "\#(certificates.caPath)", "server_name": "site.test" }"#
+        let outer = try proxy(listeners: #"[{ "name": "raw", "address": "127.0.0.1:0", "mode": "tcp", "profile": "web" }]"#,
+                              endpoints: #"[{ "name": "inner", "address": "127.0.0.1:\#(terminator.port())", "tls": \#(tls) }]"#)
+        let answer = try curl(outer.url("/headers"))
+        XCTAssertEqual(answer.code, 200, answer.body)
+        XCTAssertTrue(answer.body.contains("X-Forwarded-Proto: https"), "the inner proxy did not see TLS: \(answer.body)")
+    }
 
     /// An endpoint behind TLS (a second cutover terminating for the backend) is reached with its
     /// certificate verified against the CA, and probed over TLS; a wrong expected name is a 502
