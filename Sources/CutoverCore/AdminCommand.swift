@@ -200,9 +200,36 @@ public struct AdminError: Error, Sendable, Equatable, CustomStringConvertible {
     public let code: Code
     public let message: String
 
+    /// - Parameter message: may quote what the client sent; non-printable characters are escaped.
     public init(_ code: Code, _ message: String) {
         self.code = code
-        self.message = message
+        self.message = Self.printable(message)
+    }
+
+    /// `text` with every control character (C0, DEL, C1) written as `\xNN` or `\u{NN}`, so an
+    /// answer that quotes a request cannot carry an escape sequence to an operator's terminal.
+    public static func printable(_ text: String) -> String {
+        guard text.unicodeScalars.contains(where: isControl) else { return text }
+        var escaped = ""
+        for scalar in text.unicodeScalars {
+            if !isControl(scalar) {
+                escaped.unicodeScalars.append(scalar)
+            } else if scalar.value < 0x80 {
+                escaped += "\\x" + hex(scalar.value)
+            } else {
+                escaped += "\\u{" + hex(scalar.value) + "}"
+            }
+        }
+        return escaped
+    }
+
+    private static func isControl(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value)
+    }
+
+    private static func hex(_ value: UInt32) -> String {
+        let digits = String(value, radix: 16)
+        return digits.count < 2 ? "0" + digits : digits
     }
 
     /// The wire form: `ERR <code>: <message>`.

@@ -95,25 +95,73 @@ public enum ListenerMode: String, Sendable, Equatable, CaseIterable {
     case tcp
 }
 
-/// One listening address routed to one profile.
+/// One listening address, routed to its default profile or, through `routes`, to several.
 public struct ListenerConfig: Sendable, Equatable {
     public var name: String
     public var address: HostPort
     public var mode: ListenerMode
-    public var profile: String
+    /// The profile for requests (or connections) no route matches; `nil` answers those with 404
+    /// (HTTP) or closes them (TCP). Only a listener with routes may leave it out.
+    public var profile: String?
+    /// Host/path (HTTP) or SNI (TCP) routes to other profiles; the most specific match wins
+    /// (see `RouteTable`).
+    public var routes: [RouteConfig]
     /// TLS termination; `nil` for a plain listener (a TCP listener then passes TLS through untouched).
     public var tls: ListenerTLSConfig?
     /// On a plain HTTP listener: answer every request with `308` to the same host and path on
     /// HTTPS at this port (443 leaves the port out of the URL).
     public var redirectHTTPSPort: UInt16?
 
-    public init(name: String, address: HostPort, mode: ListenerMode, profile: String, tls: ListenerTLSConfig? = nil, redirectHTTPSPort: UInt16? = nil) {
+    public init(
+        name: String, address: HostPort, mode: ListenerMode, profile: String?, routes: [RouteConfig] = [],
+        tls: ListenerTLSConfig? = nil, redirectHTTPSPort: UInt16? = nil
+    ) {
         self.name = name
         self.address = address
         self.mode = mode
         self.profile = profile
         self.tls = tls
         self.redirectHTTPSPort = redirectHTTPSPort
+        self.routes = routes
+    }
+
+    /// `profile web` or `3 routes, default web` for the log line of an opened listener.
+    public var routingSummary: String {
+        let fallback = profile.map { "profile \($0)" } ?? "no default profile"
+        return routes.isEmpty ? fallback : "\(routes.count) route\(routes.count == 1 ? "" : "s"), \(fallback)"
+    }
+
+    /// Every profile this listener can send work to: the routes' profiles in order, then the default.
+    public var profilesReached: [String] {
+        var names: [String] = []
+        for name in routes.map(\.profile) + [profile].compactMap({ $0 }) where !names.contains(name) { names.append(name) }
+        return names
+    }
+}
+
+/// One `routes` entry of a listener: which requests go to `profile` instead of the default.
+///
+/// HTTP listeners match `host` (exact or `*.suffix`, case-insensitive, port ignored) and
+/// `pathPrefix` (on segment boundaries); TCP listeners match `host` against the TLS server name.
+public struct RouteConfig: Sendable, Equatable {
+    /// `api.example.com`, or `*.example.com` for one or more labels before `example.com`; `nil` matches any host.
+    public var host: String?
+    /// `/api` matches `/api` and `/api/…` but not `/apix`; `nil` matches any path.
+    public var pathPrefix: String?
+    /// Remove `pathPrefix` from the request target before it goes upstream (`/api/x` → `/x`).
+    public var stripPrefix: Bool
+    public var profile: String
+
+    public init(host: String? = nil, pathPrefix: String? = nil, stripPrefix: Bool = false, profile: String) {
+        self.host = host
+        self.pathPrefix = pathPrefix
+        self.stripPrefix = stripPrefix
+        self.profile = profile
+    }
+
+    /// `host/prefix` as `show profiles` prints it, `*` standing for any host; ` (strip)` when stripping.
+    public var summary: String {
+        (host ?? "*") + (pathPrefix ?? "") + (stripPrefix ? " (strip)" : "")
     }
 }
 
@@ -356,13 +404,24 @@ public struct AdminConfig: Sendable, Equatable {
     public var http: HostPort?
     /// Bearer token required on the HTTP listener (mandatory when it is not loopback).
     public var token: String?
+    /// Open sessions per admin listener (socket and HTTP each); at the cap the longest-silent one
+    /// is closed to make room (default 64).
+    public var maxSessions: Int
+    /// Time an admin session has to send a whole command or request, from its connect or its last
+    /// answer (default 10 s, as HAProxy's `stats timeout`).
+    public var readTimeout: Duration
 
-    public init(socket: String? = nil, socketMode: UInt16 = 0o600, socketGroup: String? = nil, http: HostPort? = nil, token: String? = nil) {
+    public init(
+        socket: String? = nil, socketMode: UInt16 = 0o600, socketGroup: String? = nil, http: HostPort? = nil, token: String? = nil,
+        maxSessions: Int = 64, readTimeout: Duration = .seconds(10)
+    ) {
         self.socket = socket
         self.socketMode = socketMode
         self.socketGroup = socketGroup
         self.http = http
         self.token = token
+        self.maxSessions = maxSessions
+        self.readTimeout = readTimeout
     }
 }
 

@@ -10,7 +10,8 @@ struct ConfigDecoder {
     // The accepted keys of each object, in the order they are documented; unknown-key errors
     // list them in this order so the message reads like the reference.
     static let rootKeys = ["listeners", "profiles", "admin", "state_file", "databases", "timeouts", "limits", "access_log", "workers"]
-    static let listenerKeys = ["name", "address", "mode", "profile", "tls", "redirect_https"]
+    static let listenerKeys = ["name", "address", "mode", "profile", "routes", "tls", "redirect_https"]
+    static let routeKeys = ["host", "path_prefix", "strip_prefix", "profile"]
     static let listenerTLSKeys = ["certificates", "min_version"]
     static let certificateKeys = ["cert", "key"]
     static let upstreamTLSKeys = ["verify", "ca", "server_name"]
@@ -28,7 +29,7 @@ struct ConfigDecoder {
     static let maintenanceKeys = ["page", "page_file", "retry_after", "bypass"]
     static let bypassKeys = ["sources", "header"]
     static let headerKeys = ["name", "value"]
-    static let adminKeys = ["socket", "socket_mode", "socket_group", "http", "token"]
+    static let adminKeys = ["socket", "socket_mode", "socket_group", "http", "token", "max_sessions", "read_timeout"]
     static let databaseKeys = ["name", "driver", "dsn"]
     static let timeoutKeys = ["connect", "header_read", "idle", "upstream_response", "write", "shutdown", "tls_handshake"]
     static let limitKeys = [
@@ -68,14 +69,25 @@ struct ConfigDecoder {
         return config
     }
 
-    /// `{ name, address, mode, profile }`; the profile reference is checked by validation.
+    /// `{ name, address, mode, profile, routes }`; profile references and route patterns are
+    /// checked by validation. `profile` may only be left out when `routes` is set.
     private func decodeListener(_ value: JSONValue, path: String) throws(ConfigError) -> ListenerConfig {
         let object = try ConfigObject(value, path: path, file: file, keys: Self.listenerKeys)
         let name = try object.required("name", object.string)
         let address = try object.required("address", object.hostPort)
         let mode = try object.choice("mode", ListenerMode.self, what: "listener mode") ?? .http
-        let profile = try object.required("profile", object.string)
-        var listener = ListenerConfig(name: name, address: address, mode: mode, profile: profile)
+        var routes: [RouteConfig] = []
+        for (i, element) in (try object.array("routes") ?? []).enumerated() {
+            let route = try ConfigObject(element, path: object.path("routes") + "[\(i)]", file: file, keys: Self.routeKeys)
+            routes.append(RouteConfig(
+                host: try route.string("host"), pathPrefix: try route.string("path_prefix"),
+                stripPrefix: try route.bool("strip_prefix") ?? false, profile: try route.required("profile", route.string)))
+        }
+        let profile = try object.string("profile")
+        if profile == nil && routes.isEmpty {
+            throw object.error("profile", "required key is missing (only a listener with routes may leave it out)")
+        }
+        var listener = ListenerConfig(name: name, address: address, mode: mode, profile: profile, routes: routes)
         if let tls = try object.object("tls", keys: Self.listenerTLSKeys) { listener.tls = try decodeListenerTLS(tls) }
         if let redirect = object.value("redirect_https") {
             switch redirect {
@@ -296,6 +308,8 @@ struct ConfigDecoder {
         admin.socketGroup = try object.string("socket_group")
         admin.http = try object.hostPort("http")
         admin.token = try object.string("token")
+        if let sessions = try object.int("max_sessions") { admin.maxSessions = sessions }
+        if let timeout = try object.duration("read_timeout") { admin.readTimeout = timeout }
         return admin
     }
 

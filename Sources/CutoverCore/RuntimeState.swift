@@ -35,6 +35,23 @@ public struct RuntimeState: Sendable, Equatable {
         }
         return next
     }
+
+    /// What `reconciled(with:)` drops: the profiles and endpoints saved here that `config` no longer
+    /// has, as sorted key paths (`profiles.web`, `profiles.web.endpoints.old`), so a restore can say
+    /// what it did not carry over instead of dropping it silently.
+    public func unmatched(by config: Config) -> [String] {
+        var dropped: [String] = []
+        for (name, profile) in profiles.sorted(by: { $0.key < $1.key }) {
+            guard let configured = config.profile(named: name) else {
+                dropped.append("profiles.\(name)")
+                continue
+            }
+            for endpoint in profile.endpoints.keys.sorted() where !configured.endpoints.contains(where: { $0.name == endpoint }) {
+                dropped.append("profiles.\(name).endpoints.\(endpoint)")
+            }
+        }
+        return dropped
+    }
 }
 
 /// Runtime state of one profile.

@@ -116,11 +116,22 @@ public struct StateDocument: Codable, Sendable, Equatable {
         guard document.version == 1 else {
             throw DecodeError(key: "version", reason: "\(document.version) is not a version this proxy reads (1)")
         }
-        for (name, profile) in document.profiles {
-            for (endpointName, endpoint) in profile.endpoints where AdminState(rawValue: endpoint.state) == nil {
-                throw DecodeError(
-                    key: "profiles.\(name).endpoints.\(endpointName).state",
-                    reason: "\"\(endpoint.state)\" is not one of \(AdminState.allCases.map(\.rawValue).joined(separator: ", "))")
+        // Sorted, so the entry named is the same on every start.
+        for (name, profile) in document.profiles.sorted(by: { $0.key < $1.key }) {
+            for (endpointName, endpoint) in profile.endpoints.sorted(by: { $0.key < $1.key }) {
+                let path = "profiles.\(name).endpoints.\(endpointName)"
+                guard AdminState(rawValue: endpoint.state) != nil else {
+                    throw DecodeError(
+                        key: "\(path).state", reason: "\"\(endpoint.state)\" is not one of \(AdminState.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                // The same ranges as the config and `set endpoint`: a value neither would take
+                // must not come in through the file.
+                guard endpoint.priority >= 0 else {
+                    throw DecodeError(key: "\(path).priority", reason: "must be 0 or more (lower wins), got \(endpoint.priority)")
+                }
+                guard (0...ConfigLoader.maxWeight).contains(endpoint.weight) else {
+                    throw DecodeError(key: "\(path).weight", reason: "must be 0-\(ConfigLoader.maxWeight), got \(endpoint.weight)")
+                }
             }
         }
         return document

@@ -37,12 +37,18 @@ final class Listener: @unchecked Sendable {  // `config` and `slot` change only 
     /// serves the next handshake and a connection keeps the one it started with.
     private let currentTransport: Mutex<ListenerTransport>
 
-    init(config: ListenerConfig, slot: Int, transport: ListenerTransport) throws {
-        self.fd = try Socket.listen(on: config.address)
+    convenience init(config: ListenerConfig, slot: Int, transport: ListenerTransport) throws {
+        self.init(config: config, slot: slot, transport: transport, adopting: try Socket.listen(on: config.address))
+    }
+
+    /// A listener on a socket that is already listening (handed over by the proxy this one takes over).
+    init(config: ListenerConfig, slot: Int, transport: ListenerTransport, adopting fd: Int32) {
+        self.fd = fd
         self.slot = slot
         self.config = config
         self.boundPort = Socket.localPort(fd)
         self.currentTransport = Mutex(transport)
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
     }
 
     /// Updates the profile a reload routes this listener to, and its certificates (the socket stays open).

@@ -7,11 +7,12 @@ extension ProxyRuntime {
     /// Starts the optional admin HTTP listener (`/health`, `/metrics`, `/status`).
     ///
     /// The address and `admin.token` are read once: changing them takes a restart, not a reload.
-    func startAdminHTTP(on address: HostPort) throws {
-        let token = controlQueue.sync { config.admin.token }
-        let server = try AdminHTTPServer(address: address, token: token) { [self] request in
+    func startAdminHTTP(on address: HostPort, adopting: Int32? = nil) throws {
+        let (token, limits) = controlQueue.sync { (config.admin.token, config.admin.sessionLimits) }
+        let server = try AdminHTTPServer(address: address, adopting: adopting, token: token, limits: limits) { [self] request in
             adminHTTPResponse(to: request)
         }
+        controlQueue.sync { adminHTTPSocket = (server.listenFD, address.host, server.port) }
         let bound = HostPort(host: address.host, port: server.port)
         Log.info("admin http on http://\(bound)/ (/health, /metrics, /status)\(token == nil ? "" : ", bearer token required")")
     }
@@ -91,6 +92,7 @@ extension ProxyRuntime {
             ("cutover_connections_open", .gauge, "connections_open", "Client connections open now."),
             ("cutover_connections_accepted_total", .counter, "connections_accepted", "Client connections accepted."),
             ("cutover_connections_refused_total", .counter, "connections_refused", "Client connections refused at max_connections or during shutdown."),
+            ("cutover_connections_evicted_total", .counter, "connections_evicted", "Idle client connections closed at max_connections to make room for a new one."),
             ("cutover_client_requests_total", .counter, "requests", "HTTP requests received from clients, whatever their outcome."),
             ("cutover_proxy_answered_total", .counter, "proxy_answered", "Requests answered by the proxy itself (parse errors, gates, 502/503/504)."),
             ("cutover_held_now", .gauge, "held_now", "Requests and connections held now, all profiles."),

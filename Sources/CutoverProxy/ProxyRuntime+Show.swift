@@ -85,6 +85,9 @@ extension ProxyRuntime {
         /// Requests and tunnels in flight on the profile's endpoints, and the writes among them.
         let inFlight: Int
         let writesInFlight: Int
+        let holdTimeout: Duration
+        /// The routes leading to the profile (see `ProfileStatus.routes`).
+        let routes: [String]
 
         var gates: [String] {
             [paused ? "paused" : nil, maintenance ? "maintenance" : nil, readOnlyLabel].compactMap { $0 }
@@ -102,7 +105,7 @@ extension ProxyRuntime {
         /// The `show profiles --json` row.
         var status: ProfileStatus {
             ProfileStatus(name: name, live: live, paused: paused, maintenance: maintenance, readonly: readOnly, held: held, endpoints: endpoints,
-                          inFlight: inFlight, writesInFlight: writesInFlight)
+                          inFlight: inFlight, writesInFlight: writesInFlight, holdTimeoutMs: holdTimeout.milliseconds, routes: routes)
         }
     }
 
@@ -118,7 +121,17 @@ extension ProxyRuntime {
                 maintenance: state?.maintenance ?? false, readOnly: state?.readOnly ?? .off,
                 held: holdQueue(for: profile.name).count, endpoints: profile.endpoints.count,
                 inFlight: counters.reduce(0) { $0 + $1.inFlight.load(ordering: .relaxed) },
-                writesInFlight: counters.reduce(0) { $0 + $1.writesInFlight.load(ordering: .relaxed) })
+                writesInFlight: counters.reduce(0) { $0 + $1.writesInFlight.load(ordering: .relaxed) },
+                holdTimeout: profile.holdTimeout,
+                routes: routes(to: profile.name))
+        }
+    }
+
+    /// The listener routes leading to `profile`, in config order, the listeners' defaults included.
+    private func routes(to profile: String) -> [String] {
+        config.listeners.flatMap { listener in
+            listener.routes.filter { $0.profile == profile }.map { "\(listener.name) \($0.summary)" }
+                + (listener.profile == profile ? ["\(listener.name) default"] : [])
         }
     }
 
@@ -126,8 +139,11 @@ extension ProxyRuntime {
         let views = profileViews()
         if json { return JSONCoding.line(AdminAnswer(data: ProfilesAnswer(profiles: views.map(\.status)))) }
         return TextTable.render(
-            header: ["PROFILE", "LIVE", "GATES", "HELD", "ENDPOINTS"],
-            rows: views.map { [$0.name, $0.live.isEmpty ? "(none)" : $0.live.joined(separator: ","), $0.gates.isEmpty ? "-" : $0.gates.joined(separator: ","), String($0.held), String($0.endpoints)] })
+            header: ["PROFILE", "LIVE", "GATES", "HELD", "ENDPOINTS", "ROUTES"],
+            rows: views.map {
+                [$0.name, $0.live.isEmpty ? "(none)" : $0.live.joined(separator: ","), $0.gates.isEmpty ? "-" : $0.gates.joined(separator: ","),
+                 String($0.held), String($0.endpoints), $0.routes.isEmpty ? "-" : $0.routes.joined(separator: ", ")]
+            })
     }
 
     /// Process-wide totals, as `show stats --json` answers them.
@@ -137,6 +153,7 @@ extension ProxyRuntime {
             connectionsOpen: stats.openConnections.load(ordering: .relaxed),
             connectionsAccepted: stats.acceptedConnections.load(ordering: .relaxed),
             connectionsRefused: stats.refusedConnections.load(ordering: .relaxed),
+            connectionsEvicted: stats.evictedConnections.load(ordering: .relaxed),
             requests: stats.requests.load(ordering: .relaxed),
             proxyAnswered: stats.proxyAnswered.load(ordering: .relaxed),
             heldNow: stats.heldNow.load(ordering: .relaxed),
@@ -160,6 +177,7 @@ extension ProxyRuntime {
             ("connections_open", totals.connectionsOpen),
             ("connections_accepted", totals.connectionsAccepted),
             ("connections_refused", totals.connectionsRefused),
+            ("connections_evicted", totals.connectionsEvicted),
             ("requests", totals.requests),
             ("proxy_answered", totals.proxyAnswered),
             ("held_now", totals.heldNow),

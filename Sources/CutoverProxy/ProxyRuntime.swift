@@ -46,6 +46,10 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     let stateFile: StateFile?
     let accessLog: AccessLog?
     let shuttingDown = Atomic<Bool>(false)
+    /// Set once a takeover succeeded (see `ProxyRuntime+Handover`).
+    var handedOver = false
+    /// The admin HTTP listener's socket, host and port, for a takeover.
+    var adminHTTPSocket: (fd: Int32, host: String, port: UInt16)?
     let startedAt = Date()
 
     /// Prepares the runtime (restoring the state file over the config); nothing listens until `start`.
@@ -62,18 +66,30 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         var state = RuntimeState(config: config)
         if let stateFile, let saved = try stateFile.read() {
             state = saved.reconciled(with: config)
+            for key in saved.unmatched(by: config) {
+                Log.info("state file \(stateFile.path): \(key) is not in the config; its saved state is dropped")
+            }
             Log.info("restored runtime state from \(stateFile.path)")
         }
         self.runtime = state
-        self.store = SnapshotStore(ProxySnapshot(routing: RoutingSnapshot(generation: 0, profiles: []), routeBySlot: [], holdQueues: []))
+        self.store = SnapshotStore(ProxySnapshot(routing: RoutingSnapshot(generation: 0, profiles: []), listenerBySlot: [], holdQueues: []))
         self.targets = try resolveTargets(for: config)
     }
 
-    /// Opens the listeners, starts the workers and publishes the first snapshot.
-    public func start() throws {
+    /// Opens the listeners (or adopts `inherited` sockets, by listener index, in a takeover),
+    /// starts the workers and publishes the first snapshot.
+    public func start(inherited: [Int: Int32] = [:]) throws {
         try controlQueue.sync {
             for (index, listenerConfig) in config.listeners.enumerated() {
-                listeners.append(try openListener(listenerConfig, transport: try transport(for: listenerConfig, index: index, timeouts: config.timeouts)))
+                let transport = try transport(for: listenerConfig, index: index, timeouts: config.timeouts)
+                if let fd = inherited[index] {
+                    let listener = Listener(config: listenerConfig, slot: nextSlot, transport: transport, adopting: fd)
+                    nextSlot += 1
+                    Log.info("listening on \(listenerConfig.address.host):\(listener.boundPort) (\(listenerConfig.mode.rawValue)\(Self.security(transport)), listener \(listenerConfig.name) → \(listenerConfig.routingSummary), taken over)")
+                    listeners.append(listener)
+                } else {
+                    listeners.append(try openListener(listenerConfig, transport: transport))
+                }
             }
             publish(persist: false)
             startProbes()
@@ -95,9 +111,13 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     private func openListener(_ listenerConfig: ListenerConfig, transport: ListenerTransport) throws -> Listener {
         let listener = try Listener(config: listenerConfig, slot: nextSlot, transport: transport)
         nextSlot += 1
-        let security = transport.tls.map { " over TLS, certificates for \($0.certificateNames.map { $0.joined(separator: ",") }.joined(separator: "; "))" } ?? ""
-        Log.info("listening on \(listenerConfig.address.host):\(listener.boundPort) (\(listenerConfig.mode.rawValue)\(security), listener \(listenerConfig.name) → profile \(listenerConfig.profile))")
+        Log.info("listening on \(listenerConfig.address.host):\(listener.boundPort) (\(listenerConfig.mode.rawValue)\(Self.security(transport)), listener \(listenerConfig.name) → \(listenerConfig.routingSummary))")
         return listener
+    }
+
+    /// ` over TLS, certificates for a.test,*.a.test; b.test` for a listener's log line.
+    private static func security(_ transport: ListenerTransport) -> String {
+        transport.tls.map { " over TLS, certificates for \($0.certificateNames.map { $0.joined(separator: ",") }.joined(separator: "; "))" } ?? ""
     }
 
     private func startAccepting(_ listener: Listener) {
@@ -112,10 +132,20 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     private func accepted(fd: Int32, on worker: Worker, slot: Int, mode: ListenerMode, transport: ListenerTransport) {
         stats.acceptedConnections.wrappingAdd(1, ordering: .relaxed)
         let open = stats.openConnections.wrappingAdd(1, ordering: .relaxed).newValue
-        if open > worker.settings.limits.maxConnections || shuttingDown.load(ordering: .relaxed) {
+        let shutting = shuttingDown.load(ordering: .relaxed)
+        // At the cap, the HTTP client that has been idle longest (silent since it connected, or
+        // between requests) makes room: otherwise sockets that say nothing would turn every real
+        // client away until `header_read` or `idle` expires.
+        if open > worker.settings.limits.maxConnections && (shutting || !evictIdleClient(on: worker)) {
             stats.openConnections.wrappingSubtract(1, ordering: .relaxed)
             stats.refusedConnections.wrappingAdd(1, ordering: .relaxed)
-            close(fd)
+            Self.refuse(fd, mode: transport.tls == nil ? mode : .tcp, reason: "the proxy is at max_connections")
+            return
+        }
+        if shutting {
+            stats.openConnections.wrappingSubtract(1, ordering: .relaxed)
+            stats.refusedConnections.wrappingAdd(1, ordering: .relaxed)
+            Self.refuse(fd, mode: transport.tls == nil ? mode : .tcp, reason: "the proxy is shutting down")
             return
         }
         Socket.setNoDelay(fd)
@@ -123,6 +153,32 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         case .http: HTTPSession(fd: fd, worker: worker, runtime: self, slot: slot, transport: transport).start()
         case .tcp: TCPTunnel(fd: fd, worker: worker, runtime: self, slot: slot, transport: transport).start()
         }
+    }
+
+    /// Closes the longest-idle HTTP client connection of `worker`; false when it has none.
+    ///
+    /// - Important: runs on `worker`'s queue.
+    private func evictIdleClient(on worker: Worker) -> Bool {
+        guard let channel = worker.poller.longestIdleClient(where: { ($0.handler as? HTTPSession)?.servingTarget == nil }),
+            let session = channel.handler as? HTTPSession
+        else { return false }
+        session.forceClose(reason: "evicted: idle longest at max_connections")
+        stats.evictedConnections.wrappingAdd(1, ordering: .relaxed)
+        return true
+    }
+
+    /// Turns a client away: HTTP gets a `503` with `Retry-After` (a bare close reads as a network
+    /// fault), TCP a close. The request is not waited for; what has arrived is read first, so the
+    /// close is a FIN and the 503 is not lost to a reset.
+    private static func refuse(_ fd: Int32, mode: ListenerMode, reason: String) {
+        if mode == .http {
+            let answer = errorResponse(status: 503, message: "\(reason); try again", extraHeaders: [("Retry-After", "1")], close: true)
+            _ = answer.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            Glibc.shutdown(fd, Int32(SHUT_WR))
+            var sink = [UInt8](repeating: 0, count: 4096)
+            while sink.withUnsafeMutableBytes({ Glibc.read(fd, $0.baseAddress, $0.count) }) > 0 {}
+        }
+        close(fd)
     }
 
     /// Called by a connection when it closes, on its worker's queue.
@@ -152,12 +208,12 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         let routing = RoutingSnapshot.build(config: config, runtime: runtime, generation: generation) { profile, endpoint in
             targets["\(profile.name)/\(endpoint.name)"]!
         }
-        var routeBySlot = [ProfileRoute?](repeating: nil, count: nextSlot)
+        var listenerBySlot = [ListenerRouting?](repeating: nil, count: nextSlot)
         for listener in listeners {
-            routeBySlot[listener.slot] = routing.profile(named: listener.config.profile)
+            listenerBySlot[listener.slot] = routing.listener(named: listener.config.name)
         }
         let holdQueuesByIndex = routing.profiles.map { holdQueue(for: $0.name) }
-        store.publish(ProxySnapshot(routing: routing, routeBySlot: routeBySlot, holdQueues: holdQueuesByIndex))
+        store.publish(ProxySnapshot(routing: routing, listenerBySlot: listenerBySlot, holdQueues: holdQueuesByIndex))
 
         var releasedCounts: [String: Int] = [:]
         for route in routing.profiles {
@@ -180,7 +236,8 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     }
 
     func persistState() {
-        guard let stateFile else { return }
+        // After a handover the state file is the successor's: this process only reads it.
+        guard let stateFile, !handedOver else { return }
         do {
             try stateFile.write(runtime)
         } catch {
@@ -253,7 +310,11 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         }
         var updates: [(Listener, ListenerConfig, ListenerTransport)] = []
         for (listenerConfig, transport) in zip(next.listeners, transports) {
-            if let existing = listeners.first(where: { $0.config.address == listenerConfig.address && $0.config.mode == listenerConfig.mode }) {
+            // Same name first: two port-0 listeners share the configured address `127.0.0.1:0`,
+            // and matching on it alone handed both configs to the first socket.
+            let unclaimed = listeners.filter { old in !kept.contains { $0 === old } && old.config.address == listenerConfig.address && old.config.mode == listenerConfig.mode }
+            if let existing = unclaimed.first(where: { $0.config.name == listenerConfig.name })
+                ?? unclaimed.first(where: { _ in listenerConfig.address.port != 0 }) {
                 updates.append((existing, listenerConfig, transport))
                 kept.append(existing)
                 continue

@@ -108,19 +108,29 @@ public final class SampleBackend: Sendable {
             return respond(&connection, head: head, status: 200, body: Array("\(name) slow\n".utf8))
         case "/echo":
             return respond(&connection, head: head, status: 200, body: body)
-        case "/bytes":
-            let count = Int(query["n"] ?? "") ?? 1024
-            return respond(&connection, head: head, status: 200, body: [UInt8](repeating: UInt8(ascii: "x"), count: count))
-        case "/chunked":
-            let count = Int(query["n"] ?? "") ?? 1024
+        case "/bytes", "/chunked":
+            guard let count = Self.byteCount(query["n"]) else {
+                return respond(&connection, head: head, status: 400, body: Array("n must be a whole number from 0 to \(Self.maxByteCount)\n".utf8))
+            }
+            guard path == "/chunked" else {
+                var response = HTTPResponseHead(status: 200)
+                response.headers.add(name: "X-Backend", value: name)
+                response.headers.add(name: "Content-Type", value: "text/plain")
+                response.headers.add(name: "Content-Length", value: String(count))
+                if !head.keepAlive { response.headers.add(name: "Connection", value: "close") }
+                var bytes: [UInt8] = []
+                response.write(into: &bytes)
+                guard connection.write(bytes) else { return false }
+                return head.method == "HEAD" || connection.writeRepeated(UInt8(ascii: "x"), count: count)
+            }
             let chunks = max(1, Int(query["chunks"] ?? "") ?? 4)
             connection.write("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Backend: \(name)\r\n\r\n")
             var left = count
             for i in 0..<chunks where left > 0 {
                 let size = i == chunks - 1 ? left : min(left, count / chunks)
-                connection.write(String(size, radix: 16) + "\r\n")
-                connection.write([UInt8](repeating: UInt8(ascii: "c"), count: size))
-                connection.write("\r\n")
+                guard connection.write(String(size, radix: 16) + "\r\n"), connection.writeRepeated(UInt8(ascii: "c"), count: size), connection.write("\r\n") else {
+                    return false
+                }
                 left -= size
             }
             connection.write("0\r\n\r\n")
@@ -142,6 +152,17 @@ public final class SampleBackend: Sendable {
         guard perMillion > 0 else { return false }
         let n = faultCount.wrappingAdd(1, ordering: .relaxed).oldValue
         return (n + 1) * perMillion / 1_000_000 > n * perMillion / 1_000_000
+    }
+
+    /// The largest `n` of `/bytes` and `/chunked`: bodies are streamed from one small buffer, so
+    /// this bounds only how long one request may keep a thread busy.
+    static let maxByteCount = 1 << 36  // 64 GiB
+
+    /// `n` of `/bytes` and `/chunked` (1024 when absent); `nil` when it is not a count in range.
+    static func byteCount(_ text: String?) -> Int? {
+        guard let text else { return 1024 }
+        guard let count = Int(text), (0...maxByteCount).contains(count) else { return nil }
+        return count
     }
 
     private func respond(_ connection: inout BlockingConnection, head: HTTPRequestHead, status: Int, body: [UInt8]) -> Bool {
@@ -245,6 +266,20 @@ struct BlockingConnection {
 
     @discardableResult
     func write(_ bytes: [UInt8]) -> Bool { ControlSocket.sendAll(fd, bytes) }
+
+    /// Sends `count` copies of `byte` from one 64 KiB buffer (a `/bytes?n=10000000000` once took
+    /// 10 GB of memory when built whole); false when the peer is gone.
+    func writeRepeated(_ byte: UInt8, count: Int) -> Bool {
+        let block = [UInt8](repeating: byte, count: min(count, 65_536))
+        var left = count
+        while left > 0 {
+            let size = min(left, block.count)
+            let sent = size == block.count ? write(block) : write(Array(block[0..<size]))
+            guard sent else { return false }
+            left -= size
+        }
+        return true
+    }
 
     mutating func echoUntilClosed() {
         if !buffered.isEmpty {

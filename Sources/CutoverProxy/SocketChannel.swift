@@ -46,6 +46,18 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
     private(set) var isClosed = false
     /// A `channelReadable` is queued on the worker (TLS bytes or a failure the socket will not signal).
     var deliveryScheduled = false
+    /// A send failed because the peer is gone (reset, or closed while we wrote). The send consumed
+    /// the socket's error, so a read would now see a plain end of stream; `read` reports the failure
+    /// instead, so the owner releases both sides at once rather than wait to flush what never will.
+    private var peerFailed = false
+    /// The poller round of the last byte read and of the last write (see `EventPoller.round`): at
+    /// `max_connections` a client channel whose peer has sent nothing since it was last answered
+    /// (or nothing at all) is idle, and the one idle longest may be closed to make room.
+    private(set) var lastReadRound: UInt64 = 0
+    private(set) var lastWriteRound: UInt64 = 0
+    private(set) var openedRound: UInt64 = 0
+    /// Whether the proxy connected this socket (an upstream) rather than accepted it.
+    private(set) var isOutbound = false
 
     /// A channel on `fd`; with `tls`, a server-side handshake starts at once, a client-side one
     /// when the connect finishes (`awaitConnect`).
@@ -55,8 +67,12 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
         self.worker = worker
         self.tls = role.map { TLSStream(role: $0, fd: fd) }
         self.token = poller.register(self)
+        self.openedRound = poller.round
         if let tls, case .server = tls.role { startHandshake(tls) }
     }
+
+    /// Whether the peer has said nothing since its last answer and nothing is being written to it.
+    var isIdleClient: Bool { !isOutbound && !isClosed && !hasPendingOutput && lastWriteRound >= lastReadRound }
 
     var hasPendingOutput: Bool { pendingOffset < pending.count }
 
@@ -104,8 +120,14 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
     /// Reads once into `buffer`: the byte count, 0 at end of stream, or -1 when nothing is there
     /// (`EAGAIN`) — errors such as a reset are returned as `-2`.
     func read(into buffer: UnsafeMutableRawBufferPointer) -> Int {
-        if let tls { return readTLS(tls, into: buffer) }
+        if peerFailed { return -2 }
+        if let tls {
+            let n = readTLS(tls, into: buffer)
+            if n > 0 { lastReadRound = poller.round }
+            return n
+        }
         let n = Glibc.read(fd, buffer.baseAddress, buffer.count)
+        if n > 0 { lastReadRound = poller.round }
         if n >= 0 { return n }
         return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? -1 : -2
     }
@@ -115,6 +137,7 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
     func write(_ bytes: UnsafeRawBufferPointer) -> Bool {
         guard !isClosed else { return false }
         guard bytes.count > 0 else { return true }
+        lastWriteRound = poller.round
         if hasPendingOutput || tls?.isHandshaking == true {
             // Bytes for a peer still shaking hands wait here; the handshake's end flushes them.
             pending.append(contentsOf: bytes)
@@ -146,6 +169,7 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
         guard !isClosed else { return false }
         if first.isEmpty { return write(second) }
         if second.isEmpty { return write(first) }
+        lastWriteRound = poller.round
         if tls != nil { return writeTLS(first, second) }
         if hasPendingOutput {
             pending.append(contentsOf: first)
@@ -196,6 +220,7 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
 
     /// Waits for a non-blocking connect to finish, then calls `channelConnected`.
     func awaitConnect() {
+        isOutbound = true
         connecting = true
         setWriteWanted(true)
     }
@@ -250,6 +275,7 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
             }
             if n == -1 { return }
             // The peer is gone: the owner learns it from its next read.
+            peerFailed = true
             pending.removeAll()
             pendingOffset = 0
             setWriteWanted(false)

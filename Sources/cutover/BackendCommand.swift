@@ -18,7 +18,7 @@ enum BackendCommand {
               /healthz               200 (or the status set by POST /control/health?status=N)
               /slow?ms=N             answers after N ms (default 2000)
               /echo                  the request body back
-              /bytes?n=N             N bytes;  /chunked?n=N&chunks=K  N bytes in K chunks
+              /bytes?n=N             N bytes, streamed (N up to 64 GiB, else 400);  /chunked?n=N&chunks=K  N bytes in K chunks
               /status?code=N         that status;  /headers  the request head as received
               Upgrade: echo          101, then every byte is echoed back
               POST /control/faults?fail_ratio=R&delay_ms=N   change the faults below at run time

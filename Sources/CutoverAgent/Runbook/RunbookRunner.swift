@@ -324,7 +324,32 @@ public struct RunbookRunner: Sendable {
             }
             for name in DatabaseSteps.createdDatabases(step.action) { created[name] = step.index }
         }
+        notes += holdWarnings(runbook)
         return (failures, notes)
+    }
+
+    /// A hold that can outlast the profile's `hold_timeout` ends in 503s for what is still held:
+    /// plan says so (a warning, not a failure: the bounds are worst cases, the timeout a choice).
+    private func holdWarnings(_ runbook: Runbook) -> [String] {
+        var warnings: [String] = []
+        for window in RunbookPlan(runbook).windows {
+            let step = runbook.steps[window.fromStep]
+            let held: (socket: String, profile: String)
+            if case .pause(let socket, let profile) = step.action {
+                held = (socket, profile)
+            } else if case .readOnly(let socket, let profile, .hold) = step.action {
+                held = (socket, profile)
+            } else {
+                continue
+            }
+            guard let holdTimeoutMs = (try? ProxyAdminSession(socket: held.socket).profile(held.profile))?.holdTimeoutMs else { continue }
+            let limit = DurationText.format(.milliseconds(holdTimeoutMs))
+            let until = window.toStep.map { "until step \($0 + 1)" } ?? "to the end"
+            if let maxMs = window.maxMs, maxMs <= holdTimeoutMs { continue }
+            let length = window.maxMs.map { "up to \(DurationText.format(.milliseconds($0)))" } ?? "without a bound (a step waits for a person)"
+            warnings.append("\(step.label): \(window.effect) \(length) (\(until)), longer than profile \(held.profile)'s hold_timeout of \(limit): what is still held then is answered 503; raise hold_timeout or lower the timeouts of the steps in between")
+        }
+        return warnings
     }
 
     private func elapsed(_ since: ContinuousClock.Instant, sign: Bool = true) -> String {

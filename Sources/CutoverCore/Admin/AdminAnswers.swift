@@ -280,9 +280,14 @@ public struct ProfileStatus: Codable, Sendable, Equatable {
     /// Of those, HTTP requests with an unsafe method: zero once writes are held and the last one
     /// already sent has been answered.
     public var writesInFlight: Int
+    /// How long held work waits before a 503 (the profile's `hold_timeout`; absent from older proxies).
+    public var holdTimeoutMs: Int64?
+    /// The listener routes that lead here, as `LISTENER HOST/PREFIX` (`*` for any host), and
+    /// `LISTENER default` where the profile is a listener's default (absent from older proxies).
+    public var routes: [String]?
 
     public init(name: String, live: [String], paused: Bool, maintenance: Bool, readonly gate: ReadOnlyGate, held: Int, endpoints: Int,
-                inFlight: Int = 0, writesInFlight: Int = 0) {
+                inFlight: Int = 0, writesInFlight: Int = 0, holdTimeoutMs: Int64? = nil, routes: [String]? = nil) {
         self.name = name
         self.live = live
         self.paused = paused
@@ -293,6 +298,8 @@ public struct ProfileStatus: Codable, Sendable, Equatable {
         self.endpoints = endpoints
         self.inFlight = inFlight
         self.writesInFlight = writesInFlight
+        self.holdTimeoutMs = holdTimeoutMs
+        self.routes = routes
     }
 }
 
@@ -397,6 +404,8 @@ public struct StatsAnswer: Codable, Sendable, Equatable {
     public var connectionsAccepted: Int
     /// Client connections refused since start (`max_connections` reached, or shutting down).
     public var connectionsRefused: Int
+    /// Idle client connections closed at `max_connections` to make room for a new one.
+    public var connectionsEvicted: Int
     /// HTTP requests since start.
     public var requests: Int
     /// Requests the proxy answered itself: parse errors, gates, 502/503/504.
@@ -425,7 +434,7 @@ public struct StatsAnswer: Codable, Sendable, Equatable {
     public var tlsUpstreamHandshakeFailures: Int
 
     public init(
-        uptimeSeconds: Int, connectionsOpen: Int, connectionsAccepted: Int, connectionsRefused: Int, requests: Int,
+        uptimeSeconds: Int, connectionsOpen: Int, connectionsAccepted: Int, connectionsRefused: Int, connectionsEvicted: Int = 0, requests: Int,
         proxyAnswered: Int, heldNow: Int, heldTotal: Int, holdTimeouts: Int, switches: Int, tunnels: Int,
         snapshotGeneration: Int, workers: Int, tlsHandshakes: Int = 0, tlsHandshakeFailures: Int = 0, tlsPlainHTTP: Int = 0,
         tlsUpstreamHandshakeFailures: Int = 0
@@ -438,6 +447,7 @@ public struct StatsAnswer: Codable, Sendable, Equatable {
         self.connectionsOpen = connectionsOpen
         self.connectionsAccepted = connectionsAccepted
         self.connectionsRefused = connectionsRefused
+        self.connectionsEvicted = connectionsEvicted
         self.requests = requests
         self.proxyAnswered = proxyAnswered
         self.heldNow = heldNow
