@@ -17,6 +17,15 @@ extension SocketChannel {
     /// Whether the peer is reached over TLS (a tunnel then copies instead of splicing).
     var isTLS: Bool { tls != nil }
 
+    /// For a channel that terminates TLS: `.some(nil)` while the handshake runs, then the server
+    /// name the client sent (`.absent` without SNI); `nil` for a plain channel, whose bytes are the
+    /// ClientHello itself. A failed handshake reads as `.absent`: the owner's next read fails.
+    var terminatedServerName: TLSClientHello.ServerName?? {
+        guard let tls, case .server = tls.role else { return nil }
+        if tls.isHandshaking { return .some(nil) }
+        return .some(tls.serverName.map { .found(Array($0.utf8)) } ?? .absent)
+    }
+
     /// Why the TLS handshake failed, in words, if it did (for a 502's body and the log).
     var tlsFailure: String? { tls?.failureText }
 

@@ -112,6 +112,15 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
     }
 
     private func peekReadable() {
+        if let name = client.terminatedServerName {
+            // TLS ends here: the handshake already read the name, and the bytes are the application's.
+            guard let name else { return }
+            if client.tls?.isFailed == true { return close(reason: "TLS handshake failed") }
+            serverName = name
+            client.pauseReading()
+            phase = .routing
+            return route()
+        }
         let n = client.read(into: worker.scratch)
         if n == -1 { return }
         if n <= 0 { return close(reason: "client closed before its TLS ClientHello") }

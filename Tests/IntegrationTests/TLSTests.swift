@@ -302,6 +302,26 @@ final class TLSTests: XCTestCase {
 
     // MARK: - Upstream TLS
 
+    /// A TCP listener that terminates TLS routes by the server name of its own handshake.
+    func testTCPModeWithTLSAndRoutes_routesByTheHandshakesServerName() throws {
+        let blue = try backend("blue")
+        let green = try backend("green")
+        let a = try certificates.leaf("a", names: ["a.test"])
+        let b = try certificates.leaf("b", names: ["b.test"])
+        let socket = directory.path("routes.sock")
+        let listener = tlsListener(mode: "tcp", certificates: [a, b]).replacingOccurrences(of: #""profile": "web","#, with: #""profile": "web", "routes": [{ "host": "b.test", "profile": "other" }],"#)
+        let config = """
+            { "listeners": [\(listener)],
+              "profiles": [{ "name": "web", "endpoints": [{ "name": "blue", "address": "\(blue.address)" }] },
+                           { "name": "other", "endpoints": [{ "name": "green", "address": "\(green.address)" }] }],
+              "admin": { "socket": "\(socket)" }, "access_log": "off", "workers": 1 }
+            """
+        let proxy = try Proxy(config: config, directory: directory, socketPath: socket)
+        stoppers.append { proxy.stop() }
+        XCTAssertEqual(try https(proxy, "/", name: "b.test").header("X-Backend"), "green")
+        XCTAssertEqual(try https(proxy, "/", name: "a.test").header("X-Backend"), "blue")
+    }
+
     /// A TCP listener whose endpoint has `tls` wraps the client's plain bytes in TLS towards it.
     func testTCPModeToATLSEndpoint_encryptsTowardsIt() throws {
         let blue = try backend("blue")

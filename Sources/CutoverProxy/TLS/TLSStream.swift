@@ -226,6 +226,12 @@ final class TLSStream: WorkerConnection, @unchecked Sendable {  // confined to t
         deadline = 0
     }
 
+    /// The name the client asked for by SNI, once the handshake is done.
+    var serverName: String? {
+        guard let ssl, phase == .established else { return nil }
+        return SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name).map { String(cString: $0) }
+    }
+
     /// The negotiated protocol version, e.g. `TLSv1.3`.
     var version: String? {
         guard let ssl, phase == .established else { return nil }
