@@ -82,6 +82,21 @@ public enum ProxyServer {
         }
     }
 
+    /// Reads every certificate, key and CA bundle the config names, as a start would, and throws
+    /// the first that fails (`cutover proxy --check`).
+    public static func checkTLSFiles(config: Config, configPath: String?) throws {
+        let file = configPath ?? "(command line)"
+        let stats = TLSStats()
+        for (index, listener) in config.listeners.enumerated() {
+            _ = try ListenerTransport.load(listener, index: index, file: file, timeouts: config.timeouts, stats: stats)
+        }
+        for (p, profile) in config.profiles.enumerated() {
+            for (e, endpoint) in profile.endpoints.enumerated() {
+                _ = try TLSClientContext.load(endpoint, key: "profiles[\(p)].endpoints[\(e)].tls", file: file, timeouts: config.timeouts, stats: stats)
+            }
+        }
+    }
+
     private static func installSignals(runtime: ProxyRuntime, admin: AdminSocketServer?, handover: HandoverServer?) -> [DispatchSourceSignal] {
         let queue = DispatchQueue(label: "cutover.signals")
         var sources: [DispatchSourceSignal] = []
