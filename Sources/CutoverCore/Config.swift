@@ -257,6 +257,37 @@ public struct PassiveHealthConfig: Sendable, Equatable {
     }
 }
 
+/// The profile's `guard` object: what a guarded switch judges the new endpoint by, every judging
+/// `interval`, over every answer it gave since the switch. Every key is optional.
+public struct GuardConfig: Sendable, Equatable {
+    /// Breach when more than this share of judged answers are 5xx (`max_5xx_ratio`, default 0.05).
+    public var max5xxRatio: Double?
+    /// No 5xx-ratio or p99 judgement before this many answers in the window (`min_requests`, default 20).
+    public var minRequests: Int
+    /// Breach when more connects than this fail (refused, reset, timed out) in the window
+    /// (`max_connect_failures`, default 2: the third failure breaches). Judged from the first request.
+    public var maxConnectFailures: Int?
+    /// Breach when the p99 is certainly above this (`max_p99`, off by default); see `GuardFigures.p99`.
+    public var maxP99: Duration?
+    /// Breach when the p99 is certainly above this multiple of the old endpoint's recent p99
+    /// (`max_p99_ratio`, off by default; skipped when the old endpoint had too few recent answers).
+    public var maxP99Ratio: Double?
+    /// How often the window is judged (`interval`, default 500ms).
+    public var interval: Duration
+
+    public init(
+        max5xxRatio: Double? = 0.05, minRequests: Int = 20, maxConnectFailures: Int? = 2, maxP99: Duration? = nil,
+        maxP99Ratio: Double? = nil, interval: Duration = .milliseconds(500)
+    ) {
+        self.max5xxRatio = max5xxRatio
+        self.minRequests = minRequests
+        self.maxConnectFailures = maxConnectFailures
+        self.maxP99 = maxP99
+        self.maxP99Ratio = maxP99Ratio
+        self.interval = interval
+    }
+}
+
 /// A named group of endpoints with the settings for probing, draining, holding and gates.
 public struct ProfileConfig: Sendable, Equatable {
     public var name: String
@@ -274,12 +305,15 @@ public struct ProfileConfig: Sendable, Equatable {
     /// Treat `unknown` health as up until the first probe result.
     public var unknownIsUp: Bool
     public var gate: GateConfig
+    /// Thresholds a guarded switch (`switch … --guard DURATION`) judges the new endpoint by.
+    public var guardThresholds: GuardConfig
 
     public init(
         name: String, routing: RoutingMethod = .priority, endpoints: [EndpointConfig], probe: ProbeConfig? = nil,
         passive: PassiveHealthConfig = PassiveHealthConfig(), drainTimeout: Duration = .seconds(30),
         holdTimeout: Duration = .seconds(30), maxHeld: Int = 10_000, holdWhenUnavailable: Bool = false,
-        failOpen: Bool = false, unknownIsUp: Bool = true, gate: GateConfig = GateConfig()
+        failOpen: Bool = false, unknownIsUp: Bool = true, gate: GateConfig = GateConfig(),
+        guardThresholds: GuardConfig = GuardConfig()
     ) {
         self.name = name
         self.routing = routing
@@ -293,6 +327,7 @@ public struct ProfileConfig: Sendable, Equatable {
         self.failOpen = failOpen
         self.unknownIsUp = unknownIsUp
         self.gate = gate
+        self.guardThresholds = guardThresholds
     }
 
     /// The endpoint with this name, if configured.

@@ -13,7 +13,7 @@ struct ConfigDecoder {
     static let listenerKeys = ["name", "address", "mode", "profile"]
     static let profileKeys = [
         "name", "routing", "endpoints", "probe", "passive", "drain_timeout", "hold_timeout", "max_held",
-        "hold_when_unavailable", "fail_open", "unknown_is_up", "maintenance",
+        "hold_when_unavailable", "fail_open", "unknown_is_up", "maintenance", "guard",
     ]
     static let endpointKeys = ["name", "address", "priority", "weight", "state", "probe"]
     static let probeKeys = [
@@ -21,6 +21,7 @@ struct ConfigDecoder {
         "interval", "timeout", "rise", "fall",
     ]
     static let passiveKeys = ["failures", "status_5xx"]
+    static let guardKeys = ["max_5xx_ratio", "min_requests", "max_connect_failures", "max_p99", "max_p99_ratio", "interval"]
     static let maintenanceKeys = ["page", "page_file", "retry_after", "bypass"]
     static let bypassKeys = ["sources", "header"]
     static let headerKeys = ["name", "value"]
@@ -88,6 +89,14 @@ struct ConfigDecoder {
         if let passive = try object.object("passive", keys: Self.passiveKeys) {
             if let failures = try passive.int("failures") { profile.passive.failures = failures }
             if let status5xx = try passive.int("status_5xx") { profile.passive.status5xx = status5xx }
+        }
+        if let thresholds = try object.object("guard", keys: Self.guardKeys) {
+            if let ratio = try thresholds.number("max_5xx_ratio") { profile.guardThresholds.max5xxRatio = ratio }
+            if let minimum = try thresholds.int("min_requests") { profile.guardThresholds.minRequests = minimum }
+            if let failures = try thresholds.int("max_connect_failures") { profile.guardThresholds.maxConnectFailures = failures }
+            if let p99 = try thresholds.duration("max_p99") { profile.guardThresholds.maxP99 = p99 }
+            if let ratio = try thresholds.number("max_p99_ratio") { profile.guardThresholds.maxP99Ratio = ratio }
+            if let interval = try thresholds.duration("interval") { profile.guardThresholds.interval = interval }
         }
         if let drain = try object.duration("drain_timeout") { profile.drainTimeout = drain }
         if let hold = try object.duration("hold_timeout") { profile.holdTimeout = hold }
@@ -343,6 +352,15 @@ struct ConfigObject {
         guard let number = Int(literal) else {
             let isWhole = !literal.contains(".") && !literal.contains("e") && !literal.contains("E")
             throw error(key, isWhole ? "\(literal) is too large" : "expected an integer, got \(literal)")
+        }
+        return number
+    }
+
+    /// A number, fractions allowed (`0.05`).
+    func number(_ key: String) throws(ConfigError) -> Double? {
+        guard let value = value(key) else { return nil }
+        guard case .number(let literal) = value, let number = Double(literal), number.isFinite else {
+            throw error(key, "expected a number such as 0.05, got \(value.kindDescription)")
         }
         return number
     }

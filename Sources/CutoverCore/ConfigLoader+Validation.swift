@@ -90,7 +90,22 @@ private struct ConfigValidator {
             guard profile.passive.status5xx >= 0 else { throw fail("\(path).passive.status_5xx", "must be 0 (off) or more") }
             guard profile.maxHeld >= 0 else { throw fail("\(path).max_held", "must be 0 or more, got \(profile.maxHeld)") }
             try checkGate(profile.gate, path: "\(path).maintenance")
+            try checkGuard(profile.guardThresholds, path: "\(path).guard")
         }
+    }
+
+    /// Guard thresholds: ratios in range, counts not negative, an interval the timer can keep.
+    private func checkGuard(_ thresholds: GuardConfig, path: String) throws(ConfigError) {
+        if let ratio = thresholds.max5xxRatio, !(0...1).contains(ratio) {
+            throw fail("\(path).max_5xx_ratio", "must be between 0 and 1, got \(ratio)")
+        }
+        guard thresholds.minRequests >= 0 else { throw fail("\(path).min_requests", "must be 0 or more, got \(thresholds.minRequests)") }
+        if let failures = thresholds.maxConnectFailures, failures < 0 {
+            throw fail("\(path).max_connect_failures", "must be 0 or more, got \(failures)")
+        }
+        if let p99 = thresholds.maxP99, p99 <= .zero { throw fail("\(path).max_p99", "must be longer than 0") }
+        if let ratio = thresholds.maxP99Ratio, ratio <= 0 { throw fail("\(path).max_p99_ratio", "must be more than 0, got \(ratio)") }
+        guard thresholds.interval >= .milliseconds(10) else { throw fail("\(path).interval", "must be at least 10ms") }
     }
 
     /// One endpoint: name unique within its profile, a real port, ranges, and a config-time state.

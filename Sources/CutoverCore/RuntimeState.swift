@@ -27,6 +27,7 @@ public struct RuntimeState: Sendable, Equatable {
             merged.paused = old.paused
             merged.maintenance = old.maintenance
             merged.readOnly = old.readOnly
+            merged.guardWindow = old.guardWindow
             for endpoint in profile.endpoints {
                 if let kept = old.endpoints[endpoint.name] { merged.endpoints[endpoint.name] = kept }
             }
@@ -62,12 +63,18 @@ public struct ProfileRuntime: Sendable, Equatable {
     public var maintenance: Bool
     /// What becomes of unsafe requests: they pass (`off`), are refused (`on`) or wait (`hold`).
     public var readOnly: ReadOnlyGate
+    /// The guard window open on the profile, if any: saved so that a restart knows one was.
+    public var guardWindow: GuardRecord?
 
-    public init(endpoints: [String: EndpointRuntime], paused: Bool = false, maintenance: Bool = false, readOnly: ReadOnlyGate = .off) {
+    public init(
+        endpoints: [String: EndpointRuntime], paused: Bool = false, maintenance: Bool = false, readOnly: ReadOnlyGate = .off,
+        guardWindow: GuardRecord? = nil
+    ) {
         self.endpoints = endpoints
         self.paused = paused
         self.maintenance = maintenance
         self.readOnly = readOnly
+        self.guardWindow = guardWindow
     }
 
     public init(profile: ProfileConfig) {
@@ -91,5 +98,19 @@ public struct EndpointRuntime: Sendable, Equatable {
         self.health = health
         self.priority = priority
         self.weight = weight
+    }
+}
+
+/// What the state file keeps of an open guard window: who was judged and who stood by. Thresholds
+/// and figures are not kept: a restart ends the window (see `GuardWindow.Event.restarted`).
+public struct GuardRecord: Codable, Sendable, Equatable {
+    /// The endpoint under judgement.
+    public var live: String
+    /// The endpoints standing by, in config order.
+    public var standby: [String]
+
+    public init(live: String, standby: [String]) {
+        self.live = live
+        self.standby = standby
     }
 }

@@ -29,6 +29,14 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     var lastHealthChange: [String: RuntimeEvent] = [:]
     /// What probes and live traffic said per `profile/name` (see `EndpointHealth`).
     var healthStates: [String: EndpointHealth] = [:]
+    /// Guard windows by profile name, their judging timers, and the live endpoint's counters at the
+    /// guarded switch (see `ProxyRuntime+Guard`).
+    var guards: [String: GuardWindow] = [:]
+    var guardTimers: [String: DispatchSourceTimer] = [:]
+    var guardBaselines: [String: GuardSample] = [:]
+    /// A minute of counter samples per `profile/name`, for `max_p99_ratio`.
+    var latencySamples: [String: [(MonotonicInstant, GuardSample)]] = [:]
+    var latencySampler: DispatchSourceTimer?
     /// Active health probes; scheduled and counted on `controlQueue` (see `startProbes`).
     lazy var prober = HealthProber(queue: controlQueue)
     let store: SnapshotStore
@@ -38,6 +46,10 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     let stateFile: StateFile?
     let accessLog: AccessLog?
     let shuttingDown = Atomic<Bool>(false)
+    /// Set once a takeover succeeded (see `ProxyRuntime+Handover`).
+    var handedOver = false
+    /// The admin HTTP listener's socket, host and port, for a takeover.
+    var adminHTTPSocket: (fd: Int32, host: String, port: UInt16)?
     let startedAt = Date()
 
     /// Prepares the runtime (restoring the state file over the config); nothing listens until `start`.
@@ -64,15 +76,25 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         self.targets = try resolveTargets(for: config)
     }
 
-    /// Opens the listeners, starts the workers and publishes the first snapshot.
-    public func start() throws {
+    /// Opens the listeners (or adopts `inherited` sockets, by listener index, in a takeover),
+    /// starts the workers and publishes the first snapshot.
+    public func start(inherited: [Int: Int32] = [:]) throws {
         try controlQueue.sync {
-            for listenerConfig in config.listeners {
-                listeners.append(try openListener(listenerConfig))
+            for (index, listenerConfig) in config.listeners.enumerated() {
+                if let fd = inherited[index] {
+                    let listener = Listener(config: listenerConfig, slot: nextSlot, adopting: fd)
+                    nextSlot += 1
+                    Log.info("listening on \(listenerConfig.address.host):\(listener.boundPort) (\(listenerConfig.mode.rawValue), listener \(listenerConfig.name) → profile \(listenerConfig.profile), taken over)")
+                    listeners.append(listener)
+                } else {
+                    listeners.append(try openListener(listenerConfig))
+                }
             }
             publish(persist: false)
             startProbes()
             resumeRestoredDrains()
+            endRestoredGuards()
+            startLatencySampling()
         }
         for worker in workers { worker.queue.async { worker.start() } }
         controlQueue.sync {
@@ -207,8 +229,9 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         }
     }
 
-    private func persistState() {
-        guard let stateFile else { return }
+    func persistState() {
+        // After a handover the state file is the successor's: this process only reads it.
+        guard let stateFile, !handedOver else { return }
         do {
             try stateFile.write(runtime)
         } catch {
@@ -289,6 +312,15 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         targets = nextTargets
         runtime = runtime.reconciled(with: next)
         drains = drains.filter { key, _ in targets[key] != nil }
+        for profile in next.profiles {
+            for name in guards[profile.name]?.watch.map({ [$0.live] + $0.standby }) ?? [] where profile.endpoint(named: name) == nil {
+                guardEvent(.endpointRemoved(name), profile: profile)
+            }
+        }
+        for name in guards.keys where next.profile(named: name) == nil {
+            guardTimers.removeValue(forKey: name)?.cancel()
+            guards[name] = nil
+        }
         healthStates = healthStates.filter { key, _ in targets[key] != nil }
         events.record(profile: "*", endpoint: nil, state: "reloaded", cause: "config \(configPath)")
         publish()
@@ -362,7 +394,7 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         return counts
     }
 
-    private func scheduleDrainTimer() {
+    func scheduleDrainTimer() {
         guard drainTimer == nil else { return }
         let timer = DispatchSource.makeTimerSource(queue: controlQueue)
         timer.schedule(deadline: .now() + .milliseconds(50), repeating: .milliseconds(50), leeway: .milliseconds(10))
@@ -378,6 +410,9 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         for (key, lifecycle) in drains.sorted(by: { $0.key < $1.key }) {
             let parts = key.split(separator: "/", maxSplits: 1).map(String.init)
             guard parts.count == 2, let profile = config.profile(named: parts[0]), let target = targets[key] else { continue }
+            // Standing by for a guard window: new work goes elsewhere, in-flight work finishes, but the
+            // endpoint stays ready to take over (not offline) until the window ends.
+            if standingBy(parts[0]).contains(parts[1]) { continue }
             let fact: EndpointLifecycle.Event
             if target.counters.inFlight.load(ordering: .relaxed) == 0 {
                 fact = .drainEmptied
@@ -388,7 +423,10 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
             }
             _ = try? apply(.drain(endpoint: parts[1], fact), to: profile)
         }
-        if drains.isEmpty {
+        if drains.isEmpty || drains.keys.allSatisfy({ key in
+            let parts = key.split(separator: "/", maxSplits: 1).map(String.init)
+            return parts.count == 2 && standingBy(parts[0]).contains(parts[1])
+        }) {
             drainTimer?.cancel()
             drainTimer = nil
         }
@@ -409,6 +447,8 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         target.counters.forceClosed.wrappingAdd(count, ordering: .relaxed)
         return count
     }
+
+    func targetExists(_ key: String) -> Bool { targets[key] != nil }
 
     func target(profile: String, endpoint: String) -> EndpointTarget? {
         targets["\(profile)/\(endpoint)"]

@@ -12,6 +12,9 @@ import Synchronization
 /// `/slow?ms=N`, `/echo` (request body back), `/bytes?n=N`, `/chunked?n=N&chunks=K`,
 /// `/status?code=N`, `/headers` (the request head as received); a request with `Upgrade: echo`
 /// switches protocols and echoes raw bytes. Every answer carries `X-Backend: NAME`.
+/// Faults, for trying a guard window (`POST /control/faults?fail_ratio=R&delay_ms=N`, or the
+/// initial `faults`): that share of answers is a 500, every answer is late by that much; `/healthz`
+/// and `/control/*` are exempt, so probes stay green while users suffer.
 /// One blocking thread per connection: simple and plenty for a demo or a test.
 public final class SampleBackend: Sendable {
     public let name: String
@@ -21,10 +24,17 @@ public final class SampleBackend: Sendable {
     private let stopped = Atomic<Bool>(false)
     /// Requests answered, for tests that count what reached which backend.
     public let requests = Atomic<Int>(0)
+    /// Share of answers that are 500s, in millionths (exact: every request decides by the count so far).
+    private let failPerMillion = Atomic<Int>(0)
+    private let faultCount = Atomic<Int>(0)
+    private let delayMilliseconds = Atomic<Int>(0)
 
-    /// Binds `address` (port 0 picks one) and starts serving on background threads.
-    public init(name: String, address: HostPort) throws {
+    /// Binds `address` (port 0 picks one) and starts serving on background threads; `failRatio` of
+    /// the answers are 500s and each is `delay` late (see the type).
+    public init(name: String, address: HostPort, failRatio: Double = 0, delay: Duration = .zero) throws {
         self.name = name
+        failPerMillion.store(Int((failRatio * 1_000_000).rounded()), ordering: .relaxed)
+        delayMilliseconds.store(Int(delay.milliseconds), ordering: .relaxed)
         let fd = try Socket.listen(on: address)
         _ = fcntl(fd, F_SETFL, 0)  // blocking accept on a dedicated thread
         self.fd = fd
@@ -80,6 +90,19 @@ public final class SampleBackend: Sendable {
         case "/control/health":
             healthStatus.store(Int(query["status"] ?? "") ?? 200, ordering: .relaxed)
             return respond(&connection, head: head, status: 200, body: Array("ok\n".utf8))
+        case "/control/faults":
+            if let ratio = query["fail_ratio"].flatMap(Double.init) { failPerMillion.store(Int((ratio * 1_000_000).rounded()), ordering: .relaxed) }
+            if let delay = query["delay_ms"].flatMap(Int.init) { delayMilliseconds.store(delay, ordering: .relaxed) }
+            return respond(&connection, head: head, status: 200, body: Array("ok\n".utf8))
+        default:
+            break
+        }
+        let delay = delayMilliseconds.load(ordering: .relaxed)
+        if delay > 0 { usleep(useconds_t(delay * 1000)) }
+        if isFaulty() {
+            return respond(&connection, head: head, status: 500, body: Array("\(name) fault\n".utf8))
+        }
+        switch path {
         case "/slow":
             usleep(useconds_t((Int(query["ms"] ?? "") ?? 2000) * 1000))
             return respond(&connection, head: head, status: 200, body: Array("\(name) slow\n".utf8))
@@ -120,6 +143,15 @@ public final class SampleBackend: Sendable {
         default:
             return respond(&connection, head: head, status: 200, body: Array("\(name)\n".utf8))
         }
+    }
+
+    /// Whether this answer is one of the `fail_ratio` share: the n-th request fails when n × ratio
+    /// crosses a whole number, so any run of requests has the ratio to within one.
+    private func isFaulty() -> Bool {
+        let perMillion = failPerMillion.load(ordering: .relaxed)
+        guard perMillion > 0 else { return false }
+        let n = faultCount.wrappingAdd(1, ordering: .relaxed).oldValue
+        return (n + 1) * perMillion / 1_000_000 > n * perMillion / 1_000_000
     }
 
     /// The largest `n` of `/bytes` and `/chunked`: bodies are streamed from one small buffer, so
