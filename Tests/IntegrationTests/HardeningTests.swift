@@ -25,6 +25,17 @@ final class HardeningTests: XCTestCase {
         return (proxy, blue, port)
     }
 
+    /// A `ProxyRig` (one worker, admin socket) in front of one sample backend, blue.
+    private func startRig(_ dir: TemporaryDirectory, mode: String = "http", settings: [String], adminHTTP: Bool = false) throws -> (rig: ProxyRig, backend: Backend) {
+        let blue = try Backend(name: "blue", directory: dir)
+        do {
+            return (try ProxyRig(directory: dir, endpoints: [.init(name: "blue", address: blue.address)], mode: mode, settings: settings, adminHTTP: adminHTTP), blue)
+        } catch {
+            blue.stop()
+            throw error
+        }
+    }
+
     /// A line of `/proc/PID/status` as a number (`Threads`, `VmRSS`, …).
     static func procStatus(_ pid: pid_t, _ field: String) -> Int {
         let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
@@ -176,9 +187,7 @@ extension HardeningTests {
 
     private func checkClientResetWhileWriteStalls(mode: String, file: StaticString = #filePath, line: UInt = #line) throws {
         let dir = try TemporaryDirectory()
-        let blue = try Backend(name: "blue", directory: dir)
-        let rig = try ProxyRig(
-            directory: dir, endpoints: [.init(name: "blue", address: blue.address)], mode: mode, settings: [#""timeouts": { "write": "30s" }"#])
+        let (rig, blue) = try startRig(dir, mode: mode, settings: [#""timeouts": { "write": "30s" }"#])
         defer {
             rig.stop()
             blue.stop()
@@ -208,10 +217,7 @@ extension HardeningTests {
     /// gets a `503` with `Retry-After` instead of a bare close; both are counted.
     func testAtMaxConnections_idleSocketsMakeRoomAndBusyOnesGet503() throws {
         let dir = try TemporaryDirectory()
-        let blue = try Backend(name: "blue", directory: dir)
-        let rig = try ProxyRig(
-            directory: dir, endpoints: [.init(name: "blue", address: blue.address)],
-            settings: [#""limits": { "max_connections": 20 }"#, #""timeouts": { "header_read": "60s", "idle": "60s" }"#], adminHTTP: true)
+        let (rig, blue) = try startRig(dir, settings: [#""limits": { "max_connections": 20 }"#, #""timeouts": { "header_read": "60s", "idle": "60s" }"#], adminHTTP: true)
         defer {
             rig.stop()
             blue.stop()
@@ -250,10 +256,7 @@ extension HardeningTests {
     /// see docs/hardening.md, "Open".)
     func testSlowClients_doNotStarveANormalClient() throws {
         let dir = try TemporaryDirectory()
-        let blue = try Backend(name: "blue", directory: dir)
-        let rig = try ProxyRig(
-            directory: dir, endpoints: [.init(name: "blue", address: blue.address)],
-            settings: [#""timeouts": { "header_read": "2s", "idle": "5s", "write": "3s" }"#])
+        let (rig, blue) = try startRig(dir, settings: [#""timeouts": { "header_read": "2s", "idle": "5s", "write": "3s" }"#])
         defer {
             rig.stop()
             blue.stop()
