@@ -9,6 +9,8 @@ public enum ProxyServer {
     /// Runs until SIGTERM/SIGINT, then drains and exits 0. Throws only for start-up failures.
     public static func run(config: Config, configPath: String?, onStarted: @Sendable (ProxyRuntime) -> Void = { _ in }) throws -> Never {
         signal(SIGPIPE, SIG_IGN)
+        // Log lines wait for their writer thread: a failed start must not exit before they are out.
+        defer { Log.flush() }
         let runtime = try ProxyRuntime(config: config, configPath: configPath)
         try runtime.start()
         var admin: AdminSocketServer?
@@ -44,6 +46,8 @@ public enum ProxyServer {
                 } else {
                     runtime.shutdown {
                         admin?.stop()
+                        runtime.accessLog?.flushWriter()
+                        Log.flush()
                         exit(0)
                     }
                 }
