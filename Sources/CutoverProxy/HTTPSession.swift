@@ -225,10 +225,13 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
 
     // MARK: - Routing a request
 
-    private func begin(_ head: HTTPRequestHead) {
+    private func begin(_ received: HTTPRequestHead) {
         runtime.stats.requests.wrappingAdd(1, ordering: .relaxed)
+        let head: HTTPRequestHead
         let framing: BodyFraming
         do {
+            // From here on, routing, the log and the upstream see one authority (issue 20, defect 2).
+            head = try received.originFormed()
             framing = try head.bodyFraming()
         } catch {
             rejectHead(.client(error))

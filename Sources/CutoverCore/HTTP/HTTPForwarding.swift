@@ -101,6 +101,7 @@ public enum HTTPForwarding {
             .appendElement(name: "Via", element: viaElement(head.version)),
         ]
         if upgrading { edits.append(.add(name: "Connection", value: "upgrade")) }
+        if let length = normalisedContentLength(head.headers) { edits.append(.replace(name: "Content-Length", value: length)) }
         return edits
     }
 
@@ -116,7 +117,23 @@ public enum HTTPForwarding {
         } else if requestVersion == .http1_0 {
             edits.append(.add(name: "Connection", value: "keep-alive"))
         }
+        if let length = normalisedContentLength(head.headers) { edits.append(.replace(name: "Content-Length", value: length)) }
         return edits
+    }
+
+    /// The one `Content-Length` value to send instead of a list (`Content-Length: 3, 3`) or repeated
+    /// fields, which the parser accepts only when every member is the same number (RFC 9110 §8.6);
+    /// `nil` when the head has none or already a single plain one. Passing the list on would leave the
+    /// next recipient to make the same judgement, and a lenient one might take only the first member.
+    static func normalisedContentLength(_ headers: HTTPHeaders) -> String? {
+        var count = 0
+        var plain = true
+        for field in headers where HTTPSyntax.equalsIgnoringCase(field.name, lowercase: "content-length") {
+            count += 1
+            if count > 1 || field.value.isEmpty || !field.value.utf8.allSatisfy({ $0 &- UInt8(ascii: "0") < 10 }) { plain = false }
+        }
+        guard count > 0, !plain, let length = try? BodyFraming.contentLength(of: headers, errorStatus: 400) else { return nil }
+        return String(length)
     }
 
     /// The `for=` node of a `Forwarded` element (RFC 7239 §6): IPv6 bracketed and quoted.

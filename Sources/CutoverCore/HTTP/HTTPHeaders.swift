@@ -70,6 +70,22 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence, ExpressibleByArrayLite
         add(name: name, value: value)
     }
 
+    /// Gives the first field with this name `value` where it stands and removes any later ones, or
+    /// appends the field when there is none.
+    public mutating func set(name: String, value: String) {
+        let lowercase = name
+        guard let first = fields.firstIndex(where: { HTTPSyntax.equalsIgnoringCase($0.name, lowercase: lowercase) }) else {
+            add(name: name, value: value)
+            return
+        }
+        fields[first].value = value
+        var index = fields.count - 1
+        while index > first {
+            if HTTPSyntax.equalsIgnoringCase(fields[index].name, lowercase: lowercase) { fields.remove(at: index) }
+            index -= 1
+        }
+    }
+
     /// Adds `element` to the comma-separated list in the last field with this name, or appends a
     /// new field when there is none (RFC 9110 §5.3: both mean the same).
     public mutating func appendListElement(name: String, element: String) {
