@@ -59,7 +59,7 @@ final class AccessLog: @unchecked Sendable {  // buffer `i` is touched only on w
     func flush(worker: Int) {
         guard !buffers[worker].isEmpty else { return }
         let lines = lineCounts[worker]
-        buffers[worker].withUnsafeBytes { writer.submit($0, lines: lines) }
+        _ = buffers[worker].withUnsafeBytes { writer.submit($0, lines: lines) }
         buffers[worker].removeAll(keepingCapacity: true)
         lineCounts[worker] = 0
     }
@@ -82,7 +82,7 @@ enum Log {
 
     private static func emit(_ level: String, _ message: String) {
         var line = "\(Timestamp.now()) \(level) \(message)\n"
-        line.withUTF8 { LogWriter.standardError.submit(UnsafeRawBufferPointer($0), lines: 1) }
+        _ = line.withUTF8 { LogWriter.standardError.submit(UnsafeRawBufferPointer($0), lines: 1) }
     }
 }
 

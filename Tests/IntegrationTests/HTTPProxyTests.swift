@@ -485,16 +485,21 @@ final class HTTPProxyTests: XCTestCase {
         return (rig, recorder, upstream)
     }
 
-    /// Issue 20, defect 2: an absolute-form target reaches the backend in origin-form, with the
-    /// target's authority as its only Host (RFC 9112 §3.2.2), never with a second authority.
-    func testAbsoluteFormTarget_isForwardedOriginFormWithHostOfTheTarget() throws {
+    /// Sends one request through the proxy to the recording upstream; returns what the upstream saw.
+    private func forwarded(_ request: String) throws -> String {
         let (rig, recorder, upstream) = try startRecorder()
         defer { upstream.stop() }
         let connection = try rig.connect(readTimeout: 5)
         let reader = ResponseReader(connection)
-        connection.send("GET http://internal.admin/secret HTTP/1.1\r\nHost: public.example\r\n\r\n")
+        connection.send(request)
         XCTAssertEqual(reader.next()?.status, 200)
-        let seen = try XCTUnwrap(recorder.all.first, "nothing forwarded")
+        return try XCTUnwrap(recorder.all.first, "nothing forwarded")
+    }
+
+    /// Issue 20, defect 2: an absolute-form target reaches the backend in origin-form, with the
+    /// target's authority as its only Host (RFC 9112 §3.2.2), never with a second authority.
+    func testAbsoluteFormTarget_isForwardedOriginFormWithHostOfTheTarget() throws {
+        let seen = try forwarded("GET http://internal.admin/secret HTTP/1.1\r\nHost: public.example\r\n\r\n")
         XCTAssertTrue(seen.hasPrefix("GET /secret HTTP/1.1\r\n"), seen)
         XCTAssertTrue(seen.contains("\r\nHost: internal.admin\r\n"), seen)
         XCTAssertFalse(seen.contains("public.example"), seen)
@@ -502,13 +507,7 @@ final class HTTPProxyTests: XCTestCase {
 
     /// Issue 20, defect 3: `Content-Length: 3, 3` is forwarded as the one value it means.
     func testContentLengthList_isForwardedAsOneNormalisedValue() throws {
-        let (rig, recorder, upstream) = try startRecorder()
-        defer { upstream.stop() }
-        let connection = try rig.connect(readTimeout: 5)
-        let reader = ResponseReader(connection)
-        connection.send("POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: 3, 3\r\n\r\nabc")
-        XCTAssertEqual(reader.next()?.status, 200)
-        let seen = try XCTUnwrap(recorder.all.first, "nothing forwarded")
+        let seen = try forwarded("POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: 3, 3\r\n\r\nabc")
         XCTAssertTrue(seen.contains("\r\nContent-Length: 3\r\n"), seen)
         XCTAssertFalse(seen.contains("3, 3"), seen)
         XCTAssertEqual(seen.lowercased().components(separatedBy: "content-length").count - 1, 1, seen)
