@@ -6,7 +6,7 @@ import Synchronization
 /// The long-running agent's command handling: one line in, one `OK …` / `ERR <code>: <message>` line out.
 ///
 /// Commands: `db readonly on|off|status DSN-OR-NAME [--grace D] [--lease D] [--control-db NAME]`,
-/// `lease renew NAME D`, `lease show`, `flag on|off|status --driver …`, `help`. A read-only mode taken with `--lease` is given back
+/// `lease renew NAME D`, `lease release NAME`, `lease show`, `flag on|off|status --driver …`, `help`. A read-only mode taken with `--lease` is given back
 /// (`off`) by `expireLeases(now:)` when the lease runs out without renewal. Thread-safe: commands are
 /// serialized by a mutex (libpq calls block; never call this on a proxy connection queue).
 public final class AgentService: Sendable {
@@ -54,6 +54,7 @@ public final class AgentService: Sendable {
     static let commands = [
         "db readonly on|off|status DSN-OR-NAME [--grace D] [--lease D] [--control-db NAME]",
         "lease renew NAME D",
+        "lease release NAME",
         "lease show",
         "flag on|off|status --driver file|sql|proxy OPTIONS",
         "help",
@@ -238,21 +239,34 @@ public final class AgentService: Sendable {
             guard let duration = DurationText.parse(words[2]) else {
                 throw AgentCommandError(code: "usage", message: "'\(words[2])' is not a duration")
             }
-            let renewed = leases.withLock { held -> Bool in
-                guard var lease = held[words[1]] else { return false }
-                lease.expires = now + duration
-                lease.duration = duration
-                lease.retryAfter = nil
-                held[words[1]] = lease
-                return true
+            let name = try heldLeaseName(words[1])
+            leases.withLock { held in
+                held[name]?.expires = now + duration
+                held[name]?.duration = duration
+                held[name]?.retryAfter = nil
             }
-            guard renewed else { throw AgentCommandError(code: "no-lease", message: "no lease named '\(words[1])'") }
             saveLeases(now: now)
-            let message = "lease \(words[1]) renewed for \(DurationText.format(duration))"
-            return AgentReply(text: "OK " + message, message: message, data: LeaseStatus(name: words[1], leftMs: duration.milliseconds))
+            let message = "lease \(name) renewed for \(DurationText.format(duration))"
+            return AgentReply(text: "OK " + message, message: message, data: LeaseStatus(name: name, leftMs: duration.milliseconds))
+        case ("release"?, 2):
+            // The holder hands the fence over to a person: the database stays as it is, and no
+            // expiry will give it back read-write behind anyone's back.
+            let name = try heldLeaseName(words[1])
+            leases.withLock { _ = $0.removeValue(forKey: name) }
+            saveLeases(now: now)
+            let message = "lease \(name) released; the database stays as it is"
+            return AgentReply(text: "OK " + message, message: message, data: LeaseStatus(name: name, leftMs: 0))
         default:
-            throw AgentCommandError(code: "usage", message: "lease renew NAME DURATION | lease show")
+            throw AgentCommandError(code: "usage", message: "lease renew NAME D | lease release NAME | lease show")
         }
+    }
+
+    /// The lease held under `word`: a lease name as `lease show` lists it, or the database name or
+    /// connection string its `db readonly on` was given (so a holder needs to know only what it sent).
+    private func heldLeaseName(_ word: String) throws -> String {
+        if leases.withLock({ $0[word] }) != nil { return word }
+        if let (_, name) = try? makeFence(word, controlDatabase: "postgres"), leases.withLock({ $0[name] }) != nil { return name }
+        throw AgentCommandError(code: "no-lease", message: "no lease named '\(word)'")
     }
 
     /// The fence for a configured database name or a connection string, and the name its lease is kept under.

@@ -7,7 +7,9 @@ public enum AdminCommand: Sendable, Equatable {
     case showStats
     case showEvents(count: Int)
     /// Make `endpoint` the only online endpoint of its priority; the others drain.
-    case switchTo(profile: String, endpoint: String, force: Bool, wait: Bool)
+    /// `switch PROFILE ENDPOINT [--force] [--wait] [--guard DURATION [--wait-guard]]`: `guardWindow`
+    /// opens a guard window of that length; `waitGuard` answers once the window ended, with its verdict.
+    case switchTo(profile: String, endpoint: String, force: Bool, wait: Bool, guardWindow: Duration? = nil, waitGuard: Bool = false)
     case setEndpoint(profile: String, endpoint: String, state: EndpointStateChange?, priority: Int?, weight: Int?)
     case pause(profile: String)
     case resume(profile: String)
@@ -39,6 +41,9 @@ public enum AdminCommand: Sendable, Equatable {
         show stats                                    totals: connections, requests, held, switches
         show events [N]                               the last N state and health changes (default 20)
         switch PROFILE ENDPOINT [--force] [--wait]    make ENDPOINT the live one; the others drain
+               [--guard DURATION [--wait-guard]]      judge ENDPOINT for DURATION, the others stand by;
+                                                      a breach of the profile's guard reverts; --wait-guard
+                                                      answers when the window ended, with its verdict
         set endpoint PROFILE/NAME online|offline|drain [priority N] [weight W]
         pause PROFILE                                 hold new requests and connections
         resume PROFILE                                release held work in arrival order (a readonly
@@ -92,13 +97,29 @@ public enum AdminCommand: Sendable, Equatable {
                 throw AdminError(.badArguments, "show \(what)? expected profiles, endpoints, stats or events")
             }
         case "switch":
-            let flags = Set(args.filter { $0.hasPrefix("--") })
-            let positional = args.filter { !$0.hasPrefix("--") }
-            if let unknown = flags.subtracting(["--force", "--wait"]).sorted().first {
+            var words = args
+            var guardWindow: Duration?
+            if let at = words.firstIndex(of: "--guard") {
+                guard at + 1 < words.count, let duration = DurationText.parse(words[at + 1]), duration > .zero else {
+                    throw AdminError(.badArguments, "switch: --guard needs a duration such as 30s")
+                }
+                guardWindow = duration
+                words.removeSubrange(at...(at + 1))
+            }
+            let flags = Set(words.filter { $0.hasPrefix("--") })
+            let positional = words.filter { !$0.hasPrefix("--") }
+            if let unknown = flags.subtracting(["--force", "--wait", "--wait-guard"]).sorted().first {
                 throw AdminError(.badArguments, "switch: unknown option \(unknown)")
             }
-            guard positional.count == 2 else { throw AdminError(.badArguments, "usage: switch PROFILE ENDPOINT [--force] [--wait]") }
-            return .switchTo(profile: positional[0], endpoint: positional[1], force: flags.contains("--force"), wait: flags.contains("--wait"))
+            guard positional.count == 2 else {
+                throw AdminError(.badArguments, "usage: switch PROFILE ENDPOINT [--force] [--wait] [--guard DURATION [--wait-guard]]")
+            }
+            if flags.contains("--wait-guard") && guardWindow == nil {
+                throw AdminError(.badArguments, "switch: --wait-guard needs --guard DURATION")
+            }
+            return .switchTo(
+                profile: positional[0], endpoint: positional[1], force: flags.contains("--force"), wait: flags.contains("--wait"),
+                guardWindow: guardWindow, waitGuard: flags.contains("--wait-guard"))
         case "set":
             return try parseSetEndpoint(args)
         case "pause", "resume":
@@ -169,15 +190,46 @@ public struct AdminError: Error, Sendable, Equatable, CustomStringConvertible {
         case unhealthy = "unhealthy"
         case invalidConfig = "invalid-config"
         case conflict = "conflict"
+        /// `switch --guard --wait-guard`: the window breached and the profile went back.
+        case guardBreach = "guard-breach"
+        /// `switch --guard --wait-guard`: a manual switch, reload or restart ended the window first.
+        case guardEnded = "guard-ended"
         case internalError = "internal"
     }
 
     public let code: Code
     public let message: String
 
+    /// - Parameter message: may quote what the client sent; non-printable characters are escaped.
     public init(_ code: Code, _ message: String) {
         self.code = code
-        self.message = message
+        self.message = Self.printable(message)
+    }
+
+    /// `text` with every control character (C0, DEL, C1) written as `\xNN` or `\u{NN}`, so an
+    /// answer that quotes a request cannot carry an escape sequence to an operator's terminal.
+    public static func printable(_ text: String) -> String {
+        guard text.unicodeScalars.contains(where: isControl) else { return text }
+        var escaped = ""
+        for scalar in text.unicodeScalars {
+            if !isControl(scalar) {
+                escaped.unicodeScalars.append(scalar)
+            } else if scalar.value < 0x80 {
+                escaped += "\\x" + hex(scalar.value)
+            } else {
+                escaped += "\\u{" + hex(scalar.value) + "}"
+            }
+        }
+        return escaped
+    }
+
+    private static func isControl(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value)
+    }
+
+    private static func hex(_ value: UInt32) -> String {
+        let digits = String(value, radix: 16)
+        return digits.count < 2 ? "0" + digits : digits
     }
 
     /// The wire form: `ERR <code>: <message>`.

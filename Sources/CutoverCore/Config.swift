@@ -95,18 +95,63 @@ public enum ListenerMode: String, Sendable, Equatable, CaseIterable {
     case tcp
 }
 
-/// One listening address routed to one profile.
+/// One listening address, routed to its default profile or, through `routes`, to several.
 public struct ListenerConfig: Sendable, Equatable {
     public var name: String
     public var address: HostPort
     public var mode: ListenerMode
-    public var profile: String
+    /// The profile for requests (or connections) no route matches; `nil` answers those with 404
+    /// (HTTP) or closes them (TCP). Only a listener with routes may leave it out.
+    public var profile: String?
+    /// Host/path (HTTP) or SNI (TCP) routes to other profiles; the most specific match wins
+    /// (see `RouteTable`).
+    public var routes: [RouteConfig]
 
-    public init(name: String, address: HostPort, mode: ListenerMode, profile: String) {
+    public init(name: String, address: HostPort, mode: ListenerMode, profile: String?, routes: [RouteConfig] = []) {
         self.name = name
         self.address = address
         self.mode = mode
         self.profile = profile
+        self.routes = routes
+    }
+
+    /// `profile web` or `3 routes, default web` for the log line of an opened listener.
+    public var routingSummary: String {
+        let fallback = profile.map { "profile \($0)" } ?? "no default profile"
+        return routes.isEmpty ? fallback : "\(routes.count) route\(routes.count == 1 ? "" : "s"), \(fallback)"
+    }
+
+    /// Every profile this listener can send work to: the routes' profiles in order, then the default.
+    public var profilesReached: [String] {
+        var names: [String] = []
+        for name in routes.map(\.profile) + [profile].compactMap({ $0 }) where !names.contains(name) { names.append(name) }
+        return names
+    }
+}
+
+/// One `routes` entry of a listener: which requests go to `profile` instead of the default.
+///
+/// HTTP listeners match `host` (exact or `*.suffix`, case-insensitive, port ignored) and
+/// `pathPrefix` (on segment boundaries); TCP listeners match `host` against the TLS server name.
+public struct RouteConfig: Sendable, Equatable {
+    /// `api.example.com`, or `*.example.com` for one or more labels before `example.com`; `nil` matches any host.
+    public var host: String?
+    /// `/api` matches `/api` and `/api/…` but not `/apix`; `nil` matches any path.
+    public var pathPrefix: String?
+    /// Remove `pathPrefix` from the request target before it goes upstream (`/api/x` → `/x`).
+    public var stripPrefix: Bool
+    public var profile: String
+
+    public init(host: String? = nil, pathPrefix: String? = nil, stripPrefix: Bool = false, profile: String) {
+        self.host = host
+        self.pathPrefix = pathPrefix
+        self.stripPrefix = stripPrefix
+        self.profile = profile
+    }
+
+    /// `host/prefix` as `show profiles` prints it, `*` standing for any host; ` (strip)` when stripping.
+    public var summary: String {
+        (host ?? "*") + (pathPrefix ?? "") + (stripPrefix ? " (strip)" : "")
     }
 }
 
@@ -257,6 +302,37 @@ public struct PassiveHealthConfig: Sendable, Equatable {
     }
 }
 
+/// The profile's `guard` object: what a guarded switch judges the new endpoint by, every judging
+/// `interval`, over every answer it gave since the switch. Every key is optional.
+public struct GuardConfig: Sendable, Equatable {
+    /// Breach when more than this share of judged answers are 5xx (`max_5xx_ratio`, default 0.05).
+    public var max5xxRatio: Double?
+    /// No 5xx-ratio or p99 judgement before this many answers in the window (`min_requests`, default 20).
+    public var minRequests: Int
+    /// Breach when more connects than this fail (refused, reset, timed out) in the window
+    /// (`max_connect_failures`, default 2: the third failure breaches). Judged from the first request.
+    public var maxConnectFailures: Int?
+    /// Breach when the p99 is certainly above this (`max_p99`, off by default); see `GuardFigures.p99`.
+    public var maxP99: Duration?
+    /// Breach when the p99 is certainly above this multiple of the old endpoint's recent p99
+    /// (`max_p99_ratio`, off by default; skipped when the old endpoint had too few recent answers).
+    public var maxP99Ratio: Double?
+    /// How often the window is judged (`interval`, default 500ms).
+    public var interval: Duration
+
+    public init(
+        max5xxRatio: Double? = 0.05, minRequests: Int = 20, maxConnectFailures: Int? = 2, maxP99: Duration? = nil,
+        maxP99Ratio: Double? = nil, interval: Duration = .milliseconds(500)
+    ) {
+        self.max5xxRatio = max5xxRatio
+        self.minRequests = minRequests
+        self.maxConnectFailures = maxConnectFailures
+        self.maxP99 = maxP99
+        self.maxP99Ratio = maxP99Ratio
+        self.interval = interval
+    }
+}
+
 /// A named group of endpoints with the settings for probing, draining, holding and gates.
 public struct ProfileConfig: Sendable, Equatable {
     public var name: String
@@ -274,12 +350,15 @@ public struct ProfileConfig: Sendable, Equatable {
     /// Treat `unknown` health as up until the first probe result.
     public var unknownIsUp: Bool
     public var gate: GateConfig
+    /// Thresholds a guarded switch (`switch … --guard DURATION`) judges the new endpoint by.
+    public var guardThresholds: GuardConfig
 
     public init(
         name: String, routing: RoutingMethod = .priority, endpoints: [EndpointConfig], probe: ProbeConfig? = nil,
         passive: PassiveHealthConfig = PassiveHealthConfig(), drainTimeout: Duration = .seconds(30),
         holdTimeout: Duration = .seconds(30), maxHeld: Int = 10_000, holdWhenUnavailable: Bool = false,
-        failOpen: Bool = false, unknownIsUp: Bool = true, gate: GateConfig = GateConfig()
+        failOpen: Bool = false, unknownIsUp: Bool = true, gate: GateConfig = GateConfig(),
+        guardThresholds: GuardConfig = GuardConfig()
     ) {
         self.name = name
         self.routing = routing
@@ -293,6 +372,7 @@ public struct ProfileConfig: Sendable, Equatable {
         self.failOpen = failOpen
         self.unknownIsUp = unknownIsUp
         self.gate = gate
+        self.guardThresholds = guardThresholds
     }
 
     /// The endpoint with this name, if configured.
@@ -311,13 +391,24 @@ public struct AdminConfig: Sendable, Equatable {
     public var http: HostPort?
     /// Bearer token required on the HTTP listener (mandatory when it is not loopback).
     public var token: String?
+    /// Open sessions per admin listener (socket and HTTP each); at the cap the longest-silent one
+    /// is closed to make room (default 64).
+    public var maxSessions: Int
+    /// Time an admin session has to send a whole command or request, from its connect or its last
+    /// answer (default 10 s, as HAProxy's `stats timeout`).
+    public var readTimeout: Duration
 
-    public init(socket: String? = nil, socketMode: UInt16 = 0o600, socketGroup: String? = nil, http: HostPort? = nil, token: String? = nil) {
+    public init(
+        socket: String? = nil, socketMode: UInt16 = 0o600, socketGroup: String? = nil, http: HostPort? = nil, token: String? = nil,
+        maxSessions: Int = 64, readTimeout: Duration = .seconds(10)
+    ) {
         self.socket = socket
         self.socketMode = socketMode
         self.socketGroup = socketGroup
         self.http = http
         self.token = token
+        self.maxSessions = maxSessions
+        self.readTimeout = readTimeout
     }
 }
 

@@ -10,10 +10,11 @@ struct ConfigDecoder {
     // The accepted keys of each object, in the order they are documented; unknown-key errors
     // list them in this order so the message reads like the reference.
     static let rootKeys = ["listeners", "profiles", "admin", "state_file", "databases", "timeouts", "limits", "access_log", "workers"]
-    static let listenerKeys = ["name", "address", "mode", "profile"]
+    static let listenerKeys = ["name", "address", "mode", "profile", "routes"]
+    static let routeKeys = ["host", "path_prefix", "strip_prefix", "profile"]
     static let profileKeys = [
         "name", "routing", "endpoints", "probe", "passive", "drain_timeout", "hold_timeout", "max_held",
-        "hold_when_unavailable", "fail_open", "unknown_is_up", "maintenance",
+        "hold_when_unavailable", "fail_open", "unknown_is_up", "maintenance", "guard",
     ]
     static let endpointKeys = ["name", "address", "priority", "weight", "state", "probe"]
     static let probeKeys = [
@@ -21,10 +22,11 @@ struct ConfigDecoder {
         "interval", "timeout", "rise", "fall",
     ]
     static let passiveKeys = ["failures", "status_5xx"]
+    static let guardKeys = ["max_5xx_ratio", "min_requests", "max_connect_failures", "max_p99", "max_p99_ratio", "interval"]
     static let maintenanceKeys = ["page", "page_file", "retry_after", "bypass"]
     static let bypassKeys = ["sources", "header"]
     static let headerKeys = ["name", "value"]
-    static let adminKeys = ["socket", "socket_mode", "socket_group", "http", "token"]
+    static let adminKeys = ["socket", "socket_mode", "socket_group", "http", "token", "max_sessions", "read_timeout"]
     static let databaseKeys = ["name", "driver", "dsn"]
     static let timeoutKeys = ["connect", "header_read", "idle", "upstream_response", "write", "shutdown"]
     static let limitKeys = [
@@ -64,14 +66,25 @@ struct ConfigDecoder {
         return config
     }
 
-    /// `{ name, address, mode, profile }`; the profile reference is checked by validation.
+    /// `{ name, address, mode, profile, routes }`; profile references and route patterns are
+    /// checked by validation. `profile` may only be left out when `routes` is set.
     private func decodeListener(_ value: JSONValue, path: String) throws(ConfigError) -> ListenerConfig {
         let object = try ConfigObject(value, path: path, file: file, keys: Self.listenerKeys)
         let name = try object.required("name", object.string)
         let address = try object.required("address", object.hostPort)
         let mode = try object.choice("mode", ListenerMode.self, what: "listener mode") ?? .http
-        let profile = try object.required("profile", object.string)
-        return ListenerConfig(name: name, address: address, mode: mode, profile: profile)
+        var routes: [RouteConfig] = []
+        for (i, element) in (try object.array("routes") ?? []).enumerated() {
+            let route = try ConfigObject(element, path: object.path("routes") + "[\(i)]", file: file, keys: Self.routeKeys)
+            routes.append(RouteConfig(
+                host: try route.string("host"), pathPrefix: try route.string("path_prefix"),
+                stripPrefix: try route.bool("strip_prefix") ?? false, profile: try route.required("profile", route.string)))
+        }
+        let profile = try object.string("profile")
+        if profile == nil && routes.isEmpty {
+            throw object.error("profile", "required key is missing (only a listener with routes may leave it out)")
+        }
+        return ListenerConfig(name: name, address: address, mode: mode, profile: profile, routes: routes)
     }
 
     /// A profile and its endpoints; each absent key keeps `ProfileConfig`'s default.
@@ -88,6 +101,14 @@ struct ConfigDecoder {
         if let passive = try object.object("passive", keys: Self.passiveKeys) {
             if let failures = try passive.int("failures") { profile.passive.failures = failures }
             if let status5xx = try passive.int("status_5xx") { profile.passive.status5xx = status5xx }
+        }
+        if let thresholds = try object.object("guard", keys: Self.guardKeys) {
+            if let ratio = try thresholds.number("max_5xx_ratio") { profile.guardThresholds.max5xxRatio = ratio }
+            if let minimum = try thresholds.int("min_requests") { profile.guardThresholds.minRequests = minimum }
+            if let failures = try thresholds.int("max_connect_failures") { profile.guardThresholds.maxConnectFailures = failures }
+            if let p99 = try thresholds.duration("max_p99") { profile.guardThresholds.maxP99 = p99 }
+            if let ratio = try thresholds.number("max_p99_ratio") { profile.guardThresholds.maxP99Ratio = ratio }
+            if let interval = try thresholds.duration("interval") { profile.guardThresholds.interval = interval }
         }
         if let drain = try object.duration("drain_timeout") { profile.drainTimeout = drain }
         if let hold = try object.duration("hold_timeout") { profile.holdTimeout = hold }
@@ -237,6 +258,8 @@ struct ConfigDecoder {
         admin.socketGroup = try object.string("socket_group")
         admin.http = try object.hostPort("http")
         admin.token = try object.string("token")
+        if let sessions = try object.int("max_sessions") { admin.maxSessions = sessions }
+        if let timeout = try object.duration("read_timeout") { admin.readTimeout = timeout }
         return admin
     }
 
@@ -341,6 +364,15 @@ struct ConfigObject {
         guard let number = Int(literal) else {
             let isWhole = !literal.contains(".") && !literal.contains("e") && !literal.contains("E")
             throw error(key, isWhole ? "\(literal) is too large" : "expected an integer, got \(literal)")
+        }
+        return number
+    }
+
+    /// A number, fractions allowed (`0.05`).
+    func number(_ key: String) throws(ConfigError) -> Double? {
+        guard let value = value(key) else { return nil }
+        guard case .number(let literal) = value, let number = Double(literal), number.isFinite else {
+            throw error(key, "expected a number such as 0.05, got \(value.kindDescription)")
         }
         return number
     }

@@ -27,12 +27,30 @@ public struct RuntimeState: Sendable, Equatable {
             merged.paused = old.paused
             merged.maintenance = old.maintenance
             merged.readOnly = old.readOnly
+            merged.guardWindow = old.guardWindow
             for endpoint in profile.endpoints {
                 if let kept = old.endpoints[endpoint.name] { merged.endpoints[endpoint.name] = kept }
             }
             next.profiles[profile.name] = merged
         }
         return next
+    }
+
+    /// What `reconciled(with:)` drops: the profiles and endpoints saved here that `config` no longer
+    /// has, as sorted key paths (`profiles.web`, `profiles.web.endpoints.old`), so a restore can say
+    /// what it did not carry over instead of dropping it silently.
+    public func unmatched(by config: Config) -> [String] {
+        var dropped: [String] = []
+        for (name, profile) in profiles.sorted(by: { $0.key < $1.key }) {
+            guard let configured = config.profile(named: name) else {
+                dropped.append("profiles.\(name)")
+                continue
+            }
+            for endpoint in profile.endpoints.keys.sorted() where !configured.endpoints.contains(where: { $0.name == endpoint }) {
+                dropped.append("profiles.\(name).endpoints.\(endpoint)")
+            }
+        }
+        return dropped
     }
 }
 
@@ -45,12 +63,18 @@ public struct ProfileRuntime: Sendable, Equatable {
     public var maintenance: Bool
     /// What becomes of unsafe requests: they pass (`off`), are refused (`on`) or wait (`hold`).
     public var readOnly: ReadOnlyGate
+    /// The guard window open on the profile, if any: saved so that a restart knows one was.
+    public var guardWindow: GuardRecord?
 
-    public init(endpoints: [String: EndpointRuntime], paused: Bool = false, maintenance: Bool = false, readOnly: ReadOnlyGate = .off) {
+    public init(
+        endpoints: [String: EndpointRuntime], paused: Bool = false, maintenance: Bool = false, readOnly: ReadOnlyGate = .off,
+        guardWindow: GuardRecord? = nil
+    ) {
         self.endpoints = endpoints
         self.paused = paused
         self.maintenance = maintenance
         self.readOnly = readOnly
+        self.guardWindow = guardWindow
     }
 
     public init(profile: ProfileConfig) {
@@ -74,5 +98,19 @@ public struct EndpointRuntime: Sendable, Equatable {
         self.health = health
         self.priority = priority
         self.weight = weight
+    }
+}
+
+/// What the state file keeps of an open guard window: who was judged and who stood by. Thresholds
+/// and figures are not kept: a restart ends the window (see `GuardWindow.Event.restarted`).
+public struct GuardRecord: Codable, Sendable, Equatable {
+    /// The endpoint under judgement.
+    public var live: String
+    /// The endpoints standing by, in config order.
+    public var standby: [String]
+
+    public init(live: String, standby: [String]) {
+        self.live = live
+        self.standby = standby
     }
 }

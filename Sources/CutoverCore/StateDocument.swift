@@ -25,13 +25,16 @@ public struct StateDocument: Codable, Sendable, Equatable {
         public var readonly: Bool
         /// The read-only gate's position (key `readonly_gate`); absent in files written before `hold`.
         public var readonlyGate: ReadOnlyGate?
+        /// The guard window open when the file was written (key `guard`); absent when none was.
+        public var guardWindow: GuardRecord?
 
-        public init(endpoints: [String: Endpoint], paused: Bool, maintenance: Bool, readonly gate: ReadOnlyGate) {
+        public init(endpoints: [String: Endpoint], paused: Bool, maintenance: Bool, readonly gate: ReadOnlyGate, guardWindow: GuardRecord? = nil) {
             self.endpoints = endpoints
             self.paused = paused
             self.maintenance = maintenance
             self.readonly = gate.isClosed
             self.readonlyGate = gate
+            self.guardWindow = guardWindow
         }
 
         /// The gate to restore: `readonly_gate` when saved, else the Bool of older files (closed is `on`).
@@ -39,6 +42,7 @@ public struct StateDocument: Codable, Sendable, Equatable {
 
         private enum CodingKeys: String, CodingKey {
             case endpoints, paused, maintenance, readonly, readonlyGate
+            case guardWindow = "guard"
         }
 
         /// Decodes the JSON form; a gate that is absent is off (version 1 files could omit them).
@@ -49,6 +53,7 @@ public struct StateDocument: Codable, Sendable, Equatable {
             maintenance = try container.decodeIfPresent(Bool.self, forKey: .maintenance) ?? false
             readonly = try container.decodeIfPresent(Bool.self, forKey: .readonly) ?? false
             readonlyGate = try container.decodeIfPresent(ReadOnlyGate.self, forKey: .readonlyGate)
+            guardWindow = try container.decodeIfPresent(GuardRecord.self, forKey: .guardWindow)
         }
     }
 
@@ -83,7 +88,7 @@ public struct StateDocument: Codable, Sendable, Equatable {
                 let admin = endpoint.admin == .draining ? AdminState.offline : endpoint.admin
                 endpoints[endpointName] = Endpoint(state: admin.rawValue, priority: endpoint.priority, weight: endpoint.weight)
             }
-            profiles[name] = Profile(endpoints: endpoints, paused: profile.paused, maintenance: profile.maintenance, readonly: profile.readOnly)
+            profiles[name] = Profile(endpoints: endpoints, paused: profile.paused, maintenance: profile.maintenance, readonly: profile.readOnly, guardWindow: profile.guardWindow)
         }
         self.init(profiles: profiles)
     }
@@ -111,11 +116,22 @@ public struct StateDocument: Codable, Sendable, Equatable {
         guard document.version == 1 else {
             throw DecodeError(key: "version", reason: "\(document.version) is not a version this proxy reads (1)")
         }
-        for (name, profile) in document.profiles {
-            for (endpointName, endpoint) in profile.endpoints where AdminState(rawValue: endpoint.state) == nil {
-                throw DecodeError(
-                    key: "profiles.\(name).endpoints.\(endpointName).state",
-                    reason: "\"\(endpoint.state)\" is not one of \(AdminState.allCases.map(\.rawValue).joined(separator: ", "))")
+        // Sorted, so the entry named is the same on every start.
+        for (name, profile) in document.profiles.sorted(by: { $0.key < $1.key }) {
+            for (endpointName, endpoint) in profile.endpoints.sorted(by: { $0.key < $1.key }) {
+                let path = "profiles.\(name).endpoints.\(endpointName)"
+                guard AdminState(rawValue: endpoint.state) != nil else {
+                    throw DecodeError(
+                        key: "\(path).state", reason: "\"\(endpoint.state)\" is not one of \(AdminState.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                // The same ranges as the config and `set endpoint`: a value neither would take
+                // must not come in through the file.
+                guard endpoint.priority >= 0 else {
+                    throw DecodeError(key: "\(path).priority", reason: "must be 0 or more (lower wins), got \(endpoint.priority)")
+                }
+                guard (0...ConfigLoader.maxWeight).contains(endpoint.weight) else {
+                    throw DecodeError(key: "\(path).weight", reason: "must be 0-\(ConfigLoader.maxWeight), got \(endpoint.weight)")
+                }
             }
         }
         return document
@@ -137,7 +153,8 @@ public struct StateDocument: Codable, Sendable, Equatable {
                 endpoints[endpointName] = EndpointRuntime(admin: admin, priority: endpoint.priority, weight: endpoint.weight)
             }
             state.profiles[name] = ProfileRuntime(
-                endpoints: endpoints, paused: profile.paused, maintenance: profile.maintenance, readOnly: profile.gate)
+                endpoints: endpoints, paused: profile.paused, maintenance: profile.maintenance, readOnly: profile.gate,
+                guardWindow: profile.guardWindow)
         }
         return state
     }

@@ -1,14 +1,15 @@
+import CutoverControl
 import CutoverCore
 import Foundation
 import Glibc
 import Synchronization
 
-/// The admin HTTP listener's transport: a small blocking HTTP/1.1 server for a few clients
-/// (Prometheus, an outer load balancer, a browser), one thread per connection, requests parsed with
-/// the strict `HTTPParser`.
+/// The admin HTTP listener's transport: a small HTTP/1.1 server for a few clients (Prometheus, an
+/// outer load balancer, a browser) on an `AdminSessionLoop` — one readiness loop and a few answer
+/// threads, a read timeout, a cap on sessions — with requests parsed by the strict `HTTPParser`.
 ///
 /// It knows nothing of routes: every request that passes the bearer-token check goes to `handler`.
-/// Like the proxy's listeners it lives as long as the process (its accept thread holds it).
+/// Like the proxy's listeners it lives as long as the process (its loop thread holds it).
 final class AdminHTTPServer: Sendable {
     /// A request the handler sees: method, path without query, and the parsed head.
     struct Request: Sendable {
@@ -32,79 +33,68 @@ final class AdminHTTPServer: Sendable {
         }
     }
 
-    /// The bound port (a configured port 0 becomes a real one).
+    /// The bound port (a configured port 0 becomes a real port).
     let port: UInt16
-    private let fd: Int32
+    /// The listening socket (handed to a successor in a takeover).
+    let listenFD: Int32
     private let token: String?
     private let handler: @Sendable (Request) -> Response
-    private let openConnections = Atomic<Int>(0)
-    /// Admin clients are few; past this many, new connections are closed at once.
-    static let maxConnections = 32
-    /// An idle keep-alive connection (or a slow client) gives its thread back after this long.
-    static let idleSeconds = 10
+    private let loop: AdminSessionLoop<HTTPRequestHead>
 
-    /// Binds `address` and starts accepting on a background thread.
+    /// Binds `address` and starts serving on its own threads.
     ///
     /// - Parameter token: when set, every request needs `Authorization: Bearer TOKEN` (else 401).
-    init(address: HostPort, token: String?, handler: @escaping @Sendable (Request) -> Response) throws {
-        let fd = try Socket.listen(on: address, backlog: 64)
-        _ = fcntl(fd, F_SETFL, 0)  // blocking accept on a dedicated thread
-        self.fd = fd
+    /// - Parameter adopting: a socket already listening (taken over from the previous process).
+    init(address: HostPort, adopting: Int32? = nil, token: String?, limits: AdminSessionLimits = .init(),
+         handler: @escaping @Sendable (Request) -> Response) throws {
+        let fd = try adopting ?? Socket.listen(on: address, backlog: 64)
+        self.listenFD = fd
         self.port = Socket.localPort(fd)
         self.token = token
         self.handler = handler
-        let thread = Thread { [self] in acceptLoop() }
-        thread.name = "cutover.admin.http"
-        thread.start()
+        let busy = Response(status: 503, body: "the admin listener is busy: \(limits.executors) requests are being answered; try again\n", headers: [("Retry-After", "1")])
+        loop = AdminSessionLoop(
+            name: "cutover.admin.http", listenFD: fd, limits: limits,
+            refusals: .init(busy: Self.serialize(busy, method: "GET", keepAlive: false), timedOut: nil),
+            frame: Self.frameRequest, answer: { head in Self.answer(head, token: token, handler: handler) })
+        loop.start()
     }
 
-    private func acceptLoop() {
-        while true {
-            let client = accept(fd, nil, nil)
-            if client < 0 {
-                if errno == EINTR || errno == ECONNABORTED || errno == EMFILE { continue }
-                Log.error("admin http: accept: \(String(cString: strerror(errno))); the admin listener stops")
-                return
-            }
-            if openConnections.wrappingAdd(1, ordering: .relaxed).newValue > Self.maxConnections {
-                openConnections.wrappingSubtract(1, ordering: .relaxed)
-                close(client)
-                continue
-            }
-            var timeout = timeval(tv_sec: Self.idleSeconds, tv_usec: 0)
-            setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-            setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-            let thread = Thread { [self] in serve(client) }
-            thread.start()
+    /// The answer to one framed request (static: the loop is made before `self` exists).
+    private static func answer(
+        _ head: HTTPRequestHead, token: String?, handler: @Sendable (Request) -> Response
+    ) -> AdminSessionLoop<HTTPRequestHead>.Answer {
+        let response = authorized(head, token: token) ? route(head, handler: handler) : unauthorized
+        return .init(bytes: Self.serialize(response, method: head.method, keepAlive: head.keepAlive), keepOpen: head.keepAlive)
+    }
+
+    /// One request at the start of `bytes`: its head and, when small, its body (no route reads a
+    /// body; a small one is consumed to keep the framing, anything else is refused).
+    static func frameRequest(_ bytes: [UInt8]) -> AdminSessionLoop<HTTPRequestHead>.Framing {
+        let result = bytes.withUnsafeBytes { raw in
+            Result { () throws(HTTPParseError) in try HTTPParser.parseRequestHead(raw, limits: HTTPHeadLimits()) }
+        }
+        let parsed: HeadParse<HTTPRequestHead>
+        switch result {
+        case .success(let head):
+            parsed = head
+        case .failure(let error):
+            return .refuse(serialize(Response(status: error.status, body: "bad request: \(error)\n"), method: "GET", keepAlive: false))
+        }
+        guard case .complete(let head, let headLength) = parsed else { return .incomplete }
+        switch try? head.bodyFraming() {
+        case .none?:
+            return .request(head, consumed: headLength)
+        case .contentLength(let length)? where length <= 65_536:
+            return bytes.count - headLength >= Int(length) ? .request(head, consumed: headLength + Int(length)) : .incomplete
+        case nil:
+            return .refuse(serialize(Response(status: 400, body: "bad request framing\n"), method: head.method, keepAlive: false))
+        case .contentLength?, .chunked?, .untilClose?:
+            return .refuse(serialize(Response(status: 413, body: "the admin listener takes no request bodies\n"), method: head.method, keepAlive: false))
         }
     }
 
-    private func serve(_ client: Int32) {
-        defer {
-            close(client)
-            openConnections.wrappingSubtract(1, ordering: .relaxed)
-        }
-        var connection = BlockingConnection(fd: client)
-        while let (head, _) = connection.readHead() {
-            // No route reads a body; a small one is consumed to keep the framing, anything else refused.
-            switch try? head.bodyFraming() {
-            case .none?:
-                break
-            case .contentLength(let length)? where length <= 65_536:
-                _ = connection.readBody(.contentLength(length))
-            case nil:
-                connection.write(Self.serialize(Response(status: 400, body: "bad request framing\n"), head: head, keepAlive: false))
-                return
-            case .contentLength?, .chunked?, .untilClose?:
-                connection.write(Self.serialize(Response(status: 413, body: "the admin listener takes no request bodies\n"), head: head, keepAlive: false))
-                return
-            }
-            let response = authorized(head) ? route(head) : Self.unauthorized
-            guard connection.write(Self.serialize(response, head: head, keepAlive: head.keepAlive)), head.keepAlive else { return }
-        }
-    }
-
-    private func route(_ head: HTTPRequestHead) -> Response {
+    private static func route(_ head: HTTPRequestHead, handler: @Sendable (Request) -> Response) -> Response {
         guard head.method == "GET" || head.method == "HEAD" else {
             return Response(status: 405, body: "only GET and HEAD are served here\n", headers: [("Allow", "GET, HEAD")])
         }
@@ -116,12 +106,12 @@ final class AdminHTTPServer: Sendable {
         status: 401, body: "a bearer token is required: Authorization: Bearer TOKEN\n", headers: [("WWW-Authenticate", "Bearer realm=\"cutover\"")])
 
     /// Whether the request carries the configured token (always true without one).
-    private func authorized(_ head: HTTPRequestHead) -> Bool {
+    private static func authorized(_ head: HTTPRequestHead, token: String?) -> Bool {
         guard let token else { return true }
         guard let field = head.headers["Authorization"] else { return false }
         let parts = field.split(separator: " ", maxSplits: 1)
         guard parts.count == 2, parts[0].lowercased() == "bearer" else { return false }
-        return Self.constantTimeEqual(Array(parts[1].trimmingCharacters(in: .whitespaces).utf8), Array(token.utf8))
+        return constantTimeEqual(Array(parts[1].trimmingCharacters(in: .whitespaces).utf8), Array(token.utf8))
     }
 
     /// Compares without stopping at the first difference, so timing does not reveal the token.
@@ -133,7 +123,7 @@ final class AdminHTTPServer: Sendable {
         return difference == 0
     }
 
-    static func serialize(_ response: Response, head: HTTPRequestHead, keepAlive: Bool) -> [UInt8] {
+    static func serialize(_ response: Response, method: String, keepAlive: Bool) -> [UInt8] {
         var responseHead = HTTPResponseHead(status: response.status)
         responseHead.headers.add(name: "Content-Type", value: response.contentType)
         responseHead.headers.add(name: "Content-Length", value: String(response.body.count))
@@ -142,7 +132,7 @@ final class AdminHTTPServer: Sendable {
         if !keepAlive { responseHead.headers.add(name: "Connection", value: "close") }
         var bytes: [UInt8] = []
         responseHead.write(into: &bytes)
-        if head.method != "HEAD" { bytes.append(contentsOf: response.body) }
+        if method != "HEAD" { bytes.append(contentsOf: response.body) }
         return bytes
     }
 }

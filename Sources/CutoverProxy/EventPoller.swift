@@ -17,6 +17,9 @@ final class EventPoller: @unchecked Sendable {  // confined to the worker's queu
     private var nextToken: UInt64 = 1
     private let events: UnsafeMutablePointer<epoll_event>
     private static let batch = 256
+    /// Counts `epoll_wait` rounds: a logical clock that orders channel activity without reading the
+    /// clock on every read and write.
+    private(set) var round: UInt64 = 1
 
     init(queue: DispatchQueue) {
         epollFD = epoll_create1(Int32(EPOLL_CLOEXEC))
@@ -47,6 +50,18 @@ final class EventPoller: @unchecked Sendable {  // confined to the worker's queu
         epoll_ctl(epollFD, operation, fd, &event)
     }
 
+    /// The idle client channel with the oldest last activity, whose owner `accepts` it (at
+    /// `max_connections`: the connection to close to make room).
+    func longestIdleClient(where accepts: (SocketChannel) -> Bool) -> SocketChannel? {
+        var oldest: (channel: SocketChannel, round: UInt64)?
+        for channel in channels.values where channel.isIdleClient {
+            let last = max(channel.openedRound, channel.lastReadRound, channel.lastWriteRound)
+            if let current = oldest, current.round <= last { continue }
+            if accepts(channel) { oldest = (channel, last) }
+        }
+        return oldest?.channel
+    }
+
     /// Forgets a channel; events already fetched for it in this round are skipped.
     func unregister(token: UInt64) {
         channels.removeValue(forKey: token)
@@ -59,6 +74,7 @@ final class EventPoller: @unchecked Sendable {  // confined to the worker's queu
         for _ in 0..<16 {
             let count = Int(epoll_wait(epollFD, events, Int32(EventPoller.batch), 0))
             if count <= 0 { return }
+            round += 1
             for index in 0..<count {
                 let event = events[index]
                 channels[event.data.u64]?.handle(events: event.events)

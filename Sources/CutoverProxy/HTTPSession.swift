@@ -261,11 +261,23 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
 
     private func route(_ exchange: Exchange) {
         let snapshot = runtime.store.load()
-        guard let route = snapshot.routeBySlot[slot] else {
+        guard let listener = snapshot.listenerBySlot[slot] else {
             finish(exchange, .answered(.listenerRemoved))
             return
         }
+        // The profile comes from the same snapshot read as the endpoint it picks below.
+        let hostHeader = listener.routesNothing ? nil : exchange.head.headers["Host"]
+        let route: ProfileRoute
+        switch listener.decide(target: exchange.head.target, hostHeader: hostHeader) {
+        case .noRoute:
+            finish(exchange, .answered(.noRoute(host: hostHeader, listener: listener.name)))
+            return
+        case .profile(let chosen, let match):
+            route = chosen
+            exchange.upstreamTarget = match.flatMap { $0.stripLength > 0 ? $0.upstreamTarget(exchange.head.target) : nil }
+        }
         exchange.profile = route.name
+        exchange.profileIndex = route.index
         exchange.reportsServerErrors = route.config.passive.status5xx > 0
         if route.maintenance && !bypassesMaintenance(exchange.head, gate: route.config.gate) {
             finish(exchange, .maintenance(route.config.gate))
@@ -378,7 +390,13 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         phase = .forwarding
         exchange.upgrading = exchange.head.upgradeRequested
         worker.headBuffer.removeAll(keepingCapacity: true)
-        HTTPForwarding.writeUpstreamRequest(exchange.head, origin: origin, upgrading: exchange.upgrading, into: &worker.headBuffer)
+        if let stripped = exchange.upstreamTarget {
+            var head = exchange.head
+            head.target = stripped
+            HTTPForwarding.writeUpstreamRequest(head, origin: origin, upgrading: exchange.upgrading, into: &worker.headBuffer)
+        } else {
+            HTTPForwarding.writeUpstreamRequest(exchange.head, origin: origin, upgrading: exchange.upgrading, into: &worker.headBuffer)
+        }
         exchange.requestBodyDone = exchange.framing == .none
         exchange.requestBodyScanner = exchange.framing == .chunked ? ChunkedBodyScanner() : nil
         if case .contentLength(let length) = exchange.framing {
@@ -732,7 +750,9 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         guard let upstream = exchange.upstream else { return }
         exchange.upstream = nil
         // A draining endpoint keeps no idle connections: it closes after its current response.
-        if reusable, !runtime.shuttingDown.load(ordering: .relaxed), runtime.store.load().routeBySlot[slot]?.isCandidate(target) ?? false {
+        if reusable, !runtime.shuttingDown.load(ordering: .relaxed),
+            runtime.store.load().routing.profile(at: exchange.profileIndex, named: exchange.profile)?.isCandidate(target) ?? false
+        {
             worker.pool.park(upstream, target: target)
         } else {
             worker.pool.close(upstream, target: target)
@@ -743,7 +763,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     private static func isClientFault(_ fault: ProxyFault) -> Bool {
         switch fault {
         case .client, .clientTooSlow: return true
-        case .upstreamUnreachable, .upstreamInvalid, .upstreamTimedOut, .listenerRemoved, .noEndpoint, .readOnly, .holdFull, .holdTimedOut:
+        case .upstreamUnreachable, .upstreamInvalid, .upstreamTimedOut, .listenerRemoved, .noRoute, .noEndpoint, .readOnly, .holdFull, .holdTimedOut:
             return false
         }
     }
@@ -752,7 +772,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     private static func reason(of fault: ProxyFault) -> String {
         switch fault {
         case .upstreamUnreachable(let reason), .upstreamInvalid(let reason), .upstreamTimedOut(let reason): return reason
-        case .client, .clientTooSlow, .listenerRemoved, .noEndpoint, .readOnly, .holdFull, .holdTimedOut: return fault.answer.message
+        case .client, .clientTooSlow, .listenerRemoved, .noRoute, .noEndpoint, .readOnly, .holdFull, .holdTimedOut: return fault.answer.message
         }
     }
 
@@ -834,7 +854,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         case .holding:
             guard let exchange else { return close() }
             // What holds it now, which may have changed since it was parked (a resume under a write hold).
-            let current = runtime.store.load().routeBySlot[slot]?.hold.reason(for: HoldConditions.Work(method: exchange.head.method))
+            let current = runtime.store.load().routing.profile(at: exchange.profileIndex, named: exchange.profile)?.hold.reason(for: HoldConditions.Work(method: exchange.head.method))
             let reason = current ?? exchange.held?.reason ?? .paused
             stopHolding()
             runtime.stats.holdTimeouts.wrappingAdd(1, ordering: .relaxed)
@@ -908,6 +928,10 @@ private final class Exchange {
     let framing: BodyFraming
     let started: UInt64
     var profile = "-"
+    /// Index of `profile` in the snapshot that routed the request (a hint: a reload may move it).
+    var profileIndex = 0
+    /// The target sent upstream when the route strips its prefix; `nil` sends `head.target`.
+    var upstreamTarget: String?
     /// The profile counts 5xx answers as passive failures (`passive.status_5xx`).
     var reportsServerErrors = false
     var target: EndpointTarget?

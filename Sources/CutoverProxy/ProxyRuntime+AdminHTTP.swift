@@ -7,11 +7,12 @@ extension ProxyRuntime {
     /// Starts the optional admin HTTP listener (`/health`, `/metrics`, `/status`).
     ///
     /// The address and `admin.token` are read once: changing them takes a restart, not a reload.
-    func startAdminHTTP(on address: HostPort) throws {
-        let token = controlQueue.sync { config.admin.token }
-        let server = try AdminHTTPServer(address: address, token: token) { [self] request in
+    func startAdminHTTP(on address: HostPort, adopting: Int32? = nil) throws {
+        let (token, limits) = controlQueue.sync { (config.admin.token, config.admin.sessionLimits) }
+        let server = try AdminHTTPServer(address: address, adopting: adopting, token: token, limits: limits) { [self] request in
             adminHTTPResponse(to: request)
         }
+        controlQueue.sync { adminHTTPSocket = (server.listenFD, address.host, server.port) }
         let bound = HostPort(host: address.host, port: server.port)
         Log.info("admin http on http://\(bound)/ (/health, /metrics, /status)\(token == nil ? "" : ", bearer token required")")
     }
@@ -75,8 +76,9 @@ extension ProxyRuntime {
 
     /// The whole exposition: process totals, per-profile gates and holds, per-endpoint counters.
     func metricsText() -> String {
-        let (endpoints, profiles, stats, draining, probes) = controlQueue.sync {
-            (endpointViews(), profileViews(), Dictionary(statsValues(), uniquingKeysWith: { a, _ in a }), drains.count, prober.records)
+        let (endpoints, profiles, stats, draining, probes, guardWindows) = controlQueue.sync {
+            (endpointViews(), profileViews(), Dictionary(statsValues(), uniquingKeysWith: { a, _ in a }), drains.count, prober.records,
+             config.profiles.compactMap { guardStatus($0.name) })
         }
         var m = PrometheusText()
         m.family("cutover_info", .gauge, help: "Always 1; the version label says which build runs.")
@@ -90,6 +92,7 @@ extension ProxyRuntime {
             ("cutover_connections_open", .gauge, "connections_open", "Client connections open now."),
             ("cutover_connections_accepted_total", .counter, "connections_accepted", "Client connections accepted."),
             ("cutover_connections_refused_total", .counter, "connections_refused", "Client connections refused at max_connections or during shutdown."),
+            ("cutover_connections_evicted_total", .counter, "connections_evicted", "Idle client connections closed at max_connections to make room for a new one."),
             ("cutover_client_requests_total", .counter, "requests", "HTTP requests received from clients, whatever their outcome."),
             ("cutover_proxy_answered_total", .counter, "proxy_answered", "Requests answered by the proxy itself (parse errors, gates, 502/503/504)."),
             ("cutover_held_now", .gauge, "held_now", "Requests and connections held now, all profiles."),
@@ -113,7 +116,29 @@ extension ProxyRuntime {
         writeProfileMetrics(&m, profiles)
         writeEndpointMetrics(&m, endpoints)
         writeProbeMetrics(&m, probes)
+        writeGuardMetrics(&m, guardWindows)
         return m.text
+    }
+
+    /// The open (or last) guard window of each profile that had one: figures as the last judgement saw them.
+    private func writeGuardMetrics(_ m: inout PrometheusText, _ windows: [GuardStatus]) {
+        let families: [(String, String, (GuardStatus) -> Double)] = [
+            ("cutover_guard_open", "1 while a guard window judges the profile's new endpoint.", { $0.state == "watching" ? 1 : 0 }),
+            ("cutover_guard_time_left_seconds", "Seconds until the open guard window ends clean.", { Double($0.timeLeftMs) / 1000 }),
+            ("cutover_guard_requests_judged", "Answers of the judged endpoint since the guarded switch.", { Double($0.requestsJudged) }),
+            ("cutover_guard_5xx_ratio", "Share of 5xx among the judged answers.", { $0.ratio5xx }),
+            ("cutover_guard_connect_failures", "Failed connects to the judged endpoint since the guarded switch.", { Double($0.connectFailures) }),
+            ("cutover_guard_p99_upper_seconds", "Upper bound of the histogram bucket holding the judged endpoint's p99 (absent beyond the last bound).",
+             { $0.p99UpperMs.map { Double($0) / 1000 } ?? .nan }),
+            ("cutover_guard_breached", "1 when the last guard window ended with a breach (and a revert).", { $0.outcome == "breach" ? 1 : 0 }),
+        ]
+        for (name, help, value) in families {
+            m.family(name, .gauge, help: help)
+            for window in windows {
+                let figure = value(window)
+                if !figure.isNaN { m.sample(name, [("profile", window.profile), ("endpoint", window.live)], figure) }
+            }
+        }
     }
 
     private func writeProfileMetrics(_ m: inout PrometheusText, _ profiles: [ProfileView]) {

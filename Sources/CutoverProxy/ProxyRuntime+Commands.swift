@@ -32,14 +32,36 @@ extension ProxyRuntime {
             return controlQueue.sync { showStats(json: json) }
         case .showEvents(let count):
             return showEvents(count: count, json: json)
-        case .switchTo(let profile, let endpoint, let force, let wait):
-            let draining = try onControlQueue { () throws(AdminError) in try switchTo(profile: profile, endpoint: endpoint, force: force) }
+        case .switchTo(let profile, let endpoint, let force, let wait, let guardWindow, let waitGuard):
+            let (draining, opened) = try onControlQueue { () throws(AdminError) in
+                let draining = try switchTo(profile: profile, endpoint: endpoint, force: force)
+                guardAfterSwitch(profile: try profileConfig(profile), live: endpoint, replaced: draining.map(\.name), duration: guardWindow)
+                return (draining, guards[profile]?.watch?.started)
+            }
             var switched = SwitchAnswer(profile: profile, endpoint: endpoint, draining: draining.map(\.name))
-            guard wait else { return answer(json: json, "switched \(profile) to \(endpoint)", switched) }
-            let outcomes = waitForDrains(draining.map(\.qualifiedName))
-            switched.drains = outcomes
-            let summary = outcomes.isEmpty ? "nothing to drain" : outcomes.map { "\($0.key): \($0.value)" }.sorted().joined(separator: "; ")
-            return answer(json: json, "switched \(profile) to \(endpoint)", switched, extra: summary)
+            var notes: [String] = []
+            if let opened, waitGuard || wait {
+                // The old endpoints stand by until the window ends: a wait for their drains is a wait for it.
+                let verdict = waitForGuard(profile: profile, opened: opened)
+                switched.guardWindow = controlQueue.sync { guardStatus(profile) }
+                switch verdict {
+                case .breach?:
+                    throw AdminError(.guardBreach, "switched \(profile) to \(endpoint), then \(verdict!.description)")
+                case .superseded?:
+                    throw AdminError(.guardEnded, "switched \(profile) to \(endpoint), then the \(verdict!.description)")
+                case .clean?, nil:
+                    notes.append(verdict?.description ?? "guard window replaced")
+                }
+            } else if opened != nil {
+                switched.guardWindow = controlQueue.sync { guardStatus(profile) }
+                notes.append("guard window \(DurationText.format(guardWindow ?? .zero)) open, \(draining.map(\.name).joined(separator: ", ")) standing by")
+            }
+            if wait {
+                let outcomes = waitForDrains(draining.map(\.qualifiedName))
+                switched.drains = outcomes
+                notes.append(outcomes.isEmpty ? "nothing to drain" : outcomes.map { "\($0.key): \($0.value)" }.sorted().joined(separator: "; "))
+            }
+            return answer(json: json, "switched \(profile) to \(endpoint)", switched, extra: notes.isEmpty ? nil : notes.joined(separator: "; "))
         case .setEndpoint(let profile, let endpoint, let state, let priority, let weight):
             let summary = try onControlQueue { () throws(AdminError) in
                 try setEndpoint(profile: profile, endpoint: endpoint, state: state, priority: priority, weight: weight)

@@ -17,11 +17,16 @@ extension ProxyRuntime {
         let connections: Int
         let lastChange: RuntimeEvent?
         let counters: EndpointCounters
+        /// Draining, but held ready by an open guard window.
+        let standingBy: Bool
+
+        /// `standby` while a guard window holds the endpoint ready, else the admin state.
+        var stateLabel: String { standingBy ? "standby" : state.rawValue }
 
         /// The `show endpoints --json` row.
         var status: EndpointStatus {
             EndpointStatus(
-                profile: profile, name: name, address: address, state: state.rawValue, health: health.rawValue, priority: priority,
+                profile: profile, name: name, address: address, state: stateLabel, health: health.rawValue, priority: priority,
                 weight: weight, live: live, inFlight: inFlight, connections: connections, lastChange: lastChange?.record)
         }
     }
@@ -34,6 +39,7 @@ extension ProxyRuntime {
         var views: [EndpointView] = []
         for profile in config.profiles where filter == nil || profile.name == filter {
             let route = snapshot.routing.profile(named: profile.name)
+            let standby = standingBy(profile.name)
             for endpoint in profile.endpoints {
                 guard let state = runtime.profiles[profile.name]?.endpoints[endpoint.name],
                       let target = target(profile: profile.name, endpoint: endpoint.name) else { continue }
@@ -43,7 +49,8 @@ extension ProxyRuntime {
                     live: route?.isCandidate(target) ?? false,
                     inFlight: target.counters.inFlight.load(ordering: .relaxed),
                     connections: target.counters.connections.load(ordering: .relaxed),
-                    lastChange: lastHealthChange["\(profile.name)/\(endpoint.name)"], counters: target.counters))
+                    lastChange: lastHealthChange["\(profile.name)/\(endpoint.name)"], counters: target.counters,
+                    standingBy: standby.contains(endpoint.name)))
             }
         }
         return views
@@ -52,15 +59,18 @@ extension ProxyRuntime {
     func showEndpoints(profile: String?, json: Bool) throws(AdminError) -> String {
         if let profile { _ = try profileConfig(profile) }
         let views = endpointViews(profile: profile)
-        if json { return JSONCoding.line(AdminAnswer(data: EndpointsAnswer(endpoints: views.map(\.status)))) }
+        let guardLines = config.profiles.filter { profile == nil || $0.name == profile }.compactMap { guardStatus($0.name) }
+        if json {
+            return JSONCoding.line(AdminAnswer(data: EndpointsAnswer(endpoints: views.map(\.status), guards: guardLines.isEmpty ? nil : guardLines)))
+        }
         let rows = views.map { view -> [String] in
             let change = view.lastChange.map { "\($0.state): \($0.cause)" } ?? "-"
-            return [view.profile, view.name, view.address, view.state.rawValue, view.health.rawValue, String(view.priority),
+            return [view.profile, view.name, view.address, view.stateLabel, view.health.rawValue, String(view.priority),
                     String(view.weight), view.live ? "yes" : "no", String(view.inFlight), String(view.connections), change]
         }
         return TextTable.render(
             header: ["PROFILE", "ENDPOINT", "ADDRESS", "STATE", "HEALTH", "PRIO", "WEIGHT", "LIVE", "INFLIGHT", "CONNS", "LAST HEALTH CHANGE"],
-            rows: rows)
+            rows: rows) + guardLines.map { "\n" + $0.line }.joined()
     }
 
     /// One profile's summary, shared by `show profiles`, `/health` and the status page.
@@ -75,6 +85,9 @@ extension ProxyRuntime {
         /// Requests and tunnels in flight on the profile's endpoints, and the writes among them.
         let inFlight: Int
         let writesInFlight: Int
+        let holdTimeout: Duration
+        /// The routes leading to the profile (see `ProfileStatus.routes`).
+        let routes: [String]
 
         var gates: [String] {
             [paused ? "paused" : nil, maintenance ? "maintenance" : nil, readOnlyLabel].compactMap { $0 }
@@ -92,7 +105,7 @@ extension ProxyRuntime {
         /// The `show profiles --json` row.
         var status: ProfileStatus {
             ProfileStatus(name: name, live: live, paused: paused, maintenance: maintenance, readonly: readOnly, held: held, endpoints: endpoints,
-                          inFlight: inFlight, writesInFlight: writesInFlight)
+                          inFlight: inFlight, writesInFlight: writesInFlight, holdTimeoutMs: holdTimeout.milliseconds, routes: routes)
         }
     }
 
@@ -108,7 +121,17 @@ extension ProxyRuntime {
                 maintenance: state?.maintenance ?? false, readOnly: state?.readOnly ?? .off,
                 held: holdQueue(for: profile.name).count, endpoints: profile.endpoints.count,
                 inFlight: counters.reduce(0) { $0 + $1.inFlight.load(ordering: .relaxed) },
-                writesInFlight: counters.reduce(0) { $0 + $1.writesInFlight.load(ordering: .relaxed) })
+                writesInFlight: counters.reduce(0) { $0 + $1.writesInFlight.load(ordering: .relaxed) },
+                holdTimeout: profile.holdTimeout,
+                routes: routes(to: profile.name))
+        }
+    }
+
+    /// The listener routes leading to `profile`, in config order, the listeners' defaults included.
+    private func routes(to profile: String) -> [String] {
+        config.listeners.flatMap { listener in
+            listener.routes.filter { $0.profile == profile }.map { "\(listener.name) \($0.summary)" }
+                + (listener.profile == profile ? ["\(listener.name) default"] : [])
         }
     }
 
@@ -116,8 +139,11 @@ extension ProxyRuntime {
         let views = profileViews()
         if json { return JSONCoding.line(AdminAnswer(data: ProfilesAnswer(profiles: views.map(\.status)))) }
         return TextTable.render(
-            header: ["PROFILE", "LIVE", "GATES", "HELD", "ENDPOINTS"],
-            rows: views.map { [$0.name, $0.live.isEmpty ? "(none)" : $0.live.joined(separator: ","), $0.gates.isEmpty ? "-" : $0.gates.joined(separator: ","), String($0.held), String($0.endpoints)] })
+            header: ["PROFILE", "LIVE", "GATES", "HELD", "ENDPOINTS", "ROUTES"],
+            rows: views.map {
+                [$0.name, $0.live.isEmpty ? "(none)" : $0.live.joined(separator: ","), $0.gates.isEmpty ? "-" : $0.gates.joined(separator: ","),
+                 String($0.held), String($0.endpoints), $0.routes.isEmpty ? "-" : $0.routes.joined(separator: ", ")]
+            })
     }
 
     /// Process-wide totals, as `show stats --json` answers them.
@@ -127,6 +153,7 @@ extension ProxyRuntime {
             connectionsOpen: stats.openConnections.load(ordering: .relaxed),
             connectionsAccepted: stats.acceptedConnections.load(ordering: .relaxed),
             connectionsRefused: stats.refusedConnections.load(ordering: .relaxed),
+            connectionsEvicted: stats.evictedConnections.load(ordering: .relaxed),
             requests: stats.requests.load(ordering: .relaxed),
             proxyAnswered: stats.proxyAnswered.load(ordering: .relaxed),
             heldNow: stats.heldNow.load(ordering: .relaxed),
@@ -146,6 +173,7 @@ extension ProxyRuntime {
             ("connections_open", totals.connectionsOpen),
             ("connections_accepted", totals.connectionsAccepted),
             ("connections_refused", totals.connectionsRefused),
+            ("connections_evicted", totals.connectionsEvicted),
             ("requests", totals.requests),
             ("proxy_answered", totals.proxyAnswered),
             ("held_now", totals.heldNow),

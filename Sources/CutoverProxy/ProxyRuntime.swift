@@ -29,6 +29,14 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     var lastHealthChange: [String: RuntimeEvent] = [:]
     /// What probes and live traffic said per `profile/name` (see `EndpointHealth`).
     var healthStates: [String: EndpointHealth] = [:]
+    /// Guard windows by profile name, their judging timers, and the live endpoint's counters at the
+    /// guarded switch (see `ProxyRuntime+Guard`).
+    var guards: [String: GuardWindow] = [:]
+    var guardTimers: [String: DispatchSourceTimer] = [:]
+    var guardBaselines: [String: GuardSample] = [:]
+    /// A minute of counter samples per `profile/name`, for `max_p99_ratio`.
+    var latencySamples: [String: [(MonotonicInstant, GuardSample)]] = [:]
+    var latencySampler: DispatchSourceTimer?
     /// Active health probes; scheduled and counted on `controlQueue` (see `startProbes`).
     lazy var prober = HealthProber(queue: controlQueue)
     let store: SnapshotStore
@@ -38,6 +46,10 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     let stateFile: StateFile?
     let accessLog: AccessLog?
     let shuttingDown = Atomic<Bool>(false)
+    /// Set once a takeover succeeded (see `ProxyRuntime+Handover`).
+    var handedOver = false
+    /// The admin HTTP listener's socket, host and port, for a takeover.
+    var adminHTTPSocket: (fd: Int32, host: String, port: UInt16)?
     let startedAt = Date()
 
     /// Prepares the runtime (restoring the state file over the config); nothing listens until `start`.
@@ -54,22 +66,35 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         var state = RuntimeState(config: config)
         if let stateFile, let saved = try stateFile.read() {
             state = saved.reconciled(with: config)
+            for key in saved.unmatched(by: config) {
+                Log.info("state file \(stateFile.path): \(key) is not in the config; its saved state is dropped")
+            }
             Log.info("restored runtime state from \(stateFile.path)")
         }
         self.runtime = state
-        self.store = SnapshotStore(ProxySnapshot(routing: RoutingSnapshot(generation: 0, profiles: []), routeBySlot: [], holdQueues: []))
+        self.store = SnapshotStore(ProxySnapshot(routing: RoutingSnapshot(generation: 0, profiles: []), listenerBySlot: [], holdQueues: []))
         self.targets = try resolveTargets(for: config)
     }
 
-    /// Opens the listeners, starts the workers and publishes the first snapshot.
-    public func start() throws {
+    /// Opens the listeners (or adopts `inherited` sockets, by listener index, in a takeover),
+    /// starts the workers and publishes the first snapshot.
+    public func start(inherited: [Int: Int32] = [:]) throws {
         try controlQueue.sync {
-            for listenerConfig in config.listeners {
-                listeners.append(try openListener(listenerConfig))
+            for (index, listenerConfig) in config.listeners.enumerated() {
+                if let fd = inherited[index] {
+                    let listener = Listener(config: listenerConfig, slot: nextSlot, adopting: fd)
+                    nextSlot += 1
+                    Log.info("listening on \(listenerConfig.address.host):\(listener.boundPort) (\(listenerConfig.mode.rawValue), listener \(listenerConfig.name) → profile \(listenerConfig.profile), taken over)")
+                    listeners.append(listener)
+                } else {
+                    listeners.append(try openListener(listenerConfig))
+                }
             }
             publish(persist: false)
             startProbes()
             resumeRestoredDrains()
+            endRestoredGuards()
+            startLatencySampling()
         }
         for worker in workers { worker.queue.async { worker.start() } }
         controlQueue.sync {
@@ -85,7 +110,7 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     private func openListener(_ listenerConfig: ListenerConfig) throws -> Listener {
         let listener = try Listener(config: listenerConfig, slot: nextSlot)
         nextSlot += 1
-        Log.info("listening on \(listenerConfig.address.host):\(listener.boundPort) (\(listenerConfig.mode.rawValue), listener \(listenerConfig.name) → profile \(listenerConfig.profile))")
+        Log.info("listening on \(listenerConfig.address.host):\(listener.boundPort) (\(listenerConfig.mode.rawValue), listener \(listenerConfig.name) → \(listenerConfig.routingSummary))")
         return listener
     }
 
@@ -101,10 +126,20 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     private func accepted(fd: Int32, on worker: Worker, slot: Int, mode: ListenerMode) {
         stats.acceptedConnections.wrappingAdd(1, ordering: .relaxed)
         let open = stats.openConnections.wrappingAdd(1, ordering: .relaxed).newValue
-        if open > worker.settings.limits.maxConnections || shuttingDown.load(ordering: .relaxed) {
+        let shutting = shuttingDown.load(ordering: .relaxed)
+        // At the cap, the HTTP client that has been idle longest (silent since it connected, or
+        // between requests) makes room: otherwise sockets that say nothing would turn every real
+        // client away until `header_read` or `idle` expires.
+        if open > worker.settings.limits.maxConnections && (shutting || !evictIdleClient(on: worker)) {
             stats.openConnections.wrappingSubtract(1, ordering: .relaxed)
             stats.refusedConnections.wrappingAdd(1, ordering: .relaxed)
-            close(fd)
+            Self.refuse(fd, mode: mode, reason: "the proxy is at max_connections")
+            return
+        }
+        if shutting {
+            stats.openConnections.wrappingSubtract(1, ordering: .relaxed)
+            stats.refusedConnections.wrappingAdd(1, ordering: .relaxed)
+            Self.refuse(fd, mode: mode, reason: "the proxy is shutting down")
             return
         }
         Socket.setNoDelay(fd)
@@ -112,6 +147,32 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         case .http: HTTPSession(fd: fd, worker: worker, runtime: self, slot: slot).start()
         case .tcp: TCPTunnel(fd: fd, worker: worker, runtime: self, slot: slot).start()
         }
+    }
+
+    /// Closes the longest-idle HTTP client connection of `worker`; false when it has none.
+    ///
+    /// - Important: runs on `worker`'s queue.
+    private func evictIdleClient(on worker: Worker) -> Bool {
+        guard let channel = worker.poller.longestIdleClient(where: { ($0.handler as? HTTPSession)?.servingTarget == nil }),
+            let session = channel.handler as? HTTPSession
+        else { return false }
+        session.forceClose(reason: "evicted: idle longest at max_connections")
+        stats.evictedConnections.wrappingAdd(1, ordering: .relaxed)
+        return true
+    }
+
+    /// Turns a client away: HTTP gets a `503` with `Retry-After` (a bare close reads as a network
+    /// fault), TCP a close. The request is not waited for; what has arrived is read first, so the
+    /// close is a FIN and the 503 is not lost to a reset.
+    private static func refuse(_ fd: Int32, mode: ListenerMode, reason: String) {
+        if mode == .http {
+            let answer = errorResponse(status: 503, message: "\(reason); try again", extraHeaders: [("Retry-After", "1")], close: true)
+            _ = answer.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            Glibc.shutdown(fd, Int32(SHUT_WR))
+            var sink = [UInt8](repeating: 0, count: 4096)
+            while sink.withUnsafeMutableBytes({ Glibc.read(fd, $0.baseAddress, $0.count) }) > 0 {}
+        }
+        close(fd)
     }
 
     /// Called by a connection when it closes, on its worker's queue.
@@ -141,12 +202,12 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         let routing = RoutingSnapshot.build(config: config, runtime: runtime, generation: generation) { profile, endpoint in
             targets["\(profile.name)/\(endpoint.name)"]!
         }
-        var routeBySlot = [ProfileRoute?](repeating: nil, count: nextSlot)
+        var listenerBySlot = [ListenerRouting?](repeating: nil, count: nextSlot)
         for listener in listeners {
-            routeBySlot[listener.slot] = routing.profile(named: listener.config.profile)
+            listenerBySlot[listener.slot] = routing.listener(named: listener.config.name)
         }
         let holdQueuesByIndex = routing.profiles.map { holdQueue(for: $0.name) }
-        store.publish(ProxySnapshot(routing: routing, routeBySlot: routeBySlot, holdQueues: holdQueuesByIndex))
+        store.publish(ProxySnapshot(routing: routing, listenerBySlot: listenerBySlot, holdQueues: holdQueuesByIndex))
 
         var releasedCounts: [String: Int] = [:]
         for route in routing.profiles {
@@ -168,8 +229,9 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         }
     }
 
-    private func persistState() {
-        guard let stateFile else { return }
+    func persistState() {
+        // After a handover the state file is the successor's: this process only reads it.
+        guard let stateFile, !handedOver else { return }
         do {
             try stateFile.write(runtime)
         } catch {
@@ -223,7 +285,11 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         var kept: [Listener] = []
         var opened: [Listener] = []
         for listenerConfig in next.listeners {
-            if let existing = listeners.first(where: { $0.config.address == listenerConfig.address && $0.config.mode == listenerConfig.mode }) {
+            // Same name first: two port-0 listeners share the configured address `127.0.0.1:0`,
+            // and matching on it alone handed both configs to the first socket.
+            let unclaimed = listeners.filter { old in !kept.contains { $0 === old } && old.config.address == listenerConfig.address && old.config.mode == listenerConfig.mode }
+            if let existing = unclaimed.first(where: { $0.config.name == listenerConfig.name })
+                ?? unclaimed.first(where: { _ in listenerConfig.address.port != 0 }) {
                 existing.update(listenerConfig)
                 kept.append(existing)
                 continue
@@ -250,6 +316,15 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         targets = nextTargets
         runtime = runtime.reconciled(with: next)
         drains = drains.filter { key, _ in targets[key] != nil }
+        for profile in next.profiles {
+            for name in guards[profile.name]?.watch.map({ [$0.live] + $0.standby }) ?? [] where profile.endpoint(named: name) == nil {
+                guardEvent(.endpointRemoved(name), profile: profile)
+            }
+        }
+        for name in guards.keys where next.profile(named: name) == nil {
+            guardTimers.removeValue(forKey: name)?.cancel()
+            guards[name] = nil
+        }
         healthStates = healthStates.filter { key, _ in targets[key] != nil }
         events.record(profile: "*", endpoint: nil, state: "reloaded", cause: "config \(configPath)")
         publish()
@@ -323,7 +398,7 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         return counts
     }
 
-    private func scheduleDrainTimer() {
+    func scheduleDrainTimer() {
         guard drainTimer == nil else { return }
         let timer = DispatchSource.makeTimerSource(queue: controlQueue)
         timer.schedule(deadline: .now() + .milliseconds(50), repeating: .milliseconds(50), leeway: .milliseconds(10))
@@ -339,6 +414,9 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         for (key, lifecycle) in drains.sorted(by: { $0.key < $1.key }) {
             let parts = key.split(separator: "/", maxSplits: 1).map(String.init)
             guard parts.count == 2, let profile = config.profile(named: parts[0]), let target = targets[key] else { continue }
+            // Standing by for a guard window: new work goes elsewhere, in-flight work finishes, but the
+            // endpoint stays ready to take over (not offline) until the window ends.
+            if standingBy(parts[0]).contains(parts[1]) { continue }
             let fact: EndpointLifecycle.Event
             if target.counters.inFlight.load(ordering: .relaxed) == 0 {
                 fact = .drainEmptied
@@ -349,7 +427,10 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
             }
             _ = try? apply(.drain(endpoint: parts[1], fact), to: profile)
         }
-        if drains.isEmpty {
+        if drains.isEmpty || drains.keys.allSatisfy({ key in
+            let parts = key.split(separator: "/", maxSplits: 1).map(String.init)
+            return parts.count == 2 && standingBy(parts[0]).contains(parts[1])
+        }) {
             drainTimer?.cancel()
             drainTimer = nil
         }
@@ -370,6 +451,8 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         target.counters.forceClosed.wrappingAdd(count, ordering: .relaxed)
         return count
     }
+
+    func targetExists(_ key: String) -> Bool { targets[key] != nil }
 
     func target(profile: String, endpoint: String) -> EndpointTarget? {
         targets["\(profile)/\(endpoint)"]

@@ -6,6 +6,8 @@ final class ProxyStats: Sendable {
     let openConnections = Atomic<Int>(0)
     /// Connections refused because `max_connections` was reached.
     let refusedConnections = Atomic<Int>(0)
+    /// Idle client connections closed at `max_connections` to make room for a new one.
+    let evictedConnections = Atomic<Int>(0)
     let requests = Atomic<Int>(0)
     /// Requests answered by the proxy itself: parse errors, gates, 502/503/504.
     let proxyAnswered = Atomic<Int>(0)

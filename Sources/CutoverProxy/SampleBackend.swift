@@ -12,6 +12,9 @@ import Synchronization
 /// `/slow?ms=N`, `/echo` (request body back), `/bytes?n=N`, `/chunked?n=N&chunks=K`,
 /// `/status?code=N`, `/headers` (the request head as received); a request with `Upgrade: echo`
 /// switches protocols and echoes raw bytes. Every answer carries `X-Backend: NAME`.
+/// Faults, for trying a guard window (`POST /control/faults?fail_ratio=R&delay_ms=N`, or the
+/// initial `faults`): that share of answers is a 500, every answer is late by that much; `/healthz`
+/// and `/control/*` are exempt, so probes stay green while users suffer.
 /// One blocking thread per connection: simple and plenty for a demo or a test.
 public final class SampleBackend: Sendable {
     public let name: String
@@ -21,10 +24,17 @@ public final class SampleBackend: Sendable {
     private let stopped = Atomic<Bool>(false)
     /// Requests answered, for tests that count what reached which backend.
     public let requests = Atomic<Int>(0)
+    /// Share of answers that are 500s, in millionths (exact: every request decides by the count so far).
+    private let failPerMillion = Atomic<Int>(0)
+    private let faultCount = Atomic<Int>(0)
+    private let delayMilliseconds = Atomic<Int>(0)
 
-    /// Binds `address` (port 0 picks one) and starts serving on background threads.
-    public init(name: String, address: HostPort) throws {
+    /// Binds `address` (port 0 picks one) and starts serving on background threads; `failRatio` of
+    /// the answers are 500s and each is `delay` late (see the type).
+    public init(name: String, address: HostPort, failRatio: Double = 0, delay: Duration = .zero) throws {
         self.name = name
+        failPerMillion.store(Int((failRatio * 1_000_000).rounded()), ordering: .relaxed)
+        delayMilliseconds.store(Int(delay.milliseconds), ordering: .relaxed)
         let fd = try Socket.listen(on: address)
         _ = fcntl(fd, F_SETFL, 0)  // blocking accept on a dedicated thread
         self.fd = fd
@@ -80,24 +90,47 @@ public final class SampleBackend: Sendable {
         case "/control/health":
             healthStatus.store(Int(query["status"] ?? "") ?? 200, ordering: .relaxed)
             return respond(&connection, head: head, status: 200, body: Array("ok\n".utf8))
+        case "/control/faults":
+            if let ratio = query["fail_ratio"].flatMap(Double.init) { failPerMillion.store(Int((ratio * 1_000_000).rounded()), ordering: .relaxed) }
+            if let delay = query["delay_ms"].flatMap(Int.init) { delayMilliseconds.store(delay, ordering: .relaxed) }
+            return respond(&connection, head: head, status: 200, body: Array("ok\n".utf8))
+        default:
+            break
+        }
+        let delay = delayMilliseconds.load(ordering: .relaxed)
+        if delay > 0 { usleep(useconds_t(delay * 1000)) }
+        if isFaulty() {
+            return respond(&connection, head: head, status: 500, body: Array("\(name) fault\n".utf8))
+        }
+        switch path {
         case "/slow":
             usleep(useconds_t((Int(query["ms"] ?? "") ?? 2000) * 1000))
             return respond(&connection, head: head, status: 200, body: Array("\(name) slow\n".utf8))
         case "/echo":
             return respond(&connection, head: head, status: 200, body: body)
-        case "/bytes":
-            let count = Int(query["n"] ?? "") ?? 1024
-            return respond(&connection, head: head, status: 200, body: [UInt8](repeating: UInt8(ascii: "x"), count: count))
-        case "/chunked":
-            let count = Int(query["n"] ?? "") ?? 1024
+        case "/bytes", "/chunked":
+            guard let count = Self.byteCount(query["n"]) else {
+                return respond(&connection, head: head, status: 400, body: Array("n must be a whole number from 0 to \(Self.maxByteCount)\n".utf8))
+            }
+            guard path == "/chunked" else {
+                var response = HTTPResponseHead(status: 200)
+                response.headers.add(name: "X-Backend", value: name)
+                response.headers.add(name: "Content-Type", value: "text/plain")
+                response.headers.add(name: "Content-Length", value: String(count))
+                if !head.keepAlive { response.headers.add(name: "Connection", value: "close") }
+                var bytes: [UInt8] = []
+                response.write(into: &bytes)
+                guard connection.write(bytes) else { return false }
+                return head.method == "HEAD" || connection.writeRepeated(UInt8(ascii: "x"), count: count)
+            }
             let chunks = max(1, Int(query["chunks"] ?? "") ?? 4)
             connection.write("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Backend: \(name)\r\n\r\n")
             var left = count
             for i in 0..<chunks where left > 0 {
                 let size = i == chunks - 1 ? left : min(left, count / chunks)
-                connection.write(String(size, radix: 16) + "\r\n")
-                connection.write([UInt8](repeating: UInt8(ascii: "c"), count: size))
-                connection.write("\r\n")
+                guard connection.write(String(size, radix: 16) + "\r\n"), connection.writeRepeated(UInt8(ascii: "c"), count: size), connection.write("\r\n") else {
+                    return false
+                }
                 left -= size
             }
             connection.write("0\r\n\r\n")
@@ -110,6 +143,26 @@ public final class SampleBackend: Sendable {
         default:
             return respond(&connection, head: head, status: 200, body: Array("\(name)\n".utf8))
         }
+    }
+
+    /// Whether this answer is one of the `fail_ratio` share: the n-th request fails when n × ratio
+    /// crosses a whole number, so any run of requests has the ratio to within one.
+    private func isFaulty() -> Bool {
+        let perMillion = failPerMillion.load(ordering: .relaxed)
+        guard perMillion > 0 else { return false }
+        let n = faultCount.wrappingAdd(1, ordering: .relaxed).oldValue
+        return (n + 1) * perMillion / 1_000_000 > n * perMillion / 1_000_000
+    }
+
+    /// The largest `n` of `/bytes` and `/chunked`: bodies are streamed from one small buffer, so
+    /// this bounds only how long one request may keep a thread busy.
+    static let maxByteCount = 1 << 36  // 64 GiB
+
+    /// `n` of `/bytes` and `/chunked` (1024 when absent); `nil` when it is not a count in range.
+    static func byteCount(_ text: String?) -> Int? {
+        guard let text else { return 1024 }
+        guard let count = Int(text), (0...maxByteCount).contains(count) else { return nil }
+        return count
     }
 
     private func respond(_ connection: inout BlockingConnection, head: HTTPRequestHead, status: Int, body: [UInt8]) -> Bool {
@@ -213,6 +266,20 @@ struct BlockingConnection {
 
     @discardableResult
     func write(_ bytes: [UInt8]) -> Bool { ControlSocket.sendAll(fd, bytes) }
+
+    /// Sends `count` copies of `byte` from one 64 KiB buffer (a `/bytes?n=10000000000` once took
+    /// 10 GB of memory when built whole); false when the peer is gone.
+    func writeRepeated(_ byte: UInt8, count: Int) -> Bool {
+        let block = [UInt8](repeating: byte, count: min(count, 65_536))
+        var left = count
+        while left > 0 {
+            let size = min(left, block.count)
+            let sent = size == block.count ? write(block) : write(Array(block[0..<size]))
+            guard sent else { return false }
+            left -= size
+        }
+        return true
+    }
 
     mutating func echoUntilClosed() {
         if !buffered.isEmpty {

@@ -38,12 +38,28 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
     private var pending: [UInt8] = []
     private var pendingOffset = 0
     private(set) var isClosed = false
+    /// A send failed because the peer is gone (reset, or closed while we wrote). The send consumed
+    /// the socket's error, so a read would now see a plain end of stream; `read` reports the failure
+    /// instead, so the owner releases both sides at once rather than wait to flush what never will.
+    private var peerFailed = false
+    /// The poller round of the last byte read and of the last write (see `EventPoller.round`): at
+    /// `max_connections` a client channel whose peer has sent nothing since it was last answered
+    /// (or nothing at all) is idle, and the one idle longest may be closed to make room.
+    private(set) var lastReadRound: UInt64 = 0
+    private(set) var lastWriteRound: UInt64 = 0
+    private(set) var openedRound: UInt64 = 0
+    /// Whether the proxy connected this socket (an upstream) rather than accepted it.
+    private(set) var isOutbound = false
 
     init(fd: Int32, worker: Worker) {
         self.fd = fd
         self.poller = worker.poller
         self.token = poller.register(self)
+        self.openedRound = poller.round
     }
+
+    /// Whether the peer has said nothing since its last answer and nothing is being written to it.
+    var isIdleClient: Bool { !isOutbound && !isClosed && !hasPendingOutput && lastWriteRound >= lastReadRound }
 
     var hasPendingOutput: Bool { pendingOffset < pending.count }
 
@@ -82,7 +98,9 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
     /// Reads once into `buffer`: the byte count, 0 at end of stream, or -1 when nothing is there
     /// (`EAGAIN`) — errors such as a reset are returned as `-2`.
     func read(into buffer: UnsafeMutableRawBufferPointer) -> Int {
+        if peerFailed { return -2 }
         let n = Glibc.read(fd, buffer.baseAddress, buffer.count)
+        if n > 0 { lastReadRound = poller.round }
         if n >= 0 { return n }
         return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? -1 : -2
     }
@@ -92,6 +110,7 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
     func write(_ bytes: UnsafeRawBufferPointer) -> Bool {
         guard !isClosed else { return false }
         guard bytes.count > 0 else { return true }
+        lastWriteRound = poller.round
         if hasPendingOutput {
             pending.append(contentsOf: bytes)
             return true
@@ -123,6 +142,7 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
         guard !isClosed else { return false }
         if first.isEmpty { return write(second) }
         if second.isEmpty { return write(first) }
+        lastWriteRound = poller.round
         if hasPendingOutput {
             pending.append(contentsOf: first)
             pending.append(contentsOf: second)
@@ -172,6 +192,7 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
 
     /// Waits for a non-blocking connect to finish, then calls `channelConnected`.
     func awaitConnect() {
+        isOutbound = true
         connecting = true
         setWriteWanted(true)
     }
@@ -199,6 +220,7 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
             }
             if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) { return }
             // The peer is gone: the owner learns it from its next read.
+            peerFailed = true
             pending.removeAll()
             pendingOffset = 0
             setWriteWanted(false)

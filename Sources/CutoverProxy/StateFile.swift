@@ -34,7 +34,10 @@ struct StateFile {
         do {
             return try StateDocument.decode(Array(data)).runtimeState
         } catch {
-            throw Failure(path: path, reason: "not a Cutover state file: \(error)")
+            throw Failure(
+                path: path,
+                reason: "\(error); the proxy does not start on a state file it cannot trust (it would silently undo a switch or a gate): "
+                    + "correct that value, or delete the file to start from the config's endpoint states and gates")
         }
     }
 }

@@ -23,7 +23,9 @@ enum AgentCommand {
                   database back read-write (off) when the lease expires without renewal, and
                   logs why. Leases are kept in JOURNAL.leases and re-armed when the agent
                   restarts.
-          lease renew NAME D    extends the lease of NAME (the configured name, or the dbname).
+          lease renew NAME D    extends the lease of NAME (the configured name, the dbname, or
+                                the connection string the fence was taken with).
+          lease release NAME    ends the lease of NAME and keeps the database as it is.
           lease show            the leases held and the time left on each.
           flag on|off|status --driver file|sql|proxy OPTIONS
                                 the maintenance flags of `cutover flag`, with the same options

@@ -7,7 +7,7 @@ enum ProxyCommand {
         name: "proxy",
         summary: "run the reverse proxy (from --config FILE, or --listen/--endpoint flags)",
         help: """
-            Usage: cutover proxy --config FILE
+            Usage: cutover proxy --config FILE [--takeover]
                    cutover proxy --listen HOST:PORT --endpoint NAME=HOST:PORT [--endpoint NAME=HOST:PORT ...]
                                  [--mode http|tcp] [--admin-socket PATH] [--workers N] [--access-log stderr|off|PATH]
 
@@ -28,12 +28,17 @@ enum ProxyCommand {
               --workers N           worker queues (default: one per CPU; overrides the config)
               --access-log DEST     stderr (default), off, or a file path (overrides the config)
               --check               validate the config and exit (0 valid, 1 invalid)
+              --takeover            upgrade without a gap: take the listening sockets, the admin
+                                    socket and the admin HTTP listener over from the proxy running
+                                    behind admin.socket, then that one drains and exits. A config
+                                    that does not validate is refused first; the old one keeps
+                                    serving (docs/self-upgrade.md)
             """,
         run: run)
 
     static func run(_ words: [String]) throws -> Int32 {
         let args = try Arguments(words, valued: ["--config", "--listen", "--endpoint", "--mode", "--admin-socket", "--workers", "--access-log"])
-        try args.rejectUnknown(flags: ["--check"])
+        try args.rejectUnknown(flags: ["--check", "--takeover"])
         guard args.positionals.isEmpty else { throw UsageError("unexpected argument \(args.positionals[0])") }
         var config: Config
         let path = args.value("--config")
@@ -56,7 +61,7 @@ enum ProxyCommand {
             print("\(path ?? "(command line)"): valid (\(config.listeners.count) listeners, \(config.profiles.count) profiles)")
             return 0
         }
-        try ProxyServer.run(config: config, configPath: path)
+        try ProxyServer.run(config: config, configPath: path, takeover: args.has("--takeover"))
     }
 
     /// The single-profile config that `--listen`/`--endpoint` describe.

@@ -23,12 +23,16 @@ final class ShopApp: @unchecked Sendable {  // `listener` is set once in init; t
     private let listener: Int32
     private let failures = Mutex<[String]>([])
     private let stopped = Atomic<Bool>(false)
+    /// A broken release: reads (`GET /items`) answer 500 while `/healthz` stays healthy, so only
+    /// a guard window on live traffic can tell.
+    let failsReads: Bool
 
     /// Listens on 127.0.0.1 (a free port), one thread per connection.
-    init(name: String, version: Int, dsn: String) throws {
+    init(name: String, version: Int, dsn: String, failsReads: Bool = false) throws {
         self.name = name
         self.version = version
         self.dsn = dsn
+        self.failsReads = failsReads
         (listener, port) = try TestSocket.listen()
         let thread = Thread { [self] in acceptLoop() }
         thread.start()
@@ -78,6 +82,8 @@ final class ShopApp: @unchecked Sendable {  // `listener` is set once in init; t
             case ("GET", "/healthz"):
                 let found = try connection.scalar("SELECT count(*) FROM schema_version WHERE version = \(version)")
                 return found == "1" ? (200, "ok v\(version)\n") : (503, "schema v\(version) missing\n")
+            case ("GET", "/items") where failsReads:
+                return (500, "v\(version) is broken\n")
             case ("GET", "/items"):
                 return (200, (try connection.scalar("SELECT count(*) FROM items") ?? "0") + "\n")
             case ("GET", _) where path == "/slow" || path.hasPrefix("/slow/"):

@@ -49,6 +49,34 @@ final class StageCopyWorkflowTests: ClusterTestCase {
         XCTAssertEqual(try rig.web()["live"] as? [String], ["green"], "a refused rollback changes nothing")
     }
 
+    /// The guarded commit: green passes its health checks but fails reads. Judged on reads while the
+    /// writes are still held, it breaches; the guard reverts to blue and the run rolls back. No write
+    /// is lost and none reaches green; the only failed requests are the reads green answered badly.
+    func test_guardedCommit_brokenGreen_revertsAndRollsBack_losingNoWrite() throws {
+        let rig = try WorkflowRig(cluster: cluster, greenDSN: cluster.dsn(database: "shop_v2"), greenFailsReads: true,
+                                  profileExtra: #", "guard": { "min_requests": 10, "interval": "200ms" }"#)
+        self.rig = rig
+        rig.load.start(port: rig.port)
+        XCTAssertTrue(rig.load.waitForAnswers(200), "the load never got going: \(rig.load.failures.prefix(3))")
+        let run = try rig.startRun("stage-copy", settings(rig) + ["guard=20s"])
+        XCTAssertTrue(waitUntil(timeout: 120) { !run.isRunning }, "the run did not end: \(run.output)")
+        XCTAssertEqual(run.process.terminationStatus, 1, run.output)
+        XCTAssertTrue(run.output.contains("guard-breach") && run.output.contains("5xx ratio"), run.output)
+        XCTAssertTrue(rig.load.waitForAnswers(200), "the load goes on after the rollback")
+        rig.load.stop()
+        let answers = rig.load.results
+        let badReads = answers.filter { $0.backend == "green" && $0.status == 500 }
+        print("stage-copy, guarded commit with a broken green: \(rig.summary()); \(badReads.count) reads answered 500 by green before the revert")
+        XCTAssertEqual(answers.filter { $0.method == "POST" && $0.backend == "green" }.count, 0, "a write reached green")
+        XCTAssertEqual(rig.load.failures.filter { !$0.hasPrefix("GET 500 from green") }.prefix(3), [], "only green's bad reads may fail")
+        XCTAssertGreaterThan(badReads.count, 0, "green was judged on real reads")
+        let acknowledged = Set(rig.load.acknowledgedWrites)
+        XCTAssertFalse(acknowledged.isEmpty)
+        XCTAssertEqual(acknowledged.subtracting(try rig.itemIDs("shop")), [], "every acknowledged write is in v1's database")
+        try assertBackOnBlue(rig)
+        XCTAssertEqual(try rig.status()["state"] as? String, "failed")
+    }
+
     /// A migration that fails halfway: the run undoes itself; the primary takes writes again, the
     /// copy is gone, traffic stays on blue, and the writes held meanwhile are answered by blue.
     func test_failingMigration_rollsBack_andStillNoRequestFails() throws {

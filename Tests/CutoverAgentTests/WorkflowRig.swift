@@ -25,7 +25,7 @@ final class WorkflowRig {
 
     /// `greenDatabase` is the database v2 will use (`shop_v2` for a stage copy, `shop` when shared).
     /// `afterShopCreated` runs once `shop` exists, before the apps start (a standby of it, say).
-    init(cluster: PostgresCluster, greenDSN: String, greenVersion: Int = 2, profileExtra: String = "",
+    init(cluster: PostgresCluster, greenDSN: String, greenVersion: Int = 2, greenFailsReads: Bool = false, profileExtra: String = "",
          afterShopCreated: () throws -> Void = {}) throws {
         self.cluster = cluster
         directory = NSTemporaryDirectory() + "cutover-workflow-\(UUID().uuidString.prefix(8))"
@@ -38,7 +38,7 @@ final class WorkflowRig {
             INSERT INTO schema_version VALUES (2);
             """.write(toFile: migration, atomically: true, encoding: .utf8)
         blue = try ShopApp(name: "blue", version: 1, dsn: cluster.dsn(database: "shop"))
-        green = try ShopApp(name: "green", version: greenVersion, dsn: greenDSN)
+        green = try ShopApp(name: "green", version: greenVersion, dsn: greenDSN, failsReads: greenFailsReads)
         socket = directory + "/admin.sock"
         let config = directory + "/cutover.json"
         try """

@@ -42,4 +42,16 @@ final class AdminAnswerTests: XCTestCase {
             XCTAssertTrue(line.contains("\"\(key)\":"), "\(key) missing in \(line)")
         }
     }
+
+    /// Defect 7: an error that quotes the request never carries its control bytes (an ESC sequence,
+    /// a C1 CSI, a newline that would end the answer) to the operator's terminal.
+    func testErrorQuotingControlBytes_escapesThem() {
+        XCTAssertThrowsError(try AdminCommand.parse("show \u{1b}[2J\u{1b}]0;owned\u{07}")) { error in
+            let text = "\(error)"
+            XCTAssertFalse(text.unicodeScalars.contains { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) }, text)
+            XCTAssertTrue(text.contains(#"\x1b[2J\x1b]0;owned\x07"#), text)
+        }
+        XCTAssertEqual(AdminError(.badArguments, "a\u{9b}b\nc\u{7f}").message, #"a\u{9b}b\x0ac\x7f"#)
+        XCTAssertEqual(AdminError(.badArguments, "grün ✓").message, "grün ✓", "printable text is left alone")
+    }
 }

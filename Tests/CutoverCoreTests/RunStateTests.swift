@@ -112,6 +112,31 @@ final class RunStateTests: XCTestCase {
         XCTAssertThrowsError(try RunState.replay([finished(0)], runnerAlive: false))
         XCTAssertThrowsError(try RunState.replay([start, RunJournalEntry(event: .stepStarted, time: "t", index: 9)], runnerAlive: false))
     }
+    /// The fences a run holds: taken by done (or interrupted) steps, minus those a later step or an
+    /// undo gave back; a leased one keeps its lease.
+    func testHeldFences_followTheSteps_andTheUndos() throws {
+        let lease = FenceLease(agent: "/run/agent.sock", leaseMs: 30_000)
+        let fenceSteps = [
+            RunbookStep(index: 0, action: .dbReadOnly(dsn: "a", on: true, graceMs: 0, controlDatabase: nil, lease: lease), timeoutMs: 1000),
+            RunbookStep(index: 1, action: .dbReadOnly(dsn: "b", on: true, graceMs: 0, controlDatabase: "c", lease: nil), timeoutMs: 1000),
+            RunbookStep(index: 2, action: .dbReadOnly(dsn: "b", on: false, graceMs: 0, controlDatabase: "c", lease: nil), timeoutMs: 1000),
+            RunbookStep(index: 3, action: .sleep(durationMs: 5), timeoutMs: 1000),
+        ]
+        let start = RunJournalEntry(event: .runStarted, time: "t", runId: "r", runbook: "rb", name: "n", params: [], steps: fenceSteps, pid: 42)
+        func began(_ i: Int) -> RunJournalEntry { RunJournalEntry(event: .stepStarted, time: "t", index: i, kind: fenceSteps[i].kind, undo: .nothing) }
+        let a = HeldFence(stepIndex: 0, dsn: "a", controlDatabase: nil, lease: lease)
+        let b = HeldFence(stepIndex: 1, dsn: "b", controlDatabase: "c", lease: nil)
+        XCTAssertEqual(try RunState.replay([start], runnerAlive: false).heldFences, [])
+        XCTAssertEqual(try RunState.replay([start, began(0)], runnerAlive: false).heldFences, [a], "interrupted inside the fence: it may hold")
+        let twoFences = [start, began(0), finished(0), began(1), finished(1)]
+        XCTAssertEqual(try RunState.replay(twoFences, runnerAlive: false).heldFences, [a, b])
+        let bGivenBack = twoFences + [began(2), finished(2), began(3)]
+        XCTAssertEqual(try RunState.replay(bGivenBack, runnerAlive: false).heldFences, [a])
+        let failedThenUndone = twoFences + [began(2), finished(2), began(3), finished(3, ok: false), rollback, undoStarted(0), undoFinished(0)]
+        XCTAssertEqual(try RunState.replay(failedThenUndone, runnerAlive: false).heldFences, [], "the undo gave a back")
+        let undoFailed = twoFences + [rollback, undoStarted(1), undoFinished(1), undoStarted(0), undoFinished(0, ok: false)]
+        XCTAssertEqual(try RunState.replay(undoFailed, runnerAlive: false).heldFences, [a], "a failed give-back still holds")
+    }
 }
 
 /// The `status --json` contract: the keys operators and tests rely on.
@@ -151,7 +176,7 @@ final class RunStatusReportTests: XCTestCase {
             .switchTo(socket: "s", profile: "p", endpoint: "e", wait: true, force: false),
             .setEndpoint(socket: "s", profile: "p", endpoint: "e", state: "drain", priority: 1, weight: nil),
             .readOnly(socket: "s", profile: "p", mode: .hold),
-            .dbReadOnly(dsn: "dbname=a", on: true, graceMs: 2000, controlDatabase: nil),
+            .dbReadOnly(dsn: "dbname=a", on: true, graceMs: 2000, controlDatabase: nil, lease: nil),
             .dbRename(dsn: "d", renames: [NamedValue(name: "a", value: "b")]),
             .schemaCheck(dsn: "d", fingerprint: nil, versionQuery: "select 1", expect: "1"),
             .flag(on: true, driver: "sql", options: [NamedValue(name: "on-sql", value: "x")]),
@@ -172,4 +197,5 @@ final class RunStatusReportTests: XCTestCase {
             XCTAssertEqual(try JSONCoding.decode(RunJournalEntry.self, from: line), entry, line)
         }
     }
+
 }

@@ -141,7 +141,7 @@ final class RunbookTests: XCTestCase {
             """
         let runbook = try load(step(steps), [])
         XCTAssertEqual(runbook.steps.map(\.kind), ["pause"] + StepAction.kinds.filter { $0 != "pause" && $0 != "exec" })
-        XCTAssertEqual(runbook.steps[10].action, .dbReadOnly(dsn: "d", on: true, graceMs: 500, controlDatabase: "template1"))
+        XCTAssertEqual(runbook.steps[10].action, .dbReadOnly(dsn: "d", on: true, graceMs: 500, controlDatabase: "template1", lease: nil))
         XCTAssertEqual(runbook.steps[13].action, .dbRun(dsn: "d", file: "/abs.sql", transactional: false, undoFile: "/srv/rb/undo.sql"))
         XCTAssertEqual(runbook.steps[17].action, .flag(on: false, driver: "sql", options: [NamedValue(name: "dsn", value: "d"), NamedValue(name: "off-sql", value: "b"), NamedValue(name: "on-sql", value: "a")]))
         XCTAssertNil(runbook.steps[18].timeoutMs, "confirm waits for a person")
@@ -228,6 +228,46 @@ final class RunbookConditionTests: XCTestCase {
         }
         XCTAssertThrowsError(try load(#"{ "kind": "check-endpoint", "socket": "x", "profile": "web", "endpoint": "g", "admin": "up" }"#)) {
             XCTAssertEqual(($0 as? RunbookError)?.key, "steps[0].admin", "\($0)")
+        }
+    }
+
+    /// `switch` with `guard`: the step lasts the window (its default bound is on top), an empty guard
+    /// is none, and a given timeout must cover the window.
+    func testSwitchGuard_extendsTheBound_andAnEmptyGuardIsNone() throws {
+        let runbook = try load(#"""
+            { "kind": "switch", "socket": "${s}", "profile": "web", "endpoint": "green", "guard": "30s" },
+            { "kind": "switch", "socket": "${s}", "profile": "web", "endpoint": "green", "guard": "${fingerprint}" }
+            """#)
+        XCTAssertEqual(runbook.steps[0].action, .switchTo(socket: "/s.sock", profile: "web", endpoint: "green", wait: false, force: false, guardMs: 30_000))
+        XCTAssertEqual(runbook.steps[0].timeoutMs, StepAction.defaultTimeoutMs(kind: "switch").map { $0 + 30_000 })
+        XCTAssertEqual(runbook.steps[1].action, .switchTo(socket: "/s.sock", profile: "web", endpoint: "green", wait: false, force: false, guardMs: nil))
+        XCTAssertTrue(runbook.steps[0].action.summary.contains("guarded for 30s"), runbook.steps[0].action.summary)
+        XCTAssertThrowsError(try load(#"{ "kind": "switch", "socket": "x", "profile": "web", "endpoint": "g", "guard": "30s", "timeout": "10s" }"#)) {
+            XCTAssertEqual(($0 as? RunbookError)?.key, "steps[0].timeout", "\($0)")
+        }
+        XCTAssertThrowsError(try load(#"{ "kind": "switch", "socket": "x", "profile": "web", "endpoint": "g", "guard": "soon" }"#)) {
+            XCTAssertEqual(($0 as? RunbookError)?.key, "steps[0].guard", "\($0)")
+        }
+    }
+
+    /// `db-readonly` with `agent` and `lease`: leased through the agent (30 s by default); an empty
+    /// agent fences directly; a lease without an agent, or under a second, is refused.
+    func testDbReadOnlyLease_parsesAndRefusesWhatCannotWork() throws {
+        let runbook = try load(#"""
+            { "kind": "db-readonly", "dsn": "primary", "mode": "on", "agent": "/run/agent.sock" },
+            { "kind": "db-readonly", "dsn": "primary", "mode": "on", "agent": "/run/agent.sock", "lease": "2m" },
+            { "kind": "db-readonly", "dsn": "dbname=a", "mode": "on", "agent": "${fingerprint}", "lease": "2m" }
+            """#)
+        XCTAssertEqual(runbook.steps.map(\.action), [
+            .dbReadOnly(dsn: "primary", on: true, graceMs: 2000, controlDatabase: nil, lease: FenceLease(agent: "/run/agent.sock", leaseMs: 30_000)),
+            .dbReadOnly(dsn: "primary", on: true, graceMs: 2000, controlDatabase: nil, lease: FenceLease(agent: "/run/agent.sock", leaseMs: 120_000)),
+            .dbReadOnly(dsn: "dbname=a", on: true, graceMs: 2000, controlDatabase: nil, lease: nil),
+        ])
+        XCTAssertTrue(RunbookPlan(runbook).windows.first?.what.contains("agent lease 30s") ?? false)
+        for (bad, key) in [(#""lease": "10s""#, "steps[0].lease"), (#""agent": "/a.sock", "lease": "500ms""#, "steps[0].lease")] {
+            XCTAssertThrowsError(try load(#"{ "kind": "db-readonly", "dsn": "d", "mode": "on", \#(bad) }"#)) {
+                XCTAssertEqual(($0 as? RunbookError)?.key, key, "\($0)")
+            }
         }
     }
 

@@ -66,6 +66,13 @@ final class StateDocumentTests: XCTestCase {
         XCTAssertThrowsError(try StateDocument.decode(Array(#"{"version":1,"profiles":{"web":{"endpoints":{"blue":{"state":"online","priority":"1","weight":1}}}}}"#.utf8))) {
             XCTAssertEqual(($0 as? StateDocument.DecodeError)?.key, "profiles.web.endpoints.blue.priority", "\($0)")
         }
+        // The ranges the config and `set endpoint` enforce hold for the file too.
+        for (field, value) in [("weight", "-5"), ("weight", "1001"), ("priority", "-1")] {
+            let endpoint = field == "weight" ? #""state":"online","priority":1,"weight":\#(value)"# : #""state":"online","priority":\#(value),"weight":1"#
+            XCTAssertThrowsError(try StateDocument.decode(Array(#"{"version":1,"profiles":{"web":{"endpoints":{"blue":{\#(endpoint)}}}}}"#.utf8)), "\(field) \(value)") {
+                XCTAssertEqual(($0 as? StateDocument.DecodeError)?.key, "profiles.web.endpoints.blue.\(field)", "\($0)")
+            }
+        }
         XCTAssertThrowsError(try StateDocument.decode(Array("not json".utf8)))
         XCTAssertThrowsError(try StateDocument.decode(Array(#"{"version":2,"profiles":{}}"#.utf8))) {
             XCTAssertEqual(($0 as? StateDocument.DecodeError)?.key, "version", "\($0)")

@@ -118,6 +118,26 @@ final class UpgradeTests: XCTestCase {
 
     /// A failing `exec false` after pause, maintenance and switch: exit 1 naming the step, the earlier
     /// steps undone last first, and the proxy back where it started.
+    /// plan compares each hold with the profile's hold_timeout (30 s by default): a pause whose steps
+    /// may last longer is named in a note, one that fits is not; neither fails the plan.
+    func testPlan_warnsWhenAHoldCanOutlastHoldTimeout() throws {
+        let path = try writeRunbook("""
+            { "kind": "pause", "socket": "${socket}", "profile": "${profile}" },
+            { "kind": "sleep", "duration": "1s" },
+            { "kind": "resume", "socket": "${socket}", "profile": "${profile}" },
+            { "kind": "readonly", "socket": "${socket}", "profile": "${profile}", "mode": "hold" },
+            { "kind": "switch", "socket": "${socket}", "profile": "${profile}", "endpoint": "${green}", "wait": true, "timeout": "45s" },
+            { "kind": "readonly", "socket": "${socket}", "profile": "${profile}", "mode": "off" }
+            """)
+        let planned = try upgrade("plan", path, "--set", "green=green")
+        XCTAssertEqual(planned.status, 0, planned.stdout + planned.stderr)
+        let notes = planned.stdout.split(separator: "\n").filter { $0.contains("hold_timeout") }
+        XCTAssertEqual(notes.count, 1, planned.stdout)
+        XCTAssertTrue(notes.first?.contains("steps[3] readonly: writes held up to 55s (until step 6), longer than profile web's hold_timeout of 30s") ?? false,
+                      planned.stdout)
+        XCTAssertEqual(try web(), Self.startState, "plan changes nothing")
+    }
+
     func testFailingStep_undoesEarlierStepsInReverse() throws {
         let runbook = try writeRunbook("""
             { "kind": "pause", "socket": "${socket}", "profile": "${profile}" },

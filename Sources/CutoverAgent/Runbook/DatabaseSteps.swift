@@ -107,7 +107,7 @@ enum DatabaseSteps {
     static func databasesUsed(_ action: StepAction) -> [String] {
         func name(_ dsn: String) -> [String] { (try? ConnectionString(dsn)).map { [$0.database] } ?? [] }
         switch action {
-        case .dbReadOnly(let dsn, _, _, _), .dbRun(let dsn, _, _, _), .schemaCheck(let dsn, _, _, _): return name(dsn)
+        case .dbReadOnly(let dsn, _, _, _, _), .dbRun(let dsn, _, _, _), .schemaCheck(let dsn, _, _, _): return name(dsn)
         case .dbCopy(let from, _, _): return name(from)
         case .dbPromote(let standby, _): return name(standby)
         case .dbRename(_, let renames): return renames.map(\.name)

@@ -11,22 +11,7 @@ struct ProxyAdminSession {
 
     /// Sends `command --json`; an `ok: false` answer is thrown with its code and message.
     func send<Payload: Codable & Sendable>(_ command: String, as payload: Payload.Type, timeout: Duration) throws(StepFailure) -> AdminAnswer<Payload> {
-        let answer: String
-        do {
-            answer = try AdminClient(path: socket, timeout: timeout).send(command + " --json")
-        } catch {
-            throw StepFailure("proxy admin socket \(socket): \(error)")
-        }
-        let decoded: AdminAnswer<Payload>
-        do {
-            decoded = try JSONCoding.decode(AdminAnswer<Payload>.self, from: answer)
-        } catch {
-            throw StepFailure("proxy answered \"\(command)\" with something unexpected: \(answer.prefix(200))")
-        }
-        guard decoded.ok else {
-            throw StepFailure("proxy refused \"\(command)\": \(decoded.code ?? "error"): \(decoded.message ?? "")")
-        }
-        return decoded
+        try AdminLine(socket: socket, peer: "proxy").send(command, as: payload, timeout: timeout)
     }
 
     /// Sends a command that changes something and returns the proxy's message.
@@ -54,6 +39,34 @@ struct ProxyAdminSession {
         return endpoint
     }
 
+}
+
+/// One `--json` command line to a Cutover admin socket (the proxy's or the agent's: they speak the
+/// same protocol and envelope), with failures worded for the journal.
+struct AdminLine {
+    let socket: String
+    /// Who answers, for messages: `proxy` or `agent`.
+    let peer: String
+
+    /// Sends `command --json`; an `ok: false` answer is thrown with its code and message.
+    func send<Payload: Codable & Sendable>(_ command: String, as payload: Payload.Type, timeout: Duration) throws(StepFailure) -> AdminAnswer<Payload> {
+        let answer: String
+        do {
+            answer = try AdminClient(path: socket, timeout: timeout).send(command + " --json")
+        } catch {
+            throw StepFailure("\(peer) admin socket \(socket): \(error)")
+        }
+        let decoded: AdminAnswer<Payload>
+        do {
+            decoded = try JSONCoding.decode(AdminAnswer<Payload>.self, from: answer)
+        } catch {
+            throw StepFailure("\(peer) answered \"\(command)\" with something unexpected: \(answer.prefix(200))")
+        }
+        guard decoded.ok else {
+            throw StepFailure("\(peer) refused \"\(command)\": \(decoded.code ?? "error"): \(decoded.message ?? "")")
+        }
+        return decoded
+    }
 }
 
 /// Why one step (or undo) failed, one line for the journal and the operator.

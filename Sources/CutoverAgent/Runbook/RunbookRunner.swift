@@ -77,7 +77,9 @@ public struct RunbookRunner: Sendable {
         let runId = String(UInt32.random(in: 0...UInt32.max), radix: 16)
         try directory.append(.runStarted(runbook, runId: runId, pid: getpid(), time: Journal.now()))
         output("run \(runId): \(runbook.name) (\(runbook.file)), \(runbook.steps.count) steps, journal \(directory.journalPath)")
-        return try continueSteps(from: 0, verifyFirst: false)
+        let leases = LeaseKeeper(holding: [], output: output)
+        defer { leases.finish() }
+        return try continueSteps(from: 0, verifyFirst: false, leases: leases)
     }
 
     // MARK: resume
@@ -99,13 +101,34 @@ public struct RunbookRunner: Sendable {
             try directory.append(RunJournalEntry(event: .runEnded, time: Journal.now(), outcome: .succeeded))
             return Outcome(completed: true, summary: "run succeeded: every step was done before the interruption")
         }
+        try checkFencesHeld(state)
         try directory.append(RunJournalEntry(event: .resumeStarted, time: Journal.now(), pid: getpid()))
         output("resuming run \(state.runId) (\(state.runbook)) at step \(index + 1) of \(state.steps.count)")
-        return try continueSteps(from: index, verifyFirst: state.steps[index].status == .running)
+        let leases = LeaseKeeper(holding: state.heldFences, output: output)
+        defer { leases.finish() }
+        return try continueSteps(from: index, verifyFirst: state.steps[index].status == .running, leases: leases)
+    }
+
+    /// Refuses a resume when a fence a done step took is gone: an agent lease that ran out while no
+    /// runner lived (or a person) made the database writable, so writes may have reached it since
+    /// the step, and the steps after it (a copy, a switch) would lose them.
+    private func checkFencesHeld(_ state: RunState) throws(RunbookRunError) {
+        for fence in state.heldFences where state.steps[fence.stepIndex].status == .done {
+            let step = state.steps[fence.stepIndex].step
+            let action = StepAction.dbReadOnly(dsn: fence.dsn, on: true, graceMs: 0, controlDatabase: fence.controlDatabase, lease: fence.lease)
+            let held: Bool?
+            do { held = try executor.isApplied(action) } catch {
+                throw .notApplicable("cannot check that the fence \(step.label) took still holds (\(error)); resume again when the database answers, or roll back")
+            }
+            if held == false {
+                let why = fence.lease.map { "its agent lease of \(DurationText.format(.milliseconds($0.leaseMs))) ran out while no runner renewed it" } ?? "someone turned it off"
+                throw .notApplicable("\(step.label) made \(StepAction.redacted(fence.dsn)) read-only, but it is read-write now (\(why)): writes may have reached it since, and continuing would lose them; roll back with 'cutover upgrade rollback'")
+            }
+        }
     }
 
     /// Runs the steps from `first` to the end; on a failure undoes what the journal says was done.
-    private func continueSteps(from first: Int, verifyFirst: Bool) throws(RunbookRunError) -> Outcome {
+    private func continueSteps(from first: Int, verifyFirst: Bool, leases: LeaseKeeper) throws(RunbookRunError) -> Outcome {
         let started = ContinuousClock.now
         var state = try replayHeld()
         let count = state.steps.count
@@ -131,6 +154,7 @@ public struct RunbookRunner: Sendable {
                     try directory.append(RunJournalEntry(event: .stepFinished, time: Journal.now(), index: index, ok: true,
                                                          detail: "verified in effect after the interruption"))
                     output("\(tag): already in effect, not redone")
+                    Self.track(step.action, index: index, in: leases)
                     state = try replayHeld()
                     continue
                 }
@@ -157,7 +181,7 @@ public struct RunbookRunner: Sendable {
                 try directory.append(RunJournalEntry(event: .stepStarted, time: Journal.now(), index: index, kind: step.kind, undo: .nothing))
                 try directory.append(RunJournalEntry(event: .stepFinished, time: Journal.now(), index: index, ok: false, detail: reason))
                 output("\(elapsed(started)) \(tag): FAILED: \(reason)")
-                return try failed(at: step, reason: reason)
+                return try failed(at: step, reason: reason, leases: leases)
             }
             try directory.append(RunJournalEntry(event: .stepStarted, time: Journal.now(), index: index, kind: step.kind, undo: undo))
             output("\(elapsed(started)) \(tag): \(step.title.map { "\($0): " } ?? "")\(step.action.summary) (\(bound))")
@@ -168,10 +192,11 @@ public struct RunbookRunner: Sendable {
             case .success(let detail):
                 try directory.append(RunJournalEntry(event: .stepFinished, time: Journal.now(), index: index, ok: true, detail: detail))
                 output("\(elapsed(started)) \(tag): done in \(elapsed(stepStart, sign: false)): \(detail)")
+                Self.track(step.action, index: index, in: leases)
             case .failure(let error):
                 try directory.append(RunJournalEntry(event: .stepFinished, time: Journal.now(), index: index, ok: false, detail: error.description))
                 output("\(elapsed(started)) \(tag): FAILED after \(elapsed(stepStart, sign: false)): \(error)")
-                return try failed(at: step, reason: error.description)
+                return try failed(at: step, reason: error.description, leases: leases)
             }
             state = try replayHeld()
         }
@@ -180,8 +205,18 @@ public struct RunbookRunner: Sendable {
     }
 
     /// After a failed step: undo what was done, last first, but never past a point of no return.
-    private func failed(at step: RunbookStep, reason: String) throws(RunbookRunError) -> Outcome {
-        let report = try undo(acceptDataLoss: false, automatic: true)
+    /// A fence a step took or gave back, for the lease keeper.
+    private static func track(_ action: StepAction, index: Int, in leases: LeaseKeeper) {
+        guard case .dbReadOnly(let dsn, let on, _, let control, let lease) = action else { return }
+        if on {
+            leases.took(HeldFence(stepIndex: index, dsn: dsn, controlDatabase: control, lease: lease))
+        } else {
+            leases.gaveBack(dsn)
+        }
+    }
+
+    private func failed(at step: RunbookStep, reason: String, leases: LeaseKeeper) throws(RunbookRunError) -> Outcome {
+        let report = try undo(acceptDataLoss: false, automatic: true, leases: leases)
         try directory.append(RunJournalEntry(event: .runEnded, time: Journal.now(), outcome: .failed))
         var lines = ["run FAILED at \(step.label): \(reason)"]
         lines.append(contentsOf: report.lines)
@@ -205,7 +240,9 @@ public struct RunbookRunner: Sendable {
         if !losses.isEmpty && !acceptDataLoss { throw .dataLoss(losses) }
         let question = "roll back run \(state.runId) (\(state.runbook)): undo " + owed.map { "step \($0.step.index + 1) \($0.step.kind)" }.joined(separator: ", ") + "?"
         guard confirm(question) else { throw .notConfirmed("rollback not confirmed; nothing was changed") }
-        let report = try undo(acceptDataLoss: acceptDataLoss, automatic: false)
+        let leases = LeaseKeeper(holding: state.heldFences, output: output)
+        defer { leases.finish() }
+        let report = try undo(acceptDataLoss: acceptDataLoss, automatic: false, leases: leases)
         try directory.append(RunJournalEntry(event: .runEnded, time: Journal.now(), outcome: report.failures == 0 ? .rolledBack : .failed))
         let head = report.failures == 0 ? "rollback completed" : "rollback FAILED: \(report.failures) undo(s) failed; 'cutover upgrade status' shows what is left"
         return Outcome(completed: report.failures == 0, summary: ([head] + report.lines).joined(separator: "\n"))
@@ -217,7 +254,7 @@ public struct RunbookRunner: Sendable {
     }
 
     /// Journals `rollback_started` and runs every owed undo, last step first, continuing past failures.
-    private func undo(acceptDataLoss: Bool, automatic: Bool) throws(RunbookRunError) -> UndoReport {
+    private func undo(acceptDataLoss: Bool, automatic: Bool, leases: LeaseKeeper) throws(RunbookRunError) -> UndoReport {
         let state = try replayHeld()
         var owed = state.stepsToUndo
         var report = UndoReport()
@@ -245,7 +282,14 @@ public struct RunbookRunner: Sendable {
                 var details: [String] = []
                 var failure: StepFailure?
                 for action in actions where failure == nil {
-                    do { details.append(try executor.perform(action, timeout: .milliseconds(max(step.timeoutMs ?? 30_000, 30_000)))) } catch { failure = error }
+                    do {
+                        details.append(try executor.perform(action, timeout: .milliseconds(max(step.timeoutMs ?? 30_000, 30_000))))
+                        Self.track(action, index: step.index, in: leases)
+                    } catch {
+                        failure = error
+                        // A give-back that failed is left to the lease: the agent retries it when it runs out.
+                        if case .dbReadOnly(let dsn, false, _, _, _?) = action { leases.abandon(dsn) }
+                    }
                 }
                 if let failure {
                     try directory.append(RunJournalEntry(event: .undoFinished, time: Journal.now(), index: step.index, ok: false, detail: failure.description))
@@ -280,7 +324,32 @@ public struct RunbookRunner: Sendable {
             }
             for name in DatabaseSteps.createdDatabases(step.action) { created[name] = step.index }
         }
+        notes += holdWarnings(runbook)
         return (failures, notes)
+    }
+
+    /// A hold that can outlast the profile's `hold_timeout` ends in 503s for what is still held:
+    /// plan says so (a warning, not a failure: the bounds are worst cases, the timeout a choice).
+    private func holdWarnings(_ runbook: Runbook) -> [String] {
+        var warnings: [String] = []
+        for window in RunbookPlan(runbook).windows {
+            let step = runbook.steps[window.fromStep]
+            let held: (socket: String, profile: String)
+            if case .pause(let socket, let profile) = step.action {
+                held = (socket, profile)
+            } else if case .readOnly(let socket, let profile, .hold) = step.action {
+                held = (socket, profile)
+            } else {
+                continue
+            }
+            guard let holdTimeoutMs = (try? ProxyAdminSession(socket: held.socket).profile(held.profile))?.holdTimeoutMs else { continue }
+            let limit = DurationText.format(.milliseconds(holdTimeoutMs))
+            let until = window.toStep.map { "until step \($0 + 1)" } ?? "to the end"
+            if let maxMs = window.maxMs, maxMs <= holdTimeoutMs { continue }
+            let length = window.maxMs.map { "up to \(DurationText.format(.milliseconds($0)))" } ?? "without a bound (a step waits for a person)"
+            warnings.append("\(step.label): \(window.effect) \(length) (\(until)), longer than profile \(held.profile)'s hold_timeout of \(limit): what is still held then is answered 503; raise hold_timeout or lower the timeouts of the steps in between")
+        }
+        return warnings
     }
 
     private func elapsed(_ since: ContinuousClock.Instant, sign: Bool = true) -> String {

@@ -27,7 +27,7 @@ public struct StepExecutor: Sendable {
     /// The concrete undo of `step`, computed from the state read now (before the step runs).
     public func undo(for step: RunbookStep) throws(StepFailure) -> RunbookUndo {
         switch step.action {
-        case .switchTo(let socket, let profile, _, _, _):
+        case .switchTo(let socket, let profile, _, _, _, _):
             let before = try ProxyAdminSession(socket: socket).profile(profile)
             guard let previous = before.live.first else { return .nothing }
             return .actions([.switchTo(socket: socket, profile: profile, endpoint: previous, wait: false, force: true)])
@@ -47,10 +47,9 @@ public struct StepExecutor: Sendable {
         case .readOnly(let socket, let profile, let mode):
             let before = try ProxyAdminSession(socket: socket).profile(profile).readonlyGate
             return before == mode ? .nothing : .actions([.readOnly(socket: socket, profile: profile, mode: before)])
-        case .dbReadOnly(let dsn, let on, let graceMs, let control):
-            let mode = try Self.database { () throws(DatabaseError) in try Self.fence(dsn, control).status().mode }
-            let wasReadOnly = mode == "read-only"
-            return wasReadOnly == on ? .nothing : .actions([.dbReadOnly(dsn: dsn, on: !on, graceMs: graceMs, controlDatabase: control)])
+        case .dbReadOnly(let dsn, let on, let graceMs, let control, let lease):
+            let wasReadOnly = try Self.fenceMode(dsn, control, lease) == "read-only"
+            return wasReadOnly == on ? .nothing : .actions([.dbReadOnly(dsn: dsn, on: !on, graceMs: graceMs, controlDatabase: control, lease: lease)])
         case .flag(let on, let driver, let options):
             let before: String
             do { before = try Self.flag(driver, options, step).status().state } catch { throw StepFailure("flag status: \(error)") }
@@ -71,8 +70,9 @@ public struct StepExecutor: Sendable {
     public func perform(_ action: StepAction, timeout: Duration) throws(StepFailure) -> String {
         let deadline = ContinuousClock.now + timeout
         switch action {
-        case .switchTo(let socket, let profile, let endpoint, let wait, let force):
-            let command = "switch \(profile) \(endpoint)" + (force ? " --force" : "") + (wait ? " --wait" : "")
+        case .switchTo(let socket, let profile, let endpoint, let wait, let force, let guardMs):
+            let guarded = guardMs.map { " --guard \(DurationText.format(.milliseconds($0))) --wait-guard" } ?? ""
+            let command = "switch \(profile) \(endpoint)" + (force ? " --force" : "") + (wait ? " --wait" : "") + guarded
             return try ProxyAdminSession(socket: socket).change(command, timeout: timeout)
         case .setEndpoint(let socket, let profile, let endpoint, let state, let priority, let weight):
             let words = ["set endpoint \(profile)/\(endpoint)", state, priority.map { "priority \($0)" }, weight.map { "weight \($0)" }]
@@ -103,10 +103,16 @@ public struct StepExecutor: Sendable {
             }
         case .checkEndpoint(let socket, let profile, let endpoint, let admin):
             return try Self.checkEndpoint(socket: socket, profile: profile, endpoint: endpoint, admin: admin)
-        case .dbReadOnly(let dsn, let on, let graceMs, let control):
-            let report = try Self.database { () throws(DatabaseError) in
-                let fence = try Self.fence(dsn, control)
-                return on ? try fence.on(grace: .milliseconds(graceMs)) : try fence.off()
+        case .dbReadOnly(let dsn, let on, let graceMs, let control, let lease):
+            let report: FenceReport
+            if let lease {
+                let fence = AgentFence(target: dsn, controlDatabase: control, lease: lease)
+                report = on ? try fence.on(graceMs: graceMs, timeout: timeout) : try fence.off(timeout: timeout)
+            } else {
+                report = try Self.database { () throws(DatabaseError) in
+                    let fence = try Self.fence(dsn, control)
+                    return on ? try fence.on(grace: .milliseconds(graceMs)) : try fence.off()
+                }
             }
             return "\(report.action) \(report.database): " + (report.changed ? "changed" : "already so") + (report.proof.isEmpty ? "" : "; \(report.proof)")
         case .flag(let on, let driver, let options):
@@ -144,7 +150,7 @@ public struct StepExecutor: Sendable {
     /// `nil` when it cannot be told (programs, sleeps): the step is run again.
     public func isApplied(_ action: StepAction) throws(StepFailure) -> Bool? {
         switch action {
-        case .switchTo(let socket, let profile, let endpoint, _, _):
+        case .switchTo(let socket, let profile, let endpoint, _, _, _):
             return try ProxyAdminSession(socket: socket).profile(profile).live == [endpoint]
         case .pause(let socket, let profile):
             return try ProxyAdminSession(socket: socket).profile(profile).paused
@@ -154,9 +160,8 @@ public struct StepExecutor: Sendable {
             return try ProxyAdminSession(socket: socket).profile(profile).maintenance == on
         case .readOnly(let socket, let profile, let mode):
             return try ProxyAdminSession(socket: socket).profile(profile).readonlyGate == mode
-        case .dbReadOnly(let dsn, let on, _, let control):
-            let mode = try Self.database { () throws(DatabaseError) in try Self.fence(dsn, control).status().mode }
-            return (mode == "read-only") == on
+        case .dbReadOnly(let dsn, let on, _, let control, let lease):
+            return (try Self.fenceMode(dsn, control, lease) == "read-only") == on
         case .dbCopy, .dbPromote, .dbRun, .dbRename, .dbDrop, .schemaCheck:
             return try DatabaseSteps.isApplied(action)
         case .setEndpoint, .waitHealthy, .waitDrained, .waitIdle, .checkEndpoint, .dbAllowConnections, .flag, .exec, .confirm, .sleep, .wait:
@@ -173,7 +178,7 @@ public struct StepExecutor: Sendable {
             do { try body(); return [] } catch { return [error.description] }
         }
         switch step.action {
-        case .switchTo(let socket, let profile, let endpoint, _, _), .waitHealthy(let socket, let profile, let endpoint),
+        case .switchTo(let socket, let profile, let endpoint, _, _, _), .waitHealthy(let socket, let profile, let endpoint),
              .waitDrained(let socket, let profile, let endpoint), .setEndpoint(let socket, let profile, let endpoint, _, _, _):
             return check { () throws(StepFailure) in _ = try ProxyAdminSession(socket: socket).endpoint(profile: profile, endpoint) }
         case .checkEndpoint(let socket, let profile, let endpoint, let admin):
@@ -181,9 +186,14 @@ public struct StepExecutor: Sendable {
         case .pause(let socket, let profile), .resume(let socket, let profile), .maintenance(let socket, let profile, _),
              .readOnly(let socket, let profile, _), .waitIdle(let socket, let profile, _):
             return check { () throws(StepFailure) in _ = try ProxyAdminSession(socket: socket).profile(profile) }
-        case .dbReadOnly(let dsn, let on, _, let control):
+        case .dbReadOnly(let dsn, let on, _, let control, let lease):
             return check { () throws(StepFailure) in
-                try Self.database { () throws(DatabaseError) in try Self.fence(dsn, control).check(forFence: on) }
+                if let lease {
+                    // The agent holds the credentials: that it can read the mode is what plan can prove.
+                    _ = try AgentFence(target: dsn, controlDatabase: control, lease: lease).mode()
+                } else {
+                    try Self.database { () throws(DatabaseError) in try Self.fence(dsn, control).check(forFence: on) }
+                }
             }
         case .flag(_, let driver, let options):
             return check { () throws(StepFailure) in
@@ -237,6 +247,12 @@ public struct StepExecutor: Sendable {
         guard let answer = readLine(strippingNewline: true) else { throw StepFailure("confirm \"\(prompt)\": no answer (end of input)") }
         guard answer.trimmingCharacters(in: .whitespaces) == "yes" else { throw StepFailure("confirm \"\(prompt)\": answered \"\(answer)\", not yes") }
         return "confirmed by a person"
+    }
+
+    /// `read-only` or `read-write`, read through the agent when the fence is leased.
+    static func fenceMode(_ dsn: String, _ control: String?, _ lease: FenceLease?) throws(StepFailure) -> String {
+        if let lease { return try AgentFence(target: dsn, controlDatabase: control, lease: lease).mode() }
+        return try database { () throws(DatabaseError) in try fence(dsn, control).status().mode }
     }
 
     static func fence(_ dsn: String, _ control: String?) throws(DatabaseError) -> ReadOnlyFence {

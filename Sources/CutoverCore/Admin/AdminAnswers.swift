@@ -90,12 +90,107 @@ public struct SwitchAnswer: Codable, Sendable, Equatable {
     public var draining: [String]
     /// With `--wait`: how each drain ended, by `PROFILE/ENDPOINT` (`drained after 51ms`, …).
     public var drains: [String: String]?
+    /// With `--guard`: the window (and with `--wait-guard` or `--wait`, how it ended; key `guard`).
+    public var guardWindow: GuardStatus?
 
-    public init(profile: String, endpoint: String, draining: [String], drains: [String: String]? = nil) {
+    public init(profile: String, endpoint: String, draining: [String], drains: [String: String]? = nil, guardWindow: GuardStatus? = nil) {
         self.profile = profile
         self.endpoint = endpoint
         self.draining = draining
         self.drains = drains
+        self.guardWindow = guardWindow
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case profile, endpoint, draining, drains
+        case guardWindow = "guard"
+    }
+}
+
+/// A profile's guard window in `show endpoints --json`, `switch --guard --json` and `/metrics`:
+/// open (`state` `watching`) or the last one that ended (`ended`, with its `outcome`).
+public struct GuardStatus: Codable, Sendable, Equatable {
+    /// The profile concerned.
+    public var profile: String
+    /// `watching` while the window is open, `ended` after.
+    public var state: String
+    /// The endpoint under judgement.
+    public var live: String
+    /// The endpoints standing by (while `watching`) or that stood by.
+    public var standby: [String]
+    /// Milliseconds until a clean end (0 once ended; key `time_left_ms`).
+    public var timeLeftMs: Int64
+    /// Answers judged so far (key `requests_judged`).
+    public var requestsJudged: Int
+    /// 5xx answers among them (key `status_5xx`).
+    public var status5xx: Int
+    /// `status_5xx / requests_judged`, 0 with none (key `ratio_5xx`).
+    public var ratio5xx: Double
+    /// Failed connects (key `connect_failures`).
+    public var connectFailures: Int
+    /// The p99 bucket's bounds in milliseconds: above `p99_lower_ms`, at most `p99_upper_ms`
+    /// (absent: nothing timed yet, or beyond the last bound).
+    public var p99LowerMs: Int64?
+    public var p99UpperMs: Int64?
+    /// Once ended: `clean`, `breach` or `superseded`.
+    public var outcome: String?
+    /// Once ended: the verdict in operator words (`guard breach: 5xx ratio 0.31 > 0.05 over 54 requests, reverted to blue`).
+    public var verdict: String?
+    /// After a breach: the threshold breached (`max_5xx_ratio`, …).
+    public var breached: String?
+    /// After a breach: the endpoint the profile went back to (key `reverted_to`).
+    public var revertedTo: String?
+
+    public init(
+        profile: String, state: String, live: String, standby: [String], timeLeftMs: Int64, requestsJudged: Int, status5xx: Int,
+        ratio5xx: Double, connectFailures: Int, p99LowerMs: Int64?, p99UpperMs: Int64?, outcome: String? = nil, verdict: String? = nil,
+        breached: String? = nil, revertedTo: String? = nil
+    ) {
+        self.profile = profile
+        self.state = state
+        self.live = live
+        self.standby = standby
+        self.timeLeftMs = timeLeftMs
+        self.requestsJudged = requestsJudged
+        self.status5xx = status5xx
+        self.ratio5xx = ratio5xx
+        self.connectFailures = connectFailures
+        self.p99LowerMs = p99LowerMs
+        self.p99UpperMs = p99UpperMs
+        self.outcome = outcome
+        self.verdict = verdict
+        self.breached = breached
+        self.revertedTo = revertedTo
+    }
+
+    /// The status of `window` on `profile` at `now`; `nil` when no window was ever opened.
+    public init?(profile: String, window: GuardWindow, now: MonotonicInstant) {
+        let watch: GuardWindow.Watch
+        let verdict: GuardVerdict?
+        switch window {
+        case .idle: return nil
+        case .watching(let open): (watch, verdict) = (open, nil)
+        case .ended(let closed, let how): (watch, verdict) = (closed, how)
+        }
+        var breached: String?
+        var revertedTo: String?
+        if case .breach(let breach, let back)? = verdict { (breached, revertedTo) = (breach.threshold, back) }
+        let figures = watch.figures
+        self.init(
+            profile: profile, state: verdict == nil ? "watching" : "ended", live: watch.live, standby: watch.standby,
+            timeLeftMs: verdict == nil ? watch.ends.since(now).milliseconds : 0, requestsJudged: figures.requests,
+            status5xx: figures.status5xx, ratio5xx: figures.ratio5xx, connectFailures: figures.connectFailures,
+            p99LowerMs: figures.p99?.lower.milliseconds, p99UpperMs: figures.p99?.upper?.milliseconds,
+            outcome: verdict?.outcome, verdict: verdict?.description, breached: breached, revertedTo: revertedTo)
+    }
+
+    /// `guard web: watching green, 8.2s left, blue stands by: 412 requests, 5xx ratio 0.00, 0 connect failures, p99 1ms..5ms`.
+    public var line: String {
+        let p99 = p99UpperMs.map { "p99 \(p99LowerMs ?? 0)ms..\($0)ms" } ?? p99LowerMs.map { "p99 >\($0)ms" } ?? "p99 -"
+        let figures = "\(requestsJudged) requests, 5xx ratio \(GuardBreach.format(ratio5xx)), \(connectFailures) connect failures, \(p99)"
+        if let verdict { return "guard \(profile): ended on \(live): \(verdict) (\(figures))" }
+        let left = DurationText.format(.milliseconds(timeLeftMs))
+        return "guard \(profile): watching \(live), \(left) left, \(standby.joined(separator: ", ")) standing by: \(figures)"
     }
 }
 
@@ -185,9 +280,14 @@ public struct ProfileStatus: Codable, Sendable, Equatable {
     /// Of those, HTTP requests with an unsafe method: zero once writes are held and the last one
     /// already sent has been answered.
     public var writesInFlight: Int
+    /// How long held work waits before a 503 (the profile's `hold_timeout`; absent from older proxies).
+    public var holdTimeoutMs: Int64?
+    /// The listener routes that lead here, as `LISTENER HOST/PREFIX` (`*` for any host), and
+    /// `LISTENER default` where the profile is a listener's default (absent from older proxies).
+    public var routes: [String]?
 
     public init(name: String, live: [String], paused: Bool, maintenance: Bool, readonly gate: ReadOnlyGate, held: Int, endpoints: Int,
-                inFlight: Int = 0, writesInFlight: Int = 0) {
+                inFlight: Int = 0, writesInFlight: Int = 0, holdTimeoutMs: Int64? = nil, routes: [String]? = nil) {
         self.name = name
         self.live = live
         self.paused = paused
@@ -198,6 +298,8 @@ public struct ProfileStatus: Codable, Sendable, Equatable {
         self.endpoints = endpoints
         self.inFlight = inFlight
         self.writesInFlight = writesInFlight
+        self.holdTimeoutMs = holdTimeoutMs
+        self.routes = routes
     }
 }
 
@@ -205,8 +307,13 @@ public struct ProfileStatus: Codable, Sendable, Equatable {
 public struct EndpointsAnswer: Codable, Sendable, Equatable {
     /// In config order, profile by profile.
     public var endpoints: [EndpointStatus]
+    /// The guard window of each profile that had one since the proxy started (open or the last ended).
+    public var guards: [GuardStatus]?
 
-    public init(endpoints: [EndpointStatus]) { self.endpoints = endpoints }
+    public init(endpoints: [EndpointStatus], guards: [GuardStatus]? = nil) {
+        self.endpoints = endpoints
+        self.guards = guards
+    }
 
     /// The endpoint `name` (of `profile`, when given).
     public func endpoint(named name: String, profile: String? = nil) -> EndpointStatus? {
@@ -222,7 +329,7 @@ public struct EndpointStatus: Codable, Sendable, Equatable {
     public var name: String
     /// `host:port`.
     public var address: String
-    /// Admin state: `online`, `offline` or `draining`.
+    /// Admin state: `online`, `offline` or `draining`; `standby` while a guard window keeps it ready.
     public var state: String
     /// Health: `unknown`, `up` or `down`.
     public var health: String
@@ -297,6 +404,8 @@ public struct StatsAnswer: Codable, Sendable, Equatable {
     public var connectionsAccepted: Int
     /// Client connections refused since start (`max_connections` reached, or shutting down).
     public var connectionsRefused: Int
+    /// Idle client connections closed at `max_connections` to make room for a new one.
+    public var connectionsEvicted: Int
     /// HTTP requests since start.
     public var requests: Int
     /// Requests the proxy answered itself: parse errors, gates, 502/503/504.
@@ -317,7 +426,7 @@ public struct StatsAnswer: Codable, Sendable, Equatable {
     public var workers: Int
 
     public init(
-        uptimeSeconds: Int, connectionsOpen: Int, connectionsAccepted: Int, connectionsRefused: Int, requests: Int,
+        uptimeSeconds: Int, connectionsOpen: Int, connectionsAccepted: Int, connectionsRefused: Int, connectionsEvicted: Int = 0, requests: Int,
         proxyAnswered: Int, heldNow: Int, heldTotal: Int, holdTimeouts: Int, switches: Int, tunnels: Int,
         snapshotGeneration: Int, workers: Int
     ) {
@@ -325,6 +434,7 @@ public struct StatsAnswer: Codable, Sendable, Equatable {
         self.connectionsOpen = connectionsOpen
         self.connectionsAccepted = connectionsAccepted
         self.connectionsRefused = connectionsRefused
+        self.connectionsEvicted = connectionsEvicted
         self.requests = requests
         self.proxyAnswered = proxyAnswered
         self.heldNow = heldNow

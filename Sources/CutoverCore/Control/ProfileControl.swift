@@ -17,6 +17,9 @@ public struct ProfileControl: Sendable, Equatable {
     public enum Event: Sendable, Equatable {
         /// `switch PROFILE ENDPOINT [--force]`; `inFlight` is the work each endpoint has now.
         case switchRequested(endpoint: String, force: Bool, inFlight: [String: Int])
+        /// A guard window breached: switch back to `endpoint` whatever its health (it was live a
+        /// moment ago), recorded with `cause`.
+        case revertRequested(endpoint: String, cause: String, inFlight: [String: Int])
         /// `set endpoint PROFILE/NAME [online|offline|drain] [priority N] [weight W]`.
         case endpointSetRequested(endpoint: String, state: AdminCommand.EndpointStateChange?, priority: Int?, weight: Int?, inFlight: Int)
         /// `pause PROFILE`.
@@ -75,7 +78,9 @@ public struct ProfileControl: Sendable, Equatable {
     public mutating func transition(on event: Event, now: MonotonicInstant) throws(Refusal) -> [Effect] {
         switch event {
         case .switchRequested(let endpoint, let force, let inFlight):
-            return try switchTo(endpoint, force: force, inFlight: inFlight, now: now)
+            return try switchTo(endpoint, force: force, cause: force ? "switch --force" : "switch", inFlight: inFlight, now: now)
+        case .revertRequested(let endpoint, let cause, let inFlight):
+            return try switchTo(endpoint, force: true, cause: cause, inFlight: inFlight, now: now)
         case .endpointSetRequested(let endpoint, let state, let priority, let weight, let inFlight):
             return try setEndpoint(endpoint, state: state, priority: priority, weight: weight, inFlight: inFlight, now: now)
         case .pauseRequested:
@@ -104,7 +109,7 @@ public struct ProfileControl: Sendable, Equatable {
     }
 
     /// Makes `name` the only online endpoint of its priority and better; the others drain.
-    private mutating func switchTo(_ name: String, force: Bool, inFlight: [String: Int], now: MonotonicInstant) throws(Refusal) -> [Effect] {
+    private mutating func switchTo(_ name: String, force: Bool, cause: String, inFlight: [String: Int], now: MonotonicInstant) throws(Refusal) -> [Effect] {
         guard let chosen = runtime.endpoints[name] else { throw .unknownEndpoint(name) }
         if !force {
             switch chosen.health {
@@ -119,7 +124,6 @@ public struct ProfileControl: Sendable, Equatable {
             return state.admin == .online && state.priority <= chosen.priority
         }
         let before = lifecycle(of: name, now: now)
-        let cause = force ? "switch --force" : "switch"
         var effects = move(name, on: .switchedTo(cause: cause), now: now)
         for other in replaced {
             effects += move(other, on: .switchedAway(inFlight: inFlight[other] ?? 0), now: now)

@@ -17,6 +17,8 @@ public enum ProxyFault: Sendable, Equatable {
     case upstreamTimedOut(reason: String)
     /// The listener's profile is being removed by a reload.
     case listenerRemoved
+    /// No route of the listener matches the request's host and path (`host` is `nil` without Host).
+    case noRoute(host: String?, listener: String)
     /// No endpoint of the profile is eligible and nothing holds the request.
     case noEndpoint(profile: String, retryAfter: Duration)
     /// The profile's read-only gate refuses this unsafe method.
@@ -57,6 +59,9 @@ public enum ProxyFault: Sendable, Equatable {
             return Answer(status: 504, message: "upstream timed out: \(reason)")
         case .listenerRemoved:
             return Answer(status: 503, message: "this listener is being removed")
+        case .noRoute(let host, let listener):
+            let what = host.map { "host \"\($0)\"" } ?? "a request without Host"
+            return Answer(status: 404, message: "no route for \(what) on listener \(listener)")
         case .noEndpoint(let profile, let retryAfter):
             return Answer(status: 503, message: "no endpoint of profile \(profile) is available", retryAfter: retryAfter)
         case .readOnly(let profile, let method, let retryAfter):
@@ -81,7 +86,7 @@ public enum ProxyFault: Sendable, Equatable {
     public var isConnectionFailure: Bool {
         switch self {
         case .upstreamUnreachable, .upstreamTimedOut: return true
-        case .client, .clientTooSlow, .upstreamInvalid, .listenerRemoved, .noEndpoint, .readOnly, .holdFull, .holdTimedOut:
+        case .client, .clientTooSlow, .upstreamInvalid, .listenerRemoved, .noRoute, .noEndpoint, .readOnly, .holdFull, .holdTimedOut:
             return false
         }
     }

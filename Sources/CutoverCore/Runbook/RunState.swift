@@ -177,3 +177,43 @@ public struct RunState: Sendable, Equatable {
     /// Undo attempts that failed and are still owed.
     public var undoFailures: [Step] { steps.filter { $0.undoFailure != nil && $0.status != .undone } }
 }
+
+/// A database fence a run holds: taken by a done `db-readonly` step and not given back since.
+public struct HeldFence: Sendable, Equatable, Hashable {
+    /// The step that took it, from 0.
+    public var stepIndex: Int
+    /// The database, as the step names it.
+    public var dsn: String
+    public var controlDatabase: String?
+    /// The agent lease it is held under (`nil`: taken directly, nothing gives it back by itself).
+    public var lease: FenceLease?
+
+    public init(stepIndex: Int, dsn: String, controlDatabase: String?, lease: FenceLease?) {
+        self.stepIndex = stepIndex
+        self.dsn = dsn
+        self.controlDatabase = controlDatabase
+        self.lease = lease
+    }
+}
+
+extension RunState {
+    /// The fences the run holds now, in the order they were taken: a done (or interrupted) step
+    /// fenced the database, and no later step or undo made it writable again.
+    ///
+    /// A leased one must be renewed while a runner lives and checked before a resume: its lease may
+    /// have run out while no runner did, and writes may have reached the database since.
+    public var heldFences: [HeldFence] {
+        var held: [HeldFence] = []
+        for step in steps {
+            guard case .dbReadOnly(let dsn, let on, _, let control, let lease) = step.step.action else { continue }
+            switch step.status {
+            case .pending, .failed, .undone:
+                continue
+            case .done, .running:
+                held.removeAll { $0.dsn == dsn }
+                if on { held.append(HeldFence(stepIndex: step.step.index, dsn: dsn, controlDatabase: control, lease: lease)) }
+            }
+        }
+        return held
+    }
+}

@@ -105,8 +105,9 @@ public struct RunbookPlan: Codable, Sendable, Equatable {
             case .hold: return .open(key: "readonly \(profile)", what: "proxy \(profile) readonly hold", effect: "writes held")
             case .off: return .close(key: "readonly \(profile)")
             }
-        case .dbReadOnly(let dsn, let on, _, _):
-            let what = "database \(StepAction.redacted(dsn))"
+        case .dbReadOnly(let dsn, let on, _, _, let lease):
+            // A leased fence ends by itself if the runner dies: the window's bound when nothing else holds.
+            let what = "database \(StepAction.redacted(dsn))" + (lease.map { " (agent lease \(DurationText.format(.milliseconds($0.leaseMs))))" } ?? "")
             return on ? .open(key: "db \(dsn)", what: what, effect: "read-only") : .close(key: "db \(dsn)")
         case .switchTo, .setEndpoint, .waitHealthy, .waitDrained, .waitIdle, .checkEndpoint, .dbCopy, .dbPromote, .dbRun, .dbRename, .dbDrop, .schemaCheck,
              .dbAllowConnections, .flag, .exec, .confirm, .sleep, .wait:

@@ -43,6 +43,20 @@ public struct RunbookStep: Codable, Sendable, Equatable {
 ///
 /// Pairs rather than a dictionary: the journal's snake_case key conversion must never rename an
 /// environment variable such as `PGHOST`.
+/// A fence held by an agent under a lease for the run that took it: the runner renews it while it
+/// lives, and the agent gives the database back read-write when renewals stop for `leaseMs`.
+public struct FenceLease: Codable, Sendable, Equatable, Hashable {
+    /// The agent's admin socket.
+    public var agent: String
+    /// How long the fence outlives the last renewal.
+    public var leaseMs: Int64
+
+    public init(agent: String, leaseMs: Int64) {
+        self.agent = agent
+        self.leaseMs = leaseMs
+    }
+}
+
 public struct NamedValue: Codable, Sendable, Equatable {
     /// The name, exactly as written.
     public var name: String
@@ -58,8 +72,9 @@ public struct NamedValue: Codable, Sendable, Equatable {
 /// What a step does: one case per step kind of docs/runbooks.md, with that kind's keys.
 public enum StepAction: Codable, Sendable, Equatable {
     // Proxy steps: one admin-socket command each.
-    /// `switch`: make `endpoint` the live one (`wait`: until the others drained; `force`: even if not up).
-    case switchTo(socket: String, profile: String, endpoint: String, wait: Bool, force: Bool)
+    /// `switch`: make `endpoint` the live one (`wait`: until the others drained; `force`: even if not
+    /// up; `guardMs`: judge it for a guard window, the step failing on a breach, which reverts).
+    case switchTo(socket: String, profile: String, endpoint: String, wait: Bool, force: Bool, guardMs: Int64? = nil)
     /// `set-endpoint`: an endpoint's admin state, priority or weight.
     case setEndpoint(socket: String, profile: String, endpoint: String, state: String?, priority: Int?, weight: Int?)
     /// `pause`: hold new requests and connections.
@@ -81,8 +96,9 @@ public enum StepAction: Codable, Sendable, Equatable {
     /// `draining`); plan runs it too, so a runbook that would start from the wrong state is refused.
     case checkEndpoint(socket: String, profile: String, endpoint: String, admin: String)
     // Database steps (PostgreSQL).
-    /// `db-readonly`: the database read-only fence on or off.
-    case dbReadOnly(dsn: String, on: Bool, graceMs: Int64, controlDatabase: String?)
+    /// `db-readonly`: the database read-only fence on or off; with `lease`, through an agent that
+    /// gives the database back read-write if the run stops renewing (its runner died).
+    case dbReadOnly(dsn: String, on: Bool, graceMs: Int64, controlDatabase: String?, lease: FenceLease?)
     /// `db-copy`: a stage copy of `from` into `to` (`auto`, `template` or `dump`).
     case dbCopy(from: String, to: String, method: String)
     /// `db-promote`: a streaming standby becomes a primary.
@@ -160,8 +176,10 @@ public enum StepAction: Codable, Sendable, Equatable {
     /// One line for plan and progress: `switch web to green (waits for blue to drain)`.
     public var summary: String {
         switch self {
-        case .switchTo(_, let profile, let endpoint, let wait, let force):
-            return "switch \(profile) to \(endpoint)" + (force ? " (force)" : "") + (wait ? ", waiting until the others have drained" : "")
+        case .switchTo(_, let profile, let endpoint, let wait, let force, let guardMs):
+            return "switch \(profile) to \(endpoint)" + (force ? " (force)" : "")
+                + (guardMs.map { ", guarded for \(DurationText.format(.milliseconds($0))) (a breach reverts and fails the step)" } ?? "")
+                + (wait ? ", waiting until the others have drained" : "")
         case .setEndpoint(_, let profile, let endpoint, let state, let priority, let weight):
             let parts = [state, priority.map { "priority \($0)" }, weight.map { "weight \($0)" }].compactMap { $0 }
             return "set endpoint \(profile)/\(endpoint) \(parts.joined(separator: " "))"
@@ -179,7 +197,7 @@ public enum StepAction: Codable, Sendable, Equatable {
         case .waitIdle(_, let profile, let writesOnly):
             return "wait until \(profile) has no \(writesOnly ? "write (unsafe-method request)" : "request or tunnel") in flight"
         case .checkEndpoint(_, let profile, let endpoint, let admin): return "check that \(profile)/\(endpoint) is \(admin)"
-        case .dbReadOnly(let dsn, let on, _, _): return "database \(Self.redacted(dsn)) read-\(on ? "only" : "write")"
+        case .dbReadOnly(let dsn, let on, _, _, let lease): return "database \(Self.redacted(dsn)) read-\(on ? "only" : "write")" + (lease.map { " (through the agent at \($0.agent), lease \(DurationText.format(.milliseconds($0.leaseMs))))" } ?? "")
         case .dbCopy(let from, let to, let method): return "copy database \(Self.redacted(from)) to \(Self.redacted(to)) (\(method))"
         case .dbPromote(let standby, _): return "promote standby \(Self.redacted(standby)) to primary"
         case .dbRun(let dsn, let file, _, _): return "run migration \(file) on \(Self.redacted(dsn))"
@@ -226,7 +244,7 @@ public enum StepAction: Codable, Sendable, Equatable {
         case .maintenance(_, let profile, _): return "maintenance \(profile) back to its mode before"
         case .readOnly(_, let profile, _): return "readonly \(profile) back to its mode before"
         case .waitHealthy, .waitDrained, .waitIdle, .checkEndpoint, .schemaCheck, .dbAllowConnections, .confirm, .sleep, .wait: return "nothing to undo"
-        case .dbReadOnly(_, let on, _, _): return "database read-\(on ? "write" : "only") again"
+        case .dbReadOnly(_, let on, _, _, _): return "database read-\(on ? "write" : "only") again"
         case .dbCopy(let from, let to, _): return "drop the copy \(Self.redacted(to)) (and give \(Self.redacted(from)) its connections back if a copy was cut short)"
         case .dbPromote: return "cannot be undone (a promoted standby cannot become a standby again)"
         case .dbRun(_, _, _, let undoFile):

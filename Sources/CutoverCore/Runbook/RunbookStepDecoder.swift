@@ -7,7 +7,7 @@ struct RunbookStepDecoder {
     static let proxyKeys = ["socket", "profile"]
     /// Each kind's own keys (besides `Runbook.commonStepKeys`), in documented order.
     static let kindKeys: [String: [String]] = [
-        "switch": proxyKeys + ["endpoint", "wait", "force"],
+        "switch": proxyKeys + ["endpoint", "wait", "force", "guard"],
         "set-endpoint": proxyKeys + ["endpoint", "state", "priority", "weight"],
         "pause": proxyKeys,
         "resume": proxyKeys,
@@ -17,7 +17,7 @@ struct RunbookStepDecoder {
         "wait-drained": proxyKeys + ["endpoint"],
         "wait-idle": proxyKeys + ["requests"],
         "check-endpoint": proxyKeys + ["endpoint", "admin"],
-        "db-readonly": ["dsn", "mode", "grace", "control_db"],
+        "db-readonly": ["dsn", "mode", "grace", "control_db", "agent", "lease"],
         "db-copy": ["from", "to", "method"],
         "db-promote": ["standby", "primary"],
         "db-run": ["dsn", "file", "transactional", "undo_file"],
@@ -43,6 +43,14 @@ struct RunbookStepDecoder {
         let action = try decodeAction(kind, object)
         var timeoutMs = StepAction.defaultTimeoutMs(kind: kind)
         if let timeout = try object.duration("timeout") { timeoutMs = timeout }
+        if case .switchTo(_, _, _, _, _, let guardMs?) = action {
+            // The step lasts the window: the default bound is on top of it, a given one must cover it.
+            if object.value("timeout") == nil {
+                timeoutMs = (timeoutMs ?? 0) + guardMs
+            } else if let timeoutMs, timeoutMs <= guardMs {
+                throw object.error("timeout", "\(DurationText.format(.milliseconds(timeoutMs))) does not cover the guard window of \(DurationText.format(.milliseconds(guardMs)))")
+            }
+        }
         if case .sleep(let ms) = action, object.value("timeout") == nil { timeoutMs = ms }
         let pointOfNoReturn = try object.bool("point_of_no_return") ?? false
         let dataLoss = try object.string("data_loss")
@@ -77,8 +85,10 @@ struct RunbookStepDecoder {
         }
         switch kind {
         case "switch":
+            // An empty guard (a parameter left at its default "") is no guard.
+            let guardMs = try o.string("guard").flatMap { $0.isEmpty ? nil : $0 } == nil ? nil : try o.duration("guard")
             return .switchTo(socket: try socket(), profile: try profile(), endpoint: try o.required("endpoint", o.string),
-                             wait: try o.bool("wait") ?? false, force: try o.bool("force") ?? false)
+                             wait: try o.bool("wait") ?? false, force: try o.bool("force") ?? false, guardMs: guardMs)
         case "set-endpoint":
             let state = try o.string("state")
             if let state, !["online", "offline", "drain"].contains(state) {
@@ -117,8 +127,19 @@ struct RunbookStepDecoder {
             }
             return .checkEndpoint(socket: try socket(), profile: try profile(), endpoint: try o.required("endpoint", o.string), admin: admin)
         case "db-readonly":
+            let agentKey = try o.string("agent")
+            let leaseMs = try o.duration("lease")
+            if leaseMs != nil && agentKey == nil {
+                throw o.error("lease", "a lease is held by an agent; give its admin socket as \"agent\"")
+            }
+            if let leaseMs, leaseMs < 1000 {
+                throw o.error("lease", "\(DurationText.format(.milliseconds(leaseMs))) is too short; a lease is renewed every third of it, use 1s or more")
+            }
+            // An empty agent (a parameter left at its default "") fences directly, as without the key.
+            let agent = agentKey.flatMap { $0.isEmpty ? nil : $0 }
             return .dbReadOnly(dsn: try o.required("dsn", o.string), on: try onOff(), graceMs: try o.duration("grace") ?? 2000,
-                               controlDatabase: try o.string("control_db"))
+                               controlDatabase: try o.string("control_db"),
+                               lease: agent.map { FenceLease(agent: $0, leaseMs: leaseMs ?? 30_000) })
         case "db-copy":
             let method = try o.string("method") ?? "auto"
             guard ["auto", "template", "dump"].contains(method) else {

@@ -7,9 +7,10 @@ final class Backend {
     let port: UInt16
     let child: ChildProcess
 
-    init(name: String, directory: TemporaryDirectory) throws {
+    /// `options` are more `cutover backend` options, such as `--fail-ratio 0.3`.
+    init(name: String, directory: TemporaryDirectory, options: [String] = []) throws {
         self.name = name
-        let child = try ChildProcess(CutoverBinary.url, ["backend", "--listen", "127.0.0.1:0", "--name", name], directory: directory, label: "backend-\(name)-\(UUID().uuidString.prefix(4))")
+        let child = try ChildProcess(CutoverBinary.url, ["backend", "--listen", "127.0.0.1:0", "--name", name] + options, directory: directory, label: "backend-\(name)-\(UUID().uuidString.prefix(4))")
         self.child = child
         var port: UInt16 = 0
         waitUntil {

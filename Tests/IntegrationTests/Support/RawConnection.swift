@@ -3,26 +3,51 @@ import Glibc
 
 /// A plain TCP client for byte-exact HTTP tests (what curl would never send).
 final class RawConnection {
-    let fd: Int32
+    private(set) var fd: Int32
 
     init(port: UInt16, host: String = "127.0.0.1") throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = port.bigEndian
         inet_pton(AF_INET, host, &address.sin_addr)
+        fd = try Self.connected(family: AF_INET, to: address, name: "\(host):\(port)")
+    }
+
+    /// Connects to a Unix stream socket (the admin socket, for clients `cutover ctl` would not be).
+    init(unixPath path: String) throws {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: path.utf8.prefix(raw.count - 1))
+        }
+        fd = try Self.connected(family: AF_UNIX, to: address, name: path)
+    }
+
+    /// A blocking stream socket connected to `address`, with a 10 s read timeout.
+    private static func connected<Address>(family: Int32, to address: Address, name: String) throws -> Int32 {
+        let fd = socket(family, Int32(SOCK_STREAM.rawValue), 0)
+        var address = address
         let status = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<Address>.size)) }
         }
         guard status == 0 else {
             close(fd)
-            throw FixtureError("connect to \(host):\(port): \(String(cString: strerror(errno)))")
+            throw FixtureError("connect to \(name): \(String(cString: strerror(errno)))")
         }
         var timeout = timeval(tv_sec: 10, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        return fd
     }
 
-    deinit { close(fd) }
+    deinit { if fd >= 0 { close(fd) } }
+
+    /// Closes with a reset (`SO_LINGER` 0), as a client that crashes or gives up does.
+    func reset() {
+        var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+        close(fd)
+        fd = -1
+    }
 
     func send(_ text: String) { send(Array(text.utf8)) }
 
