@@ -22,6 +22,8 @@ let package = Package(
         // The companion agent: database and flag drivers, journal, runbooks. Not the proxy (.ci/check-layering).
         .target(name: "CutoverAgent", dependencies: ["CutoverCore", "CutoverControl", "CLibPQ"]),
         .executableTarget(name: "cutover", dependencies: ["CutoverCore", "CutoverControl", "CutoverProxy", "CutoverAgent"]),
+        // libFuzzer targets for the parsers (Tests/Fuzz/run.sh); a plain build is a corpus replayer.
+        .executableTarget(name: "CutoverFuzz", dependencies: ["CutoverCore"], path: "Tests/Fuzz/CutoverFuzz"),
         .testTarget(name: "CutoverCoreTests", dependencies: ["CutoverCore"]),
         .testTarget(name: "CutoverProxyTests", dependencies: ["CutoverProxy", "CutoverCore"]),
         .testTarget(name: "CutoverAgentTests", dependencies: ["CutoverAgent", "CutoverCore", "CutoverControl"]),

@@ -12,7 +12,8 @@ struct ConfigDecoder {
     // The accepted keys of each object, in the order they are documented; unknown-key errors
     // list them in this order so the message reads like the reference.
     static let rootKeys = ["listeners", "profiles", "admin", "state_file", "databases", "timeouts", "limits", "access_log", "workers"]
-    static let listenerKeys = ["name", "address", "mode", "profile"]
+    static let listenerKeys = ["name", "address", "mode", "profile", "routes"]
+    static let routeKeys = ["host", "path_prefix", "strip_prefix", "profile"]
     static let profileKeys = [
         "name", "routing", "endpoints", "probe", "passive", "drain_timeout", "hold_timeout", "max_held",
         "hold_when_unavailable", "fail_open", "unknown_is_up", "maintenance", "guard",
@@ -68,14 +69,25 @@ struct ConfigDecoder {
         return config
     }
 
-    /// `{ name, address, mode, profile }`; the profile reference is checked by validation.
+    /// `{ name, address, mode, profile, routes }`; profile references and route patterns are
+    /// checked by validation. `profile` may only be left out when `routes` is set.
     private func decodeListener(_ value: JSONValue, path: String) throws(ConfigError) -> ListenerConfig {
         let object = try ConfigObject(value, path: path, file: file, keys: Self.listenerKeys)
         let name = try object.required("name", object.string)
         let address = try object.required("address", object.hostPort)
         let mode = try object.choice("mode", ListenerMode.self, what: "listener mode") ?? .http
-        let profile = try object.required("profile", object.string)
-        return ListenerConfig(name: name, address: address, mode: mode, profile: profile)
+        var routes: [RouteConfig] = []
+        for (i, element) in (try object.array("routes") ?? []).enumerated() {
+            let route = try ConfigObject(element, path: object.path("routes") + "[\(i)]", file: file, keys: Self.routeKeys)
+            routes.append(RouteConfig(
+                host: try route.string("host"), pathPrefix: try route.string("path_prefix"),
+                stripPrefix: try route.bool("strip_prefix") ?? false, profile: try route.required("profile", route.string)))
+        }
+        let profile = try object.string("profile")
+        if profile == nil && routes.isEmpty {
+            throw object.error("profile", "required key is missing (only a listener with routes may leave it out)")
+        }
+        return ListenerConfig(name: name, address: address, mode: mode, profile: profile, routes: routes)
     }
 
     /// A profile and its endpoints; each absent key keeps `ProfileConfig`'s default.

@@ -39,6 +39,8 @@ final class AdminHTTPServer: Sendable {
 
     /// The bound port (a configured port 0 becomes a real port).
     let port: UInt16
+    /// The listening socket (handed to a successor in a takeover).
+    let listenFD: Int32
     private let token: String?
     private let handler: @Sendable (Request) -> Response
     private let loop: AdminSessionLoop<HTTPRequestHead>
@@ -46,8 +48,11 @@ final class AdminHTTPServer: Sendable {
     /// Binds `address` and starts serving on its own threads.
     ///
     /// - Parameter token: when set, every request needs `Authorization: Bearer TOKEN` (else 401).
-    init(address: HostPort, token: String?, limits: AdminSessionLimits = .init(), handler: @escaping @Sendable (Request) -> Response) throws {
-        let fd = try Socket.listen(on: address, backlog: 64)
+    /// - Parameter adopting: a socket already listening (taken over from the previous process).
+    init(address: HostPort, adopting: Int32? = nil, token: String?, limits: AdminSessionLimits = .init(),
+         handler: @escaping @Sendable (Request) -> Response) throws {
+        let fd = try adopting ?? Socket.listen(on: address, backlog: 64)
+        self.listenFD = fd
         self.port = Socket.localPort(fd)
         self.token = token
         self.handler = handler

@@ -241,11 +241,24 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
 
     private func route(_ exchange: Exchange) {
         let snapshot = runtime.store.load()
-        guard let route = snapshot.routeBySlot[slot] else {
+        guard let listener = snapshot.listenerBySlot[slot] else {
             answerLocally(exchange, status: 503, message: "this listener is being removed", retryAfter: nil)
             return
         }
+        // The profile comes from the same snapshot read as the endpoint it picks below.
+        let hostHeader = listener.routesNothing ? nil : exchange.head.headers["Host"]
+        let route: ProfileRoute
+        switch listener.decide(target: exchange.head.target, hostHeader: hostHeader) {
+        case .noRoute:
+            let what = hostHeader.map { "host \"\($0)\"" } ?? "a request without Host"
+            answerLocally(exchange, status: 404, message: "no route for \(what) on listener \(listener.name)", retryAfter: nil)
+            return
+        case .profile(let chosen, let match):
+            route = chosen
+            exchange.upstreamTarget = match.flatMap { $0.stripLength > 0 ? $0.upstreamTarget(exchange.head.target) : nil }
+        }
         exchange.profile = route.name
+        exchange.profileIndex = route.index
         exchange.reportsServerErrors = route.config.passive.status5xx > 0
         if route.maintenance && !bypassesMaintenance(exchange.head, gate: route.config.gate) {
             answerMaintenance(exchange, gate: route.config.gate)
@@ -371,7 +384,13 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         phase = .forwarding
         exchange.upgrading = exchange.head.upgradeRequested
         worker.headBuffer.removeAll(keepingCapacity: true)
-        HTTPForwarding.writeUpstreamRequest(exchange.head, origin: origin, upgrading: exchange.upgrading, into: &worker.headBuffer)
+        if let stripped = exchange.upstreamTarget {
+            var head = exchange.head
+            head.target = stripped
+            HTTPForwarding.writeUpstreamRequest(head, origin: origin, upgrading: exchange.upgrading, into: &worker.headBuffer)
+        } else {
+            HTTPForwarding.writeUpstreamRequest(exchange.head, origin: origin, upgrading: exchange.upgrading, into: &worker.headBuffer)
+        }
         exchange.requestBodyDone = exchange.framing == .none
         exchange.requestBodyScanner = exchange.framing == .chunked ? ChunkedBodyScanner() : nil
         if case .contentLength(let length) = exchange.framing {
@@ -756,7 +775,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         if let upstream = exchange.upstream {
             exchange.upstream = nil
             // A draining endpoint keeps no idle connections: it closes after its current response.
-            let stillWanted = runtime.store.load().routeBySlot[slot]?.isCandidate(target) ?? false
+            let stillWanted = runtime.store.load().routing.profile(at: exchange.profileIndex, named: exchange.profile)?.isCandidate(target) ?? false
             if exchange.upstreamReusable && exchange.requestBodyDone && stillWanted && !runtime.shuttingDown.load(ordering: .relaxed) {
                 worker.pool.park(upstream, target: target)
             } else {
@@ -801,7 +820,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         case .holding:
             guard let exchange else { return close() }
             // What holds it now, which may have changed since it was parked (a resume under a write hold).
-            let current = runtime.store.load().routeBySlot[slot]?.hold.reason(for: HoldConditions.Work(method: exchange.head.method))
+            let current = runtime.store.load().routing.profile(at: exchange.profileIndex, named: exchange.profile)?.hold.reason(for: HoldConditions.Work(method: exchange.head.method))
             let reason = current ?? exchange.held?.reason ?? .paused
             stopHolding()
             runtime.stats.holdTimeouts.wrappingAdd(1, ordering: .relaxed)
@@ -876,6 +895,10 @@ private final class Exchange {
     let framing: BodyFraming
     let started: UInt64
     var profile = "-"
+    /// Index of `profile` in the snapshot that routed the request (a hint: a reload may move it).
+    var profileIndex = 0
+    /// The target sent upstream when the route strips its prefix; `nil` sends `head.target`.
+    var upstreamTarget: String?
     /// The profile counts 5xx answers as passive failures (`passive.status_5xx`).
     var reportsServerErrors = false
     var target: EndpointTarget?

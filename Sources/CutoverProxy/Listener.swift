@@ -12,11 +12,17 @@ final class Listener: @unchecked Sendable {  // `config` and `slot` change only 
     let boundPort: UInt16
     private var sources: [DispatchSourceRead] = []
 
-    init(config: ListenerConfig, slot: Int) throws {
-        self.fd = try Socket.listen(on: config.address)
+    convenience init(config: ListenerConfig, slot: Int) throws {
+        self.init(config: config, slot: slot, adopting: try Socket.listen(on: config.address))
+    }
+
+    /// A listener on a socket that is already listening (handed over by the proxy this one takes over).
+    init(config: ListenerConfig, slot: Int, adopting fd: Int32) {
+        self.fd = fd
         self.slot = slot
         self.config = config
         self.boundPort = Socket.localPort(fd)
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
     }
 
     /// Updates the profile a reload routes this listener to (the socket stays open).

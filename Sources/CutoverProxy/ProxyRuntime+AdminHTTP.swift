@@ -7,11 +7,12 @@ extension ProxyRuntime {
     /// Starts the optional admin HTTP listener (`/health`, `/metrics`, `/status`).
     ///
     /// The address and `admin.token` are read once: changing them takes a restart, not a reload.
-    func startAdminHTTP(on address: HostPort) throws {
+    func startAdminHTTP(on address: HostPort, adopting: Int32? = nil) throws {
         let (token, limits) = controlQueue.sync { (config.admin.token, config.admin.sessionLimits) }
-        let server = try AdminHTTPServer(address: address, token: token, limits: limits) { [self] request in
+        let server = try AdminHTTPServer(address: address, adopting: adopting, token: token, limits: limits) { [self] request in
             adminHTTPResponse(to: request)
         }
+        controlQueue.sync { adminHTTPSocket = (server.listenFD, address.host, server.port) }
         let bound = HostPort(host: address.host, port: server.port)
         Log.info("admin http on http://\(bound)/ (/health, /metrics, /status, /events)\(token == nil ? "" : ", bearer token required")")
     }

@@ -52,6 +52,10 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     let stateFile: StateFile?
     let accessLog: AccessLog?
     let shuttingDown = Atomic<Bool>(false)
+    /// Set once a takeover succeeded (see `ProxyRuntime+Handover`).
+    var handedOver = false
+    /// The admin HTTP listener's socket, host and port, for a takeover.
+    var adminHTTPSocket: (fd: Int32, host: String, port: UInt16)?
     let startedAt = Date()
 
     /// Prepares the runtime (restoring the state file over the config); nothing listens until `start`.
@@ -77,15 +81,23 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         }
         self.config = config
         self.runtime = state
-        self.store = SnapshotStore(ProxySnapshot(routing: RoutingSnapshot(generation: 0, profiles: []), routeBySlot: [], holdQueues: []))
+        self.store = SnapshotStore(ProxySnapshot(routing: RoutingSnapshot(generation: 0, profiles: []), listenerBySlot: [], holdQueues: []))
         self.targets = try resolveTargets(for: config)
     }
 
-    /// Opens the listeners, starts the workers and publishes the first snapshot.
-    public func start() throws {
+    /// Opens the listeners (or adopts `inherited` sockets, by listener index, in a takeover),
+    /// starts the workers and publishes the first snapshot.
+    public func start(inherited: [Int: Int32] = [:]) throws {
         try controlQueue.sync {
-            for listenerConfig in config.listeners {
-                listeners.append(try openListener(listenerConfig))
+            for (index, listenerConfig) in config.listeners.enumerated() {
+                if let fd = inherited[index] {
+                    let listener = Listener(config: listenerConfig, slot: nextSlot, adopting: fd)
+                    nextSlot += 1
+                    Log.info("listening on \(listenerConfig.address.host):\(listener.boundPort) (\(listenerConfig.mode.rawValue), listener \(listenerConfig.name) → profile \(listenerConfig.profile), taken over)")
+                    listeners.append(listener)
+                } else {
+                    listeners.append(try openListener(listenerConfig))
+                }
             }
             publish(persist: false)
             startProbes()
@@ -107,7 +119,7 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     private func openListener(_ listenerConfig: ListenerConfig) throws -> Listener {
         let listener = try Listener(config: listenerConfig, slot: nextSlot)
         nextSlot += 1
-        Log.info("listening on \(listenerConfig.address.host):\(listener.boundPort) (\(listenerConfig.mode.rawValue), listener \(listenerConfig.name) → profile \(listenerConfig.profile))")
+        Log.info("listening on \(listenerConfig.address.host):\(listener.boundPort) (\(listenerConfig.mode.rawValue), listener \(listenerConfig.name) → \(listenerConfig.routingSummary))")
         return listener
     }
 
@@ -199,12 +211,12 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         let routing = RoutingSnapshot.build(config: config, runtime: runtime, generation: generation) { profile, endpoint in
             targets["\(profile.name)/\(endpoint.name)"]!
         }
-        var routeBySlot = [ProfileRoute?](repeating: nil, count: nextSlot)
+        var listenerBySlot = [ListenerRouting?](repeating: nil, count: nextSlot)
         for listener in listeners {
-            routeBySlot[listener.slot] = routing.profile(named: listener.config.profile)
+            listenerBySlot[listener.slot] = routing.listener(named: listener.config.name)
         }
         let holdQueuesByIndex = routing.profiles.map { holdQueue(for: $0.name) }
-        store.publish(ProxySnapshot(routing: routing, routeBySlot: routeBySlot, holdQueues: holdQueuesByIndex))
+        store.publish(ProxySnapshot(routing: routing, listenerBySlot: listenerBySlot, holdQueues: holdQueuesByIndex))
 
         var releasedCounts: [String: Int] = [:]
         for route in routing.profiles {
@@ -227,7 +239,8 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     }
 
     func persistState() {
-        guard let stateFile else { return }
+        // After a handover the state file is the successor's: this process only reads it.
+        guard let stateFile, !handedOver else { return }
         do {
             try stateFile.write(runtime)
         } catch {
@@ -284,7 +297,11 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         var kept: [Listener] = []
         var opened: [Listener] = []
         for listenerConfig in next.listeners {
-            if let existing = listeners.first(where: { $0.config.address == listenerConfig.address && $0.config.mode == listenerConfig.mode }) {
+            // Same name first: two port-0 listeners share the configured address `127.0.0.1:0`,
+            // and matching on it alone handed both configs to the first socket.
+            let unclaimed = listeners.filter { old in !kept.contains { $0 === old } && old.config.address == listenerConfig.address && old.config.mode == listenerConfig.mode }
+            if let existing = unclaimed.first(where: { $0.config.name == listenerConfig.name })
+                ?? unclaimed.first(where: { _ in listenerConfig.address.port != 0 }) {
                 existing.update(listenerConfig)
                 kept.append(existing)
                 continue

@@ -6,41 +6,81 @@ import Glibc
 
 /// Starts a whole proxy process: runtime, admin socket, signals; used by `cutover proxy` and `cutover demo`.
 public enum ProxyServer {
-    /// Runs until SIGTERM/SIGINT, then drains and exits 0. Throws only for start-up failures.
-    public static func run(config: Config, configPath: String?, onStarted: @Sendable (ProxyRuntime) -> Void = { _ in }) throws -> Never {
+    /// Runs until SIGTERM/SIGINT (or until a successor took over), then drains and exits 0.
+    /// Throws only for start-up failures.
+    ///
+    /// - Parameter takeover: take the listening sockets, the admin socket and the admin HTTP
+    ///   listener over from the proxy running behind `config.admin.socket` (see `Handover`);
+    ///   the config was validated before this is called, so a broken one never takes traffic.
+    public static func run(config: Config, configPath: String?, takeover: Bool = false, onStarted: @Sendable (ProxyRuntime) -> Void = { _ in }) throws -> Never {
         signal(SIGPIPE, SIG_IGN)
         // The same checks as `proxy --check`, before anything logs "listening on".
         try StartChecks.verify(config, file: configPath ?? "(command line)")
         StartChecks.prepareDirectories(config)
-        let runtime = try ProxyRuntime(config: config, configPath: configPath)
-        try runtime.start()
-        var admin: AdminSocketServer?
-        if let path = config.admin.socket {
-            let server = AdminSocketServer(
-                path: path, mode: config.admin.socketMode, group: config.admin.socketGroup, limits: config.admin.sessionLimits,
-                streamer: { line in runtime.stream(line: line) }
-            ) { line in
-                runtime.execute(line: line)
+        var predecessor: HandoverClient?
+        if takeover {
+            guard let socket = config.admin.socket else {
+                throw Handover.Failure(description: "--takeover finds the running proxy through admin.socket; the config has none")
             }
-            try server.start()
-            Log.info("admin socket \(path)")
-            admin = server
-        } else {
-            Log.warning("no admin socket (admin.socket): `cutover ctl` cannot switch, pause or reload this proxy; SIGHUP still reloads")
+            predecessor = try HandoverClient(adminSocket: socket)
+            Log.info("takeover: pid \(predecessor!.offer.pid) (cutover \(predecessor!.offer.version)) offered \(predecessor!.sockets.count) listening sockets")
         }
-        if let address = config.admin.http {
-            try runtime.startAdminHTTP(on: address)
+        let runtime: ProxyRuntime
+        var admin: AdminSocketServer?
+        var handover: HandoverServer?
+        do {
+            // The state file was written by the predecessor just before its offer: it is read here.
+            runtime = try ProxyRuntime(config: config, configPath: configPath)
+            var inherited: [Int: Int32] = [:]
+            if let predecessor {
+                for (listener, offered) in predecessor.offer.listenerMatches(config) { inherited[listener] = predecessor.sockets[offered] }
+            }
+            try runtime.start(inherited: inherited)
+            if let path = config.admin.socket {
+                let server = AdminSocketServer(
+                    path: path, mode: config.admin.socketMode, group: config.admin.socketGroup, limits: config.admin.sessionLimits,
+                    streamer: { line in runtime.stream(line: line) }
+                ) { line in
+                    runtime.execute(line: line)
+                }
+                try server.start()
+                Log.info("admin socket \(path)")
+                admin = server
+            } else {
+                Log.warning("no admin socket (admin.socket): `cutover ctl` cannot switch, pause or reload this proxy; SIGHUP still reloads")
+            }
+            if let address = config.admin.http {
+                let adopted = predecessor.flatMap { client in client.offer.adminHTTPMatch(address).map { client.sockets[$0] } }
+                try runtime.startAdminHTTP(on: address, adopting: adopted)
+            }
+            if let path = config.admin.socket {
+                let server = admin
+                handover = try HandoverServer(adminSocket: path, runtime: runtime) {
+                    server?.stop()
+                    runtime.drainForSuccessor { exit(0) }
+                }
+            }
+            if let predecessor {
+                // Sockets the new config does not use close here; the predecessor closes its own copies.
+                let used = Set(inherited.values) .union(config.admin.http.flatMap { predecessor.offer.adminHTTPMatch($0) }.map { [predecessor.sockets[$0]] } ?? [])
+                for socket in predecessor.sockets where !used.contains(socket) { close(socket) }
+                predecessor.ready()
+                Log.info("takeover: serving; pid \(predecessor.offer.pid) stopped accepting and drains")
+            }
+        } catch {
+            predecessor?.abandon()
+            throw error
         }
-        let signals = installSignals(runtime: runtime, admin: admin)
+        let signals = installSignals(runtime: runtime, admin: admin, handover: handover)
         // Listeners, admin socket and signal handlers are in place: the proxy serves.
         SystemdNotify.send("READY=1\nSTATUS=serving \(config.listeners.count) listeners")
         onStarted(runtime)
-        withExtendedLifetime((signals, admin)) {
+        withExtendedLifetime((signals, admin, handover)) {
             dispatchMain()
         }
     }
 
-    private static func installSignals(runtime: ProxyRuntime, admin: AdminSocketServer?) -> [DispatchSourceSignal] {
+    private static func installSignals(runtime: ProxyRuntime, admin: AdminSocketServer?, handover: HandoverServer?) -> [DispatchSourceSignal] {
         let queue = DispatchQueue(label: "cutover.signals")
         var sources: [DispatchSourceSignal] = []
         for number in [SIGHUP, SIGTERM, SIGINT] {
@@ -54,6 +94,7 @@ public enum ProxyServer {
                 } else {
                     runtime.shutdown {
                         admin?.stop()
+                        handover?.stop()
                         exit(0)
                     }
                 }

@@ -21,8 +21,13 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
     /// Where this connection waits while its profile is paused.
     private var held: (queue: HoldQueue, id: UInt64)?
     private let clientText: String
+    /// Bytes read from the client to find its TLS server name; they go upstream first.
+    private var peeked: [UInt8] = []
+    /// The server name the ClientHello asked for, once read (`.absent`/`.malformed` route to the default).
+    private var serverName: TLSClientHello.ServerName?
 
     private enum Phase {
+        case peeking
         case routing
         case holding
         case connecting
@@ -66,8 +71,22 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
 
     private func route() {
         let snapshot = runtime.store.load()
-        guard let route = snapshot.routeBySlot[slot] else {
+        guard let listener = snapshot.listenerBySlot[slot] else {
             close(reason: "listener removed")
+            return
+        }
+        let decision: RouteDecision
+        if listener.needsServerName {
+            switch serverName {
+            case nil: return startPeeking()
+            case .found(let name): decision = name.withUnsafeBytes { listener.decide(serverName: $0) }
+            case .needMore, .absent, .malformed: decision = listener.decide(serverName: nil)
+            }
+        } else {
+            decision = listener.fallbackDecision
+        }
+        guard case .profile(let route, _) = decision else {
+            close(reason: "no route for this server name and no default profile on listener \(listener.name)")
             return
         }
         // A tunnel has no method to judge: the read-only gate never holds or refuses TCP connections.
@@ -80,6 +99,30 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
             return
         }
         connect(to: target)
+    }
+
+    /// Reads the client's first bytes until its ClientHello is whole (or clearly not one), within
+    /// the header-read timeout. Bytes are read, not peeked with MSG_PEEK: a partial hello left in
+    /// the kernel would keep the read source firing with nothing new to parse.
+    private func startPeeking() {
+        phase = .peeking
+        client.handler = self
+        deadline = monotonicMilliseconds() + UInt64(worker.settings.timeouts.headerRead.milliseconds)
+        client.resumeReading()
+    }
+
+    private func peekReadable() {
+        let n = client.read(into: worker.scratch)
+        if n == -1 { return }
+        if n <= 0 { return close(reason: "client closed before its TLS ClientHello") }
+        peeked.append(contentsOf: UnsafeRawBufferPointer(rebasing: worker.scratch[0..<n]))
+        let name = peeked.withUnsafeBytes { TLSClientHello.serverName(in: $0) }
+        // Records are at most 16 KiB, so a hello still incomplete past two of them is not one.
+        if case .needMore = name, peeked.count <= 2 * (TLSClientHello.maxHelloBytes + 5) { return }
+        serverName = name
+        client.pauseReading()
+        phase = .routing
+        route()
     }
 
     private func hold(route: ProfileRoute, generation: UInt64, queue: HoldQueue) {
@@ -140,6 +183,11 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
 
     private func startPumping() {
         guard let upstream else { return }
+        if !peeked.isEmpty {
+            // The ClientHello read for routing goes first; the flows queue behind it in order.
+            upstream.write(peeked)
+            peeked = []
+        }
         phase = .pumping
         client.handler = self
         upstream.handler = self
@@ -155,7 +203,8 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
     }
 
     func channelReadable(_ channel: SocketChannel) {
-        // Before pumping nothing is read: early client bytes wait in the kernel until the tunnel is up.
+        if phase == .peeking && channel === client { return peekReadable() }
+        // Before pumping nothing else is read: early client bytes wait in the kernel until the tunnel is up.
         guard phase == .pumping, let toUpstream, let toClient else { return }
         pump(channel === client ? toUpstream : toClient)
     }
@@ -252,6 +301,8 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
             close(reason: "connect timeout")
         case .pumping:
             close(reason: "idle timeout")
+        case .peeking:
+            close(reason: "no TLS ClientHello within the header read timeout")
         case .routing, .closed:
             break
         }

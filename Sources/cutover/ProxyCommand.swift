@@ -9,7 +9,7 @@ enum ProxyCommand {
         name: "proxy",
         summary: "run the reverse proxy (from --config FILE, or --listen/--endpoint flags)",
         help: """
-            Usage: cutover proxy --config FILE [--admin-socket PATH] [--workers N] [--access-log stderr|off|PATH] [--check]
+            Usage: cutover proxy --config FILE [--admin-socket PATH] [--workers N] [--access-log stderr|off|PATH] [--check | --takeover]
                    cutover proxy --listen HOST:PORT --endpoint NAME=HOST:PORT [--endpoint NAME=HOST:PORT ...]
                                  [--mode http|tcp] [--admin-socket PATH] [--workers N] [--access-log stderr|off|PATH] [--check]
 
@@ -33,12 +33,17 @@ enum ProxyCommand {
               --check               run every check start runs short of binding (config, endpoint
                                     names resolve, socket_group exists, state file readable,
                                     directories writable) and exit (0 valid, 1 invalid)
+              --takeover            upgrade without a gap: take the listening sockets, the admin
+                                    socket and the admin HTTP listener over from the proxy running
+                                    behind admin.socket, then that one drains and exits. A config
+                                    that does not validate is refused first; the old one keeps
+                                    serving (docs/self-upgrade.md)
             """,
         run: run)
 
     static func run(_ words: [String]) throws -> Int32 {
         let args = try Arguments(words, valued: ["--config", "--listen", "--endpoint", "--mode", "--admin-socket", "--workers", "--access-log"])
-        try args.rejectUnknown(flags: ["--check"])
+        try args.rejectUnknown(flags: ["--check", "--takeover"])
         guard args.positionals.isEmpty else { throw UsageError("unexpected argument \(args.positionals[0])") }
         var config: Config
         let path = args.value("--config")
@@ -63,7 +68,7 @@ enum ProxyCommand {
             print("\(path ?? "(command line)"): valid (\(config.listeners.count) listeners, \(config.profiles.count) profiles)")
             return 0
         }
-        try ProxyServer.run(config: config, configPath: path)
+        try ProxyServer.run(config: config, configPath: path, takeover: args.has("--takeover"))
     }
 
     /// Quick mode's admin socket when none is given: the one `cutover ctl` uses by default, so that

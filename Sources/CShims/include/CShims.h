@@ -14,6 +14,13 @@ int cshims_pipe_nonblocking(int fds[2]);
 /// Resizes a pipe (F_SETPIPE_SZ); returns the new size or -1.
 int cshims_set_pipe_size(int fd, int size);
 
+/// Sends `length` bytes of `data` with `count` descriptors attached (SCM_RIGHTS) on a Unix
+/// stream socket, in one sendmsg(2); returns the bytes sent or -1 (errno set).
+ssize_t cshims_send_fds(int sock, const int *fds, int count, const void *data, size_t length);
+/// Receives one message and up to `max` descriptors (SCM_RIGHTS, made close-on-exec); `*count` is
+/// set to how many came. Returns the bytes received or -1 (errno set).
+ssize_t cshims_recv_fds(int sock, int *fds, int max, int *count, void *data, size_t length);
+
 /// epoll event bits as plain integers (the Swift import of the enum is awkward).
 static const uint32_t cshims_epoll_in = EPOLLIN;
 static const uint32_t cshims_epoll_out = EPOLLOUT;

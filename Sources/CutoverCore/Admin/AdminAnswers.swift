@@ -282,9 +282,12 @@ public struct ProfileStatus: Codable, Sendable, Equatable {
     public var writesInFlight: Int
     /// How long held work waits before a 503 (the profile's `hold_timeout`; absent from older proxies).
     public var holdTimeoutMs: Int64?
+    /// The listener routes that lead here, as `LISTENER HOST/PREFIX` (`*` for any host), and
+    /// `LISTENER default` where the profile is a listener's default (absent from older proxies).
+    public var routes: [String]?
 
     public init(name: String, live: [String], paused: Bool, maintenance: Bool, readonly gate: ReadOnlyGate, held: Int, endpoints: Int,
-                inFlight: Int = 0, writesInFlight: Int = 0, holdTimeoutMs: Int64? = nil) {
+                inFlight: Int = 0, writesInFlight: Int = 0, holdTimeoutMs: Int64? = nil, routes: [String]? = nil) {
         self.name = name
         self.live = live
         self.paused = paused
@@ -296,6 +299,7 @@ public struct ProfileStatus: Codable, Sendable, Equatable {
         self.inFlight = inFlight
         self.writesInFlight = writesInFlight
         self.holdTimeoutMs = holdTimeoutMs
+        self.routes = routes
     }
 }
 
