@@ -106,12 +106,22 @@ public struct ListenerConfig: Sendable, Equatable {
     /// Host/path (HTTP) or SNI (TCP) routes to other profiles; the most specific match wins
     /// (see `RouteTable`).
     public var routes: [RouteConfig]
+    /// TLS termination; `nil` for a plain listener (a TCP listener then passes TLS through untouched).
+    public var tls: ListenerTLSConfig?
+    /// On a plain HTTP listener: answer every request with `308` to the same host and path on
+    /// HTTPS at this port (443 leaves the port out of the URL).
+    public var redirectHTTPSPort: UInt16?
 
-    public init(name: String, address: HostPort, mode: ListenerMode, profile: String?, routes: [RouteConfig] = []) {
+    public init(
+        name: String, address: HostPort, mode: ListenerMode, profile: String?, routes: [RouteConfig] = [],
+        tls: ListenerTLSConfig? = nil, redirectHTTPSPort: UInt16? = nil
+    ) {
         self.name = name
         self.address = address
         self.mode = mode
         self.profile = profile
+        self.tls = tls
+        self.redirectHTTPSPort = redirectHTTPSPort
         self.routes = routes
     }
 
@@ -189,14 +199,17 @@ public struct EndpointConfig: Sendable, Equatable {
     public var state: AdminState
     /// Overrides the profile's probe for this endpoint.
     public var probe: ProbeConfig?
+    /// Reach the endpoint (and probe it) over TLS; `nil` for plain TCP.
+    public var tls: UpstreamTLSConfig?
 
-    public init(name: String, address: HostPort, priority: Int = 1, weight: Int = 1, state: AdminState = .online, probe: ProbeConfig? = nil) {
+    public init(name: String, address: HostPort, priority: Int = 1, weight: Int = 1, state: AdminState = .online, probe: ProbeConfig? = nil, tls: UpstreamTLSConfig? = nil) {
         self.name = name
         self.address = address
         self.priority = priority
         self.weight = weight
         self.state = state
         self.probe = probe
+        self.tls = tls
     }
 }
 
@@ -440,11 +453,15 @@ public struct Timeouts: Sendable, Equatable {
     public var write: Duration
     /// How long SIGTERM waits for in-flight work before closing.
     public var shutdown: Duration
+    /// A TLS handshake (client side on a TLS listener, or to a TLS endpoint) that takes longer is abandoned.
+    public var tlsHandshake: Duration
 
     public init(
         connect: Duration = .seconds(5), headerRead: Duration = .seconds(10), idle: Duration = .seconds(60),
-        upstreamResponse: Duration = .seconds(60), write: Duration = .seconds(30), shutdown: Duration = .seconds(30)
+        upstreamResponse: Duration = .seconds(60), write: Duration = .seconds(30), shutdown: Duration = .seconds(30),
+        tlsHandshake: Duration = .seconds(10)
     ) {
+        self.tlsHandshake = tlsHandshake
         self.connect = connect
         self.headerRead = headerRead
         self.idle = idle

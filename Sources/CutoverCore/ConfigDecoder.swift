@@ -12,13 +12,16 @@ struct ConfigDecoder {
     // The accepted keys of each object, in the order they are documented; unknown-key errors
     // list them in this order so the message reads like the reference.
     static let rootKeys = ["listeners", "profiles", "admin", "state_file", "databases", "timeouts", "limits", "access_log", "workers"]
-    static let listenerKeys = ["name", "address", "mode", "profile", "routes"]
+    static let listenerKeys = ["name", "address", "mode", "profile", "routes", "tls", "redirect_https"]
     static let routeKeys = ["host", "path_prefix", "strip_prefix", "profile"]
+    static let listenerTLSKeys = ["certificates", "min_version"]
+    static let certificateKeys = ["cert", "key"]
+    static let upstreamTLSKeys = ["verify", "ca", "server_name"]
     static let profileKeys = [
         "name", "routing", "endpoints", "probe", "passive", "drain_timeout", "hold_timeout", "max_held",
         "hold_when_unavailable", "fail_open", "unknown_is_up", "maintenance", "guard",
     ]
-    static let endpointKeys = ["name", "address", "priority", "weight", "state", "probe"]
+    static let endpointKeys = ["name", "address", "priority", "weight", "state", "probe", "tls"]
     static let probeKeys = [
         "type", "method", "path", "host", "headers", "expect_status", "body_contains", "port", "command",
         "interval", "timeout", "rise", "fall",
@@ -30,7 +33,7 @@ struct ConfigDecoder {
     static let headerKeys = ["name", "value"]
     static let adminKeys = ["socket", "socket_mode", "socket_group", "http", "token", "max_sessions", "read_timeout"]
     static let databaseKeys = ["name", "driver", "dsn"]
-    static let timeoutKeys = ["connect", "header_read", "idle", "upstream_response", "write", "shutdown"]
+    static let timeoutKeys = ["connect", "header_read", "idle", "upstream_response", "write", "shutdown", "tls_handshake"]
     static let limitKeys = [
         "max_connections", "max_header_bytes", "max_header_count", "max_request_line_bytes", "max_body_bytes",
         "max_idle_upstream_per_endpoint",
@@ -87,7 +90,55 @@ struct ConfigDecoder {
         if profile == nil && routes.isEmpty {
             throw object.error("profile", "required key is missing (only a listener with routes may leave it out)")
         }
-        return ListenerConfig(name: name, address: address, mode: mode, profile: profile, routes: routes)
+        var listener = ListenerConfig(name: name, address: address, mode: mode, profile: profile, routes: routes)
+        if let tls = try object.object("tls", keys: Self.listenerTLSKeys) { listener.tls = try decodeListenerTLS(tls) }
+        if let redirect = object.value("redirect_https") {
+            switch redirect {
+            case .bool(let on):
+                listener.redirectHTTPSPort = on ? 443 : nil
+            case .number(let literal):
+                guard let port = UInt16(literal), port != 0 else {
+                    throw object.error("redirect_https", "\(literal) is not a port (want 1-65535)")
+                }
+                listener.redirectHTTPSPort = port
+            default:
+                throw object.error("redirect_https", "expected true (port 443) or the HTTPS port, got \(redirect.kindDescription)")
+            }
+        }
+        return listener
+    }
+
+    /// `{ certificates: [{cert, key}], min_version }`; relative paths are taken from the config's folder.
+    private func decodeListenerTLS(_ object: ConfigObject) throws(ConfigError) -> ListenerTLSConfig {
+        var tls = ListenerTLSConfig(certificates: [])
+        for (i, element) in try object.required("certificates", object.array).enumerated() {
+            let pair = try ConfigObject(element, path: object.path("certificates") + "[\(i)]", file: file, keys: Self.certificateKeys)
+            let cert = try pair.required("cert", pair.string)
+            let key = try pair.required("key", pair.string)
+            guard !cert.isEmpty else { throw pair.error("cert", "must not be empty") }
+            guard !key.isEmpty else { throw pair.error("key", "must not be empty") }
+            tls.certificates.append(CertificateFiles(cert: resolved(cert), key: resolved(key)))
+        }
+        if let version = try object.choice("min_version", TLSVersion.self, what: "TLS version") { tls.minVersion = version }
+        return tls
+    }
+
+    /// `{ verify, ca, server_name }`: verification stays on unless `verify` is false.
+    private func decodeUpstreamTLS(_ object: ConfigObject) throws(ConfigError) -> UpstreamTLSConfig {
+        var tls = UpstreamTLSConfig()
+        if let verify = try object.bool("verify") { tls.verify = verify }
+        if let ca = try object.string("ca") {
+            guard !ca.isEmpty else { throw object.error("ca", "must not be empty (leave it out for the system store)") }
+            tls.ca = resolved(ca)
+        }
+        tls.serverName = try object.string("server_name")
+        return tls
+    }
+
+    /// A path from the config as the process opens it: relative to the config file, not the
+    /// working directory, so a service unit's cwd does not change which file is read.
+    private func resolved(_ path: String) -> String {
+        path.hasPrefix("/") ? path : baseDirectory + "/" + path
     }
 
     /// A profile and its endpoints; each absent key keeps `ProfileConfig`'s default.
@@ -142,6 +193,7 @@ struct ConfigDecoder {
             }
         }
         if let probe = try object.object("probe", keys: Self.probeKeys) { endpoint.probe = try decodeProbe(probe) }
+        if let tls = try object.object("tls", keys: Self.upstreamTLSKeys) { endpoint.tls = try decodeUpstreamTLS(tls) }
         return endpoint
     }
 
@@ -218,9 +270,7 @@ struct ConfigDecoder {
         gate.maintenancePage = try object.string("page")
         if let pageFile = try object.string("page_file") {
             guard gate.maintenancePage == nil else { throw object.error("page_file", "set page or page_file, not both") }
-            // Relative to the config file, not the working directory, so a service unit's cwd
-            // does not change which page is served.
-            gate.maintenancePageFile = pageFile.hasPrefix("/") ? pageFile : baseDirectory + "/" + pageFile
+            gate.maintenancePageFile = resolved(pageFile)
         }
         if let retryAfter = try object.duration("retry_after") { gate.retryAfter = retryAfter }
         if let bypass = try object.object("bypass", keys: Self.bypassKeys) {
@@ -283,6 +333,7 @@ struct ConfigDecoder {
         if let upstream = try object.duration("upstream_response") { timeouts.upstreamResponse = upstream }
         if let write = try object.duration("write") { timeouts.write = write }
         if let shutdown = try object.duration("shutdown") { timeouts.shutdown = shutdown }
+        if let handshake = try object.duration("tls_handshake") { timeouts.tlsHandshake = handshake }
         return timeouts
     }
 

@@ -66,6 +66,19 @@ private struct ConfigValidator {
                 throw fail("\(path).profile", "required key is missing (only a listener with routes may leave it out)")
             }
             try checkRoutes(listener, path: path, profiles: profileNames)
+            try checkListenerTLS(listener, path: path)
+        }
+    }
+
+    /// A TLS listener needs a certificate; a redirect to HTTPS only makes sense on plain HTTP.
+    private func checkListenerTLS(_ listener: ListenerConfig, path: String) throws(ConfigError) {
+        if let tls = listener.tls, tls.certificates.isEmpty {
+            throw fail("\(path).tls.certificates", "at least one certificate is required ({\"cert\": \"site.pem\", \"key\": \"site.key\"})")
+        }
+        guard listener.redirectHTTPSPort != nil else { return }
+        guard listener.mode == .http else { throw fail("\(path).redirect_https", "only an http listener can redirect (this one is tcp)") }
+        guard listener.tls == nil else {
+            throw fail("\(path).redirect_https", "this listener already speaks TLS; set redirect_https on the plain listener")
         }
     }
 
@@ -207,6 +220,9 @@ private struct ConfigValidator {
             throw fail("\(path).state", "\"draining\" is a runtime state (set by switch or drain); configure online or offline")
         }
         if let probe = endpoint.probe { try checkProbe(probe, path: "\(path).probe") }
+        if let tls = endpoint.tls, let name = tls.serverName, name.isEmpty || name.utf8.contains(where: { $0 <= 0x20 || $0 == 0x7F }) {
+            throw fail("\(path).tls.server_name", "\"\(name)\" is not a host name")
+        }
     }
 
     /// Probe fields that would produce a malformed request or a check that can never settle.
@@ -305,7 +321,7 @@ private struct ConfigValidator {
     private func checkTimeouts(_ timeouts: Timeouts) throws(ConfigError) {
         let positive: [(String, Duration)] = [
             ("connect", timeouts.connect), ("header_read", timeouts.headerRead), ("idle", timeouts.idle),
-            ("upstream_response", timeouts.upstreamResponse), ("write", timeouts.write),
+            ("upstream_response", timeouts.upstreamResponse), ("write", timeouts.write), ("tls_handshake", timeouts.tlsHandshake),
         ]
         for (key, value) in positive where value <= .zero {
             throw fail("timeouts.\(key)", "must be greater than 0")

@@ -26,6 +26,8 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     /// The client half-closed after its request: answer it, then close.
     private var clientEnded = false
     private var closeWhenFlushed = false
+    /// The HTTPS port every request is redirected to (`redirect_https` on a plain listener).
+    private let redirectHTTPSPort: UInt16?
 
     /// Client bytes buffered beyond the request being served before the client is no longer read.
     static let maxBufferedPipeline = 65_536
@@ -38,15 +40,16 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         case closed
     }
 
-    init(fd: Int32, worker: Worker, runtime: ProxyRuntime, slot: Int) {
-        self.client = SocketChannel(fd: fd, worker: worker)
+    init(fd: Int32, worker: Worker, runtime: ProxyRuntime, slot: Int, transport: ListenerTransport = .plain) {
+        self.client = SocketChannel(fd: fd, worker: worker, tls: transport.tls.map { .server($0) })
+        self.redirectHTTPSPort = transport.redirectHTTPSPort
         self.worker = worker
         self.runtime = runtime
         self.slot = slot
         let peer = Socket.peer(fd)
         self.clientAddress = peer.bytes
         self.clientText = peer.text
-        self.origin = HTTPForwarding.Origin(address: peer.text, proto: "http")
+        self.origin = HTTPForwarding.Origin(address: peer.text, proto: transport.tls == nil ? "http" : "https")
     }
 
     func start() {
@@ -260,6 +263,13 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         exchange.profile = route.name
         exchange.profileIndex = route.index
         exchange.reportsServerErrors = route.config.passive.status5xx > 0
+        if let port = redirectHTTPSPort {
+            let location = HTTPSRedirect.location(host: exchange.head.headers.values(named: "Host").first, target: exchange.head.target, port: port)
+            let keep = exchange.clientKeepAlive && exchange.framing == .none
+            let response = HTTPErrorResponse.errorResponse(status: 308, message: "This site is served over HTTPS: \(location)", extraHeaders: [("Location", location)], close: !keep)
+            finishLocally(exchange, status: 308, response: response, keepAlive: keep, note: "redirect_https")
+            return
+        }
         if route.maintenance && !bypassesMaintenance(exchange.head, gate: route.config.gate) {
             answerMaintenance(exchange, gate: route.config.gate)
             return
@@ -359,7 +369,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         exchange.reusedUpstream = false
         do {
             let fd = try Socket.startConnect(to: target.socketAddress)
-            let channel = SocketChannel(fd: fd, worker: worker)
+            let channel = SocketChannel(upstreamFD: fd, to: target, worker: worker)
             channel.handler = self
             exchange.upstream = channel
             target.counters.connections.wrappingAdd(1, ordering: .relaxed)
@@ -372,7 +382,8 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     func channelConnected(_ channel: SocketChannel, error: Int32) {
         guard phase == .connecting, let exchange, channel === exchange.upstream, let target = exchange.target else { return }
         if error != 0 {
-            upstreamFailed(exchange, status: 502, reason: "\(target.qualifiedName) refused the connection (\(String(cString: strerror(error))))", passive: true)
+            let reason = channel.tlsFailure ?? "\(target.qualifiedName) refused the connection (\(String(cString: strerror(error))))"
+            upstreamFailed(exchange, status: 502, reason: reason, passive: true)
             return
         }
         runtime.reportPassiveSuccess(target: target, proof: .connected)

@@ -110,6 +110,7 @@ extension ProxyRuntime {
         }
         m.family("cutover_drains_in_progress", .gauge, help: "Endpoints draining now.")
         m.sample("cutover_drains_in_progress", [], draining)
+        writeTLSMetrics(&m)
 
         writeProfileMetrics(&m, profiles)
         writeEndpointMetrics(&m, endpoints)

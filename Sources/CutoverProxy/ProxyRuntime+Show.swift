@@ -162,7 +162,11 @@ extension ProxyRuntime {
             switches: stats.switches.load(ordering: .relaxed),
             tunnels: stats.tunnels.load(ordering: .relaxed),
             snapshotGeneration: Int(store.load().generation),
-            workers: workers.count)
+            workers: workers.count,
+            tlsHandshakes: stats.tls.handshakes.load(ordering: .relaxed),
+            tlsHandshakeFailures: stats.tls.handshakeFailures.load(ordering: .relaxed),
+            tlsPlainHTTP: stats.tls.plainHTTP.load(ordering: .relaxed),
+            tlsUpstreamHandshakeFailures: stats.tls.upstreamHandshakeFailures.load(ordering: .relaxed))
     }
 
     /// Process-wide totals by their snake_case names, in a fixed order (the text answer, metrics, status page).
@@ -183,6 +187,10 @@ extension ProxyRuntime {
             ("tunnels", totals.tunnels),
             ("snapshot_generation", totals.snapshotGeneration),
             ("workers", totals.workers),
+            ("tls_handshakes", totals.tlsHandshakes),
+            ("tls_handshake_failures", totals.tlsHandshakeFailures),
+            ("tls_plain_http", totals.tlsPlainHTTP),
+            ("tls_upstream_handshake_failures", totals.tlsUpstreamHandshakeFailures),
         ]
     }
 

@@ -90,13 +90,14 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     public func start(inherited: [Int: Int32] = [:]) throws {
         try controlQueue.sync {
             for (index, listenerConfig) in config.listeners.enumerated() {
+                let transport = try transport(for: listenerConfig, index: index, timeouts: config.timeouts)
                 if let fd = inherited[index] {
-                    let listener = Listener(config: listenerConfig, slot: nextSlot, adopting: fd)
+                    let listener = Listener(config: listenerConfig, slot: nextSlot, transport: transport, adopting: fd)
                     nextSlot += 1
-                    Log.info("listening on \(listenerConfig.address.host):\(listener.boundPort) (\(listenerConfig.mode.rawValue), listener \(listenerConfig.name) → profile \(listenerConfig.profile), taken over)")
+                    Log.info("listening on \(listenerConfig.address.host):\(listener.boundPort) (\(listenerConfig.mode.rawValue)\(Self.security(transport)), listener \(listenerConfig.name) → \(listenerConfig.routingSummary), taken over)")
                     listeners.append(listener)
                 } else {
-                    listeners.append(try openListener(listenerConfig))
+                    listeners.append(try openListener(listenerConfig, transport: transport))
                 }
             }
             publish(persist: false)
@@ -116,23 +117,28 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         controlQueue.sync { Dictionary(listeners.map { ($0.config.name, $0.boundPort) }, uniquingKeysWith: { a, _ in a }) }
     }
 
-    private func openListener(_ listenerConfig: ListenerConfig) throws -> Listener {
-        let listener = try Listener(config: listenerConfig, slot: nextSlot)
+    private func openListener(_ listenerConfig: ListenerConfig, transport: ListenerTransport) throws -> Listener {
+        let listener = try Listener(config: listenerConfig, slot: nextSlot, transport: transport)
         nextSlot += 1
-        Log.info("listening on \(listenerConfig.address.host):\(listener.boundPort) (\(listenerConfig.mode.rawValue), listener \(listenerConfig.name) → \(listenerConfig.routingSummary))")
+        Log.info("listening on \(listenerConfig.address.host):\(listener.boundPort) (\(listenerConfig.mode.rawValue)\(Self.security(transport)), listener \(listenerConfig.name) → \(listenerConfig.routingSummary))")
         return listener
+    }
+
+    /// ` over TLS, certificates for a.test,*.a.test; b.test` for a listener's log line.
+    private static func security(_ transport: ListenerTransport) -> String {
+        transport.tls.map { " over TLS, certificates for \($0.certificateNames.map { $0.joined(separator: ",") }.joined(separator: "; "))" } ?? ""
     }
 
     private func startAccepting(_ listener: Listener) {
         let slot = listener.slot
         let mode = listener.config.mode
-        listener.start(workers: workers) { [unowned self] worker, fd in
-            self.accepted(fd: fd, on: worker, slot: slot, mode: mode)
+        listener.start(workers: workers) { [unowned self, unowned listener] worker, fd in
+            self.accepted(fd: fd, on: worker, slot: slot, mode: mode, transport: listener.transport)
         }
     }
 
     /// - Important: runs on `worker`'s queue.
-    private func accepted(fd: Int32, on worker: Worker, slot: Int, mode: ListenerMode) {
+    private func accepted(fd: Int32, on worker: Worker, slot: Int, mode: ListenerMode, transport: ListenerTransport) {
         stats.acceptedConnections.wrappingAdd(1, ordering: .relaxed)
         let open = stats.openConnections.wrappingAdd(1, ordering: .relaxed).newValue
         let shutting = shuttingDown.load(ordering: .relaxed)
@@ -142,19 +148,19 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         if open > worker.settings.limits.maxConnections && (shutting || !evictIdleClient(on: worker)) {
             stats.openConnections.wrappingSubtract(1, ordering: .relaxed)
             stats.refusedConnections.wrappingAdd(1, ordering: .relaxed)
-            Self.refuse(fd, mode: mode, reason: "the proxy is at max_connections")
+            Self.refuse(fd, mode: transport.tls == nil ? mode : .tcp, reason: "the proxy is at max_connections")
             return
         }
         if shutting {
             stats.openConnections.wrappingSubtract(1, ordering: .relaxed)
             stats.refusedConnections.wrappingAdd(1, ordering: .relaxed)
-            Self.refuse(fd, mode: mode, reason: "the proxy is shutting down")
+            Self.refuse(fd, mode: transport.tls == nil ? mode : .tcp, reason: "the proxy is shutting down")
             return
         }
         Socket.setNoDelay(fd)
         switch mode {
-        case .http: HTTPSession(fd: fd, worker: worker, runtime: self, slot: slot).start()
-        case .tcp: TCPTunnel(fd: fd, worker: worker, runtime: self, slot: slot).start()
+        case .http: HTTPSession(fd: fd, worker: worker, runtime: self, slot: slot, transport: transport).start()
+        case .tcp: TCPTunnel(fd: fd, worker: worker, runtime: self, slot: slot, transport: transport).start()
         }
     }
 
@@ -255,7 +261,8 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         for (p, profile) in config.profiles.enumerated() {
             for (e, endpoint) in profile.endpoints.enumerated() {
                 let key = "\(profile.name)/\(endpoint.name)"
-                if let existing = targets[key], existing.address == endpoint.address {
+                if let existing = targets[key], existing.address == endpoint.address,
+                   (existing.upstreamTLS as? TLSClientContext)?.config == endpoint.tls {
                     resolved[key] = existing
                     continue
                 }
@@ -265,10 +272,17 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
                 } catch {
                     throw ConfigError(file: configPath ?? "(command line)", key: "profiles[\(p)].endpoints[\(e)].address", reason: "\(error)")
                 }
-                resolved[key] = EndpointTarget(profile: profile.name, name: endpoint.name, address: endpoint.address, socketAddress: socketAddress)
+                let upstreamTLS = try TLSClientContext.load(
+                    endpoint, key: "profiles[\(p)].endpoints[\(e)].tls", file: configPath ?? "(command line)", timeouts: config.timeouts, stats: stats.tls)
+                resolved[key] = EndpointTarget(profile: profile.name, name: endpoint.name, address: endpoint.address, socketAddress: socketAddress, upstreamTLS: upstreamTLS)
             }
         }
         return resolved
+    }
+
+    /// The certificates and redirect of a listener, read from disk now (at start and at every reload).
+    private func transport(for listener: ListenerConfig, index: Int, timeouts: Timeouts) throws(ConfigError) -> ListenerTransport {
+        try ListenerTransport.load(listener, index: index, file: configPath ?? "(command line)", timeouts: timeouts, stats: stats.tls)
     }
 
     /// Re-reads the config file and applies it without dropping a connection; a config that fails
@@ -296,23 +310,35 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         // Open new listeners first: if one cannot bind, nothing has changed yet.
         var kept: [Listener] = []
         var opened: [Listener] = []
-        for listenerConfig in next.listeners {
+        // Certificates are read before anything changes: a broken key refuses the whole reload.
+        var transports: [ListenerTransport] = []
+        for (index, listenerConfig) in next.listeners.enumerated() {
+            do {
+                transports.append(try transport(for: listenerConfig, index: index, timeouts: next.timeouts))
+            } catch {
+                Log.error("reload refused, keeping the running config and certificates: \(error)")
+                throw AdminError(.invalidConfig, "\(error); the running config and certificates are unchanged")
+            }
+        }
+        var updates: [(Listener, ListenerConfig, ListenerTransport)] = []
+        for (listenerConfig, transport) in zip(next.listeners, transports) {
             // Same name first: two port-0 listeners share the configured address `127.0.0.1:0`,
             // and matching on it alone handed both configs to the first socket.
             let unclaimed = listeners.filter { old in !kept.contains { $0 === old } && old.config.address == listenerConfig.address && old.config.mode == listenerConfig.mode }
             if let existing = unclaimed.first(where: { $0.config.name == listenerConfig.name })
                 ?? unclaimed.first(where: { _ in listenerConfig.address.port != 0 }) {
-                existing.update(listenerConfig)
+                updates.append((existing, listenerConfig, transport))
                 kept.append(existing)
                 continue
             }
             do {
-                opened.append(try openListener(listenerConfig))
+                opened.append(try openListener(listenerConfig, transport: transport))
             } catch {
                 for listener in opened { listener.close() }
                 throw AdminError(.invalidConfig, "listener \(listenerConfig.name): \(error); the running config is unchanged")
             }
         }
+        for (listener, listenerConfig, transport) in updates { listener.update(listenerConfig, transport: transport) }
         let closed = listeners.filter { old in !kept.contains { $0 === old } }
         for listener in closed {
             Log.info("closing listener \(listener.config.name) (removed from config)")

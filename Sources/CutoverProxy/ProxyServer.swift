@@ -14,7 +14,8 @@ public enum ProxyServer {
     ///   the config was validated before this is called, so a broken one never takes traffic.
     public static func run(config: Config, configPath: String?, takeover: Bool = false, onStarted: @Sendable (ProxyRuntime) -> Void = { _ in }) throws -> Never {
         signal(SIGPIPE, SIG_IGN)
-        // The same checks as `proxy --check`, before anything logs "listening on".
+        // The same checks as `proxy --check`, before anything logs "listening on" (and, in a
+        // takeover, before the running proxy is asked for anything).
         try StartChecks.verify(config, file: configPath ?? "(command line)")
         StartChecks.prepareDirectories(config)
         var predecessor: HandoverClient?
@@ -62,7 +63,8 @@ public enum ProxyServer {
             }
             if let predecessor {
                 // Sockets the new config does not use close here; the predecessor closes its own copies.
-                let used = Set(inherited.values) .union(config.admin.http.flatMap { predecessor.offer.adminHTTPMatch($0) }.map { [predecessor.sockets[$0]] } ?? [])
+                let adoptedHTTP = config.admin.http.flatMap { predecessor.offer.adminHTTPMatch($0) }.map { predecessor.sockets[$0] }
+                let used = Set(inherited.values).union(adoptedHTTP.map { [$0] } ?? [])
                 for socket in predecessor.sockets where !used.contains(socket) { close(socket) }
                 predecessor.ready()
                 Log.info("takeover: serving; pid \(predecessor.offer.pid) stopped accepting and drains")
@@ -77,6 +79,21 @@ public enum ProxyServer {
         onStarted(runtime)
         withExtendedLifetime((signals, admin, handover)) {
             dispatchMain()
+        }
+    }
+
+    /// Reads every certificate, key and CA bundle the config names, as a start would, and throws
+    /// the first that fails (`cutover proxy --check`).
+    public static func checkTLSFiles(config: Config, configPath: String?) throws {
+        let file = configPath ?? "(command line)"
+        let stats = TLSStats()
+        for (index, listener) in config.listeners.enumerated() {
+            _ = try ListenerTransport.load(listener, index: index, file: file, timeouts: config.timeouts, stats: stats)
+        }
+        for (p, profile) in config.profiles.enumerated() {
+            for (e, endpoint) in profile.endpoints.enumerated() {
+                _ = try TLSClientContext.load(endpoint, key: "profiles[\(p)].endpoints[\(e)].tls", file: file, timeouts: config.timeouts, stats: stats)
+            }
         }
     }
 

@@ -35,8 +35,8 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
         case closed
     }
 
-    init(fd: Int32, worker: Worker, runtime: ProxyRuntime, slot: Int) {
-        self.client = SocketChannel(fd: fd, worker: worker)
+    init(fd: Int32, worker: Worker, runtime: ProxyRuntime, slot: Int, transport: ListenerTransport = .plain) {
+        self.client = SocketChannel(fd: fd, worker: worker, tls: transport.tls.map { .server($0) })
         self.worker = worker
         self.runtime = runtime
         self.slot = slot
@@ -112,6 +112,15 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
     }
 
     private func peekReadable() {
+        if let name = client.terminatedServerName {
+            // TLS ends here: the handshake already read the name, and the bytes are the application's.
+            guard let name else { return }
+            if client.tls?.isFailed == true { return close(reason: "TLS handshake failed") }
+            serverName = name
+            client.pauseReading()
+            phase = .routing
+            return route()
+        }
         let n = client.read(into: worker.scratch)
         if n == -1 { return }
         if n <= 0 { return close(reason: "client closed before its TLS ClientHello") }
@@ -158,7 +167,7 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
         deadline = monotonicMilliseconds() + UInt64(worker.settings.timeouts.connect.milliseconds)
         do {
             let fd = try Socket.startConnect(to: target.socketAddress)
-            let channel = SocketChannel(fd: fd, worker: worker)
+            let channel = SocketChannel(upstreamFD: fd, to: target, worker: worker)
             channel.handler = self
             upstream = channel
             target.counters.connections.wrappingAdd(1, ordering: .relaxed)
@@ -191,8 +200,10 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
         phase = .pumping
         client.handler = self
         upstream.handler = self
-        toUpstream = Flow(source: client, sink: upstream, pipe: SplicePipe())
-        toClient = Flow(source: upstream, sink: client, pipe: SplicePipe())
+        // Splice moves ciphertext: a TLS side has to be copied through the worker's buffer.
+        let spliceable = !client.isTLS && !upstream.isTLS
+        toUpstream = Flow(source: client, sink: upstream, pipe: spliceable ? SplicePipe() : nil)
+        toClient = Flow(source: upstream, sink: client, pipe: spliceable ? SplicePipe() : nil)
         touch()
         client.resumeReading()
         upstream.resumeReading()

@@ -27,6 +27,8 @@ final class Worker: @unchecked Sendable {  // confined to `queue`
     let scratch: UnsafeMutableRawBufferPointer
     /// Head serialisation buffer, reused.
     var headBuffer: [UInt8] = []
+    /// Joins a head and body bytes into one TLS write, reused.
+    var tlsJoinBuffer: [UInt8] = []
     let pool: UpstreamPool
     /// Socket readiness for every channel of this worker.
     let poller: EventPoller

@@ -60,9 +60,8 @@ enum AgentCommand {
             }
         }
         let service = AgentService(journal: Journal(path: journalPath), databases: databases) { printError("cutover agent: \($0)") }
-        let server = try AgentServer(path: socketPath, service: service)
-        let signals = server.stopOnTerminationSignals { printError("cutover agent: \($0)") }
+        let server = try AgentServer(path: socketPath, service: service) { printError("cutover agent: \($0)") }
         printError("cutover agent: listening on \(server.path), journal \(journalPath)")
-        withExtendedLifetime(signals) { dispatchMain() }
+        withExtendedLifetime(server) { dispatchMain() }
     }
 }

@@ -9,7 +9,7 @@ enum ProxyCommand {
         name: "proxy",
         summary: "run the reverse proxy (from --config FILE, or --listen/--endpoint flags)",
         help: """
-            Usage: cutover proxy --config FILE [--admin-socket PATH] [--workers N] [--access-log stderr|off|PATH] [--check | --takeover]
+            Usage: cutover proxy --config FILE [--admin-socket PATH] [--workers N] [--access-log stderr|off|PATH] [--check] [--takeover]
                    cutover proxy --listen HOST:PORT --endpoint NAME=HOST:PORT [--endpoint NAME=HOST:PORT ...]
                                  [--mode http|tcp] [--admin-socket PATH] [--workers N] [--access-log stderr|off|PATH] [--check]
 
@@ -32,7 +32,8 @@ enum ProxyCommand {
               --access-log DEST     stderr (default), off, or a file path (overrides the config)
               --check               run every check start runs short of binding (config, endpoint
                                     names resolve, socket_group exists, state file readable,
-                                    directories writable) and exit (0 valid, 1 invalid)
+                                    directories writable, TLS certificates, keys and CA bundles
+                                    load) and exit (0 valid, 1 invalid)
               --takeover            upgrade without a gap: take the listening sockets, the admin
                                     socket and the admin HTTP listener over from the proxy running
                                     behind admin.socket, then that one drains and exits. A config
@@ -65,6 +66,7 @@ enum ProxyCommand {
         try ConfigLoader.validate(config, file: path ?? "(command line)")
         if args.has("--check") {
             try StartChecks.verify(config, file: path ?? "(command line)")
+            try ProxyServer.checkTLSFiles(config: config, configPath: path)
             print("\(path ?? "(command line)"): valid (\(config.listeners.count) listeners, \(config.profiles.count) profiles)")
             return 0
         }

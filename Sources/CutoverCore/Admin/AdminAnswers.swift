@@ -424,12 +424,25 @@ public struct StatsAnswer: Codable, Sendable, Equatable {
     public var snapshotGeneration: Int
     /// Worker queues.
     public var workers: Int
+    /// TLS handshakes completed on TLS listeners.
+    public var tlsHandshakes: Int
+    /// TLS handshakes on listeners that failed (bad version, no shared cipher, timeout, plain HTTP…).
+    public var tlsHandshakeFailures: Int
+    /// Of those, clients that sent plain HTTP to a TLS port.
+    public var tlsPlainHTTP: Int
+    /// TLS handshakes to endpoints that failed (verification, protocol, timeout).
+    public var tlsUpstreamHandshakeFailures: Int
 
     public init(
         uptimeSeconds: Int, connectionsOpen: Int, connectionsAccepted: Int, connectionsRefused: Int, connectionsEvicted: Int = 0, requests: Int,
         proxyAnswered: Int, heldNow: Int, heldTotal: Int, holdTimeouts: Int, switches: Int, tunnels: Int,
-        snapshotGeneration: Int, workers: Int
+        snapshotGeneration: Int, workers: Int, tlsHandshakes: Int = 0, tlsHandshakeFailures: Int = 0, tlsPlainHTTP: Int = 0,
+        tlsUpstreamHandshakeFailures: Int = 0
     ) {
+        self.tlsHandshakes = tlsHandshakes
+        self.tlsHandshakeFailures = tlsHandshakeFailures
+        self.tlsPlainHTTP = tlsPlainHTTP
+        self.tlsUpstreamHandshakeFailures = tlsUpstreamHandshakeFailures
         self.uptimeSeconds = uptimeSeconds
         self.connectionsOpen = connectionsOpen
         self.connectionsAccepted = connectionsAccepted
