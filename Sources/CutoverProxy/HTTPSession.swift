@@ -32,6 +32,10 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     private var processing = false
     private var processAgain = false
 
+    /// When the connection was accepted, and whether a request began on it (see `closeIfIdle`).
+    private let acceptedAtMs = monotonicMilliseconds()
+    private var hadRequest = false
+
     /// Client bytes buffered beyond the request being served before the client is no longer read.
     static let maxBufferedPipeline = 65_536
 
@@ -229,6 +233,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     // MARK: - Routing a request
 
     private func begin(_ received: HTTPRequestHead) {
+        hadRequest = true
         runtime.stats.requests.wrappingAdd(1, ordering: .relaxed)
         let head: HTTPRequestHead
         let framing: BodyFraming
@@ -905,8 +910,17 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
 
     /// Closes an idle keep-alive connection (shutdown); busy ones finish first.
     func closeIfIdle() {
-        if phase == .awaitingHead && exchange == nil && inbound.isEmpty { close() }
+        guard phase == .awaitingHead && exchange == nil && inbound.isEmpty else { return }
+        // Bytes already waiting are a request on its way: it is served (with `Connection: close`)
+        // rather than cut off; and a connection just accepted gets a moment for its first request,
+        // which its client may have written already (a takeover's last accepts, typically).
+        if Socket.bytesWaiting(client.fd) > 0 { return }
+        if !hadRequest && monotonicMilliseconds() &- acceptedAtMs < Self.firstRequestGraceMs { return }
+        close()
     }
+
+    /// How long a shutdown leaves a connection that has not sent its first request yet.
+    static let firstRequestGraceMs: UInt64 = 1000
 
     private func close() {
         // `.closed` also after an upgrade handed the sockets to a tunnel: they are not ours to close.

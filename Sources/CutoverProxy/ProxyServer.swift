@@ -71,6 +71,8 @@ public enum ProxyServer {
                 let adoptedHTTP = config.admin.http.flatMap { predecessor.offer.adminHTTPMatch($0) }.map { predecessor.sockets[$0] }
                 let used = Set(inherited.values).union(adoptedHTTP.map { [$0] } ?? [])
                 for socket in predecessor.sockets where !used.contains(socket) { close(socket) }
+                // systemd follows this process before the predecessor stops (the unit says NotifyAccess=all).
+                SystemdNotify.send("MAINPID=\(getpid())\nREADY=1\nSTATUS=serving \(config.listeners.count) listeners (took over)")
                 predecessor.ready()
                 Log.info("takeover: serving; pid \(predecessor.offer.pid) stopped accepting and drains")
             }
@@ -80,7 +82,7 @@ public enum ProxyServer {
         }
         let signals = installSignals(runtime: runtime, admin: admin, handover: handover)
         // Listeners, admin socket and signal handlers are in place: the proxy serves.
-        SystemdNotify.send("READY=1\nSTATUS=serving \(config.listeners.count) listeners")
+        if predecessor == nil { SystemdNotify.send("READY=1\nSTATUS=serving \(config.listeners.count) listeners") }
         onStarted(runtime)
         withExtendedLifetime((signals, admin, handover)) {
             dispatchMain()
@@ -111,11 +113,13 @@ public enum ProxyServer {
     private static func installSignals(runtime: ProxyRuntime, admin: AdminSocketServer?, handover: HandoverServer?) -> [DispatchSourceSignal] {
         let queue = DispatchQueue(label: "cutover.signals")
         var sources: [DispatchSourceSignal] = []
-        for number in [SIGHUP, SIGTERM, SIGINT] {
+        for number in [SIGHUP, SIGTERM, SIGINT, SIGUSR2] {
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
             source.setEventHandler {
-                if number == SIGHUP {
+                if number == SIGUSR2 {
+                    startSuccessor()
+                } else if number == SIGHUP {
                     Log.info("SIGHUP: reloading \(runtime.configPath ?? "(no config file)")")
                     let answer = runtime.execute(line: "reload")
                     Log.info("reload: \(answer)")
@@ -132,6 +136,27 @@ public enum ProxyServer {
             sources.append(source)
         }
         return sources
+    }
+
+    /// SIGUSR2: start the binary at this process's own path (replaced by a new version, typically)
+    /// with the same arguments and `--takeover`, so that the successor runs in the same service
+    /// (a systemd unit's cgroup): `systemctl kill --kill-who=main --signal=SIGUSR2 cutover`.
+    /// A successor that fails exits with its reason in the log; this process keeps serving.
+    private static func startSuccessor() {
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        if !arguments.contains("--takeover") { arguments.append("--takeover") }
+        let path = CommandLine.arguments[0].hasPrefix("/")
+            ? CommandLine.arguments[0]
+            : FileManager.default.currentDirectoryPath + "/" + CommandLine.arguments[0]
+        let successor = Process()
+        successor.executableURL = URL(fileURLWithPath: path)
+        successor.arguments = arguments
+        do {
+            try successor.run()
+            Log.info("SIGUSR2: started \(path) \(arguments.joined(separator: " ")) (pid \(successor.processIdentifier)) to take over")
+        } catch {
+            Log.error("SIGUSR2: could not start \(path) to take over: \(error); still serving")
+        }
     }
 }
 

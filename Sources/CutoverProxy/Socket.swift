@@ -142,6 +142,14 @@ enum Socket {
     }
 }
 
+extension Socket {
+    /// Bytes the kernel holds for `fd` that nobody has read yet (0 on error).
+    static func bytesWaiting(_ fd: Int32) -> Int {
+        var count: Int32 = 0
+        return ioctl(fd, UInt(FIONREAD), &count) == 0 ? Int(count) : 0
+    }
+}
+
 /// Milliseconds on the monotonic clock, for deadlines.
 @inline(__always)
 func monotonicMilliseconds() -> UInt64 {

@@ -81,7 +81,7 @@ final class PackagingTests: XCTestCase {
 }
 
 /// A Unix datagram socket standing in for systemd's notify socket.
-private final class NotifySocket {
+final class NotifySocket {
     let path: String
     private let fd: Int32
 

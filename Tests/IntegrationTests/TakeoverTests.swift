@@ -178,4 +178,37 @@ final class TakeoverTests: XCTestCase {
         XCTAssertEqual(Set(got.map(\.0)), [0, 1, 2])
         XCTAssertEqual(old.child.waitForExit(timeout: 40), 0, old.child.stderr)
     }
+
+    /// SIGUSR2 (what the unit's documented `systemctl kill --signal=SIGUSR2` sends): the proxy starts
+    /// its own binary with `--takeover`; the successor tells systemd its pid (MAINPID=) and serves,
+    /// the old one exits 0, and clients opening connections all the while see no refusal.
+    func testSIGUSR2_startsTheSuccessorWhichTakesOver_andTellsSystemdItsPID() throws {
+        let notify = try NotifySocket(path: dir.path("notify.sock"))
+        let configPath = try dir.write("usr2.json", config)
+        let old = try ChildProcess(CutoverBinary.url, ["proxy", "--config", configPath], directory: dir, label: "proxy-usr2",
+                                   environment: ["NOTIFY_SOCKET": notify.path])
+        defer { old.stop() }
+        XCTAssertTrue(notify.receive(timeout: 15)?.hasPrefix("READY=1") ?? false, old.stderr)
+        let port = Proxy.parsePorts(old.stderr).values.first ?? 0
+        let churn = Churn()
+        churn.start(port: port, connections: 4, adminSocket: socket)
+        XCTAssertTrue(waitUntil(timeout: 10) { churn.answers.count > 50 })
+        old.signal(SIGUSR2)
+        let ready = notify.receive(timeout: 20) ?? ""
+        let successor = ready.split(separator: "\n").first { $0.hasPrefix("MAINPID=") }.flatMap { Int32($0.dropFirst("MAINPID=".count)) }
+        defer { if let successor { kill(successor, SIGKILL) } }
+        XCTAssertNotNil(successor, "no MAINPID from the successor: \(ready.debugDescription) \(old.stderr)")
+        XCTAssertNotEqual(successor, old.pid)
+        XCTAssertTrue(ready.contains("READY=1"), ready)
+        XCTAssertEqual(old.waitForExit(timeout: 40), 0, old.stderr)
+        let before = churn.answers.count
+        XCTAssertTrue(waitUntil(timeout: 10) { churn.answers.count > before + 50 }, "the successor does not serve")
+        churn.stop()
+        XCTAssertEqual(churn.failures.prefix(5), [], "\(churn.failures.count) failures")
+        XCTAssertTrue(old.stderr.contains("SIGUSR2: started"), old.stderr)
+        if let successor {
+            kill(successor, SIGTERM)
+            XCTAssertTrue(waitUntil(timeout: 10) { kill(successor, 0) != 0 }, "the successor did not stop at SIGTERM")
+        }
+    }
 }
