@@ -44,6 +44,23 @@ public final class ListenerRouting: Sendable {
         return resolve(table.match(target: target, hostHeader: hostHeader))
     }
 
+    /// Where an HTTP request goes, read from its head in place: the `Host` value is compared as
+    /// the header's own bytes, so no `String` is built for it (the hot path's call).
+    public func decide(request head: HTTPRequestHead) -> RouteDecision {
+        guard !table.isEmpty else { return resolve(nil) }
+        var target = head.target
+        return target.withUTF8 { bytes in
+            let target = UnsafeRawBufferPointer(bytes)
+            var decision: RouteDecision?
+            // The parser let through at most one Host (a second is a 400), so the first is the one.
+            head.headers.forEachValue(named: "host") { host in
+                decision = resolve(table.match(target: target, hostHeader: host))
+                return false
+            }
+            return decision ?? resolve(table.match(target: target, hostHeader: nil))
+        }
+    }
+
     /// `String` convenience over `decide(target:hostHeader:)` (no copy for native strings).
     public func decide(target: String, hostHeader: String?) -> RouteDecision {
         guard !table.isEmpty else { return resolve(nil) }

@@ -274,11 +274,11 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
             return
         }
         // The profile comes from the same snapshot read as the endpoint it picks below.
-        let hostHeader = listener.routesNothing ? nil : exchange.head.headers["Host"]
         let route: ProfileRoute
-        switch listener.decide(target: exchange.head.target, hostHeader: hostHeader) {
+        switch listener.decide(request: exchange.head) {
         case .noRoute:
-            finish(exchange, .answered(.noRoute(host: hostHeader, listener: listener.name)))
+            // Only a 404 spells the host out as text.
+            finish(exchange, .answered(.noRoute(host: exchange.head.headers["Host"], listener: listener.name)))
             return
         case .profile(let chosen, let match):
             route = chosen

@@ -185,6 +185,22 @@ final class ListenerRoutingTests: XCTestCase {
         XCTAssertEqual(chosen(routing.decide(target: "/", hostHeader: nil)), "web")
     }
 
+    func testRequestHead_isRoutedFromItsBytesLikeTheStrings() {
+        let profiles = [profile("web", index: 0), profile("api", index: 1)]
+        let listener = ListenerConfig(
+            name: "front", address: HostPort(host: "127.0.0.1", port: 0), mode: .http, profile: "web",
+            routes: [RouteConfig(host: "a-rather-long-host-name.example.com", pathPrefix: "/v1", stripPrefix: true, profile: "api")])
+        let routing = ListenerRouting(listener: listener, profiles: profiles)
+        let head = HTTPRequestHead(method: "GET", target: "/v1/x", headers: [("Accept", "*/*"), ("HOST", "A-Rather-Long-Host-Name.example.com:443")])
+        guard case .profile(let api, let match?) = routing.decide(request: head) else { return XCTFail("not routed") }
+        XCTAssertEqual(api.name, "api")
+        XCTAssertEqual(match.upstreamTarget(head.target), "/x")
+        XCTAssertEqual(chosen(routing.decide(request: HTTPRequestHead(method: "GET", target: "/v1/x", headers: [("Host", "other.test")]))), "web")
+        XCTAssertEqual(chosen(routing.decide(request: HTTPRequestHead(method: "GET", target: "/v1/x", version: .http1_0))), "web")
+        let absolute = HTTPRequestHead(method: "GET", target: "http://a-rather-long-host-name.example.com/v1", headers: [("Host", "other.test")])
+        XCTAssertEqual(chosen(routing.decide(request: absolute)), "api")
+    }
+
     func testNoDefault_isNoRoute() {
         let listener = ListenerConfig(
             name: "front", address: HostPort(host: "127.0.0.1", port: 0), mode: .http, profile: nil,

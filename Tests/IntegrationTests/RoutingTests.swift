@@ -106,6 +106,11 @@ final class RoutingTests: XCTestCase {
         let reader = ResponseReader(connection)
         connection.send("GET http://api.example.com/ HTTP/1.1\r\nHost: www.example.com\r\n\r\n")
         XCTAssertEqual(reader.next()?.header("X-Backend"), "api-blue")
+        // Stripped and sent origin-form: the docs backend sees /headers.
+        connection.send("GET http://www.example.com/docs/headers HTTP/1.1\r\nHost: api.example.com\r\n\r\n")
+        let stripped = try XCTUnwrap(reader.next())
+        XCTAssertEqual(stripped.header("X-Backend"), "docs")
+        XCTAssertTrue(stripped.text.hasPrefix("GET /headers HTTP/1.1\r\n"), stripped.text)
         connection.send("GET /docs HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
         XCTAssertEqual(reader.next()?.header("X-Backend"), "docs")
         connection.send("GET / HTTP/1.1\r\n\r\n")
