@@ -131,8 +131,11 @@ public final class AdminSessionLoop<Request: Sendable>: @unchecked Sendable {  /
 
     /// Starts the loop thread and the executors.
     public func start() {
+        // A socket pair, not a pipe: a command that finishes after the loop ended still wakes it,
+        // and a send with MSG_NOSIGNAL to a closed end fails quietly where a pipe write raises
+        // SIGPIPE (and kills a process that did not ignore it, a test runner for one).
         var ends: [Int32] = [0, 0]
-        precondition(pipe(&ends) == 0, "pipe: \(String(cString: strerror(errno)))")
+        precondition(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &ends) == 0, "socketpair: \(String(cString: strerror(errno)))")
         for end in ends {
             _ = fcntl(end, F_SETFL, O_NONBLOCK)
             _ = fcntl(end, F_SETFD, FD_CLOEXEC)
@@ -317,7 +320,7 @@ public final class AdminSessionLoop<Request: Sendable>: @unchecked Sendable {  /
 
     private func wake() {
         var byte: UInt8 = 1
-        _ = write(wakeWrite, &byte, 1)
+        _ = send(wakeWrite, &byte, 1, Int32(MSG_NOSIGNAL))
     }
 
     private func drainWake() {
