@@ -35,11 +35,14 @@ public struct HandoverOffer: Codable, Sendable, Equatable {
     public var pid: Int32
     /// Its version (logged by the new process).
     public var version: String
+    /// Its process generation (1 for a proxy started afresh); the successor's is one more.
+    public var generation: Int?
     public var sockets: [Socket]
 
-    public init(pid: Int32, version: String, sockets: [Socket]) {
+    public init(pid: Int32, version: String, generation: Int? = nil, sockets: [Socket]) {
         self.pid = pid
         self.version = version
+        self.generation = generation
         self.sockets = sockets
     }
 

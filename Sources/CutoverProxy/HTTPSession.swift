@@ -32,9 +32,8 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     private var processing = false
     private var processAgain = false
 
-    /// When the connection was accepted, and whether a request began on it (see `closeIfIdle`).
-    private let acceptedAtMs = monotonicMilliseconds()
-    private var hadRequest = false
+    /// When the client last sent bytes (or connected): see `closeIfIdle`.
+    private var clientActiveMs = monotonicMilliseconds()
 
     /// Client bytes buffered beyond the request being served before the client is no longer read.
     static let maxBufferedPipeline = 65_536
@@ -78,6 +77,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
 
     func channelReadable(_ channel: SocketChannel) {
         if channel === client {
+            clientActiveMs = monotonicMilliseconds()
             clientReadable()
         } else {
             upstreamReadable(channel)
@@ -233,7 +233,6 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     // MARK: - Routing a request
 
     private func begin(_ received: HTTPRequestHead) {
-        hadRequest = true
         runtime.stats.requests.wrappingAdd(1, ordering: .relaxed)
         let head: HTTPRequestHead
         let framing: BodyFraming
@@ -911,16 +910,18 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     /// Closes an idle keep-alive connection (shutdown); busy ones finish first.
     func closeIfIdle() {
         guard phase == .awaitingHead && exchange == nil && inbound.isEmpty else { return }
-        // Bytes already waiting are a request on its way: it is served (with `Connection: close`)
-        // rather than cut off; and a connection just accepted gets a moment for its first request,
-        // which its client may have written already (a takeover's last accepts, typically).
+        // Closing a connection between requests races with the client's next one (it may be on
+        // the wire already, and the client sees an empty reply). So bytes already waiting are
+        // served, with `Connection: close`, and only a client silent for a while is closed: one
+        // that keeps sending gets its next answer with `Connection: close` instead, and a connection
+        // just accepted gets a moment for its first request (a takeover's last accepts, typically).
         if Socket.bytesWaiting(client.fd) > 0 { return }
-        if !hadRequest && monotonicMilliseconds() &- acceptedAtMs < Self.firstRequestGraceMs { return }
+        if monotonicMilliseconds() &- clientActiveMs < Self.idleBeforeClose { return }
         close()
     }
 
-    /// How long a shutdown leaves a connection that has not sent its first request yet.
-    static let firstRequestGraceMs: UInt64 = 1000
+    /// How long a shutdown waits for a quiet client before closing it between requests.
+    static let idleBeforeClose: UInt64 = 1000
 
     private func close() {
         // `.closed` also after an upgrade handed the sockets to a tunnel: they are not ours to close.

@@ -192,7 +192,15 @@ extension ProxyRuntime {
                 sockets.append(.init(kind: "admin_http", name: "admin_http", host: admin.host, port: admin.port, mode: nil))
                 fds.append(admin.fd)
             }
-            return (HandoverOffer(pid: getpid(), version: CutoverVersion.string, sockets: sockets), fds)
+            return (HandoverOffer(pid: getpid(), version: CutoverVersion.string, generation: processGeneration, sockets: sockets), fds)
+        }
+    }
+
+    /// Records that this process took over from a predecessor of `generation` (`show stats`).
+    func tookOver(fromGeneration generation: Int) {
+        controlQueue.sync {
+            processGeneration = generation + 1
+            tookOverAt = Date()
         }
     }
 

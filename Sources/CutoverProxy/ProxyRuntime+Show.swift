@@ -166,7 +166,8 @@ extension ProxyRuntime {
             tlsHandshakes: stats.tls.handshakes.load(ordering: .relaxed),
             tlsHandshakeFailures: stats.tls.handshakeFailures.load(ordering: .relaxed),
             tlsPlainHTTP: stats.tls.plainHTTP.load(ordering: .relaxed),
-            tlsUpstreamHandshakeFailures: stats.tls.upstreamHandshakeFailures.load(ordering: .relaxed))
+            tlsUpstreamHandshakeFailures: stats.tls.upstreamHandshakeFailures.load(ordering: .relaxed),
+            processGeneration: processGeneration, lastTakeover: tookOverAt.map(Timestamp.format))
     }
 
     /// Process-wide totals by their snake_case names, in a fixed order (the text answer, metrics, status page).
@@ -191,12 +192,14 @@ extension ProxyRuntime {
             ("tls_handshake_failures", totals.tlsHandshakeFailures),
             ("tls_plain_http", totals.tlsPlainHTTP),
             ("tls_upstream_handshake_failures", totals.tlsUpstreamHandshakeFailures),
+            ("process_generation", totals.processGeneration),
         ]
     }
 
     func showStats(json: Bool) -> String {
         if json { return JSONCoding.line(AdminAnswer(data: statsAnswer())) }
-        return statsValues().map { "\($0.0) \($0.1)" }.joined(separator: "\n")
+        let takeover = tookOverAt.map { "\nlast_takeover \(Timestamp.format($0))" } ?? ""
+        return statsValues().map { "\($0.0) \($0.1)" }.joined(separator: "\n") + takeover
     }
 
     func showEvents(count: Int, json: Bool) -> String {

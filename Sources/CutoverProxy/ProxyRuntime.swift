@@ -54,6 +54,9 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     let shuttingDown = Atomic<Bool>(false)
     /// Set once a takeover succeeded (see `ProxyRuntime+Handover`).
     var handedOver = false
+    /// 1 + the predecessor's generation after a takeover, and when it happened (`show stats`).
+    var processGeneration = 1
+    var tookOverAt: Date?
     /// The admin HTTP listener's socket, host and port, for a takeover.
     var adminHTTPSocket: (fd: Int32, host: String, port: UInt16)?
     let startedAt = Date()

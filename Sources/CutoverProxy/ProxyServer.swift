@@ -74,6 +74,7 @@ public enum ProxyServer {
                 // systemd follows this process before the predecessor stops (the unit says NotifyAccess=all).
                 SystemdNotify.send("MAINPID=\(getpid())\nREADY=1\nSTATUS=serving \(config.listeners.count) listeners (took over)")
                 predecessor.ready()
+                runtime.tookOver(fromGeneration: predecessor.offer.generation ?? 1)
                 Log.info("takeover: serving; pid \(predecessor.offer.pid) stopped accepting and drains")
             }
         } catch {

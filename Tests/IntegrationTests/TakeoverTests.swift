@@ -211,4 +211,62 @@ final class TakeoverTests: XCTestCase {
             XCTAssertTrue(waitUntil(timeout: 10) { kill(successor, 0) != 0 }, "the successor did not stop at SIGTERM")
         }
     }
+
+    /// Five takeovers in a row under keep-alive clients, clients opening a connection per request
+    /// and 20 slow requests in flight: no failed request and no refused or reset connection; the slow
+    /// requests finish on the process that took them, each old process exits within the drain bound,
+    /// the switch stays, and `show stats` counts the generations.
+    func testFiveTakeoversInARow_underLoad_failNothing() throws {
+        var current = try Proxy(config: config, directory: dir, socketPath: socket)
+        var retired: [Proxy] = []
+        defer { (retired + [current]).forEach { $0.stop() } }
+        XCTAssertEqual(try current.ctl("switch", "web", "green", "--force").status, 0)
+        let port = current.port()
+        let churn = Churn()
+        churn.start(port: port, connections: 3, adminSocket: socket)
+        let keepAlive = LoadClient()
+        keepAlive.start(port: port, connections: 4)
+        let slow = LoadClient()
+        slow.startOnce(port: port, connections: 20, path: "/slow?ms=1500")
+        XCTAssertTrue(waitUntil(timeout: 10) { keepAlive.results.count > 100 && churn.answers.count > 50 })
+        for round in 1...5 {
+            let next = try Proxy(config: config, directory: dir, socketPath: socket, extraArguments: ["--takeover"])
+            XCTAssertEqual(current.child.waitForExit(timeout: 40), 0, "round \(round): \(current.child.stderr)")
+            retired.append(current)
+            current = next
+        }
+        let before = churn.answers.count
+        XCTAssertTrue(waitUntil(timeout: 10) { churn.answers.count > before + 50 })
+        churn.stop()
+        keepAlive.stop()
+        slow.stop()
+        XCTAssertEqual(churn.failures.prefix(5), [], "\(churn.failures.count) failures on new connections")
+        XCTAssertEqual(keepAlive.failures.prefix(5), [], "\(keepAlive.failures.count) failures on keep-alive connections")
+        XCTAssertEqual(keepAlive.results.filter { $0.status != 200 }.count, 0)
+        XCTAssertEqual(slow.failures, [])
+        XCTAssertEqual(slow.results.map(\.status), Array(repeating: 200, count: 20), "the slow requests finish on the first process")
+        XCTAssertEqual(Set(keepAlive.results.map(\.backend)), ["green"], "the switch stays through five takeovers")
+        let stats = try current.ctl("show", "stats").stdout
+        XCTAssertTrue(stats.contains("process_generation 6"), stats)
+        XCTAssertTrue(stats.contains("last_takeover "), stats)
+        print("five takeovers under load: \(keepAlive.results.count) keep-alive and \(churn.answers.count) fresh-connection requests, 20 slow, 0 failed")
+    }
+
+    /// For contrast (quoted, not a goal): the same clients through a plain stop and start.
+    func testStopAndStart_forContrast_countsWhatFails() throws {
+        var proxy = try Proxy(config: config, directory: dir, socketPath: socket)
+        defer { proxy.stop() }
+        let churn = Churn()
+        churn.start(port: proxy.port(), connections: 3, adminSocket: socket)
+        XCTAssertTrue(waitUntil(timeout: 10) { churn.answers.count > 50 })
+        let port = proxy.port()
+        proxy.child.signal(SIGTERM)
+        XCTAssertEqual(proxy.child.waitForExit(timeout: 40), 0)
+        let pinned = config.replacingOccurrences(of: #""address": "127.0.0.1:0", "profile": "web""#, with: #""address": "127.0.0.1:\#(port)", "profile": "web""#)
+        proxy = try Proxy(config: pinned, directory: dir, socketPath: socket)
+        let before = churn.answers.count
+        XCTAssertTrue(waitUntil(timeout: 10) { churn.answers.count > before + 50 }, "the restarted proxy serves")
+        churn.stop()
+        print("stop and start for contrast: \(churn.failures.count) failed requests or admin commands (\(churn.failures.first ?? "-"))")
+    }
 }

@@ -432,13 +432,19 @@ public struct StatsAnswer: Codable, Sendable, Equatable {
     public var tlsPlainHTTP: Int
     /// TLS handshakes to endpoints that failed (verification, protocol, timeout).
     public var tlsUpstreamHandshakeFailures: Int
+    /// 1 for a proxy started afresh, one more than its predecessor's after each `--takeover`.
+    public var processGeneration: Int
+    /// When this process took over from its predecessor (UTC, ISO 8601); absent if it did not.
+    public var lastTakeover: String?
 
     public init(
         uptimeSeconds: Int, connectionsOpen: Int, connectionsAccepted: Int, connectionsRefused: Int, connectionsEvicted: Int = 0, requests: Int,
         proxyAnswered: Int, heldNow: Int, heldTotal: Int, holdTimeouts: Int, switches: Int, tunnels: Int,
         snapshotGeneration: Int, workers: Int, tlsHandshakes: Int = 0, tlsHandshakeFailures: Int = 0, tlsPlainHTTP: Int = 0,
-        tlsUpstreamHandshakeFailures: Int = 0
+        tlsUpstreamHandshakeFailures: Int = 0, processGeneration: Int = 1, lastTakeover: String? = nil
     ) {
+        self.processGeneration = processGeneration
+        self.lastTakeover = lastTakeover
         self.tlsHandshakes = tlsHandshakes
         self.tlsHandshakeFailures = tlsHandshakeFailures
         self.tlsPlainHTTP = tlsPlainHTTP
