@@ -37,8 +37,7 @@ extension ProxyRuntime {
             throw AdminError(.conflict, "show events --follow streams on the admin socket only (or GET /events on the admin HTTP listener)")
         case .switchTo(let profile, let endpoint, let force, let wait, let guardWindow, let waitGuard):
             let (draining, opened) = try onControlQueue { () throws(AdminError) in
-                let draining = try switchTo(profile: profile, endpoint: endpoint, force: force)
-                guardAfterSwitch(profile: try profileConfig(profile), live: endpoint, replaced: draining.map(\.name), duration: guardWindow)
+                let draining = try switchTo(profile: profile, endpoint: endpoint, force: force, guardWindow: guardWindow)
                 return (draining, guards[profile]?.watch?.started)
             }
             var switched = SwitchAnswer(profile: profile, endpoint: endpoint, draining: draining.map(\.name))
@@ -136,8 +135,10 @@ extension ProxyRuntime {
         return endpoint
     }
 
-    /// Makes `endpoint` the only online endpoint of its priority (and better); returns those now draining.
-    func switchTo(profile profileName: String, endpoint name: String, force: Bool) throws(AdminError) -> [EndpointTarget] {
+    /// Makes `endpoint` the only online endpoint of its priority (and better); returns those now
+    /// draining. With `guardWindow` they stand by for a guard window; without, any open window ends
+    /// (every operator's switch does: `switch`, `deploy`, `rollback`).
+    func switchTo(profile profileName: String, endpoint name: String, force: Bool, guardWindow: Duration? = nil) throws(AdminError) -> [EndpointTarget] {
         let profile = try profileConfig(profileName)
         _ = try endpointConfig(profile, name)
         let previous = profile.endpoints.map(\.name).filter { $0 != name && runtime.profiles[profileName]?.endpoints[$0]?.admin == .online }
@@ -145,10 +146,12 @@ extension ProxyRuntime {
         // What `rollback` goes back to: the endpoints that were live before this switch.
         let replaced = previous.filter { runtime.profiles[profileName]?.endpoints[$0]?.admin != .online }
         if !replaced.isEmpty { lastReplaced[profileName] = replaced }
-        return effects.compactMap { effect in
+        let draining = effects.compactMap { effect -> EndpointTarget? in
             guard case .armDrainDeadline(let endpoint, _) = effect else { return nil }
             return target(profile: profileName, endpoint: endpoint)
         }
+        guardAfterSwitch(profile: profile, live: name, replaced: draining.map(\.name), duration: guardWindow)
+        return draining
     }
 
     /// Changes an endpoint's admin state, priority or weight; returns a one-line summary.
