@@ -6,6 +6,8 @@ public enum AdminCommand: Sendable, Equatable {
     case showEndpoints(profile: String?)
     case showStats
     case showEvents(count: Int)
+    /// `show fleet`: the fleet's nodes, their applied revisions and the store's reachability.
+    case showFleet
     /// Make `endpoint` the only online endpoint of its priority; the others drain.
     /// `switch PROFILE ENDPOINT [--force] [--wait] [--guard DURATION [--wait-guard]]`: `guardWindow`
     /// opens a guard window of that length; `waitGuard` answers once the window ended, with its verdict.
@@ -28,7 +30,7 @@ public enum AdminCommand: Sendable, Equatable {
     /// Whether the command changes anything (and so is refused while read-only admin access is used).
     public var isMutation: Bool {
         switch self {
-        case .help, .showProfiles, .showEndpoints, .showStats, .showEvents: return false
+        case .help, .showProfiles, .showEndpoints, .showStats, .showEvents, .showFleet: return false
         case .switchTo, .setEndpoint, .pause, .resume, .maintenance, .readOnly, .reload: return true
         }
     }
@@ -40,6 +42,7 @@ public enum AdminCommand: Sendable, Equatable {
         show endpoints [PROFILE]                      admin state, health, priority, weight, in-flight
         show stats                                    totals: connections, requests, held, switches
         show events [N]                               the last N state and health changes (default 20)
+        show fleet                                    the fleet's nodes, their applied state revision, the store
         switch PROFILE ENDPOINT [--force] [--wait]    make ENDPOINT the live one; the others drain
                [--guard DURATION [--wait-guard]]      judge ENDPOINT for DURATION, the others stand by;
                                                       a breach of the profile's guard reverts; --wait-guard
@@ -77,7 +80,7 @@ public enum AdminCommand: Sendable, Equatable {
         case "help":
             return .help
         case "show":
-            guard let what = args.first else { throw AdminError(.badArguments, "show what? profiles, endpoints, stats or events") }
+            guard let what = args.first else { throw AdminError(.badArguments, "show what? profiles, endpoints, stats, events or fleet") }
             switch what {
             case "profiles":
                 try expectCount(args, 1, "show profiles")
@@ -88,13 +91,16 @@ public enum AdminCommand: Sendable, Equatable {
             case "stats":
                 try expectCount(args, 1, "show stats")
                 return .showStats
+            case "fleet":
+                try expectCount(args, 1, "show fleet")
+                return .showFleet
             case "events":
                 guard args.count <= 2 else { throw AdminError(.badArguments, "usage: show events [N]") }
                 guard args.count == 2 else { return .showEvents(count: 20) }
                 guard let n = Int(args[1]), n > 0 else { throw AdminError(.badArguments, "show events: \"\(args[1])\" is not a positive number") }
                 return .showEvents(count: n)
             default:
-                throw AdminError(.badArguments, "show \(what)? expected profiles, endpoints, stats or events")
+                throw AdminError(.badArguments, "show \(what)? expected profiles, endpoints, stats, events or fleet")
             }
         case "switch":
             var words = args
@@ -194,6 +200,10 @@ public struct AdminError: Error, Sendable, Equatable, CustomStringConvertible {
         case guardBreach = "guard-breach"
         /// `switch --guard --wait-guard`: a manual switch, reload or restart ended the window first.
         case guardEnded = "guard-ended"
+        /// A fleet proxy cannot reach etcd: it serves its last state and refuses changes.
+        case storeUnavailable = "store-unavailable"
+        /// A fleet switch was written, but some live nodes had not applied it in time (named).
+        case notApplied = "not-applied"
         case internalError = "internal"
     }
 
