@@ -96,8 +96,8 @@ extension ProxyRuntime {
 
     // MARK: - Threads
 
-    /// Watches the state key from the revision served; each put is adopted. On a broken stream,
-    /// marks the store unavailable, resyncs and watches again.
+    /// Watches the state key from the revision served; each put is adopted. When the stream ends,
+    /// resyncs (any member) and watches again; the store is unavailable only if no member answers.
     private func watchFleet(_ link: FleetLink) {
         while true {
             let from = link.book.withLock { $0.appliedRevision } + 1
@@ -115,13 +115,15 @@ extension ProxyRuntime {
                     return true
                 }
             } catch {
-                link.markStore(.unavailable(reason: error.reason))
+                // One member closing its stream (killed, restarted) says nothing of the others:
+                // the resync below tries them all and decides.
+                if link.book.withLock({ $0.store == .available }) { Log.info("fleet: watch ended (\(error.reason)); resyncing") }
             }
-            usleep(200_000)
             do {
                 try syncFleetState(link)
             } catch {
                 link.markStore(.unavailable(reason: error.reason))
+                usleep(200_000)  // every member refused: retry at a gentle pace
             }
         }
     }

@@ -138,7 +138,9 @@ final class FleetStateTests: XCTestCase {
     }
 
     func testShowFleet_parses() throws {
-        XCTAssertEqual(try AdminCommand.parse("show fleet --json"), AdminCommand.Line(command: .showFleet, json: true))
+        let line = try AdminCommand.parse("show fleet --json")
+        XCTAssertEqual(line.command, .showFleet)
+        XCTAssertTrue(line.json)
         XCTAssertFalse(AdminCommand.showFleet.isMutation)
         XCTAssertThrowsError(try AdminCommand.parse("show fleet now"))
     }

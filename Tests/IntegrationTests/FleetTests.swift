@@ -61,6 +61,10 @@ final class FleetTests: XCTestCase {
         for (load, proxy) in zip(loads, fleetProxies) { load.start(port: proxy.port(), connections: 4) }
         XCTAssertTrue(waitUntil(timeout: 10) { loads.allSatisfy { $0.results.count > 100 } }, "load did not start")
 
+        // What a ctl round trip costs by itself, to read the switch's figure against.
+        let baselineStart = Date()
+        _ = try fleetProxies[0].ctl("show profiles")
+        print("fleet switch: a ctl show profiles round trip takes \(Int(Date().timeIntervalSince(baselineStart) * 1000)) ms")
         let asked = Date()
         let switched = try fleetProxies[0].ctl("switch web green --json")
         let answered = Date()
@@ -155,6 +159,40 @@ final class FleetTests: XCTestCase {
         XCTAssertEqual(switched.status, 0, switched.stdout + switched.stderr)
         XCTAssertTrue(switched.stdout.contains("proxy-a, proxy-b, proxy-c"), switched.stdout)
         for proxy in [a, b, c] { XCTAssertEqual(backend(proxy), "blue") }
+    }
+
+    /// A 3-member etcd cluster: one member down, switches still work on every node; two down (no
+    /// quorum), the proxies serve their last state and refuse changes; both back, a switch reaches all.
+    func testThreeMemberCluster_oneDownStillSwitches_twoDownRefuses_thenConverges() throws {
+        etcd = try EtcdCluster(size: 3, directory: dir)
+        let a = try startProxy("proxy-a")
+        let b = try startProxy("proxy-b")
+        XCTAssertTrue(waitUntil(timeout: 10) { self.fleetNodes(a).count == 2 })
+
+        etcd.kill(0)
+        let switched = try a.ctl("switch web green")
+        XCTAssertEqual(switched.status, 0, switched.stdout + switched.stderr)
+        XCTAssertTrue(switched.stdout.contains("applied by proxy-a, proxy-b"), switched.stdout)
+        XCTAssertEqual(backend(b), "green")
+
+        etcd.kill(1)
+        var refused = (status: Int32(0), stdout: "", stderr: "")
+        XCTAssertTrue(try waitUntil(timeout: 20) {
+            refused = try b.ctl("switch web blue")
+            return refused.status != 0
+        }, "a switch was accepted without quorum")
+        XCTAssertTrue(refused.stdout.contains("ERR store-unavailable"), refused.stdout + refused.stderr)
+        for proxy in [a, b] { XCTAssertEqual(backend(proxy), "green", "fail-static without quorum") }
+
+        try etcd.start(0)
+        try etcd.start(1)
+        var again = (status: Int32(1), stdout: "", stderr: "")
+        XCTAssertTrue(try waitUntil(timeout: 30) {
+            again = try b.ctl("switch web blue")
+            return again.status == 0
+        }, "no switch after the members returned: \(again)")
+        XCTAssertTrue(again.stdout.contains("applied by proxy-a, proxy-b"), again.stdout)
+        for proxy in [a, b] { XCTAssertEqual(backend(proxy), "blue") }
     }
 }
 
