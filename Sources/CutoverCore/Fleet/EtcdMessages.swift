@@ -86,7 +86,9 @@ public struct EtcdKeyValue: Codable, Sendable, Equatable {
 
 /// `RangeRequest`: one key, or every key in `[key, range_end)`.
 public struct EtcdRangeRequest: Codable, Sendable, Equatable {
+    /// The key, base64.
     public var key: String
+    /// The end of the key range (exclusive), base64; absent for one key.
     public var rangeEnd: String?
 
     private enum CodingKeys: String, CodingKey {
@@ -108,6 +110,7 @@ public struct EtcdRangeRequest: Codable, Sendable, Equatable {
 
 /// `RangeResponse`.
 public struct EtcdRangeResponse: Codable, Sendable, Equatable {
+    /// The store revision it was served at.
     public var header: EtcdHeader?
     /// The keys found (absent when none).
     public var kvs: [EtcdKeyValue]?
@@ -115,7 +118,9 @@ public struct EtcdRangeResponse: Codable, Sendable, Equatable {
 
 /// `PutRequest`.
 public struct EtcdPutRequest: Codable, Sendable, Equatable {
+    /// The key, base64.
     public var key: String
+    /// The value, base64.
     public var value: String
     /// The lease to attach the key to; absent for none.
     public var lease: EtcdInt?
@@ -132,9 +137,13 @@ public struct EtcdPutRequest: Codable, Sendable, Equatable {
 public struct EtcdTxnRequest: Codable, Sendable, Equatable {
     /// `Compare`: `target` is `MOD`, `result` `EQUAL`.
     public struct Compare: Codable, Sendable, Equatable {
+        /// `MOD`: compare the key's `mod_revision`.
         public var target: String
+        /// `EQUAL`.
         public var result: String
+        /// The key, base64.
         public var key: String
+        /// The revision the key must still be at (0: the key must not exist).
         public var modRevision: EtcdInt
 
         private enum CodingKeys: String, CodingKey {
@@ -145,7 +154,9 @@ public struct EtcdTxnRequest: Codable, Sendable, Equatable {
 
     /// `RequestOp`: one of its fields is set.
     public struct Operation: Codable, Sendable, Equatable {
+        /// A put.
         public var requestPut: EtcdPutRequest?
+        /// A read.
         public var requestRange: EtcdRangeRequest?
 
         private enum CodingKeys: String, CodingKey {
@@ -154,8 +165,11 @@ public struct EtcdTxnRequest: Codable, Sendable, Equatable {
         }
     }
 
+    /// What must hold for `success` to run.
     public var compare: [Compare]
+    /// Run when every compare holds.
     public var success: [Operation]
+    /// Run otherwise.
     public var failure: [Operation]
 
     /// Put `value` at `key` if the key's `mod_revision` is still `basedOn` (0: the key does not
@@ -171,6 +185,7 @@ public struct EtcdTxnRequest: Codable, Sendable, Equatable {
 public struct EtcdTxnResponse: Codable, Sendable, Equatable {
     /// `ResponseOp`: the range read on failure is the one field used.
     public struct Response: Codable, Sendable, Equatable {
+        /// The answer of a read.
         public var responseRange: EtcdRangeResponse?
 
         private enum CodingKeys: String, CodingKey {
@@ -178,9 +193,11 @@ public struct EtcdTxnResponse: Codable, Sendable, Equatable {
         }
     }
 
+    /// The store revision it was served at.
     public var header: EtcdHeader?
     /// Whether the compare held (etcd leaves `false` out).
     public var succeeded: Bool?
+    /// One per operation run.
     public var responses: [Response]?
 }
 
@@ -199,7 +216,9 @@ public struct EtcdLeaseGrantRequest: Codable, Sendable, Equatable {
 /// `LeaseGrantResponse` and, inside `result`, `LeaseKeepAliveResponse`: a lease and its TTL.
 /// A keep-alive of a lease that has expired comes back without a TTL.
 public struct EtcdLease: Codable, Sendable, Equatable {
+    /// The lease ID.
     public var id: EtcdInt?
+    /// Seconds left; absent (0) when the lease does not exist.
     public var ttl: EtcdInt?
 
     private enum CodingKeys: String, CodingKey {
@@ -213,6 +232,7 @@ public struct EtcdLease: Codable, Sendable, Equatable {
 
 /// `LeaseKeepAliveRequest`.
 public struct EtcdLeaseKeepAliveRequest: Codable, Sendable, Equatable {
+    /// The lease ID.
     public var id: EtcdInt
 
     public init(lease: Int64) { id = EtcdInt(lease) }
@@ -224,9 +244,13 @@ public struct EtcdLeaseKeepAliveRequest: Codable, Sendable, Equatable {
 
 /// `WatchRequest` with a `create_request` for every key under a prefix, from `start_revision`.
 public struct EtcdWatchRequest: Codable, Sendable, Equatable {
+    /// `WatchCreateRequest`.
     public struct Create: Codable, Sendable, Equatable {
+        /// The key, base64.
         public var key: String
+        /// The end of the key range (exclusive), base64; absent for one key.
         public var rangeEnd: String?
+        /// The first revision to report.
         public var startRevision: EtcdInt?
 
         private enum CodingKeys: String, CodingKey {
@@ -236,6 +260,7 @@ public struct EtcdWatchRequest: Codable, Sendable, Equatable {
         }
     }
 
+    /// The watch to create.
     public var createRequest: Create
 
     private enum CodingKeys: String, CodingKey {
@@ -251,7 +276,9 @@ public struct EtcdWatchRequest: Codable, Sendable, Equatable {
 /// One message of a streamed answer (`/v3/watch`, `/v3/lease/keepalive`): the payload in `result`,
 /// or a gRPC error in `error`.
 public struct EtcdStreamed<Result: Codable & Sendable & Equatable>: Codable, Sendable, Equatable {
+    /// The message.
     public var result: Result?
+    /// The error that ended the stream.
     public var error: EtcdError?
 }
 
@@ -259,15 +286,21 @@ public struct EtcdStreamed<Result: Codable & Sendable & Equatable>: Codable, Sen
 public struct EtcdWatchResponse: Codable, Sendable, Equatable {
     /// `mvccpb.Event`: a put (no `type`) or a `DELETE`.
     public struct Event: Codable, Sendable, Equatable {
+        /// `DELETE`, or absent for a put.
         public var type: String?
+        /// The key after the event.
         public var kv: EtcdKeyValue?
     }
 
+    /// The store revision it was served at.
     public var header: EtcdHeader?
+    /// Set on the first message, when the watch was created.
     public var created: Bool?
+    /// Set when etcd ended the watch.
     public var canceled: Bool?
     /// Set when the watch asked for a revision that was compacted away.
     public var compactRevision: EtcdInt?
+    /// The changes, in revision order.
     public var events: [Event]?
 
     private enum CodingKeys: String, CodingKey {
@@ -278,7 +311,10 @@ public struct EtcdWatchResponse: Codable, Sendable, Equatable {
 
 /// The gateway's error body: `{"error": "...", "code": 14, "message": "..."}`.
 public struct EtcdError: Codable, Sendable, Equatable {
+    /// The gRPC error text.
     public var error: String?
+    /// The gRPC status code (14: unavailable).
     public var code: Int?
+    /// The error message.
     public var message: String?
 }
