@@ -11,6 +11,8 @@ let package = Package(
         .target(name: "CShims"),
         // libpq as a system library (pkg-config libpq; apt libpq-dev).
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        // OpenSSL 3 as a system library (pkg-config openssl; apt libssl-dev): TLS on listeners and to endpoints.
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         // Pure logic: config, profiles, routing snapshots, HTTP framing, command grammar. No I/O.
         .target(name: "CutoverCore"),
         // The control-plane transport both processes share (Dispatch + Glibc + Foundation, nothing
@@ -18,10 +20,12 @@ let package = Package(
         // reaches the proxy only through this and Core's answer types, never by linking the proxy.
         .target(name: "CutoverControl"),
         // Dispatch + Glibc: sockets, listeners, HTTP sessions, tunnels, state file, signals.
-        .target(name: "CutoverProxy", dependencies: ["CutoverCore", "CutoverControl", "CShims"]),
+        .target(name: "CutoverProxy", dependencies: ["CutoverCore", "CutoverControl", "CShims", "COpenSSL"]),
         // The companion agent: database and flag drivers, journal, runbooks. Not the proxy (.ci/check-layering).
         .target(name: "CutoverAgent", dependencies: ["CutoverCore", "CutoverControl", "CLibPQ"]),
         .executableTarget(name: "cutover", dependencies: ["CutoverCore", "CutoverControl", "CutoverProxy", "CutoverAgent"]),
+        // libFuzzer targets for the parsers (Tests/Fuzz/run.sh); a plain build is a corpus replayer.
+        .executableTarget(name: "CutoverFuzz", dependencies: ["CutoverCore"], path: "Tests/Fuzz/CutoverFuzz"),
         .testTarget(name: "CutoverCoreTests", dependencies: ["CutoverCore"]),
         .testTarget(name: "CutoverProxyTests", dependencies: ["CutoverProxy", "CutoverCore"]),
         .testTarget(name: "CutoverAgentTests", dependencies: ["CutoverAgent", "CutoverCore", "CutoverControl"]),

@@ -1,6 +1,7 @@
 import CutoverControl
 import Dispatch
 import Glibc
+import Synchronization
 
 /// The agent's admin socket: the proxy's line protocol (one command per line, each answer ended by
 /// an empty line, mode 0600), so `cutover ctl --socket AGENT.sock` drives the agent too; and a
@@ -10,22 +11,48 @@ public final class AgentServer: @unchecked Sendable {
     private let socket: AdminSocketServer
     private let timer: DispatchSourceTimer
     private let service: AgentService
+    private let signals: [any DispatchSourceSignal]
     /// The socket's path.
     public var path: String { socket.path }
 
-    /// Binds `path` (replacing a stale socket) and starts serving `service`.
-    public init(path: String, service: AgentService, leaseCheck: Duration = .seconds(1)) throws {
+    /// Binds `path` (replacing a stale socket) and starts serving `service`. With `onTermination`,
+    /// SIGTERM and SIGINT `stop()` the server and `exit(0)`, as the proxy does, saying so through it.
+    ///
+    /// The signals are caught before the socket exists: a client that sees the socket file may
+    /// signal at once, and must not find the default action (death, the socket file left behind).
+    public init(path: String, service: AgentService, leaseCheck: Duration = .seconds(1),
+                onTermination log: (@Sendable (String) -> Void)? = nil) throws {
         self.service = service
+        let running = Mutex<AgentServer?>(nil)
+        signals = log.map { log in
+            Self.catchTermination { number in
+                log("\(number == SIGTERM ? "SIGTERM" : "SIGINT"): stopping (finishing the command in progress)")
+                // A signal in the moment between the socket's bind and the end of `init` waits for it.
+                var server = running.withLock { $0 }
+                for _ in 0..<200 where server == nil {
+                    usleep(5_000)
+                    server = running.withLock { $0 }
+                }
+                if let server {
+                    server.stop()
+                    log("stopped; removed \(server.path)")
+                }
+                exit(0)
+            }
+        } ?? []
         socket = AdminSocketServer(path: path) { line in service.handle(line) }
         try socket.start()
         timer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "cutover.agent.leases"))
         timer.schedule(deadline: .now() + leaseCheck.seconds, repeating: leaseCheck.seconds)
         timer.setEventHandler { _ = service.expireLeases() }
         timer.resume()
+        running.withLock { $0 = self }
     }
 
     /// Stops accepting (the socket file is removed) and the lease timer, then waits for the command
     /// in progress to finish; commands still arriving on open connections are refused (`shutting-down`).
+    ///
+    /// A lease held at that moment stays in the lease file: the next agent re-arms it.
     public func stop() {
         timer.cancel()
         socket.stop()
@@ -34,20 +61,12 @@ public final class AgentServer: @unchecked Sendable {
         _ = socket.waitForAnswersInProgress(timeout: .seconds(5))
     }
 
-    /// On SIGTERM or SIGINT: `stop()`, then `exit(0)`, as the proxy does. Keep the returned sources alive.
-    ///
-    /// A lease held at that moment stays in the lease file: the next agent re-arms it.
-    public func stopOnTerminationSignals(log: @escaping @Sendable (String) -> Void) -> [any DispatchSourceSignal] {
+    private static func catchTermination(_ handler: @escaping @Sendable (Int32) -> Void) -> [any DispatchSourceSignal] {
         let queue = DispatchQueue(label: "cutover.agent.signals")
         return [SIGTERM, SIGINT].map { number in
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
-            source.setEventHandler { [self] in
-                log("\(number == SIGTERM ? "SIGTERM" : "SIGINT"): stopping (finishing the command in progress)")
-                stop()
-                log("stopped; removed \(path)")
-                exit(0)
-            }
+            source.setEventHandler { handler(number) }
             source.activate()
             return source
         }

@@ -112,7 +112,8 @@ public final class AgentService: Sendable {
                 log("lease for \(name) expired without renewal (lease \(DurationText.format(lease.duration))): giving \"\(lease.fence.database)\" back read-write")
                 do {
                     let report = try journal.record(
-                        action: "db readonly off (lease expired)", target: lease.fence.target.description, undo: "db readonly on",
+                        action: "db readonly off (lease expired)", target: lease.fence.target.description,
+                        undo: ShellWords.command(["cutover", "db", "readonly", "on", "--dsn", lease.fence.target.description]),
                         describe: { (r: FenceReport) in r.json }
                     ) { try lease.fence.off() }
                     log(report.text)
@@ -166,6 +167,11 @@ public final class AgentService: Sendable {
         }
         let controlDatabase = options["--control-db"] ?? "postgres"
         let (fence, leaseName) = try makeFence(name, controlDatabase: controlDatabase)
+        // The undo runs as it stands, from any shell, whether or not this agent still runs.
+        func fenceCommand(_ mode: String) -> String {
+            ShellWords.command(["cutover", "db", "readonly", mode, "--dsn", fence.target.description]
+                + (controlDatabase == "postgres" ? [] : ["--control-db", controlDatabase]))
+        }
         switch action {
         case "status":
             let status = try fence.status()
@@ -178,7 +184,7 @@ public final class AgentService: Sendable {
             let leaseDuration = try duration("--lease")
             let report = try journal.record(
                 action: "db readonly on" + (leaseDuration.map { " --lease \(DurationText.format($0))" } ?? ""),
-                target: fence.target.description, undo: "db readonly off", describe: { (r: FenceReport) in r.json }
+                target: fence.target.description, undo: fenceCommand("off"), describe: { (r: FenceReport) in r.json }
             ) { try fence.on(grace: grace) }
             if let leaseDuration {
                 leases.withLock {
@@ -189,7 +195,7 @@ public final class AgentService: Sendable {
             return AgentReply(fence: report)
         default:
             let report = try journal.record(
-                action: "db readonly off", target: fence.target.description, undo: "db readonly on", describe: { (r: FenceReport) in r.json }
+                action: "db readonly off", target: fence.target.description, undo: fenceCommand("on"), describe: { (r: FenceReport) in r.json }
             ) { try fence.off() }
             // Given back, now forgotten: a failed `off` keeps the lease, so expiry still retries it.
             if leases.withLock({ $0.removeValue(forKey: leaseName) }) != nil { saveLeases(now: now) }
@@ -213,16 +219,16 @@ public final class AgentService: Sendable {
         }
         let driver: FlagDriver
         do {
-            driver = try FlagDriverOptions.make { options[$0] }
+            driver = try FlagDriverOptions.make(action: action) { options[$0] }
         } catch {
             throw AgentCommandError(code: "usage", message: "\(error)")
         }
         let describe = { (result: FlagResult) in result.json }
         switch action {
         case "on":
-            return AgentReply(flag: try journal.record(action: "flag on", target: driver.target, undo: "flag off", describe: describe) { try driver.on() })
+            return AgentReply(flag: try journal.record(action: "flag on", target: driver.target, undo: ShellWords.flagCommand("off", options: options), describe: describe) { try driver.on() })
         case "off":
-            return AgentReply(flag: try journal.record(action: "flag off", target: driver.target, undo: "flag on", describe: describe) { try driver.off() })
+            return AgentReply(flag: try journal.record(action: "flag off", target: driver.target, undo: ShellWords.flagCommand("on", options: options), describe: describe) { try driver.off() })
         default:
             return AgentReply(flag: try driver.status())
         }

@@ -3,7 +3,8 @@ import Glibc
 
 /// The client side of the admin protocol: send a line, read the answer up to its empty line.
 public final class AdminClient {
-    private let fd: Int32
+    private var fd: Int32
+    private let path: String
     private var buffered: [UInt8] = []
 
     /// A socket that cannot be reached, in words for the operator.
@@ -17,7 +18,12 @@ public final class AdminClient {
     /// longer fails instead of waiting (scripts and the agent; `ctl` waits, for `switch --wait`).
     public init(path: String, timeout: Duration? = nil) throws {
         self.timeout = timeout
-        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        self.path = path
+        fd = try Self.connect(path: path, timeout: timeout)
+    }
+
+    private static func connect(path: String, timeout: Duration?) throws -> Int32 {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw Failure(description: "socket(): \(String(cString: strerror(errno)))") }
         if let timeout {
             let milliseconds = Self.milliseconds(timeout)
@@ -30,22 +36,49 @@ public final class AdminClient {
             throw Failure(description: "admin socket path too long: \(path)")
         }
         let status = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         guard status == 0 else {
             let reason = String(cString: strerror(errno))
             close(fd)
             throw Failure(description: "cannot connect to admin socket \(path): \(reason)")
         }
+        return fd
     }
 
     deinit { close(fd) }
 
     /// Sends one command line and returns its answer (without the terminating empty line).
+    ///
+    /// A session left idle past the server's read timeout (an operator at the `ctl` prompt) was
+    /// closed with `ERR timeout` before this line was read, so the line ran nowhere: it is sent
+    /// again once on a new connection.
     public func send(_ line: String) throws -> String {
+        let answer = try sendOnce(line)
+        guard answer.hasPrefix(Self.timedOutPrefix) else { return answer }
+        close(fd)
+        buffered = []
+        fd = try Self.connect(path: path, timeout: timeout)
+        return try sendOnce(line)
+    }
+
+    /// How `AdminSocketServer` says it closed an idle session (the code `timeout`).
+    static let timedOutPrefix = "ERR timeout: no command line within"
+
+    private func sendOnce(_ line: String) throws -> String {
         // A server that refuses (`ERR busy`) may answer and close before reading the line: the
         // answer is still there to read.
         let sent = ControlSocket.sendAll(fd, Array((line + "\n").utf8))
+        return try nextAnswer(sent: sent)
+    }
+
+    /// Reads the next answer: the one to the line just sent, or, after a streaming command
+    /// (`show events --follow`), the next one the stream sends.
+    public func nextAnswer() throws -> String {
+        try nextAnswer(sent: true)
+    }
+
+    private func nextAnswer(sent: Bool) throws -> String {
         while true {
             if let end = terminator() {
                 let answer = String(decoding: buffered[..<end], as: UTF8.self)

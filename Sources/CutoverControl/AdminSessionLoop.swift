@@ -46,10 +46,15 @@ public final class AdminSessionLoop<Request: Sendable>: @unchecked Sendable {  /
         public var bytes: [UInt8]
         /// Whether the session reads the next request afterwards.
         public var keepOpen: Bool
+        /// A stream (`show events --follow`, `/events`): after `bytes` the session leaves the loop
+        /// and this runs on a thread of its own with the session's blocking descriptor, which it
+        /// closes when done; it holds no executor and no session slot.
+        public var detach: (@Sendable (Int32) -> Void)?
 
-        public init(bytes: [UInt8], keepOpen: Bool) {
+        public init(bytes: [UInt8], keepOpen: Bool, detach: (@Sendable (Int32) -> Void)? = nil) {
             self.bytes = bytes
             self.keepOpen = keepOpen
+            self.detach = detach
         }
     }
 
@@ -89,7 +94,7 @@ public final class AdminSessionLoop<Request: Sendable>: @unchecked Sendable {  /
     /// State the loop thread and the executors share, under `lock`.
     private struct Shared {
         var jobs: [(fd: Int32, request: Request)] = []
-        var finished: [(fd: Int32, keepOpen: Bool)] = []
+        var finished: [(fd: Int32, keepOpen: Bool, detached: Bool)] = []
         var stopping = false
         var loopEnded = false
         var counts = Counts()
@@ -177,7 +182,7 @@ public final class AdminSessionLoop<Request: Sendable>: @unchecked Sendable {  /
             let finished = shared.finished
             shared.finished = []
             lock.unlock()
-            for done in finished { commandFinished(fd: done.fd, keepOpen: done.keepOpen) }
+            for done in finished { commandFinished(fd: done.fd, keepOpen: done.keepOpen, detached: done.detached) }
             if stopping { break }
 
             let now = Self.milliseconds()
@@ -205,7 +210,7 @@ public final class AdminSessionLoop<Request: Sendable>: @unchecked Sendable {  /
         let finished = shared.finished
         shared.finished = []
         lock.unlock()
-        for done in finished { commandFinished(fd: done.fd, keepOpen: false) }
+        for done in finished { commandFinished(fd: done.fd, keepOpen: false, detached: done.detached) }
         for (fd, session) in sessions where !session.answering { closeSession(fd) }
         close(wakeRead)
     }
@@ -271,9 +276,14 @@ public final class AdminSessionLoop<Request: Sendable>: @unchecked Sendable {  /
         }
     }
 
-    private func commandFinished(fd: Int32, keepOpen: Bool) {
+    private func commandFinished(fd: Int32, keepOpen: Bool, detached: Bool) {
         busyExecutors -= 1
         answering.leave()
+        if detached {
+            // Its stream owns the descriptor now: forget the session without closing it.
+            if sessions.removeValue(forKey: fd) != nil { count { $0.open -= 1 } }
+            return
+        }
         guard keepOpen, sessions[fd] != nil else {
             closeSession(fd)
             return
@@ -330,10 +340,25 @@ public final class AdminSessionLoop<Request: Sendable>: @unchecked Sendable {  /
 
             let reply = answer(job.request)
             let sent = Self.sendAll(job.fd, reply.bytes, within: limits.readTimeout)
+            let detached = sent && reply.detach != nil
             lock.lock()
             let loopEnded = shared.loopEnded
-            if !loopEnded { shared.finished.append((job.fd, sent && reply.keepOpen)) }
+            if !loopEnded { shared.finished.append((job.fd, sent && reply.keepOpen, detached)) }
             lock.unlock()
+            if detached, let stream = reply.detach {
+                // The stream's own thread blocks on it, but never longer than the read timeout on
+                // a client that stopped reading.
+                _ = fcntl(job.fd, F_SETFL, 0)
+                let sendTimeoutMs = Self.milliseconds(limits.readTimeout)
+                var limit = timeval(tv_sec: Int(sendTimeoutMs / 1000), tv_usec: Int(sendTimeoutMs % 1000) * 1000)
+                setsockopt(job.fd, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
+                let fd = job.fd
+                let thread = Thread { stream(fd) }
+                thread.name = "\(name).stream"
+                thread.start()
+                if loopEnded { answering.leave() } else { wake() }
+                continue
+            }
             if loopEnded {
                 // Nobody reads this session any more: it ends with its answer.
                 answering.leave()

@@ -13,6 +13,13 @@ public final class AdminSocketServer: @unchecked Sendable {  // `fd` and `loop` 
     private let mode: UInt16
     private let group: String?
     private let handler: @Sendable (String) -> String
+    private let streamer: Streamer?
+
+    /// Answers a line with a stream of answers instead of one (`show events --follow`): `nil` when
+    /// the line is not a streaming command, else the first answer and the body of the stream, run
+    /// on a thread of its own with a `send` that sends one answer and returns false once the client
+    /// is gone (an empty answer sends nothing and only asks whether it is still there).
+    public typealias Streamer = @Sendable (_ line: String) -> (first: String, follow: @Sendable (_ send: (String) -> Bool) -> Void)?
     /// Sessions, command threads and the read timeout.
     public let limits: AdminSessionLimits
     private var fd: Int32 = -1
@@ -27,8 +34,9 @@ public final class AdminSocketServer: @unchecked Sendable {  // `fd` and `loop` 
 
     public init(
         path: String, mode: UInt16 = 0o600, group: String? = nil, limits: AdminSessionLimits = .init(),
-        handler: @escaping @Sendable (String) -> String
+        streamer: Streamer? = nil, handler: @escaping @Sendable (String) -> String
     ) {
+        self.streamer = streamer
         self.path = path
         self.limits = limits
         self.mode = mode
@@ -46,9 +54,15 @@ public final class AdminSocketServer: @unchecked Sendable {  // `fd` and `loop` 
             name: "cutover.admin", listenFD: fd, limits: limits,
             refusals: .init(
                 busy: Array("ERR busy: \(limits.executors) admin commands are running (the limit); try again\n\n".utf8),
-                timedOut: Array("ERR timeout: no command line within \(timeoutText); closing\n\n".utf8)),
-            frame: Self.frameLine, answer: { [handler] line in
-                .init(bytes: Array((handler(line) + "\n\n").utf8), keepOpen: true)
+                timedOut: Array("\(AdminClient.timedOutPrefix) \(timeoutText); closing\n\n".utf8)),
+            frame: Self.frameLine, answer: { [handler, streamer] line in
+                if let stream = streamer?(line) {
+                    return .init(bytes: Array((stream.first + "\n\n").utf8), keepOpen: false) { fd in
+                        defer { close(fd) }
+                        stream.follow { $0.isEmpty ? Self.peerIsThere(fd) : ControlSocket.sendAll(fd, Array(($0 + "\n\n").utf8)) }
+                    }
+                }
+                return .init(bytes: Array((handler(line) + "\n\n").utf8), keepOpen: true)
             })
         self.loop = loop
         loop.start()
@@ -142,4 +156,11 @@ public final class AdminSocketServer: @unchecked Sendable {  // `fd` and `loop` 
 
     /// Sessions open, timed out, evicted and refused since start.
     public var counts: AdminSessionLoop<String>.Counts { loop?.counts ?? .init() }
+
+    /// Whether a streaming client still holds its end: nothing to read (a hang-up reads as end of
+    /// file; a streaming client only listens) and no error.
+    private static func peerIsThere(_ fd: Int32) -> Bool {
+        var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        return poll(&entry, 1, 0) == 0
+    }
 }

@@ -8,6 +8,9 @@ public enum AdminCommand: Sendable, Equatable {
     case showEvents(count: Int)
     /// `show fleet`: the fleet's nodes, their applied revisions and the store's reachability.
     case showFleet
+    /// `show events --follow`: every state and health change from now on, one answer each, until
+    /// the client leaves (only the admin socket streams; see `ProxyRuntime.follow`).
+    case followEvents
     /// Make `endpoint` the only online endpoint of its priority; the others drain.
     /// `switch PROFILE ENDPOINT [--force] [--wait] [--guard DURATION [--wait-guard]]`: `guardWindow`
     /// opens a guard window of that length; `waitGuard` answers once the window ended, with its verdict.
@@ -19,6 +22,18 @@ public enum AdminCommand: Sendable, Equatable {
     /// Set the read-only gate: `on` refuses unsafe methods, `hold` makes them wait, `off` opens it.
     case readOnly(profile: String, gate: ReadOnlyGate)
     case reload
+    /// `add endpoint PROFILE/NAME ADDRESS [priority N] [weight W] [offline]`: a new endpoint at runtime.
+    case addEndpoint(profile: String, endpoint: String, address: HostPort, priority: Int?, weight: Int?, offline: Bool)
+    /// `remove endpoint PROFILE/NAME`: drain, then forget an endpoint `add endpoint` added.
+    case removeEndpoint(profile: String, endpoint: String)
+    /// `set endpoint PROFILE/NAME health up|down|auto [cause TEXT]`: an outside checker's verdict
+    /// (`nil` is `auto`: the probes decide again).
+    case setEndpointHealth(profile: String, endpoint: String, health: Health?, cause: String?)
+    /// `deploy PROFILE ADDRESS [--name N] [--timeout D]`: add (or reuse) the endpoint, wait until
+    /// its probes pass, switch to it and drain the old one.
+    case deploy(profile: String, address: HostPort, name: String?, timeout: Duration?)
+    /// `rollback PROFILE`: switch back to the endpoint the last switch replaced.
+    case rollback(profile: String)
 
     /// The admin states an operator may set (`drain` is how `draining` is asked for).
     public enum EndpointStateChange: String, Sendable, Equatable {
@@ -30,8 +45,9 @@ public enum AdminCommand: Sendable, Equatable {
     /// Whether the command changes anything (and so is refused while read-only admin access is used).
     public var isMutation: Bool {
         switch self {
-        case .help, .showProfiles, .showEndpoints, .showStats, .showEvents, .showFleet: return false
+        case .help, .showProfiles, .showEndpoints, .showStats, .showEvents, .followEvents, .showFleet: return false
         case .switchTo, .setEndpoint, .pause, .resume, .maintenance, .readOnly, .reload: return true
+        case .addEndpoint, .removeEndpoint, .setEndpointHealth, .deploy, .rollback: return true
         }
     }
 
@@ -42,12 +58,21 @@ public enum AdminCommand: Sendable, Equatable {
         show endpoints [PROFILE]                      admin state, health, priority, weight, in-flight
         show stats                                    totals: connections, requests, held, switches
         show events [N]                               the last N state and health changes (default 20)
+        show events --follow                          stream each change as it happens, one answer each
         show fleet                                    the fleet's nodes, their applied state revision, the store
         switch PROFILE ENDPOINT [--force] [--wait]    make ENDPOINT the live one; the others drain
                [--guard DURATION [--wait-guard]]      judge ENDPOINT for DURATION, the others stand by;
                                                       a breach of the profile's guard reverts; --wait-guard
                                                       answers when the window ended, with its verdict
         set endpoint PROFILE/NAME online|offline|drain [priority N] [weight W]
+        set endpoint PROFILE/NAME health up|down|auto [cause TEXT]
+                                                      an outside checker's verdict; auto: probes again
+        add endpoint PROFILE/NAME HOST:PORT [priority N] [weight W] [offline]
+                                                      a new endpoint at runtime (kept in the state file)
+        remove endpoint PROFILE/NAME                  drain, then remove an endpoint added at runtime
+        deploy PROFILE HOST:PORT [--name N] [--timeout D]
+                                                      add (or reuse) it, wait until up, switch, drain
+        rollback PROFILE                              switch back to the endpoint the last switch replaced
         pause PROFILE                                 hold new requests and connections
         resume PROFILE                                release held work in arrival order (a readonly
                                                       hold keeps its writes)
@@ -95,6 +120,10 @@ public enum AdminCommand: Sendable, Equatable {
                 try expectCount(args, 1, "show fleet")
                 return .showFleet
             case "events":
+                if args.contains("--follow") {
+                    guard args.count == 2 else { throw AdminError(.badArguments, "usage: show events --follow") }
+                    return .followEvents
+                }
                 guard args.count <= 2 else { throw AdminError(.badArguments, "usage: show events [N]") }
                 guard args.count == 2 else { return .showEvents(count: 20) }
                 guard let n = Int(args[1]), n > 0 else { throw AdminError(.badArguments, "show events: \"\(args[1])\" is not a positive number") }
@@ -127,7 +156,19 @@ public enum AdminCommand: Sendable, Equatable {
                 profile: positional[0], endpoint: positional[1], force: flags.contains("--force"), wait: flags.contains("--wait"),
                 guardWindow: guardWindow, waitGuard: flags.contains("--wait-guard"))
         case "set":
+            if args.count >= 3, args[0] == "endpoint", args[2] == "health" { return try parseSetHealth(args) }
             return try parseSetEndpoint(args)
+        case "add":
+            return try parseAddEndpoint(args)
+        case "remove":
+            guard args.count == 2, args[0] == "endpoint" else { throw AdminError(.badArguments, "usage: remove endpoint PROFILE/NAME") }
+            let (profile, endpoint) = try qualifiedName(args[1], command: "remove endpoint")
+            return .removeEndpoint(profile: profile, endpoint: endpoint)
+        case "deploy":
+            return try parseDeploy(args)
+        case "rollback":
+            try expectCount(args, 1, "rollback PROFILE")
+            return .rollback(profile: args[0])
         case "pause", "resume":
             try expectCount(args, 1, "\(verb) PROFILE")
             return verb == "pause" ? .pause(profile: args[0]) : .resume(profile: args[0])
@@ -178,6 +219,88 @@ public enum AdminCommand: Sendable, Equatable {
         }
         guard state != nil || priority != nil || weight != nil else { throw AdminError(.badArguments, usage) }
         return .setEndpoint(profile: String(qualified[0]), endpoint: String(qualified[1]), state: state, priority: priority, weight: weight)
+    }
+
+    /// `PROFILE/NAME` as its two parts.
+    private static func qualifiedName(_ text: String, command: String) throws(AdminError) -> (String, String) {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+            throw AdminError(.badArguments, "\(command): \"\(text)\" is not PROFILE/NAME")
+        }
+        return (String(parts[0]), String(parts[1]))
+    }
+
+    private static func address(_ text: String, command: String) throws(AdminError) -> HostPort {
+        switch HostPort.parse(text) {
+        case .success(let address): return address
+        case .failure(let error): throw AdminError(.badArguments, "\(command): \"\(text)\" \(error)")
+        }
+    }
+
+    private static func parseSetHealth(_ args: [String]) throws(AdminError) -> AdminCommand {
+        let usage = "usage: set endpoint PROFILE/NAME health up|down|auto [cause TEXT]"
+        let (profile, endpoint) = try qualifiedName(args[1], command: "set endpoint")
+        guard args.count >= 4 else { throw AdminError(.badArguments, usage) }
+        let health: Health?
+        switch args[3] {
+        case "up": health = .up
+        case "down": health = .down
+        case "auto": health = nil
+        default: throw AdminError(.badArguments, "set endpoint health: \"\(args[3])\" is not up, down or auto")
+        }
+        let rest = args.dropFirst(4)
+        guard rest.isEmpty || (rest.first == "cause" && rest.count > 1) else { throw AdminError(.badArguments, usage) }
+        return .setEndpointHealth(profile: profile, endpoint: endpoint, health: health, cause: rest.isEmpty ? nil : rest.dropFirst().joined(separator: " "))
+    }
+
+    private static func parseAddEndpoint(_ args: [String]) throws(AdminError) -> AdminCommand {
+        let usage = "usage: add endpoint PROFILE/NAME HOST:PORT [priority N] [weight W] [offline]"
+        guard args.count >= 3, args[0] == "endpoint" else { throw AdminError(.badArguments, usage) }
+        let (profile, endpoint) = try qualifiedName(args[1], command: "add endpoint")
+        let target = try address(args[2], command: "add endpoint")
+        var priority: Int?
+        var weight: Int?
+        var offline = false
+        var rest = args.dropFirst(3)
+        while let word = rest.popFirst() {
+            switch word {
+            case "offline":
+                offline = true
+            case "priority", "weight":
+                guard let text = rest.popFirst(), let value = Int(text), value >= 0 else {
+                    throw AdminError(.badArguments, "add endpoint: \(word) needs a number ≥ 0")
+                }
+                if word == "priority" { priority = value } else { weight = value }
+            default:
+                throw AdminError(.badArguments, "add endpoint: unexpected \"\(word)\"; \(usage)")
+            }
+        }
+        return .addEndpoint(profile: profile, endpoint: endpoint, address: target, priority: priority, weight: weight, offline: offline)
+    }
+
+    private static func parseDeploy(_ args: [String]) throws(AdminError) -> AdminCommand {
+        let usage = "usage: deploy PROFILE HOST:PORT [--name N] [--timeout D]"
+        var positional: [String] = []
+        var name: String?
+        var timeout: Duration?
+        var rest = args[...]
+        while let word = rest.popFirst() {
+            switch word {
+            case "--name":
+                guard let value = rest.popFirst() else { throw AdminError(.badArguments, "deploy: --name needs a value") }
+                name = value
+            case "--timeout":
+                guard let text = rest.popFirst(), let value = DurationText.parse(text), value > .zero else {
+                    throw AdminError(.badArguments, "deploy: --timeout needs a duration such as 30s")
+                }
+                timeout = value
+            default:
+                guard !word.hasPrefix("--") else { throw AdminError(.badArguments, "deploy: unknown option \(word)") }
+                positional.append(word)
+            }
+        }
+        guard positional.count == 2 else { throw AdminError(.badArguments, usage) }
+        return .deploy(profile: positional[0], address: try address(positional[1], command: "deploy"), name: name, timeout: timeout)
     }
 
     private static func expectCount(_ args: [String], _ count: Int, _ usage: String) throws(AdminError) {

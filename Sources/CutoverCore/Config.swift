@@ -97,18 +97,73 @@ public enum ListenerMode: String, Sendable, Equatable, CaseIterable {
     case tcp
 }
 
-/// One listening address routed to one profile.
+/// One listening address, routed to its default profile or, through `routes`, to several.
 public struct ListenerConfig: Sendable, Equatable {
     public var name: String
     public var address: HostPort
     public var mode: ListenerMode
-    public var profile: String
+    /// The profile for requests (or connections) no route matches; `nil` answers those with 404
+    /// (HTTP) or closes them (TCP). Only a listener with routes may leave it out.
+    public var profile: String?
+    /// Host/path (HTTP) or SNI (TCP) routes to other profiles; the most specific match wins
+    /// (see `RouteTable`).
+    public var routes: [RouteConfig]
+    /// TLS termination; `nil` for a plain listener (a TCP listener then passes TLS through untouched).
+    public var tls: ListenerTLSConfig?
+    /// On a plain HTTP listener: answer every request with `308` to the same host and path on
+    /// HTTPS at this port (443 leaves the port out of the URL).
+    public var redirectHTTPSPort: UInt16?
 
-    public init(name: String, address: HostPort, mode: ListenerMode, profile: String) {
+    public init(
+        name: String, address: HostPort, mode: ListenerMode, profile: String?, routes: [RouteConfig] = [],
+        tls: ListenerTLSConfig? = nil, redirectHTTPSPort: UInt16? = nil
+    ) {
         self.name = name
         self.address = address
         self.mode = mode
         self.profile = profile
+        self.tls = tls
+        self.redirectHTTPSPort = redirectHTTPSPort
+        self.routes = routes
+    }
+
+    /// `profile web` or `3 routes, default web` for the log line of an opened listener.
+    public var routingSummary: String {
+        let fallback = profile.map { "profile \($0)" } ?? "no default profile"
+        return routes.isEmpty ? fallback : "\(routes.count) route\(routes.count == 1 ? "" : "s"), \(fallback)"
+    }
+
+    /// Every profile this listener can send work to: the routes' profiles in order, then the default.
+    public var profilesReached: [String] {
+        var names: [String] = []
+        for name in routes.map(\.profile) + [profile].compactMap({ $0 }) where !names.contains(name) { names.append(name) }
+        return names
+    }
+}
+
+/// One `routes` entry of a listener: which requests go to `profile` instead of the default.
+///
+/// HTTP listeners match `host` (exact or `*.suffix`, case-insensitive, port ignored) and
+/// `pathPrefix` (on segment boundaries); TCP listeners match `host` against the TLS server name.
+public struct RouteConfig: Sendable, Equatable {
+    /// `api.example.com`, or `*.example.com` for one or more labels before `example.com`; `nil` matches any host.
+    public var host: String?
+    /// `/api` matches `/api` and `/api/…` but not `/apix`; `nil` matches any path.
+    public var pathPrefix: String?
+    /// Remove `pathPrefix` from the request target before it goes upstream (`/api/x` → `/x`).
+    public var stripPrefix: Bool
+    public var profile: String
+
+    public init(host: String? = nil, pathPrefix: String? = nil, stripPrefix: Bool = false, profile: String) {
+        self.host = host
+        self.pathPrefix = pathPrefix
+        self.stripPrefix = stripPrefix
+        self.profile = profile
+    }
+
+    /// `host/prefix` as `show profiles` prints it, `*` standing for any host; ` (strip)` when stripping.
+    public var summary: String {
+        (host ?? "*") + (pathPrefix ?? "") + (stripPrefix ? " (strip)" : "")
     }
 }
 
@@ -146,14 +201,17 @@ public struct EndpointConfig: Sendable, Equatable {
     public var state: AdminState
     /// Overrides the profile's probe for this endpoint.
     public var probe: ProbeConfig?
+    /// Reach the endpoint (and probe it) over TLS; `nil` for plain TCP.
+    public var tls: UpstreamTLSConfig?
 
-    public init(name: String, address: HostPort, priority: Int = 1, weight: Int = 1, state: AdminState = .online, probe: ProbeConfig? = nil) {
+    public init(name: String, address: HostPort, priority: Int = 1, weight: Int = 1, state: AdminState = .online, probe: ProbeConfig? = nil, tls: UpstreamTLSConfig? = nil) {
         self.name = name
         self.address = address
         self.priority = priority
         self.weight = weight
         self.state = state
         self.probe = probe
+        self.tls = tls
     }
 }
 
@@ -397,11 +455,15 @@ public struct Timeouts: Sendable, Equatable {
     public var write: Duration
     /// How long SIGTERM waits for in-flight work before closing.
     public var shutdown: Duration
+    /// A TLS handshake (client side on a TLS listener, or to a TLS endpoint) that takes longer is abandoned.
+    public var tlsHandshake: Duration
 
     public init(
         connect: Duration = .seconds(5), headerRead: Duration = .seconds(10), idle: Duration = .seconds(60),
-        upstreamResponse: Duration = .seconds(60), write: Duration = .seconds(30), shutdown: Duration = .seconds(30)
+        upstreamResponse: Duration = .seconds(60), write: Duration = .seconds(30), shutdown: Duration = .seconds(30),
+        tlsHandshake: Duration = .seconds(10)
     ) {
+        self.tlsHandshake = tlsHandshake
         self.connect = connect
         self.headerRead = headerRead
         self.idle = idle

@@ -6,16 +6,22 @@ struct ConfigDecoder {
     let file: String
     /// Directory that relative `page_file` paths are resolved against.
     let baseDirectory: String
+    /// An agent's config may leave out listeners and profiles.
+    var use: ConfigUse = .proxy
 
     // The accepted keys of each object, in the order they are documented; unknown-key errors
     // list them in this order so the message reads like the reference.
     static let rootKeys = ["listeners", "profiles", "admin", "state_file", "databases", "timeouts", "limits", "access_log", "workers", "cluster"]
-    static let listenerKeys = ["name", "address", "mode", "profile"]
+    static let listenerKeys = ["name", "address", "mode", "profile", "routes", "tls", "redirect_https"]
+    static let routeKeys = ["host", "path_prefix", "strip_prefix", "profile"]
+    static let listenerTLSKeys = ["certificates", "min_version"]
+    static let certificateKeys = ["cert", "key"]
+    static let upstreamTLSKeys = ["verify", "ca", "server_name"]
     static let profileKeys = [
         "name", "routing", "endpoints", "probe", "passive", "drain_timeout", "hold_timeout", "max_held",
         "hold_when_unavailable", "fail_open", "unknown_is_up", "maintenance", "guard",
     ]
-    static let endpointKeys = ["name", "address", "priority", "weight", "state", "probe"]
+    static let endpointKeys = ["name", "address", "priority", "weight", "state", "probe", "tls"]
     static let probeKeys = [
         "type", "method", "path", "host", "headers", "expect_status", "body_contains", "port", "command",
         "interval", "timeout", "rise", "fall",
@@ -28,7 +34,7 @@ struct ConfigDecoder {
     static let adminKeys = ["socket", "socket_mode", "socket_group", "http", "token", "max_sessions", "read_timeout"]
     static let databaseKeys = ["name", "driver", "dsn"]
     static let clusterKeys = ["etcd", "prefix", "node"]
-    static let timeoutKeys = ["connect", "header_read", "idle", "upstream_response", "write", "shutdown"]
+    static let timeoutKeys = ["connect", "header_read", "idle", "upstream_response", "write", "shutdown", "tls_handshake"]
     static let limitKeys = [
         "max_connections", "max_header_bytes", "max_header_count", "max_request_line_bytes", "max_body_bytes",
         "max_idle_upstream_per_endpoint",
@@ -42,12 +48,13 @@ struct ConfigDecoder {
         }
         let root = try ConfigObject(document, path: "", file: file, keys: Self.rootKeys)
 
+        let trafficRequired = use == .proxy
         var listeners: [ListenerConfig] = []
-        for (i, element) in try root.required("listeners", root.array).enumerated() {
+        for (i, element) in try (trafficRequired ? root.required("listeners", root.array) : root.array("listeners") ?? []).enumerated() {
             listeners.append(try decodeListener(element, path: "listeners[\(i)]"))
         }
         var profiles: [ProfileConfig] = []
-        for (i, element) in try root.required("profiles", root.array).enumerated() {
+        for (i, element) in try (trafficRequired ? root.required("profiles", root.array) : root.array("profiles") ?? []).enumerated() {
             profiles.append(try decodeProfile(element, path: "profiles[\(i)]"))
         }
         // Start from the model's defaults and overwrite only what the file sets.
@@ -83,14 +90,73 @@ struct ConfigDecoder {
         return ClusterConfig(etcd: members, prefix: try object.required("prefix", object.string), node: try object.required("node", object.string))
     }
 
-    /// `{ name, address, mode, profile }`; the profile reference is checked by validation.
+    /// `{ name, address, mode, profile, routes }`; profile references and route patterns are
+    /// checked by validation. `profile` may only be left out when `routes` is set.
     private func decodeListener(_ value: JSONValue, path: String) throws(ConfigError) -> ListenerConfig {
         let object = try ConfigObject(value, path: path, file: file, keys: Self.listenerKeys)
         let name = try object.required("name", object.string)
         let address = try object.required("address", object.hostPort)
         let mode = try object.choice("mode", ListenerMode.self, what: "listener mode") ?? .http
-        let profile = try object.required("profile", object.string)
-        return ListenerConfig(name: name, address: address, mode: mode, profile: profile)
+        var routes: [RouteConfig] = []
+        for (i, element) in (try object.array("routes") ?? []).enumerated() {
+            let route = try ConfigObject(element, path: object.path("routes") + "[\(i)]", file: file, keys: Self.routeKeys)
+            routes.append(RouteConfig(
+                host: try route.string("host"), pathPrefix: try route.string("path_prefix"),
+                stripPrefix: try route.bool("strip_prefix") ?? false, profile: try route.required("profile", route.string)))
+        }
+        let profile = try object.string("profile")
+        if profile == nil && routes.isEmpty {
+            throw object.error("profile", "required key is missing (only a listener with routes may leave it out)")
+        }
+        var listener = ListenerConfig(name: name, address: address, mode: mode, profile: profile, routes: routes)
+        if let tls = try object.object("tls", keys: Self.listenerTLSKeys) { listener.tls = try decodeListenerTLS(tls) }
+        if let redirect = object.value("redirect_https") {
+            switch redirect {
+            case .bool(let on):
+                listener.redirectHTTPSPort = on ? 443 : nil
+            case .number(let literal):
+                guard let port = UInt16(literal), port != 0 else {
+                    throw object.error("redirect_https", "\(literal) is not a port (want 1-65535)")
+                }
+                listener.redirectHTTPSPort = port
+            default:
+                throw object.error("redirect_https", "expected true (port 443) or the HTTPS port, got \(redirect.kindDescription)")
+            }
+        }
+        return listener
+    }
+
+    /// `{ certificates: [{cert, key}], min_version }`; relative paths are taken from the config's folder.
+    private func decodeListenerTLS(_ object: ConfigObject) throws(ConfigError) -> ListenerTLSConfig {
+        var tls = ListenerTLSConfig(certificates: [])
+        for (i, element) in try object.required("certificates", object.array).enumerated() {
+            let pair = try ConfigObject(element, path: object.path("certificates") + "[\(i)]", file: file, keys: Self.certificateKeys)
+            let cert = try pair.required("cert", pair.string)
+            let key = try pair.required("key", pair.string)
+            guard !cert.isEmpty else { throw pair.error("cert", "must not be empty") }
+            guard !key.isEmpty else { throw pair.error("key", "must not be empty") }
+            tls.certificates.append(CertificateFiles(cert: resolved(cert), key: resolved(key)))
+        }
+        if let version = try object.choice("min_version", TLSVersion.self, what: "TLS version") { tls.minVersion = version }
+        return tls
+    }
+
+    /// `{ verify, ca, server_name }`: verification stays on unless `verify` is false.
+    private func decodeUpstreamTLS(_ object: ConfigObject) throws(ConfigError) -> UpstreamTLSConfig {
+        var tls = UpstreamTLSConfig()
+        if let verify = try object.bool("verify") { tls.verify = verify }
+        if let ca = try object.string("ca") {
+            guard !ca.isEmpty else { throw object.error("ca", "must not be empty (leave it out for the system store)") }
+            tls.ca = resolved(ca)
+        }
+        tls.serverName = try object.string("server_name")
+        return tls
+    }
+
+    /// A path from the config as the process opens it: relative to the config file, not the
+    /// working directory, so a service unit's cwd does not change which file is read.
+    private func resolved(_ path: String) -> String {
+        path.hasPrefix("/") ? path : baseDirectory + "/" + path
     }
 
     /// A profile and its endpoints; each absent key keeps `ProfileConfig`'s default.
@@ -145,6 +211,7 @@ struct ConfigDecoder {
             }
         }
         if let probe = try object.object("probe", keys: Self.probeKeys) { endpoint.probe = try decodeProbe(probe) }
+        if let tls = try object.object("tls", keys: Self.upstreamTLSKeys) { endpoint.tls = try decodeUpstreamTLS(tls) }
         return endpoint
     }
 
@@ -221,9 +288,7 @@ struct ConfigDecoder {
         gate.maintenancePage = try object.string("page")
         if let pageFile = try object.string("page_file") {
             guard gate.maintenancePage == nil else { throw object.error("page_file", "set page or page_file, not both") }
-            // Relative to the config file, not the working directory, so a service unit's cwd
-            // does not change which page is served.
-            gate.maintenancePageFile = pageFile.hasPrefix("/") ? pageFile : baseDirectory + "/" + pageFile
+            gate.maintenancePageFile = resolved(pageFile)
         }
         if let retryAfter = try object.duration("retry_after") { gate.retryAfter = retryAfter }
         if let bypass = try object.object("bypass", keys: Self.bypassKeys) {
@@ -286,6 +351,7 @@ struct ConfigDecoder {
         if let upstream = try object.duration("upstream_response") { timeouts.upstreamResponse = upstream }
         if let write = try object.duration("write") { timeouts.write = write }
         if let shutdown = try object.duration("shutdown") { timeouts.shutdown = shutdown }
+        if let handshake = try object.duration("tls_handshake") { timeouts.tlsHandshake = handshake }
         return timeouts
     }
 

@@ -6,8 +6,8 @@ extension ConfigLoader {
 
     /// Checks the rules a decoded or flag-built config must meet: names, uniqueness, references,
     /// ranges and cross-key constraints. Key paths use the JSON key names.
-    public static func validate(_ config: Config, file: String) throws(ConfigError) {
-        let validator = ConfigValidator(file: file)
+    public static func validate(_ config: Config, file: String, use: ConfigUse = .proxy) throws(ConfigError) {
+        let validator = ConfigValidator(file: file, use: use)
         try validator.check(config)
     }
 
@@ -25,6 +25,7 @@ extension ConfigLoader {
 /// The rules of `ConfigLoader.validate`, one function per section, each naming the key it refuses.
 private struct ConfigValidator {
     let file: String
+    let use: ConfigUse
 
     private func fail(_ key: String, _ reason: String) -> ConfigError {
         ConfigError(file: file, key: key, reason: reason)
@@ -32,8 +33,10 @@ private struct ConfigValidator {
 
     /// Runs every rule in document order, so the first error reported is the first in the file.
     func check(_ config: Config) throws(ConfigError) {
-        guard !config.listeners.isEmpty else { throw fail("listeners", "at least one listener is required") }
-        guard !config.profiles.isEmpty else { throw fail("profiles", "at least one profile is required") }
+        if use == .proxy {
+            guard !config.listeners.isEmpty else { throw fail("listeners", "at least one listener is required") }
+            guard !config.profiles.isEmpty else { throw fail("profiles", "at least one profile is required") }
+        }
         try checkListeners(config)
         try checkProfiles(config.profiles)
         try checkAdmin(config.admin, listeners: config.listeners)
@@ -70,9 +73,99 @@ private struct ConfigValidator {
             if let other = config.listeners[..<i].first(where: { Self.overlaps($0.address, listener.address) }) {
                 throw fail("\(path).address", "\(listener.address) is already used by listener \"\(other.name)\" (\(other.address))")
             }
-            guard profileNames.contains(listener.profile) else {
-                throw fail("\(path).profile", "no profile named \"\(listener.profile)\" (profiles: \(profileNames.joined(separator: ", ")))")
+            if let profile = listener.profile {
+                try checkProfileReference(profile, key: "\(path).profile", profiles: profileNames)
+            } else if listener.routes.isEmpty {
+                throw fail("\(path).profile", "required key is missing (only a listener with routes may leave it out)")
             }
+            try checkRoutes(listener, path: path, profiles: profileNames)
+            try checkListenerTLS(listener, path: path)
+        }
+    }
+
+    /// A TLS listener needs a certificate; a redirect to HTTPS only makes sense on plain HTTP.
+    private func checkListenerTLS(_ listener: ListenerConfig, path: String) throws(ConfigError) {
+        if let tls = listener.tls, tls.certificates.isEmpty {
+            throw fail("\(path).tls.certificates", "at least one certificate is required ({\"cert\": \"site.pem\", \"key\": \"site.key\"})")
+        }
+        guard listener.redirectHTTPSPort != nil else { return }
+        guard listener.mode == .http else { throw fail("\(path).redirect_https", "only an http listener can redirect (this one is tcp)") }
+        guard listener.tls == nil else {
+            throw fail("\(path).redirect_https", "this listener already speaks TLS; set redirect_https on the plain listener")
+        }
+    }
+
+    private func checkProfileReference(_ name: String, key: String, profiles: [String]) throws(ConfigError) {
+        guard profiles.contains(name) else {
+            throw fail(key, "no profile named \"\(name)\" (profiles: \(profiles.joined(separator: ", ")))")
+        }
+    }
+
+    /// Each route: a known profile, well-formed patterns, something to match, and no two routes
+    /// that match exactly the same requests (the later would be dead, which is always a mistake).
+    private func checkRoutes(_ listener: ListenerConfig, path: String, profiles: [String]) throws(ConfigError) {
+        for (j, route) in listener.routes.enumerated() {
+            let key = "\(path).routes[\(j)]"
+            if let host = route.host { try checkRouteHost(host, key: "\(key).host") }
+            if let prefix = route.pathPrefix {
+                // A TLS passthrough connection shows its server name and nothing else.
+                guard listener.mode == .http else {
+                    throw fail("\(key).path_prefix", "a tcp listener routes by TLS server name (SNI) only: use host")
+                }
+                try checkPathPrefix(prefix, key: "\(key).path_prefix")
+            }
+            if route.stripPrefix && route.pathPrefix == nil {
+                throw fail("\(key).strip_prefix", "needs a path_prefix to strip")
+            }
+            guard route.host != nil || route.pathPrefix != nil else {
+                throw fail(key, "matches every request (no host, no path_prefix): make \"\(route.profile)\" the listener's profile instead")
+            }
+            try checkProfileReference(route.profile, key: "\(key).profile", profiles: profiles)
+            let pattern = (RouteTable.HostPattern(route.host), route.pathPrefix ?? "")
+            if let k = listener.routes[..<j].firstIndex(where: { (RouteTable.HostPattern($0.host), $0.pathPrefix ?? "") == pattern }) {
+                throw fail(key, "matches exactly the same requests as \(path).routes[\(k)] (\(listener.routes[k].summary))")
+            }
+        }
+    }
+
+    /// `example.com`, `*.example.com` or an IP literal; no port (matching ignores it), no scheme.
+    private func checkRouteHost(_ host: String, key: String) throws(ConfigError) {
+        var name = Substring(host)
+        if name.hasPrefix("*.") { name = name.dropFirst(2) }
+        if name.hasSuffix(".") { name = name.dropLast() }
+        if name.hasPrefix("["), name.hasSuffix("]"), !host.hasPrefix("*") {
+            guard IPAddressText.parse(String(name.dropFirst().dropLast())) != nil else { throw fail(key, "\"\(host)\" is not an IPv6 address") }
+            return
+        }
+        if host.contains("/") { throw fail(key, "\"\(host)\" is not a host name (write the host alone, without scheme or path)") }
+        if name.contains(":") { throw fail(key, "\"\(host)\" has a port: host matching ignores ports, leave it out") }
+        if host.contains("*") && !host.hasPrefix("*.") || name.contains("*") {
+            throw fail(key, "\"\(host)\" is not a host name; a wildcard is written *.example.com (one or more labels)")
+        }
+        let labels = name.split(separator: ".", omittingEmptySubsequences: false)
+        let valid = !name.isEmpty && labels.allSatisfy { label in
+            !label.isEmpty && label.count <= 63 && label.utf8.allSatisfy { byte in
+                switch byte {
+                case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                    UInt8(ascii: "-"), UInt8(ascii: "_"):
+                    return true
+                default:
+                    return false
+                }
+            }
+        }
+        guard valid else { throw fail(key, "\"\(host)\" is not a host name (letters, digits, \"-\" and dots; a wildcard is *.example.com)") }
+    }
+
+    /// Starts with `/`, no query, no trailing `/` (matching is on segment boundaries already).
+    private func checkPathPrefix(_ prefix: String, key: String) throws(ConfigError) {
+        guard prefix.hasPrefix("/") else { throw fail(key, "\"\(prefix)\" must start with \"/\"") }
+        guard prefix != "/" else { throw fail(key, "\"/\" matches every path: leave path_prefix out") }
+        guard !prefix.hasSuffix("/") else {
+            throw fail(key, "\"\(prefix)\" ends with \"/\": write \"\(prefix.dropLast())\" (it matches \(prefix.dropLast()) and \(prefix)…, never \(prefix.dropLast())x)")
+        }
+        guard !prefix.utf8.contains(where: { $0 <= 0x20 || $0 >= 0x7F || $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") }) else {
+            throw fail(key, "\"\(prefix)\" contains a space, a control character, \"?\" or \"#\" (a prefix is matched against the path only)")
         }
     }
 
@@ -140,6 +233,9 @@ private struct ConfigValidator {
             throw fail("\(path).state", "\"draining\" is a runtime state (set by switch or drain); configure online or offline")
         }
         if let probe = endpoint.probe { try checkProbe(probe, path: "\(path).probe") }
+        if let tls = endpoint.tls, let name = tls.serverName, name.isEmpty || name.utf8.contains(where: { $0 <= 0x20 || $0 == 0x7F }) {
+            throw fail("\(path).tls.server_name", "\"\(name)\" is not a host name")
+        }
     }
 
     /// Probe fields that would produce a malformed request or a check that can never settle.
@@ -238,7 +334,7 @@ private struct ConfigValidator {
     private func checkTimeouts(_ timeouts: Timeouts) throws(ConfigError) {
         let positive: [(String, Duration)] = [
             ("connect", timeouts.connect), ("header_read", timeouts.headerRead), ("idle", timeouts.idle),
-            ("upstream_response", timeouts.upstreamResponse), ("write", timeouts.write),
+            ("upstream_response", timeouts.upstreamResponse), ("write", timeouts.write), ("tls_handshake", timeouts.tlsHandshake),
         ]
         for (key, value) in positive where value <= .zero {
             throw fail("timeouts.\(key)", "must be greater than 0")

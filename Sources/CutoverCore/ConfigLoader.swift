@@ -10,16 +10,16 @@ public enum ConfigLoader {
     /// Decodes and validates a config document; the page files it names are still to be read.
     ///
     /// `file` names the document in errors, and its directory anchors relative `page_file` paths.
-    public static func decode(_ bytes: [UInt8], file: String) throws(ConfigError) -> ConfigDraft {
+    public static func decode(_ bytes: [UInt8], file: String, use: ConfigUse = .proxy) throws(ConfigError) -> ConfigDraft {
         let document: JSONValue
         do {
             document = try JSONValue.parse(bytes)
         } catch {
             throw ConfigError(file: file, key: "", reason: "invalid JSON at \(error)")
         }
-        let decoder = ConfigDecoder(file: file, baseDirectory: directory(of: file))
+        let decoder = ConfigDecoder(file: file, baseDirectory: directory(of: file), use: use)
         let config = try decoder.decodeConfig(document)
-        try validate(config, file: file)
+        try validate(config, file: file, use: use)
         return ConfigDraft(file: file, config: config)
     }
 
@@ -42,6 +42,16 @@ public enum ConfigLoader {
         let dir = path[..<slash]
         return dir.isEmpty ? "/" : String(dir)
     }
+}
+
+/// Who reads a config, which decides what it must contain.
+public enum ConfigUse: Sendable, Equatable {
+    /// `cutover proxy`: at least one listener and one profile.
+    case proxy
+    /// `cutover agent`, `db`, `flag`: only `databases` and the agent's own settings are needed, so
+    /// database credentials need not live in the proxy's file; listeners and profiles, when
+    /// present, are still checked.
+    case agent
 }
 
 /// What the edge found at a page file's path: its bytes, or why it could not read them.

@@ -11,13 +11,20 @@ public final class EndpointTarget: Sendable {
     /// The resolved socket address (a `sockaddr_in`/`sockaddr_in6` as bytes), filled by the I/O layer.
     public let socketAddress: [UInt8]
     public let counters: EndpointCounters
+    /// How the I/O layer speaks TLS to this endpoint (its client context), `nil` for plain TCP;
+    /// opaque here, filled like `socketAddress`.
+    public let upstreamTLS: (any AnyObject & Sendable)?
 
-    public init(profile: String, name: String, address: HostPort, socketAddress: [UInt8], counters: EndpointCounters = EndpointCounters()) {
+    public init(
+        profile: String, name: String, address: HostPort, socketAddress: [UInt8], counters: EndpointCounters = EndpointCounters(),
+        upstreamTLS: (any AnyObject & Sendable)? = nil
+    ) {
         self.profile = profile
         self.name = name
         self.address = address
         self.socketAddress = socketAddress
         self.counters = counters
+        self.upstreamTLS = upstreamTLS
     }
 
     /// `profile/name`, as operators write it in `set endpoint`.

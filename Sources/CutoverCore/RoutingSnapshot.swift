@@ -8,10 +8,13 @@ public final class RoutingSnapshot: Sendable {
     public let generation: UInt64
     /// Profiles in config order; listeners keep the index, so routing is an array access.
     public let profiles: [ProfileRoute]
+    /// Each listener's routes resolved to `profiles`, in config order.
+    public let listeners: [ListenerRouting]
 
-    public init(generation: UInt64, profiles: [ProfileRoute]) {
+    public init(generation: UInt64, profiles: [ProfileRoute], listeners: [ListenerRouting] = []) {
         self.generation = generation
         self.profiles = profiles
+        self.listeners = listeners
     }
 
     /// Builds the snapshot for a config and its runtime state.
@@ -30,12 +33,27 @@ public final class RoutingSnapshot: Sendable {
                 schedule: WeightedSchedule.build(weights: choice.map(\.weight)),
                 paused: state.paused, maintenance: state.maintenance, readOnly: state.readOnly)
         }
-        return RoutingSnapshot(generation: generation, profiles: routes)
+        // Routes are compiled with the snapshot, so a reload that adds, removes or reorders routes
+        // is one publish like any switch.
+        let listeners = config.listeners.map { ListenerRouting(listener: $0, profiles: routes) }
+        return RoutingSnapshot(generation: generation, profiles: routes, listeners: listeners)
     }
 
     /// The route of the profile with this name.
     public func profile(named name: String) -> ProfileRoute? {
         profiles.first { $0.name == name }
+    }
+
+    /// The route of the profile `name`, found at `index` when the profile list did not change since
+    /// that index was read (the per-request case) and by name otherwise.
+    public func profile(at index: Int, named name: String) -> ProfileRoute? {
+        if index < profiles.count, profiles[index].name == name { return profiles[index] }
+        return profile(named: name)
+    }
+
+    /// The routing of the listener with this name.
+    public func listener(named name: String) -> ListenerRouting? {
+        listeners.first { $0.name == name }
     }
 }
 

@@ -28,6 +28,9 @@ public struct RuntimeState: Sendable, Equatable {
             merged.maintenance = old.maintenance
             merged.readOnly = old.readOnly
             merged.guardWindow = old.guardWindow
+            // Endpoints added at runtime stay while the config (which already includes them, see
+            // `Config.including(addedEndpointsOf:)`) has them at the same address.
+            merged.added = old.added.filter { profile.endpoint(named: $0.name)?.address == $0.address }
             for endpoint in profile.endpoints {
                 if let kept = old.endpoints[endpoint.name] { merged.endpoints[endpoint.name] = kept }
             }
@@ -65,16 +68,19 @@ public struct ProfileRuntime: Sendable, Equatable {
     public var readOnly: ReadOnlyGate
     /// The guard window open on the profile, if any: saved so that a restart knows one was.
     public var guardWindow: GuardRecord?
+    /// Endpoints added by `add endpoint` (not in the config file), in the order they were added.
+    public var added: [EndpointConfig]
 
     public init(
         endpoints: [String: EndpointRuntime], paused: Bool = false, maintenance: Bool = false, readOnly: ReadOnlyGate = .off,
-        guardWindow: GuardRecord? = nil
+        guardWindow: GuardRecord? = nil, added: [EndpointConfig] = []
     ) {
         self.endpoints = endpoints
         self.paused = paused
         self.maintenance = maintenance
         self.readOnly = readOnly
         self.guardWindow = guardWindow
+        self.added = added
     }
 
     public init(profile: ProfileConfig) {

@@ -27,6 +27,9 @@ public struct StateDocument: Codable, Sendable, Equatable {
         public var readonlyGate: ReadOnlyGate?
         /// The guard window open when the file was written (key `guard`); absent when none was.
         public var guardWindow: GuardRecord?
+        /// Endpoints `add endpoint` added at runtime (key `added_endpoints`), in the order added; their
+        /// state, priority and weight are in `endpoints`. Absent when there are none, and in older files.
+        public var addedEndpoints: [AddedEndpoint]?
 
         public init(endpoints: [String: Endpoint], paused: Bool, maintenance: Bool, readonly gate: ReadOnlyGate, guardWindow: GuardRecord? = nil) {
             self.endpoints = endpoints
@@ -41,7 +44,7 @@ public struct StateDocument: Codable, Sendable, Equatable {
         public var gate: ReadOnlyGate { readonlyGate ?? (readonly ? .on : .off) }
 
         private enum CodingKeys: String, CodingKey {
-            case endpoints, paused, maintenance, readonly, readonlyGate
+            case endpoints, paused, maintenance, readonly, readonlyGate, addedEndpoints
             case guardWindow = "guard"
         }
 
@@ -54,6 +57,18 @@ public struct StateDocument: Codable, Sendable, Equatable {
             readonly = try container.decodeIfPresent(Bool.self, forKey: .readonly) ?? false
             readonlyGate = try container.decodeIfPresent(ReadOnlyGate.self, forKey: .readonlyGate)
             guardWindow = try container.decodeIfPresent(GuardRecord.self, forKey: .guardWindow)
+            addedEndpoints = try container.decodeIfPresent([AddedEndpoint].self, forKey: .addedEndpoints)
+        }
+    }
+
+    /// An endpoint added at runtime: its name and `host:port` address.
+    public struct AddedEndpoint: Codable, Sendable, Equatable {
+        public var name: String
+        public var address: String
+
+        public init(name: String, address: String) {
+            self.name = name
+            self.address = address
         }
     }
 
@@ -88,7 +103,9 @@ public struct StateDocument: Codable, Sendable, Equatable {
                 let admin = endpoint.admin == .draining ? AdminState.offline : endpoint.admin
                 endpoints[endpointName] = Endpoint(state: admin.rawValue, priority: endpoint.priority, weight: endpoint.weight)
             }
-            profiles[name] = Profile(endpoints: endpoints, paused: profile.paused, maintenance: profile.maintenance, readonly: profile.readOnly, guardWindow: profile.guardWindow)
+            var saved = Profile(endpoints: endpoints, paused: profile.paused, maintenance: profile.maintenance, readonly: profile.readOnly, guardWindow: profile.guardWindow)
+            if !profile.added.isEmpty { saved.addedEndpoints = profile.added.map { AddedEndpoint(name: $0.name, address: $0.address.description) } }
+            profiles[name] = saved
         }
         self.init(profiles: profiles)
     }
@@ -118,6 +135,11 @@ public struct StateDocument: Codable, Sendable, Equatable {
         }
         // Sorted, so the entry named is the same on every start.
         for (name, profile) in document.profiles.sorted(by: { $0.key < $1.key }) {
+            for (index, added) in (profile.addedEndpoints ?? []).enumerated() {
+                if case .failure(let error) = HostPort.parse(added.address) {
+                    throw DecodeError(key: "profiles.\(name).added_endpoints[\(index)].address", reason: "\"\(added.address)\" \(error)")
+                }
+            }
             for (endpointName, endpoint) in profile.endpoints.sorted(by: { $0.key < $1.key }) {
                 let path = "profiles.\(name).endpoints.\(endpointName)"
                 guard AdminState(rawValue: endpoint.state) != nil else {
@@ -152,9 +174,15 @@ public struct StateDocument: Codable, Sendable, Equatable {
                 guard let admin = AdminState(rawValue: endpoint.state) else { continue }  // refused by `decode`
                 endpoints[endpointName] = EndpointRuntime(admin: admin, priority: endpoint.priority, weight: endpoint.weight)
             }
+            // Checked by `decode`; an entry without its `endpoints` line starts online at priority and weight 1.
+            let added = (profile.addedEndpoints ?? []).compactMap { entry -> EndpointConfig? in
+                guard case .success(let address) = HostPort.parse(entry.address) else { return nil }
+                let saved = endpoints[entry.name]
+                return EndpointConfig(name: entry.name, address: address, priority: saved?.priority ?? 1, weight: saved?.weight ?? 1, state: saved?.admin ?? .online)
+            }
             state.profiles[name] = ProfileRuntime(
                 endpoints: endpoints, paused: profile.paused, maintenance: profile.maintenance, readOnly: profile.gate,
-                guardWindow: profile.guardWindow)
+                guardWindow: profile.guardWindow, added: added)
         }
         return state
     }

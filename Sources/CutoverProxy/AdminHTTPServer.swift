@@ -24,6 +24,10 @@ final class AdminHTTPServer: Sendable {
         var contentType: String
         var body: [UInt8]
         var headers: [(String, String)] = []
+        /// A body written as it happens (`/events`) instead of `body`: after the head (no length,
+        /// `Connection: close`) this runs on a thread of its own with a `send` that returns false
+        /// once the client is gone.
+        var stream: (@Sendable (_ send: (String) -> Bool) -> Void)?
 
         init(status: Int, contentType: String = "text/plain; charset=utf-8", body: String, headers: [(String, String)] = []) {
             self.status = status
@@ -65,6 +69,12 @@ final class AdminHTTPServer: Sendable {
         _ head: HTTPRequestHead, token: String?, handler: @Sendable (Request) -> Response
     ) -> AdminSessionLoop<HTTPRequestHead>.Answer {
         let response = authorized(head, token: token) ? route(head, handler: handler) : unauthorized
+        if let stream = response.stream, head.method == "GET" {
+            return .init(bytes: Self.serialize(response, method: head.method, keepAlive: false, streaming: true), keepOpen: false) { fd in
+                defer { close(fd) }
+                stream { ControlSocket.sendAll(fd, Array($0.utf8)) }
+            }
+        }
         return .init(bytes: Self.serialize(response, method: head.method, keepAlive: head.keepAlive), keepOpen: head.keepAlive)
     }
 
@@ -123,10 +133,11 @@ final class AdminHTTPServer: Sendable {
         return difference == 0
     }
 
-    static func serialize(_ response: Response, method: String, keepAlive: Bool) -> [UInt8] {
+    /// The response's bytes; a `streaming` one has no length (its body runs until the connection closes).
+    static func serialize(_ response: Response, method: String, keepAlive: Bool, streaming: Bool = false) -> [UInt8] {
         var responseHead = HTTPResponseHead(status: response.status)
         responseHead.headers.add(name: "Content-Type", value: response.contentType)
-        responseHead.headers.add(name: "Content-Length", value: String(response.body.count))
+        if !streaming { responseHead.headers.add(name: "Content-Length", value: String(response.body.count)) }
         responseHead.headers.add(name: "Cache-Control", value: "no-store")
         for (name, value) in response.headers { responseHead.headers.add(name: name, value: value) }
         if !keepAlive { responseHead.headers.add(name: "Connection", value: "close") }

@@ -4,17 +4,17 @@ import Glibc
 /// Reads a config file and the maintenance page files it names, and hands their bytes to
 /// `ConfigLoader`, which decodes and validates them (the core reads no file).
 public enum ConfigFile {
-    /// Reads, decodes and validates the config at `path`.
+    /// Reads, decodes and validates the config at `path`, for `use` (an agent's may hold only databases).
     ///
     /// Errors name the file as `path` was given. Relative `page_file` paths are resolved against
     /// the directory of `path`.
-    public static func load(path: String) throws(ConfigError) -> Config {
+    public static func load(path: String, use: ConfigUse = .proxy) throws(ConfigError) -> Config {
         let bytes: [UInt8]
         switch read(path) {
         case .read(let contents): bytes = contents
         case .unreadable(let reason): throw ConfigError(file: path, key: "", reason: "cannot read: \(reason)")
         }
-        let draft = try ConfigLoader.decode(bytes, file: path)
+        let draft = try ConfigLoader.decode(bytes, file: path, use: use)
         var pages: [String: PageFileContents] = [:]
         for page in draft.pageFiles { pages[page] = read(page) }
         return try draft.completed(pageFiles: pages)

@@ -26,6 +26,8 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     /// The client half-closed after its request: answer it, then close.
     private var clientEnded = false
     private var closeWhenFlushed = false
+    /// The HTTPS port every request is redirected to (`redirect_https` on a plain listener).
+    private let redirectHTTPSPort: UInt16?
 
     /// Client bytes buffered beyond the request being served before the client is no longer read.
     static let maxBufferedPipeline = 65_536
@@ -38,15 +40,16 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         case closed
     }
 
-    init(fd: Int32, worker: Worker, runtime: ProxyRuntime, slot: Int) {
-        self.client = SocketChannel(fd: fd, worker: worker)
+    init(fd: Int32, worker: Worker, runtime: ProxyRuntime, slot: Int, transport: ListenerTransport = .plain) {
+        self.client = SocketChannel(fd: fd, worker: worker, tls: transport.tls.map { .server($0) })
+        self.redirectHTTPSPort = transport.redirectHTTPSPort
         self.worker = worker
         self.runtime = runtime
         self.slot = slot
         let peer = Socket.peer(fd)
         self.clientAddress = peer.bytes
         self.clientText = peer.text
-        self.origin = HTTPForwarding.Origin(address: peer.text, proto: "http")
+        self.origin = HTTPForwarding.Origin(address: peer.text, proto: transport.tls == nil ? "http" : "https")
     }
 
     func start() {
@@ -241,16 +244,37 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
 
     private func route(_ exchange: Exchange) {
         let snapshot = runtime.store.load()
-        guard let route = snapshot.routeBySlot[slot] else {
+        guard let listener = snapshot.listenerBySlot[slot] else {
             answerLocally(exchange, status: 503, message: "this listener is being removed", retryAfter: nil)
             return
         }
+        // The profile comes from the same snapshot read as the endpoint it picks below.
+        let hostHeader = listener.routesNothing ? nil : exchange.head.headers["Host"]
+        let route: ProfileRoute
+        switch listener.decide(target: exchange.head.target, hostHeader: hostHeader) {
+        case .noRoute:
+            let what = hostHeader.map { "host \"\($0)\"" } ?? "a request without Host"
+            answerLocally(exchange, status: 404, message: "no route for \(what) on listener \(listener.name)", retryAfter: nil)
+            return
+        case .profile(let chosen, let match):
+            route = chosen
+            exchange.upstreamTarget = match.flatMap { $0.stripLength > 0 ? $0.upstreamTarget(exchange.head.target) : nil }
+        }
         exchange.profile = route.name
+        exchange.profileIndex = route.index
         exchange.reportsServerErrors = route.config.passive.status5xx > 0
+        if let port = redirectHTTPSPort {
+            let location = HTTPSRedirect.location(host: exchange.head.headers.values(named: "Host").first, target: exchange.head.target, port: port)
+            let keep = exchange.clientKeepAlive && exchange.framing == .none
+            let response = HTTPErrorResponse.errorResponse(status: 308, message: "This site is served over HTTPS: \(location)", extraHeaders: [("Location", location)], close: !keep)
+            finishLocally(exchange, status: 308, response: response, keepAlive: keep, note: "redirect_https")
+            return
+        }
         if route.maintenance && !bypassesMaintenance(exchange.head, gate: route.config.gate) {
             answerMaintenance(exchange, gate: route.config.gate)
             return
         }
+        if let fields = route.config.gate.fieldsForBackend(exchange.head.headers) { exchange.head.headers = fields }
         switch route.readOnly.verdict(method: exchange.head.method) {
         case .refuse:
             answerLocally(
@@ -345,7 +369,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         exchange.reusedUpstream = false
         do {
             let fd = try Socket.startConnect(to: target.socketAddress)
-            let channel = SocketChannel(fd: fd, worker: worker)
+            let channel = SocketChannel(upstreamFD: fd, to: target, worker: worker)
             channel.handler = self
             exchange.upstream = channel
             target.counters.connections.wrappingAdd(1, ordering: .relaxed)
@@ -358,7 +382,8 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     func channelConnected(_ channel: SocketChannel, error: Int32) {
         guard phase == .connecting, let exchange, channel === exchange.upstream, let target = exchange.target else { return }
         if error != 0 {
-            upstreamFailed(exchange, status: 502, reason: "\(target.qualifiedName) refused the connection (\(String(cString: strerror(error))))", passive: true)
+            let reason = channel.tlsFailure ?? "\(target.qualifiedName) refused the connection (\(String(cString: strerror(error))))"
+            upstreamFailed(exchange, status: 502, reason: reason, passive: true)
             return
         }
         runtime.reportPassiveSuccess(target: target, proof: .connected)
@@ -370,7 +395,13 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         phase = .forwarding
         exchange.upgrading = exchange.head.upgradeRequested
         worker.headBuffer.removeAll(keepingCapacity: true)
-        HTTPForwarding.writeUpstreamRequest(exchange.head, origin: origin, upgrading: exchange.upgrading, into: &worker.headBuffer)
+        if let stripped = exchange.upstreamTarget {
+            var head = exchange.head
+            head.target = stripped
+            HTTPForwarding.writeUpstreamRequest(head, origin: origin, upgrading: exchange.upgrading, into: &worker.headBuffer)
+        } else {
+            HTTPForwarding.writeUpstreamRequest(exchange.head, origin: origin, upgrading: exchange.upgrading, into: &worker.headBuffer)
+        }
         exchange.requestBodyDone = exchange.framing == .none
         exchange.requestBodyScanner = exchange.framing == .chunked ? ChunkedBodyScanner() : nil
         if case .contentLength(let length) = exchange.framing {
@@ -755,7 +786,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         if let upstream = exchange.upstream {
             exchange.upstream = nil
             // A draining endpoint keeps no idle connections: it closes after its current response.
-            let stillWanted = runtime.store.load().routeBySlot[slot]?.isCandidate(target) ?? false
+            let stillWanted = runtime.store.load().routing.profile(at: exchange.profileIndex, named: exchange.profile)?.isCandidate(target) ?? false
             if exchange.upstreamReusable && exchange.requestBodyDone && stillWanted && !runtime.shuttingDown.load(ordering: .relaxed) {
                 worker.pool.park(upstream, target: target)
             } else {
@@ -800,7 +831,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         case .holding:
             guard let exchange else { return close() }
             // What holds it now, which may have changed since it was parked (a resume under a write hold).
-            let current = runtime.store.load().routeBySlot[slot]?.hold.reason(for: HoldConditions.Work(method: exchange.head.method))
+            let current = runtime.store.load().routing.profile(at: exchange.profileIndex, named: exchange.profile)?.hold.reason(for: HoldConditions.Work(method: exchange.head.method))
             let reason = current ?? exchange.held?.reason ?? .paused
             stopHolding()
             runtime.stats.holdTimeouts.wrappingAdd(1, ordering: .relaxed)
@@ -871,10 +902,14 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
 
 /// One request/response in flight on an `HTTPSession`.
 private final class Exchange {
-    let head: HTTPRequestHead
+    var head: HTTPRequestHead
     let framing: BodyFraming
     let started: UInt64
     var profile = "-"
+    /// Index of `profile` in the snapshot that routed the request (a hint: a reload may move it).
+    var profileIndex = 0
+    /// The target sent upstream when the route strips its prefix; `nil` sends `head.target`.
+    var upstreamTarget: String?
     /// The profile counts 5xx answers as passive failures (`passive.status_5xx`).
     var reportsServerErrors = false
     var target: EndpointTarget?

@@ -18,9 +18,16 @@ final class HealthProber: @unchecked Sendable {  // `loops` and `report` are tou
         let address: HostPort
         /// `address` resolved (bytes of a `sockaddr_in`/`sockaddr_in6`).
         let socketAddress: [UInt8]
+        /// The endpoint's TLS, when it is reached over TLS: the probe then shakes hands and asks inside.
+        var tls: TLSClientContext? = nil
 
         /// `profile/name`.
         var key: String { "\(profile)/\(endpoint)" }
+
+        static func == (a: Plan, b: Plan) -> Bool {
+            a.profile == b.profile && a.endpoint == b.endpoint && a.probe == b.probe && a.address == b.address
+                && a.socketAddress == b.socketAddress && a.tls === b.tls
+        }
     }
 
     /// Receives one probe result, on `queue`.

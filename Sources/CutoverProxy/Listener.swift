@@ -1,6 +1,28 @@
 import CutoverCore
 import Dispatch
 import Glibc
+import Synchronization
+
+/// How a listener's clients arrive, read once per accepted connection: the TLS certificates if it
+/// terminates TLS, and the HTTPS port a plain HTTP listener redirects to.
+struct ListenerTransport: Sendable {
+    let tls: TLSServerContext?
+    let redirectHTTPSPort: UInt16?
+
+    static let plain = ListenerTransport(tls: nil, redirectHTTPSPort: nil)
+
+    /// Reads the listener's certificates (at start, at every reload, and for `--check`); a failure
+    /// names `listeners[index].tls`, the file and the reason.
+    static func load(_ listener: ListenerConfig, index: Int, file: String, timeouts: Timeouts, stats: TLSStats) throws(ConfigError) -> ListenerTransport {
+        guard let tls = listener.tls else { return ListenerTransport(tls: nil, redirectHTTPSPort: listener.redirectHTTPSPort) }
+        do {
+            let context = try TLSServerContext(config: tls, mode: listener.mode, handshakeTimeout: timeouts.tlsHandshake, stats: stats)
+            return ListenerTransport(tls: context, redirectHTTPSPort: nil)
+        } catch {
+            throw ConfigError(file: file, key: "listeners[\(index)].tls", reason: "\(error)")
+        }
+    }
+}
 
 /// One listening socket, accepted from by every worker (one read source per worker on the same
 /// descriptor), so a new connection starts on the worker that accepted it without a queue hop.
@@ -11,22 +33,32 @@ final class Listener: @unchecked Sendable {  // `config` and `slot` change only 
     /// The port actually bound (differs from the config when it asked for port 0).
     let boundPort: UInt16
     private var sources: [DispatchSourceRead] = []
+    /// Swapped whole by a reload; workers copy the reference at each accept, so a new certificate
+    /// serves the next handshake and a connection keeps the one it started with.
+    private let currentTransport: Mutex<ListenerTransport>
 
-    convenience init(config: ListenerConfig, slot: Int) throws {
-        self.init(config: config, slot: slot, adopting: try Socket.listen(on: config.address))
+    convenience init(config: ListenerConfig, slot: Int, transport: ListenerTransport) throws {
+        self.init(config: config, slot: slot, transport: transport, adopting: try Socket.listen(on: config.address))
     }
 
     /// A listener on a socket that is already listening (handed over by the proxy this one takes over).
-    init(config: ListenerConfig, slot: Int, adopting fd: Int32) {
+    init(config: ListenerConfig, slot: Int, transport: ListenerTransport, adopting fd: Int32) {
         self.fd = fd
         self.slot = slot
         self.config = config
         self.boundPort = Socket.localPort(fd)
+        self.currentTransport = Mutex(transport)
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
     }
 
-    /// Updates the profile a reload routes this listener to (the socket stays open).
-    func update(_ config: ListenerConfig) { self.config = config }
+    /// Updates the profile a reload routes this listener to, and its certificates (the socket stays open).
+    func update(_ config: ListenerConfig, transport: ListenerTransport) {
+        self.config = config
+        currentTransport.withLock { $0 = transport }
+    }
+
+    /// What a connection accepted now gets.
+    var transport: ListenerTransport { currentTransport.withLock { $0 } }
 
     /// Starts accepting on every worker; `accepted` runs on the accepting worker's queue.
     func start(workers: [Worker], accepted: @escaping @Sendable (Worker, Int32) -> Void) {

@@ -33,17 +33,26 @@ enum Probe {
         guard wait(fd, for: Int16(POLLOUT), until: deadline) else { return .timedOut(after: probe.timeout, "connecting") }
         let connectError = Socket.pendingError(fd)
         guard connectError == 0 else { return .connectFailed(connectWords(connectError)) }
+        var stream = ProbeStream(fd: fd)
+        defer { stream.close() }
+        if let tls = plan.tls {
+            switch stream.shakeHands(tls, until: deadline) {
+            case .none: break
+            case .some(.timedOut): return .timedOut(after: probe.timeout, "in the TLS handshake")
+            case .some(.failed(let reason)): return .connectFailed("TLS handshake failed: \(reason)")
+            }
+        }
         if probe.type == .tcp { return .connected(to: plan.address) }
 
         let timedOut = ProbeOutcome.timedOut(after: probe.timeout, "on \(probe.path)")
         let request = HTTPProbe.request(probe, address: plan.address)
         var sent = 0
         while sent < request.count {
-            let count = request[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            let count = request[sent...].withUnsafeBytes { stream.send($0) }
             if count > 0 {
                 sent += count
-            } else if count < 0 && (errno == EAGAIN || errno == EINTR) {
-                guard wait(fd, for: Int16(POLLOUT), until: deadline) else { return timedOut }
+            } else if count == -1 {
+                guard wait(fd, for: stream.waitsForWrite ? Int16(POLLOUT) : Int16(POLLIN), until: deadline) else { return timedOut }
             } else {
                 return .closedEarly(path: probe.path, reset: true)
             }
@@ -52,8 +61,10 @@ enum Probe {
         var received: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 16_384)
         while true {
-            guard wait(fd, for: Int16(POLLIN), until: deadline) else { return timedOut }
-            let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if !stream.hasBufferedBytes {
+                guard wait(fd, for: Int16(POLLIN), until: deadline) else { return timedOut }
+            }
+            let count = buffer.withUnsafeMutableBytes { stream.receive($0) }
             if count > 0 {
                 received.append(contentsOf: buffer[0..<count])
                 // Past the most worth reading, decide on what is here.
@@ -61,14 +72,14 @@ enum Probe {
                 if let outcome = HTTPProbe.evaluate(received, probe: probe, closed: enough) { return outcome }
             } else if count == 0 {
                 return HTTPProbe.evaluate(received, probe: probe, closed: true) ?? .closedEarly(path: probe.path, reset: false)
-            } else if errno != EAGAIN && errno != EINTR {
+            } else if count == -2 {
                 return HTTPProbe.evaluate(received, probe: probe, closed: true, reset: true) ?? .closedEarly(path: probe.path, reset: true)
             }
         }
     }
 
     /// Waits until `fd` is ready for `events`; false when the deadline passed first.
-    private static func wait(_ fd: Int32, for events: Int16, until deadline: UInt64) -> Bool {
+    static func wait(_ fd: Int32, for events: Int16, until deadline: UInt64) -> Bool {
         while true {
             let now = monotonicMilliseconds()
             guard now < deadline else { return false }

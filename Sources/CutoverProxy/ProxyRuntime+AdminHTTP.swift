@@ -14,7 +14,7 @@ extension ProxyRuntime {
         }
         controlQueue.sync { adminHTTPSocket = (server.listenFD, address.host, server.port) }
         let bound = HostPort(host: address.host, port: server.port)
-        Log.info("admin http on http://\(bound)/ (/health, /metrics, /status)\(token == nil ? "" : ", bearer token required")")
+        Log.info("admin http on http://\(bound)/ (/health, /metrics, /status, /events)\(token == nil ? "" : ", bearer token required")")
     }
 
     /// Answers one authorized GET or HEAD request.
@@ -28,13 +28,15 @@ extension ProxyRuntime {
             return AdminHTTPServer.Response(status: 200, contentType: PrometheusText.contentType, body: metricsText())
         case "/status":
             return AdminHTTPServer.Response(status: 200, contentType: "text/html; charset=utf-8", body: statusPage().render())
+        case "/events":
+            return eventStreamResponse()
         case "/":
             return AdminHTTPServer.Response(status: 302, body: "see /status\n", headers: [("Location", "/status")])
         default:
             if request.path.hasPrefix("/health/") {
                 return profileHealth(String(request.path.dropFirst("/health/".count)))
             }
-            return AdminHTTPServer.Response(status: 404, body: "not found: \(request.path) (routes: /health, /health/PROFILE, /metrics, /status)\n")
+            return AdminHTTPServer.Response(status: 404, body: "not found: \(request.path) (routes: /health, /health/PROFILE, /metrics, /status, /events)\n")
         }
     }
 
@@ -109,6 +111,7 @@ extension ProxyRuntime {
         }
         m.family("cutover_drains_in_progress", .gauge, help: "Endpoints draining now.")
         m.sample("cutover_drains_in_progress", [], draining)
+        writeTLSMetrics(&m)
 
         writeProfileMetrics(&m, profiles)
         writeEndpointMetrics(&m, endpoints)
@@ -185,7 +188,7 @@ extension ProxyRuntime {
         }
         let counters: [(String, String, (EndpointCounters) -> Int)] = [
             ("cutover_upstream_connect_errors_total", "Failed connects to the endpoint (refused, reset, timed out).", { $0.connectErrors.load(ordering: .relaxed) }),
-            ("cutover_drain_force_closed_total", "Requests and tunnels force-closed at a drain deadline.", { $0.forceClosed.load(ordering: .relaxed) }),
+            ("cutover_drain_force_closed_total", "Tunnels and upgraded connections force-closed at a drain deadline.", { $0.forceClosed.load(ordering: .relaxed) }),
             ("cutover_upstream_bytes_received_total", "Bytes received from the endpoint.", { $0.bytesIn.load(ordering: .relaxed) }),
             ("cutover_upstream_bytes_sent_total", "Request body bytes sent to the endpoint.", { $0.bytesOut.load(ordering: .relaxed) }),
         ]

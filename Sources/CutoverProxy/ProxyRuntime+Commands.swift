@@ -41,6 +41,9 @@ extension ProxyRuntime {
             return showEvents(count: count, json: json)
         case .showFleet:
             return try showFleet(json: json)
+        case .followEvents:
+            // The admin socket streams it before it gets here (`stream(line:)`).
+            throw AdminError(.conflict, "show events --follow streams on the admin socket only (or GET /events on the admin HTTP listener)")
         case .switchTo(let profile, let endpoint, let force, let wait, let guardWindow, let waitGuard):
             let (draining, opened) = try onControlQueue { () throws(AdminError) in
                 let draining = try switchTo(profile: profile, endpoint: endpoint, force: force)
@@ -92,11 +95,30 @@ extension ProxyRuntime {
         case .reload:
             let summary = try onControlQueue { () throws(AdminError) in try reload() }
             return answer(json: json, summary, NoAnswerData())
+        case .addEndpoint(let profile, let endpoint, let address, let priority, let weight, let offline):
+            let summary = try onControlQueue { () throws(AdminError) in
+                try addEndpoint(profile: profile, endpoint: endpoint, address: address, priority: priority, weight: weight, offline: offline)
+            }
+            return answer(json: json, summary, SetEndpointAnswer(profile: profile, endpoint: endpoint))
+        case .removeEndpoint(let profile, let endpoint):
+            let draining = try onControlQueue { () throws(AdminError) in try startRemoval(profile: profile, endpoint: endpoint) }
+            let drained = waitForDrains(draining).values.first
+            let summary = try onControlQueue { () throws(AdminError) in try finishRemoval(profile: profile, endpoint: endpoint, drained: drained) }
+            return answer(json: json, summary, SetEndpointAnswer(profile: profile, endpoint: endpoint))
+        case .setEndpointHealth(let profile, let endpoint, let health, let cause):
+            let summary = try onControlQueue { () throws(AdminError) in try setHealth(profile: profile, endpoint: endpoint, health: health, cause: cause) }
+            return answer(json: json, summary, SetEndpointAnswer(profile: profile, endpoint: endpoint))
+        case .deploy(let profile, let address, let name, let timeout):
+            let (deployed, summary) = try deploy(profile: profile, address: address, name: name, timeout: timeout)
+            return answer(json: json, summary, deployed)
+        case .rollback(let profile):
+            let rolledBack = try onControlQueue { () throws(AdminError) in try rollback(profile: profile) }
+            return answer(json: json, "rolled \(profile) back to \(rolledBack.endpoint)", rolledBack)
         }
     }
 
     @discardableResult
-    private func onControlQueue<T>(_ body: () throws(AdminError) -> T) throws(AdminError) -> T {
+    func onControlQueue<T>(_ body: () throws(AdminError) -> T) throws(AdminError) -> T {
         let result: Result<T, AdminError> = controlQueue.sync { Result(catching: body) }
         return try result.get()
     }
@@ -127,7 +149,11 @@ extension ProxyRuntime {
     func switchTo(profile profileName: String, endpoint name: String, force: Bool) throws(AdminError) -> [EndpointTarget] {
         let profile = try profileConfig(profileName)
         _ = try endpointConfig(profile, name)
+        let previous = profile.endpoints.map(\.name).filter { $0 != name && runtime.profiles[profileName]?.endpoints[$0]?.admin == .online }
         let effects = try applyCommand(.switchRequested(endpoint: name, force: force, inFlight: inFlight(profile)), to: profile)
+        // What `rollback` goes back to: the endpoints that were live before this switch.
+        let replaced = previous.filter { runtime.profiles[profileName]?.endpoints[$0]?.admin != .online }
+        if !replaced.isEmpty { lastReplaced[profileName] = replaced }
         return effects.compactMap { effect in
             guard case .armDrainDeadline(let endpoint, _) = effect else { return nil }
             return target(profile: profileName, endpoint: endpoint)

@@ -154,7 +154,12 @@ extension ProxyRuntime {
     ///
     /// - Important: call off the control queue.
     func executeInFleet(_ command: AdminCommand, json: Bool, link: FleetLink) throws(AdminError) -> String {
-        guard Self.changesFleetState(command) else { return try executeLocally(command, json: json) }
+        switch Self.fleetRole(command) {
+        case .written: break
+        case .local: return try executeLocally(command, json: json)
+        case .refused:
+            throw AdminError(.conflict, "add endpoint, remove endpoint and deploy are not supported in a fleet yet: add the endpoint to every proxy's config and reload, then switch")
+        }
         link.commits.lock()
         defer { link.commits.unlock() }
         if case .unavailable(let reason) = link.book.withLock({ $0.store }) {
@@ -227,11 +232,21 @@ extension ProxyRuntime {
         return JSONCoding.line(decoded)
     }
 
-    /// The commands that change the state document (everything else is local or read-only).
-    static func changesFleetState(_ command: AdminCommand) -> Bool {
+    /// How a command meets the fleet: written to etcd, run on this proxy alone (read-only, or
+    /// not part of the state document), or refused for now.
+    enum FleetRole {
+        case written
+        case local
+        /// Endpoints added at runtime change each proxy's config and targets: adopting them from
+        /// etcd is not built yet, so a fleet refuses them rather than diverge.
+        case refused
+    }
+
+    static func fleetRole(_ command: AdminCommand) -> FleetRole {
         switch command {
-        case .switchTo, .setEndpoint, .pause, .resume, .maintenance, .readOnly: return true
-        case .help, .showProfiles, .showEndpoints, .showStats, .showEvents, .showFleet, .reload: return false
+        case .switchTo, .setEndpoint, .pause, .resume, .maintenance, .readOnly, .rollback: return .written
+        case .help, .showProfiles, .showEndpoints, .showStats, .showEvents, .followEvents, .showFleet, .reload, .setEndpointHealth: return .local
+        case .addEndpoint, .removeEndpoint, .deploy: return .refused
         }
     }
 

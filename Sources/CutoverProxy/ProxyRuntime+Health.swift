@@ -48,7 +48,8 @@ extension ProxyRuntime {
         var health = healthStates[key] ?? EndpointHealth(health: current)
         let effects = health.transition(on: event)
         healthStates[key] = health
-        runtime.profiles[profile]?.endpoints[endpoint]?.health = health.health
+        // An outside checker's verdict stands until `auto`; the probes keep counting meanwhile.
+        runtime.profiles[profile]?.endpoints[endpoint]?.health = healthOverrides[key] ?? health.health
         for effect in effects {
             switch effect {
             case .recordEvent(let state, let cause):

@@ -10,6 +10,7 @@ extension ProxyRuntime {
     public func shutdown(done: @escaping @Sendable () -> Void) {
         controlQueue.async { [self] in
             guard !shuttingDown.exchange(true, ordering: .relaxed) else { return }
+            SystemdNotify.send("STOPPING=1")
             Log.info("shutting down: no new connections; waiting up to \(DurationText.format(config.timeouts.shutdown)) for in-flight work")
             for listener in listeners { listener.close() }
             let deadline = monotonicMilliseconds() + UInt64(config.timeouts.shutdown.milliseconds)

@@ -19,7 +19,8 @@ extension ProxyRuntime {
                 plans.append(HealthProber.Plan(
                     profile: profile.name, endpoint: endpoint.name, probe: probe,
                     address: HostPort(host: endpoint.address.host, port: port),
-                    socketAddress: Self.socketAddress(target.socketAddress, port: port)))
+                    socketAddress: Self.socketAddress(target.socketAddress, port: port),
+                    tls: target.upstreamTLS as? TLSClientContext))
             }
         }
         let changes = prober.update(plans) { [unowned self] plan, outcome in

@@ -86,6 +86,8 @@ extension ProxyRuntime {
         let inFlight: Int
         let writesInFlight: Int
         let holdTimeout: Duration
+        /// The routes leading to the profile (see `ProfileStatus.routes`).
+        let routes: [String]
 
         var gates: [String] {
             [paused ? "paused" : nil, maintenance ? "maintenance" : nil, readOnlyLabel].compactMap { $0 }
@@ -103,7 +105,7 @@ extension ProxyRuntime {
         /// The `show profiles --json` row.
         var status: ProfileStatus {
             ProfileStatus(name: name, live: live, paused: paused, maintenance: maintenance, readonly: readOnly, held: held, endpoints: endpoints,
-                          inFlight: inFlight, writesInFlight: writesInFlight, holdTimeoutMs: holdTimeout.milliseconds)
+                          inFlight: inFlight, writesInFlight: writesInFlight, holdTimeoutMs: holdTimeout.milliseconds, routes: routes)
         }
     }
 
@@ -120,7 +122,16 @@ extension ProxyRuntime {
                 held: holdQueue(for: profile.name).count, endpoints: profile.endpoints.count,
                 inFlight: counters.reduce(0) { $0 + $1.inFlight.load(ordering: .relaxed) },
                 writesInFlight: counters.reduce(0) { $0 + $1.writesInFlight.load(ordering: .relaxed) },
-                holdTimeout: profile.holdTimeout)
+                holdTimeout: profile.holdTimeout,
+                routes: routes(to: profile.name))
+        }
+    }
+
+    /// The listener routes leading to `profile`, in config order, the listeners' defaults included.
+    private func routes(to profile: String) -> [String] {
+        config.listeners.flatMap { listener in
+            listener.routes.filter { $0.profile == profile }.map { "\(listener.name) \($0.summary)" }
+                + (listener.profile == profile ? ["\(listener.name) default"] : [])
         }
     }
 
@@ -128,8 +139,11 @@ extension ProxyRuntime {
         let views = profileViews()
         if json { return JSONCoding.line(AdminAnswer(data: ProfilesAnswer(profiles: views.map(\.status)))) }
         return TextTable.render(
-            header: ["PROFILE", "LIVE", "GATES", "HELD", "ENDPOINTS"],
-            rows: views.map { [$0.name, $0.live.isEmpty ? "(none)" : $0.live.joined(separator: ","), $0.gates.isEmpty ? "-" : $0.gates.joined(separator: ","), String($0.held), String($0.endpoints)] })
+            header: ["PROFILE", "LIVE", "GATES", "HELD", "ENDPOINTS", "ROUTES"],
+            rows: views.map {
+                [$0.name, $0.live.isEmpty ? "(none)" : $0.live.joined(separator: ","), $0.gates.isEmpty ? "-" : $0.gates.joined(separator: ","),
+                 String($0.held), String($0.endpoints), $0.routes.isEmpty ? "-" : $0.routes.joined(separator: ", ")]
+            })
     }
 
     /// Process-wide totals, as `show stats --json` answers them.
@@ -148,7 +162,11 @@ extension ProxyRuntime {
             switches: stats.switches.load(ordering: .relaxed),
             tunnels: stats.tunnels.load(ordering: .relaxed),
             snapshotGeneration: Int(store.load().generation),
-            workers: workers.count)
+            workers: workers.count,
+            tlsHandshakes: stats.tls.handshakes.load(ordering: .relaxed),
+            tlsHandshakeFailures: stats.tls.handshakeFailures.load(ordering: .relaxed),
+            tlsPlainHTTP: stats.tls.plainHTTP.load(ordering: .relaxed),
+            tlsUpstreamHandshakeFailures: stats.tls.upstreamHandshakeFailures.load(ordering: .relaxed))
     }
 
     /// Process-wide totals by their snake_case names, in a fixed order (the text answer, metrics, status page).
@@ -169,6 +187,10 @@ extension ProxyRuntime {
             ("tunnels", totals.tunnels),
             ("snapshot_generation", totals.snapshotGeneration),
             ("workers", totals.workers),
+            ("tls_handshakes", totals.tlsHandshakes),
+            ("tls_handshake_failures", totals.tlsHandshakeFailures),
+            ("tls_plain_http", totals.tlsPlainHTTP),
+            ("tls_upstream_handshake_failures", totals.tlsUpstreamHandshakeFailures),
         ]
     }
 

@@ -10,13 +10,14 @@ import Synchronization
 /// next request. Workers never wait for this queue.
 public final class ProxyRuntime: @unchecked Sendable {  // mutable state confined to `controlQueue`
     let controlQueue = DispatchQueue(label: "cutover.control")
-    private(set) var config: Config
+    /// The config file's config with the endpoints `add endpoint` added (`Config.including(addedEndpointsOf:)`).
+    var config: Config
     /// The file `reload` re-reads; `nil` when started from command-line flags.
     let configPath: String?
     var runtime: RuntimeState
     private var generation: UInt64 = 0
     /// Long-lived endpoint objects by `profile/name`, reused while the address is unchanged.
-    private var targets: [String: EndpointTarget] = [:]
+    var targets: [String: EndpointTarget] = [:]
     private var holdQueues: [String: HoldQueue] = [:]
     private(set) var listeners: [Listener] = []
     private var nextSlot = 0
@@ -29,6 +30,11 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     var lastHealthChange: [String: RuntimeEvent] = [:]
     /// What probes and live traffic said per `profile/name` (see `EndpointHealth`).
     var healthStates: [String: EndpointHealth] = [:]
+    /// Health set by `set endpoint … health up|down` per `profile/name`; routing uses it instead of
+    /// the probes' until `auto`.
+    var healthOverrides: [String: Health] = [:]
+    /// The endpoints the last switch of each profile replaced, for `rollback`.
+    var lastReplaced: [String: [String]] = [:]
     /// Guard windows by profile name, their judging timers, and the live endpoint's counters at the
     /// guarded switch (see `ProxyRuntime+Guard`).
     var guards: [String: GuardWindow] = [:]
@@ -55,8 +61,8 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     var fleet: FleetLink?
 
     /// Prepares the runtime (restoring the state file over the config); nothing listens until `start`.
-    public init(config: Config, configPath: String?) throws {
-        self.config = config
+    public init(config fileConfig: Config, configPath: String?) throws {
+        var config = fileConfig
         self.configPath = configPath
         let workerCount = config.workers > 0 ? config.workers : max(1, ProcessInfo.processInfo.activeProcessorCount)
         let accessLog = config.accessLog == "off" ? nil : try AccessLog(destination: config.accessLog, workers: workerCount)
@@ -67,14 +73,17 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         self.stateFile = config.stateFile.map(StateFile.init(path:))
         var state = RuntimeState(config: config)
         if let stateFile, let saved = try stateFile.read() {
+            config = fileConfig.including(addedEndpointsOf: saved)
             state = saved.reconciled(with: config)
             for key in saved.unmatched(by: config) {
                 Log.info("state file \(stateFile.path): \(key) is not in the config; its saved state is dropped")
             }
-            Log.info("restored runtime state from \(stateFile.path)")
+            let changes = state.restoredChanges(over: config)
+            Log.info("restored runtime state from \(stateFile.path): " + (changes.isEmpty ? "as configured" : changes.joined(separator: "; ")))
         }
+        self.config = config
         self.runtime = state
-        self.store = SnapshotStore(ProxySnapshot(routing: RoutingSnapshot(generation: 0, profiles: []), routeBySlot: [], holdQueues: []))
+        self.store = SnapshotStore(ProxySnapshot(routing: RoutingSnapshot(generation: 0, profiles: []), listenerBySlot: [], holdQueues: []))
         self.targets = try resolveTargets(for: config)
         if let cluster = config.cluster { joinFleet(cluster) }
     }
@@ -84,13 +93,14 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     public func start(inherited: [Int: Int32] = [:]) throws {
         try controlQueue.sync {
             for (index, listenerConfig) in config.listeners.enumerated() {
+                let transport = try transport(for: listenerConfig, index: index, timeouts: config.timeouts)
                 if let fd = inherited[index] {
-                    let listener = Listener(config: listenerConfig, slot: nextSlot, adopting: fd)
+                    let listener = Listener(config: listenerConfig, slot: nextSlot, transport: transport, adopting: fd)
                     nextSlot += 1
-                    Log.info("listening on \(listenerConfig.address.host):\(listener.boundPort) (\(listenerConfig.mode.rawValue), listener \(listenerConfig.name) → profile \(listenerConfig.profile), taken over)")
+                    Log.info("listening on \(listenerConfig.address.host):\(listener.boundPort) (\(listenerConfig.mode.rawValue)\(Self.security(transport)), listener \(listenerConfig.name) → \(listenerConfig.routingSummary), taken over)")
                     listeners.append(listener)
                 } else {
-                    listeners.append(try openListener(listenerConfig))
+                    listeners.append(try openListener(listenerConfig, transport: transport))
                 }
             }
             publish(persist: false)
@@ -110,23 +120,28 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         controlQueue.sync { Dictionary(listeners.map { ($0.config.name, $0.boundPort) }, uniquingKeysWith: { a, _ in a }) }
     }
 
-    private func openListener(_ listenerConfig: ListenerConfig) throws -> Listener {
-        let listener = try Listener(config: listenerConfig, slot: nextSlot)
+    private func openListener(_ listenerConfig: ListenerConfig, transport: ListenerTransport) throws -> Listener {
+        let listener = try Listener(config: listenerConfig, slot: nextSlot, transport: transport)
         nextSlot += 1
-        Log.info("listening on \(listenerConfig.address.host):\(listener.boundPort) (\(listenerConfig.mode.rawValue), listener \(listenerConfig.name) → profile \(listenerConfig.profile))")
+        Log.info("listening on \(listenerConfig.address.host):\(listener.boundPort) (\(listenerConfig.mode.rawValue)\(Self.security(transport)), listener \(listenerConfig.name) → \(listenerConfig.routingSummary))")
         return listener
+    }
+
+    /// ` over TLS, certificates for a.test,*.a.test; b.test` for a listener's log line.
+    private static func security(_ transport: ListenerTransport) -> String {
+        transport.tls.map { " over TLS, certificates for \($0.certificateNames.map { $0.joined(separator: ",") }.joined(separator: "; "))" } ?? ""
     }
 
     private func startAccepting(_ listener: Listener) {
         let slot = listener.slot
         let mode = listener.config.mode
-        listener.start(workers: workers) { [unowned self] worker, fd in
-            self.accepted(fd: fd, on: worker, slot: slot, mode: mode)
+        listener.start(workers: workers) { [unowned self, unowned listener] worker, fd in
+            self.accepted(fd: fd, on: worker, slot: slot, mode: mode, transport: listener.transport)
         }
     }
 
     /// - Important: runs on `worker`'s queue.
-    private func accepted(fd: Int32, on worker: Worker, slot: Int, mode: ListenerMode) {
+    private func accepted(fd: Int32, on worker: Worker, slot: Int, mode: ListenerMode, transport: ListenerTransport) {
         stats.acceptedConnections.wrappingAdd(1, ordering: .relaxed)
         let open = stats.openConnections.wrappingAdd(1, ordering: .relaxed).newValue
         let shutting = shuttingDown.load(ordering: .relaxed)
@@ -136,19 +151,19 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         if open > worker.settings.limits.maxConnections && (shutting || !evictIdleClient(on: worker)) {
             stats.openConnections.wrappingSubtract(1, ordering: .relaxed)
             stats.refusedConnections.wrappingAdd(1, ordering: .relaxed)
-            Self.refuse(fd, mode: mode, reason: "the proxy is at max_connections")
+            Self.refuse(fd, mode: transport.tls == nil ? mode : .tcp, reason: "the proxy is at max_connections")
             return
         }
         if shutting {
             stats.openConnections.wrappingSubtract(1, ordering: .relaxed)
             stats.refusedConnections.wrappingAdd(1, ordering: .relaxed)
-            Self.refuse(fd, mode: mode, reason: "the proxy is shutting down")
+            Self.refuse(fd, mode: transport.tls == nil ? mode : .tcp, reason: "the proxy is shutting down")
             return
         }
         Socket.setNoDelay(fd)
         switch mode {
-        case .http: HTTPSession(fd: fd, worker: worker, runtime: self, slot: slot).start()
-        case .tcp: TCPTunnel(fd: fd, worker: worker, runtime: self, slot: slot).start()
+        case .http: HTTPSession(fd: fd, worker: worker, runtime: self, slot: slot, transport: transport).start()
+        case .tcp: TCPTunnel(fd: fd, worker: worker, runtime: self, slot: slot, transport: transport).start()
         }
     }
 
@@ -205,12 +220,12 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         let routing = RoutingSnapshot.build(config: config, runtime: runtime, generation: generation) { profile, endpoint in
             targets["\(profile.name)/\(endpoint.name)"]!
         }
-        var routeBySlot = [ProfileRoute?](repeating: nil, count: nextSlot)
+        var listenerBySlot = [ListenerRouting?](repeating: nil, count: nextSlot)
         for listener in listeners {
-            routeBySlot[listener.slot] = routing.profile(named: listener.config.profile)
+            listenerBySlot[listener.slot] = routing.listener(named: listener.config.name)
         }
         let holdQueuesByIndex = routing.profiles.map { holdQueue(for: $0.name) }
-        store.publish(ProxySnapshot(routing: routing, routeBySlot: routeBySlot, holdQueues: holdQueuesByIndex))
+        store.publish(ProxySnapshot(routing: routing, listenerBySlot: listenerBySlot, holdQueues: holdQueuesByIndex))
 
         var releasedCounts: [String: Int] = [:]
         for route in routing.profiles {
@@ -244,12 +259,13 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
 
     // MARK: - Targets and reload
 
-    private func resolveTargets(for config: Config) throws -> [String: EndpointTarget] {
+    func resolveTargets(for config: Config) throws -> [String: EndpointTarget] {
         var resolved: [String: EndpointTarget] = [:]
         for (p, profile) in config.profiles.enumerated() {
             for (e, endpoint) in profile.endpoints.enumerated() {
                 let key = "\(profile.name)/\(endpoint.name)"
-                if let existing = targets[key], existing.address == endpoint.address {
+                if let existing = targets[key], existing.address == endpoint.address,
+                   (existing.upstreamTLS as? TLSClientContext)?.config == endpoint.tls {
                     resolved[key] = existing
                     continue
                 }
@@ -259,10 +275,17 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
                 } catch {
                     throw ConfigError(file: configPath ?? "(command line)", key: "profiles[\(p)].endpoints[\(e)].address", reason: "\(error)")
                 }
-                resolved[key] = EndpointTarget(profile: profile.name, name: endpoint.name, address: endpoint.address, socketAddress: socketAddress)
+                let upstreamTLS = try TLSClientContext.load(
+                    endpoint, key: "profiles[\(p)].endpoints[\(e)].tls", file: configPath ?? "(command line)", timeouts: config.timeouts, stats: stats.tls)
+                resolved[key] = EndpointTarget(profile: profile.name, name: endpoint.name, address: endpoint.address, socketAddress: socketAddress, upstreamTLS: upstreamTLS)
             }
         }
         return resolved
+    }
+
+    /// The certificates and redirect of a listener, read from disk now (at start and at every reload).
+    private func transport(for listener: ListenerConfig, index: Int, timeouts: Timeouts) throws(ConfigError) -> ListenerTransport {
+        try ListenerTransport.load(listener, index: index, file: configPath ?? "(command line)", timeouts: timeouts, stats: stats.tls)
     }
 
     /// Re-reads the config file and applies it without dropping a connection; a config that fails
@@ -271,9 +294,12 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     /// - Important: call on `controlQueue`.
     func reload() throws(AdminError) -> String {
         guard let configPath else { throw AdminError(.conflict, "started without a config file; nothing to reload") }
+        // systemd (Type=notify) sees the reload begin and end, refused or not.
+        SystemdNotify.reloading()
+        defer { SystemdNotify.send("READY=1") }
         let next: Config
         do {
-            next = try ConfigFile.load(path: configPath)
+            next = try ConfigFile.load(path: configPath).including(addedEndpointsOf: runtime)
         } catch {
             Log.error("reload refused, keeping the running config: \(error)")
             throw AdminError(.invalidConfig, "\(error); the running config is unchanged")
@@ -287,19 +313,35 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         // Open new listeners first: if one cannot bind, nothing has changed yet.
         var kept: [Listener] = []
         var opened: [Listener] = []
-        for listenerConfig in next.listeners {
-            if let existing = listeners.first(where: { $0.config.address == listenerConfig.address && $0.config.mode == listenerConfig.mode }) {
-                existing.update(listenerConfig)
+        // Certificates are read before anything changes: a broken key refuses the whole reload.
+        var transports: [ListenerTransport] = []
+        for (index, listenerConfig) in next.listeners.enumerated() {
+            do {
+                transports.append(try transport(for: listenerConfig, index: index, timeouts: next.timeouts))
+            } catch {
+                Log.error("reload refused, keeping the running config and certificates: \(error)")
+                throw AdminError(.invalidConfig, "\(error); the running config and certificates are unchanged")
+            }
+        }
+        var updates: [(Listener, ListenerConfig, ListenerTransport)] = []
+        for (listenerConfig, transport) in zip(next.listeners, transports) {
+            // Same name first: two port-0 listeners share the configured address `127.0.0.1:0`,
+            // and matching on it alone handed both configs to the first socket.
+            let unclaimed = listeners.filter { old in !kept.contains { $0 === old } && old.config.address == listenerConfig.address && old.config.mode == listenerConfig.mode }
+            if let existing = unclaimed.first(where: { $0.config.name == listenerConfig.name })
+                ?? unclaimed.first(where: { _ in listenerConfig.address.port != 0 }) {
+                updates.append((existing, listenerConfig, transport))
                 kept.append(existing)
                 continue
             }
             do {
-                opened.append(try openListener(listenerConfig))
+                opened.append(try openListener(listenerConfig, transport: transport))
             } catch {
                 for listener in opened { listener.close() }
                 throw AdminError(.invalidConfig, "listener \(listenerConfig.name): \(error); the running config is unchanged")
             }
         }
+        for (listener, listenerConfig, transport) in updates { listener.update(listenerConfig, transport: transport) }
         let closed = listeners.filter { old in !kept.contains { $0 === old } }
         for listener in closed {
             Log.info("closing listener \(listener.config.name) (removed from config)")
@@ -325,6 +367,7 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
             guards[name] = nil
         }
         healthStates = healthStates.filter { key, _ in targets[key] != nil }
+        healthOverrides = healthOverrides.filter { key, _ in targets[key] != nil }
         events.record(profile: "*", endpoint: nil, state: "reloaded", cause: "config \(configPath)")
         publish()
         startProbes()

@@ -14,6 +14,10 @@ public enum ProxyServer {
     ///   the config was validated before this is called, so a broken one never takes traffic.
     public static func run(config: Config, configPath: String?, takeover: Bool = false, onStarted: @Sendable (ProxyRuntime) -> Void = { _ in }) throws -> Never {
         signal(SIGPIPE, SIG_IGN)
+        // The same checks as `proxy --check`, before anything logs "listening on" (and, in a
+        // takeover, before the running proxy is asked for anything).
+        try StartChecks.verify(config, file: configPath ?? "(command line)")
+        StartChecks.prepareDirectories(config)
         var predecessor: HandoverClient?
         if takeover {
             guard let socket = config.admin.socket else {
@@ -34,12 +38,17 @@ public enum ProxyServer {
             }
             try runtime.start(inherited: inherited)
             if let path = config.admin.socket {
-                let server = AdminSocketServer(path: path, mode: config.admin.socketMode, group: config.admin.socketGroup, limits: config.admin.sessionLimits) { line in
+                let server = AdminSocketServer(
+                    path: path, mode: config.admin.socketMode, group: config.admin.socketGroup, limits: config.admin.sessionLimits,
+                    streamer: { line in runtime.stream(line: line) }
+                ) { line in
                     runtime.execute(line: line)
                 }
                 try server.start()
                 Log.info("admin socket \(path)")
                 admin = server
+            } else {
+                Log.warning("no admin socket (admin.socket): `cutover ctl` cannot switch, pause or reload this proxy; SIGHUP still reloads")
             }
             if let address = config.admin.http {
                 let adopted = predecessor.flatMap { client in client.offer.adminHTTPMatch(address).map { client.sockets[$0] } }
@@ -54,7 +63,8 @@ public enum ProxyServer {
             }
             if let predecessor {
                 // Sockets the new config does not use close here; the predecessor closes its own copies.
-                let used = Set(inherited.values) .union(config.admin.http.flatMap { predecessor.offer.adminHTTPMatch($0) }.map { [predecessor.sockets[$0]] } ?? [])
+                let adoptedHTTP = config.admin.http.flatMap { predecessor.offer.adminHTTPMatch($0) }.map { predecessor.sockets[$0] }
+                let used = Set(inherited.values).union(adoptedHTTP.map { [$0] } ?? [])
                 for socket in predecessor.sockets where !used.contains(socket) { close(socket) }
                 predecessor.ready()
                 Log.info("takeover: serving; pid \(predecessor.offer.pid) stopped accepting and drains")
@@ -64,9 +74,26 @@ public enum ProxyServer {
             throw error
         }
         let signals = installSignals(runtime: runtime, admin: admin, handover: handover)
+        // Listeners, admin socket and signal handlers are in place: the proxy serves.
+        SystemdNotify.send("READY=1\nSTATUS=serving \(config.listeners.count) listeners")
         onStarted(runtime)
         withExtendedLifetime((signals, admin, handover)) {
             dispatchMain()
+        }
+    }
+
+    /// Reads every certificate, key and CA bundle the config names, as a start would, and throws
+    /// the first that fails (`cutover proxy --check`).
+    public static func checkTLSFiles(config: Config, configPath: String?) throws {
+        let file = configPath ?? "(command line)"
+        let stats = TLSStats()
+        for (index, listener) in config.listeners.enumerated() {
+            _ = try ListenerTransport.load(listener, index: index, file: file, timeouts: config.timeouts, stats: stats)
+        }
+        for (p, profile) in config.profiles.enumerated() {
+            for (e, endpoint) in profile.endpoints.enumerated() {
+                _ = try TLSClientContext.load(endpoint, key: "profiles[\(p)].endpoints[\(e)].tls", file: file, timeouts: config.timeouts, stats: stats)
+            }
         }
     }
 

@@ -16,4 +16,6 @@ final class ProxyStats: Sendable {
     let holdTimeouts = Atomic<Int>(0)
     let switches = Atomic<Int>(0)
     let tunnels = Atomic<Int>(0)
+    /// Handshakes and their failures, on TLS listeners and to TLS endpoints.
+    let tls = TLSStats()
 }

@@ -1,17 +1,17 @@
 import CutoverCore
 import Synchronization
 
-/// What the hot path reads for each request: the routing snapshot and each listener's route.
+/// What the hot path reads for each request: the routing snapshot and each listener's routing.
 final class ProxySnapshot: Sendable {
     let routing: RoutingSnapshot
-    /// Route of each listener slot (slots are stable across reloads; removed listeners leave `nil`).
-    let routeBySlot: [ProfileRoute?]
+    /// Routes of each listener slot (slots are stable across reloads; removed listeners leave `nil`).
+    let listenerBySlot: [ListenerRouting?]
     /// Hold queue of each profile, by `ProfileRoute.index`.
     let holdQueues: [HoldQueue]
 
-    init(routing: RoutingSnapshot, routeBySlot: [ProfileRoute?], holdQueues: [HoldQueue]) {
+    init(routing: RoutingSnapshot, listenerBySlot: [ListenerRouting?], holdQueues: [HoldQueue]) {
         self.routing = routing
-        self.routeBySlot = routeBySlot
+        self.listenerBySlot = listenerBySlot
         self.holdQueues = holdQueues
     }
 

@@ -22,22 +22,30 @@ extension ChannelHandler {
 ///
 /// Reading and writing are driven by the handler: a handler that cannot pass bytes on pauses reading,
 /// so a slow peer never makes the proxy buffer more than one read's worth per direction.
+///
+/// With TLS (`SocketChannel+TLS.swift`) the same calls carry plain bytes: the handshake runs inside
+/// the channel before the handler hears anything, so sessions and tunnels do not know about TLS.
 final class SocketChannel: @unchecked Sendable {  // confined to its worker's queue
     let fd: Int32
     private unowned let poller: EventPoller
+    unowned let worker: Worker
+    /// The TLS session on this socket, `nil` for plain TCP.
+    let tls: TLSStream?
     private var token: UInt64 = 0
     /// The current owner; set to `nil` when the channel changes hands or closes (breaks the cycle).
     var handler: ChannelHandler?
 
-    private var reading = false
+    private(set) var reading = false
     private var writeWanted = false
-    private var connecting = false
+    private(set) var connecting = false
     /// The epoll events currently registered (0 = not in epoll).
     private var interest: UInt32 = 0
     /// Bytes accepted by `write` that the kernel has not taken yet.
     private var pending: [UInt8] = []
     private var pendingOffset = 0
     private(set) var isClosed = false
+    /// A `channelReadable` is queued on the worker (TLS bytes or a failure the socket will not signal).
+    var deliveryScheduled = false
     /// A send failed because the peer is gone (reset, or closed while we wrote). The send consumed
     /// the socket's error, so a read would now see a plain end of stream; `read` reports the failure
     /// instead, so the owner releases both sides at once rather than wait to flush what never will.
@@ -51,11 +59,16 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
     /// Whether the proxy connected this socket (an upstream) rather than accepted it.
     private(set) var isOutbound = false
 
-    init(fd: Int32, worker: Worker) {
+    /// A channel on `fd`; with `tls`, a server-side handshake starts at once, a client-side one
+    /// when the connect finishes (`awaitConnect`).
+    init(fd: Int32, worker: Worker, tls role: TLSStream.Role? = nil) {
         self.fd = fd
         self.poller = worker.poller
+        self.worker = worker
+        self.tls = role.map { TLSStream(role: $0, fd: fd) }
         self.token = poller.register(self)
         self.openedRound = poller.round
+        if let tls, case .server = tls.role { startHandshake(tls) }
     }
 
     /// Whether the peer has said nothing since its last answer and nothing is being written to it.
@@ -68,6 +81,7 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
         guard !isClosed, !reading else { return }
         reading = true
         updateInterest()
+        if let tls, tls.hasBufferedPlaintext || tls.isFailed { scheduleDelivery() }
     }
 
     /// Stops `channelReadable` until `resumeReading`; the kernel buffer then pushes back on the peer.
@@ -79,19 +93,27 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
 
     var isReadingPaused: Bool { !reading }
 
-    private func updateInterest() {
-        let wanted = (reading ? EventPoller.readable : 0) | (writeWanted ? EventPoller.writable : 0)
+    func updateInterest() {
+        guard !isClosed else { return }
+        var wanted = (reading ? EventPoller.readable : 0) | (writeWanted ? EventPoller.writable : 0)
+        if let tls { wanted = tlsInterest(tls, plain: wanted) }
         poller.update(fd: fd, token: token, from: interest, to: wanted)
         interest = wanted
     }
 
     /// Called by the poller with the epoll events that fired.
     func handle(events: UInt32) {
-        if events & (EventPoller.writable | EventPoller.failed) != 0 && writeWanted {
-            writable()
+        if let tls, tls.isHandshaking, !connecting {
+            advanceHandshake(tls)
+            return
+        }
+        if events & (EventPoller.writable | EventPoller.failed) != 0 {
+            if writeWanted { writable() }
+            if let tls, tls.readWantsWrite { readMayContinue(tls) }
         }
         if events & (EventPoller.readable | EventPoller.failed) != 0 && reading && !isClosed {
             handler?.channelReadable(self)
+            if let tls { deliverBufferedPlaintext(tls) }
         }
     }
 
@@ -99,6 +121,11 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
     /// (`EAGAIN`) — errors such as a reset are returned as `-2`.
     func read(into buffer: UnsafeMutableRawBufferPointer) -> Int {
         if peerFailed { return -2 }
+        if let tls {
+            let n = readTLS(tls, into: buffer)
+            if n > 0 { lastReadRound = poller.round }
+            return n
+        }
         let n = Glibc.read(fd, buffer.baseAddress, buffer.count)
         if n > 0 { lastReadRound = poller.round }
         if n >= 0 { return n }
@@ -111,19 +138,19 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
         guard !isClosed else { return false }
         guard bytes.count > 0 else { return true }
         lastWriteRound = poller.round
-        if hasPendingOutput {
+        if hasPendingOutput || tls?.isHandshaking == true {
+            // Bytes for a peer still shaking hands wait here; the handshake's end flushes them.
             pending.append(contentsOf: bytes)
             return true
         }
         var offset = 0
         while offset < bytes.count {
-            let n = send(fd, bytes.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL))
+            let n = transmit(bytes.baseAddress! + offset, bytes.count - offset)
             if n > 0 {
                 offset += n
                 continue
             }
-            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { break }
-            if n < 0 && errno == EINTR { continue }
+            if n == -1 { break }
             return false
         }
         if offset < bytes.count {
@@ -143,6 +170,7 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
         if first.isEmpty { return write(second) }
         if second.isEmpty { return write(first) }
         lastWriteRound = poller.round
+        if tls != nil { return writeTLS(first, second) }
         if hasPendingOutput {
             pending.append(contentsOf: first)
             pending.append(contentsOf: second)
@@ -197,28 +225,55 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
         setWriteWanted(true)
     }
 
-    private func setWriteWanted(_ wanted: Bool) {
+    func setWriteWanted(_ wanted: Bool) {
         guard !isClosed, writeWanted != wanted else { return }
         writeWanted = wanted
         updateInterest()
     }
 
-    private func writable() {
+    /// Sends what the socket takes now: the count, -1 when it is full, -2 when the peer is gone.
+    private func transmit(_ base: UnsafeRawPointer, _ count: Int) -> Int {
+        if let tls { return tls.write(base, count) }
+        while true {
+            let n = send(fd, base, count, Int32(MSG_NOSIGNAL))
+            if n >= 0 { return n }
+            if errno == EINTR { continue }
+            return errno == EAGAIN || errno == EWOULDBLOCK ? -1 : -2
+        }
+    }
+
+    /// Appends to the output queue and waits for the socket (TLS writes that the socket refused).
+    func queue(_ bytes: UnsafeRawBufferPointer) {
+        if !hasPendingOutput {
+            pending.removeAll(keepingCapacity: true)
+            pendingOffset = 0
+        }
+        pending.append(contentsOf: bytes)
+        setWriteWanted(true)
+    }
+
+    func writable() {
         if connecting {
             connecting = false
             setWriteWanted(false)
-            handler?.channelConnected(self, error: Socket.pendingError(fd))
+            let error = Socket.pendingError(fd)
+            if error == 0, let tls {
+                // Connected: the handler hears `channelConnected` once the handshake is done.
+                startHandshake(tls)
+                return
+            }
+            handler?.channelConnected(self, error: error)
             return
         }
         while hasPendingOutput {
             let n = pending.withUnsafeBytes { raw in
-                send(fd, raw.baseAddress! + pendingOffset, raw.count - pendingOffset, Int32(MSG_NOSIGNAL))
+                transmit(raw.baseAddress! + pendingOffset, raw.count - pendingOffset)
             }
             if n > 0 {
                 pendingOffset += n
                 continue
             }
-            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) { return }
+            if n == -1 { return }
             // The peer is gone: the owner learns it from its next read.
             peerFailed = true
             pending.removeAll()
@@ -238,9 +293,10 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
         handler?.channelDrained(self)
     }
 
-    /// Half-closes the sending side (propagates a peer's end of stream).
+    /// Half-closes the sending side (propagates a peer's end of stream); over TLS, close_notify first.
     func shutdownWrite() {
         guard !isClosed else { return }
+        tls?.sendCloseNotify()
         Glibc.shutdown(fd, Int32(SHUT_WR))
     }
 
@@ -254,6 +310,7 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
         handler = nil
         pending = []
         pendingOffset = 0
+        if let tls { finishTLS(tls) }
         Glibc.close(fd)
     }
 }

@@ -21,8 +21,13 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
     /// Where this connection waits while its profile is paused.
     private var held: (queue: HoldQueue, id: UInt64)?
     private let clientText: String
+    /// Bytes read from the client to find its TLS server name; they go upstream first.
+    private var peeked: [UInt8] = []
+    /// The server name the ClientHello asked for, once read (`.absent`/`.malformed` route to the default).
+    private var serverName: TLSClientHello.ServerName?
 
     private enum Phase {
+        case peeking
         case routing
         case holding
         case connecting
@@ -30,8 +35,8 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
         case closed
     }
 
-    init(fd: Int32, worker: Worker, runtime: ProxyRuntime, slot: Int) {
-        self.client = SocketChannel(fd: fd, worker: worker)
+    init(fd: Int32, worker: Worker, runtime: ProxyRuntime, slot: Int, transport: ListenerTransport = .plain) {
+        self.client = SocketChannel(fd: fd, worker: worker, tls: transport.tls.map { .server($0) })
         self.worker = worker
         self.runtime = runtime
         self.slot = slot
@@ -66,8 +71,22 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
 
     private func route() {
         let snapshot = runtime.store.load()
-        guard let route = snapshot.routeBySlot[slot] else {
+        guard let listener = snapshot.listenerBySlot[slot] else {
             close(reason: "listener removed")
+            return
+        }
+        let decision: RouteDecision
+        if listener.needsServerName {
+            switch serverName {
+            case nil: return startPeeking()
+            case .found(let name): decision = name.withUnsafeBytes { listener.decide(serverName: $0) }
+            case .needMore, .absent, .malformed: decision = listener.decide(serverName: nil)
+            }
+        } else {
+            decision = listener.fallbackDecision
+        }
+        guard case .profile(let route, _) = decision else {
+            close(reason: "no route for this server name and no default profile on listener \(listener.name)")
             return
         }
         // A tunnel has no method to judge: the read-only gate never holds or refuses TCP connections.
@@ -80,6 +99,39 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
             return
         }
         connect(to: target)
+    }
+
+    /// Reads the client's first bytes until its ClientHello is whole (or clearly not one), within
+    /// the header-read timeout. Bytes are read, not peeked with MSG_PEEK: a partial hello left in
+    /// the kernel would keep the read source firing with nothing new to parse.
+    private func startPeeking() {
+        phase = .peeking
+        client.handler = self
+        deadline = monotonicMilliseconds() + UInt64(worker.settings.timeouts.headerRead.milliseconds)
+        client.resumeReading()
+    }
+
+    private func peekReadable() {
+        if let name = client.terminatedServerName {
+            // TLS ends here: the handshake already read the name, and the bytes are the application's.
+            guard let name else { return }
+            if client.tls?.isFailed == true { return close(reason: "TLS handshake failed") }
+            serverName = name
+            client.pauseReading()
+            phase = .routing
+            return route()
+        }
+        let n = client.read(into: worker.scratch)
+        if n == -1 { return }
+        if n <= 0 { return close(reason: "client closed before its TLS ClientHello") }
+        peeked.append(contentsOf: UnsafeRawBufferPointer(rebasing: worker.scratch[0..<n]))
+        let name = peeked.withUnsafeBytes { TLSClientHello.serverName(in: $0) }
+        // Records are at most 16 KiB, so a hello still incomplete past two of them is not one.
+        if case .needMore = name, peeked.count <= 2 * (TLSClientHello.maxHelloBytes + 5) { return }
+        serverName = name
+        client.pauseReading()
+        phase = .routing
+        route()
     }
 
     private func hold(route: ProfileRoute, generation: UInt64, queue: HoldQueue) {
@@ -115,7 +167,7 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
         deadline = monotonicMilliseconds() + UInt64(worker.settings.timeouts.connect.milliseconds)
         do {
             let fd = try Socket.startConnect(to: target.socketAddress)
-            let channel = SocketChannel(fd: fd, worker: worker)
+            let channel = SocketChannel(upstreamFD: fd, to: target, worker: worker)
             channel.handler = self
             upstream = channel
             target.counters.connections.wrappingAdd(1, ordering: .relaxed)
@@ -140,11 +192,18 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
 
     private func startPumping() {
         guard let upstream else { return }
+        if !peeked.isEmpty {
+            // The ClientHello read for routing goes first; the flows queue behind it in order.
+            upstream.write(peeked)
+            peeked = []
+        }
         phase = .pumping
         client.handler = self
         upstream.handler = self
-        toUpstream = Flow(source: client, sink: upstream, pipe: SplicePipe())
-        toClient = Flow(source: upstream, sink: client, pipe: SplicePipe())
+        // Splice moves ciphertext: a TLS side has to be copied through the worker's buffer.
+        let spliceable = !client.isTLS && !upstream.isTLS
+        toUpstream = Flow(source: client, sink: upstream, pipe: spliceable ? SplicePipe() : nil)
+        toClient = Flow(source: upstream, sink: client, pipe: spliceable ? SplicePipe() : nil)
         touch()
         client.resumeReading()
         upstream.resumeReading()
@@ -155,7 +214,8 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
     }
 
     func channelReadable(_ channel: SocketChannel) {
-        // Before pumping nothing is read: early client bytes wait in the kernel until the tunnel is up.
+        if phase == .peeking && channel === client { return peekReadable() }
+        // Before pumping nothing else is read: early client bytes wait in the kernel until the tunnel is up.
         guard phase == .pumping, let toUpstream, let toClient else { return }
         pump(channel === client ? toUpstream : toClient)
     }
@@ -252,6 +312,8 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
             close(reason: "connect timeout")
         case .pumping:
             close(reason: "idle timeout")
+        case .peeking:
+            close(reason: "no TLS ClientHello within the header read timeout")
         case .routing, .closed:
             break
         }

@@ -27,6 +27,8 @@ final class Worker: @unchecked Sendable {  // confined to `queue`
     let scratch: UnsafeMutableRawBufferPointer
     /// Head serialisation buffer, reused.
     var headBuffer: [UInt8] = []
+    /// Joins a head and body bytes into one TLS write, reused.
+    var tlsJoinBuffer: [UInt8] = []
     let pool: UpstreamPool
     /// Socket readiness for every channel of this worker.
     let poller: EventPoller
@@ -83,11 +85,15 @@ final class Worker: @unchecked Sendable {  // confined to `queue`
         accessLog?.flush(worker: index)
     }
 
-    /// Force-closes every connection still serving `target` (its drain deadline passed).
+    /// Force-closes every tunnel (TCP, or an HTTP connection upgraded to one) still serving `target`:
+    /// its drain deadline passed.
+    ///
+    /// An HTTP exchange in flight is left to finish: `drain_timeout` bounds tunnels, which may last
+    /// for ever, while a request is already bounded by `timeouts.upstream_response` (issue 17, defect 2).
     ///
     /// - Returns: how many were closed.
     func forceClose(servingTarget target: EndpointTarget) -> Int {
-        let serving = connections.values.filter { $0.servingTarget === target }
+        let serving = connections.values.filter { $0 is TCPTunnel && $0.servingTarget === target }
         for connection in serving { connection.forceClose(reason: "drain deadline of \(target.qualifiedName)") }
         return serving.count
     }

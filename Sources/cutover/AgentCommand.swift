@@ -55,14 +55,13 @@ enum AgentCommand {
         guard let journalPath = arguments.value("--journal") else { throw UsageError("--journal is required") }
         var databases: [String: String] = [:]
         if let path = arguments.value("--config") {
-            for database in try ConfigFile.load(path: path).databases where database.driver == "postgres" {
+            for database in try ConfigFile.load(path: path, use: .agent).databases where database.driver == "postgres" {
                 databases[database.name] = database.dsn
             }
         }
         let service = AgentService(journal: Journal(path: journalPath), databases: databases) { printError("cutover agent: \($0)") }
-        let server = try AgentServer(path: socketPath, service: service)
-        let signals = server.stopOnTerminationSignals { printError("cutover agent: \($0)") }
+        let server = try AgentServer(path: socketPath, service: service) { printError("cutover agent: \($0)") }
         printError("cutover agent: listening on \(server.path), journal \(journalPath)")
-        withExtendedLifetime(signals) { dispatchMain() }
+        withExtendedLifetime(server) { dispatchMain() }
     }
 }

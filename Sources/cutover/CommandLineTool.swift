@@ -28,6 +28,7 @@ enum CommandLineTool {
 
         Usage: cutover COMMAND [OPTIONS]
                cutover COMMAND --help
+               cutover version | --version
 
         Commands:
         """
@@ -38,7 +39,7 @@ enum CommandLineTool {
             print(usage())
             return arguments.isEmpty ? 2 : 0
         }
-        if name == "--version" {
+        if name == "--version" || name == "version" {
             print("cutover \(CutoverVersion.string)")
             return 0
         }

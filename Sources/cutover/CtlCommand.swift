@@ -49,7 +49,8 @@ enum CtlCommand {
                 index += 1
                 continue
             default:
-                break
+                // A command word never starts with "--": this is a misspelt option of ours.
+                if words[index].hasPrefix("--") { throw UsageError("unknown option \(words[index]) (options: --socket PATH, --json)") }
             }
             break
         }
@@ -79,6 +80,14 @@ enum CtlCommand {
         let answer = try client.send(json && !command.contains("--json") ? command + " --json" : command)
         print(answer)
         fflush(nil)
+        if (try? AdminCommand.parse(command).command) == .followEvents, !answer.hasPrefix("ERR ") {
+            // One answer per event until the proxy closes the stream (it stops) or we are interrupted.
+            while let next = try? client.nextAnswer() {
+                print(next)
+                fflush(nil)
+            }
+            return true
+        }
         if answer.hasPrefix("ERR ") { return false }
         if json, let envelope = try? JSONCoding.decode(AdminAnswer<NoAnswerData>.self, from: answer), !envelope.ok { return false }
         return true

@@ -122,6 +122,26 @@ enum DBCommand {
         """
 
     static func run(_ words: [String]) throws -> Int32 {
+        do {
+            return try dispatch(words)
+        } catch {
+            // A script that asked for JSON reads stdout: it gets an error object there too (the
+            // message still goes to stderr, and the exit status is unchanged).
+            if words.contains("--json") { print(JSONCoding.line(AdminAnswer<NoAnswerData>(code: errorCode(error), message: "\(error)"))) }
+            throw error
+        }
+    }
+
+    /// The `code` of a failed command's JSON error object: the database error's, `usage`, or `failed`.
+    static func errorCode(_ error: any Error) -> String {
+        switch error {
+        case let database as DatabaseError: return database.code
+        case is UsageError: return "usage"
+        default: return "failed"
+        }
+    }
+
+    private static func dispatch(_ words: [String]) throws -> Int32 {
         // Options may come before the command word: find it with every option name any command knows.
         let readonlyOptions: Set<String> = ["--dsn", "--control-db", "--grace", "--connect-timeout", "--journal", "--config"]
         let everyOption = valuedOptions.values.reduce(readonlyOptions) { $0.union($1) }
@@ -151,19 +171,20 @@ enum DBCommand {
         var fence = try ReadOnlyFence(target: ConnectionString(dsn), controlDatabase: arguments.value("--control-db") ?? "postgres")
         fence.connectTimeout = connectTimeout
         let target = fence.target.description
+        let controlOption = arguments.value("--control-db").map { ["--control-db", $0] } ?? []
         switch action {
         case "status":
             let status = try fence.status()
             print(json ? status.json : status.text)
         case "on":
             let report = try journaled(
-                journal, action: "db readonly on", target: target, undo: "cutover db readonly off --dsn \"\(target)\"",
+                journal, action: "db readonly on", target: target, undo: ShellWords.command(["cutover", "db", "readonly", "off", "--dsn", target] + controlOption),
                 describe: { (r: FenceReport) in r.json }
             ) { try fence.on(grace: grace) }
             print(json ? report.json : report.text)
         default:
             let report = try journaled(
-                journal, action: "db readonly off", target: target, undo: "cutover db readonly on --dsn \"\(target)\"",
+                journal, action: "db readonly off", target: target, undo: ShellWords.command(["cutover", "db", "readonly", "on", "--dsn", target] + controlOption),
                 describe: { (r: FenceReport) in r.json }
             ) { try fence.off() }
             print(json ? report.json : report.text)
@@ -188,7 +209,7 @@ enum DBCommand {
 
     /// The `dsn` of the postgres database named `name` in the config file at `path`.
     static func configuredDSN(_ name: String, config path: String) throws -> String {
-        let config = try ConfigFile.load(path: path)
+        let config = try ConfigFile.load(path: path, use: .agent)
         guard let database = config.databases.first(where: { $0.name == name }) else {
             let known = config.databases.map(\.name)
             throw UsageError("no database named '\(name)' in \(path) (configured: \(known.isEmpty ? "none" : known.joined(separator: ", ")))")
@@ -334,8 +355,5 @@ enum DBCommand {
     }
 
     /// A word as a POSIX shell reads it back, for the journal's undo commands.
-    static func shellQuoted(_ word: String) -> String {
-        if !word.isEmpty && word.allSatisfy({ $0.isLetter || $0.isNumber || "_-./:=@".contains($0) }) { return word }
-        return "'" + word.replacingOccurrences(of: "'", with: "'\\''") + "'"
-    }
+    static func shellQuoted(_ word: String) -> String { ShellWords.quote(word) }
 }

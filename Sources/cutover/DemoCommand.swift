@@ -9,6 +9,7 @@ enum DemoCommand {
         summary: "blue and green sample backends behind the proxy: see a switch work in a minute",
         help: """
             Usage: cutover demo [--port PORT] [--admin-socket PATH] [--config FILE]
+                   cutover demo --print-config
 
             Starts, in one process, two sample backends ("blue" and "green", each answering with
             its name) and the proxy in front of them, from Config/demo.json: profile "demo", blue

@@ -7,7 +7,8 @@ enum FlagCommand {
 
     static let help = """
         Usage: cutover flag on|off|status --driver file  --path PATH [--content TEXT]
-               cutover flag on|off|status --driver sql   --dsn CONNINFO --on-sql SQL --off-sql SQL [--status-sql SQL]
+               cutover flag on|off        --driver sql   --dsn CONNINFO --on-sql SQL --off-sql SQL [--status-sql SQL]
+               cutover flag status        --driver sql   --dsn CONNINFO --status-sql SQL
                cutover flag on|off|status --driver proxy --socket PATH --profile NAME --gate maintenance|readonly
 
         Tells the application (or the proxy in front of it) that an upgrade is under way.
@@ -22,8 +23,8 @@ enum FlagCommand {
             --dsn CONNINFO        libpq connection string.
             --on-sql SQL          statement(s) that turn the flag on.
             --off-sql SQL         statement(s) that turn it off.
-            --status-sql SQL      a query returning one value; on, true, t, 1, yes mean on. Without
-                                  it, status is "unknown".
+            --status-sql SQL      a query returning one value; on, true, t, 1, yes mean on. Required
+                                  by status (which needs neither --on-sql nor --off-sql).
           proxy   the Cutover proxy's own gates over its admin Unix socket: sends one line
                   "maintenance|readonly PROFILE on|off" and expects "OK …"; "ERR code: message" is a
                   failure. status reads the gate from the proxy's "show profiles --json".
@@ -48,16 +49,17 @@ enum FlagCommand {
         guard let action = arguments.positionals.first else { throw UsageError("missing on, off or status") }
         guard ["on", "off", "status"].contains(action) else { throw UsageError("expected on, off or status, not '\(action)'") }
         guard arguments.positionals.count == 1 else { throw UsageError("unexpected '\(arguments.positionals[1])'") }
-        let driver = try makeDriver(arguments)
+        let driver = try makeDriver(arguments, action: action)
+        let options = Dictionary(uniqueKeysWithValues: FlagDriverOptions.names.compactMap { name in arguments.value(name).map { (name, $0) } })
         let journal = arguments.value("--journal").map(Journal.init(path:))
         let result: FlagResult
         switch action {
         case "on":
-            result = try journaled(journal, action: "flag on", target: driver.target, undo: "flag off", describe: { (r: FlagResult) in r.json }) {
+            result = try journaled(journal, action: "flag on", target: driver.target, undo: ShellWords.flagCommand("off", options: options), describe: { (r: FlagResult) in r.json }) {
                 try driver.on()
             }
         case "off":
-            result = try journaled(journal, action: "flag off", target: driver.target, undo: "flag on", describe: { (r: FlagResult) in r.json }) {
+            result = try journaled(journal, action: "flag off", target: driver.target, undo: ShellWords.flagCommand("on", options: options), describe: { (r: FlagResult) in r.json }) {
                 try driver.off()
             }
         default:
@@ -68,9 +70,9 @@ enum FlagCommand {
     }
 
     /// Builds the driver named by `--driver` from its options.
-    static func makeDriver(_ arguments: Arguments) throws -> FlagDriver {
+    static func makeDriver(_ arguments: Arguments, action: String) throws -> FlagDriver {
         do {
-            return try FlagDriverOptions.make { arguments.value($0) }
+            return try FlagDriverOptions.make(action: action) { arguments.value($0) }
         } catch let problem as FlagDriverOptions.Problem {
             throw UsageError(problem.description)
         }

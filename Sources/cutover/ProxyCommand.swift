@@ -1,5 +1,7 @@
+import CutoverControl
 import CutoverCore
 import CutoverProxy
+import Foundation
 
 /// `cutover proxy`: run the reverse proxy from a config file or from flags.
 enum ProxyCommand {
@@ -7,9 +9,9 @@ enum ProxyCommand {
         name: "proxy",
         summary: "run the reverse proxy (from --config FILE, or --listen/--endpoint flags)",
         help: """
-            Usage: cutover proxy --config FILE [--takeover]
+            Usage: cutover proxy --config FILE [--admin-socket PATH] [--workers N] [--access-log stderr|off|PATH] [--check] [--takeover]
                    cutover proxy --listen HOST:PORT --endpoint NAME=HOST:PORT [--endpoint NAME=HOST:PORT ...]
-                                 [--mode http|tcp] [--admin-socket PATH] [--workers N] [--access-log stderr|off|PATH]
+                                 [--mode http|tcp] [--admin-socket PATH] [--workers N] [--access-log stderr|off|PATH] [--check]
 
             Runs the proxy in the foreground until SIGTERM or SIGINT, then stops accepting, lets
             in-flight requests finish (timeouts.shutdown, default 30s) and exits 0. SIGHUP re-reads
@@ -24,10 +26,14 @@ enum ProxyCommand {
                                     is online, the others offline (standby for `switch`). Repeatable.
               --mode http|tcp       without a file: HTTP/1.1 reverse proxy (default) or raw TCP
               --admin-socket PATH   admin Unix socket for `cutover ctl` (with --config: overrides
-                                    admin.socket)
+                                    admin.socket; without: default $CUTOVER_SOCKET, else
+                                    \(CtlCommand.defaultSocket), where `cutover ctl` looks)
               --workers N           worker queues (default: one per CPU; overrides the config)
               --access-log DEST     stderr (default), off, or a file path (overrides the config)
-              --check               validate the config and exit (0 valid, 1 invalid)
+              --check               run every check start runs short of binding (config, endpoint
+                                    names resolve, socket_group exists, state file readable,
+                                    directories writable, TLS certificates, keys and CA bundles
+                                    load) and exit (0 valid, 1 invalid)
               --takeover            upgrade without a gap: take the listening sockets, the admin
                                     socket and the admin HTTP listener over from the proxy running
                                     behind admin.socket, then that one drains and exits. A config
@@ -49,6 +55,7 @@ enum ProxyCommand {
             config = try ConfigFile.load(path: path)
         } else {
             config = try configFromFlags(args)
+            if args.value("--admin-socket") == nil { config.admin.socket = quickModeSocket() }
         }
         if let socket = args.value("--admin-socket") { config.admin.socket = socket }
         if let workers = args.value("--workers") {
@@ -58,10 +65,24 @@ enum ProxyCommand {
         if let accessLog = args.value("--access-log") { config.accessLog = accessLog }
         try ConfigLoader.validate(config, file: path ?? "(command line)")
         if args.has("--check") {
+            try StartChecks.verify(config, file: path ?? "(command line)")
+            try ProxyServer.checkTLSFiles(config: config, configPath: path)
             print("\(path ?? "(command line)"): valid (\(config.listeners.count) listeners, \(config.profiles.count) profiles)")
             return 0
         }
         try ProxyServer.run(config: config, configPath: path, takeover: args.has("--takeover"))
+    }
+
+    /// Quick mode's admin socket when none is given: the one `cutover ctl` uses by default, so that
+    /// `cutover ctl switch default green` works with no option; `nil` (no socket, with a warning)
+    /// when another proxy already answers there, because replacing its socket would orphan it.
+    static func quickModeSocket() -> String? {
+        let path = ProcessInfo.processInfo.environment["CUTOVER_SOCKET"] ?? CtlCommand.defaultSocket
+        if (try? AdminClient(path: path, timeout: .seconds(1))) != nil {
+            printError("cutover proxy: warning: another process answers on \(path); this proxy opens no admin socket (give --admin-socket PATH to switch it)")
+            return nil
+        }
+        return path
     }
 
     /// The single-profile config that `--listen`/`--endpoint` describe.

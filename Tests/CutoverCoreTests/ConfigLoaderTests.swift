@@ -196,6 +196,11 @@ final class ConfigLoaderTests: XCTestCase {
     func testMissingListeners_isRejected() {
         assertError(parse(#"{"profiles": []}"#), key: "listeners", contains: "required key is missing")
         assertError(parse(minimal(listeners: "[]")), key: "listeners", contains: "at least one listener")
+        // An agent's config needs neither (issue 17, defect 5); what it has is still checked.
+        let agentOnly = #"{"databases": [{"name": "primary", "driver": "postgres", "dsn": "dbname=app"}]}"#
+        XCTAssertEqual(try ConfigLoader.decode(Array(agentOnly.utf8), file: "a.json", use: .agent).completed(pageFiles: [:]).databases.map(\.name), ["primary"])
+        assertError(try ConfigLoader.decode(Array(#"{"databases": [{"name": "p"}]}"#.utf8), file: "c.json", use: .agent).completed(pageFiles: [:]),
+                    key: "databases[0].dsn", contains: "required key is missing")
     }
 
     func testMissingProfiles_isRejected() {

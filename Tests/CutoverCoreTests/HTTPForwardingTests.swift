@@ -220,4 +220,13 @@ final class HTTPForwardingWriterTests: XCTestCase {
             }
         }
     }
+
+    /// Issue 17, defect 4: the maintenance bypass header carries a secret and never reaches a backend.
+    func testBypassHeader_isRemovedForTheBackend_inAnyCase() {
+        let gate = GateConfig(bypass: MaintenanceBypass(header: HTTPHeaderField(name: "X-Cutover-Bypass", value: "s3cret")))
+        let headers: HTTPHeaders = [("Host", "app"), ("x-cutover-bypass", "s3cret"), ("Accept", "*/*"), ("X-CUTOVER-BYPASS", "other")]
+        XCTAssertEqual(gate.fieldsForBackend(headers), [("Host", "app"), ("Accept", "*/*")])
+        XCTAssertNil(gate.fieldsForBackend([("Host", "app")]), "nothing to remove: no copy")
+        XCTAssertNil(GateConfig().fieldsForBackend(headers), "no bypass header configured: the fields pass")
+    }
 }

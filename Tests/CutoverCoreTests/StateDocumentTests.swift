@@ -78,4 +78,57 @@ final class StateDocumentTests: XCTestCase {
             XCTAssertEqual(($0 as? StateDocument.DecodeError)?.key, "version", "\($0)")
         }
     }
+
+    /// Issue 17, defect 8: what a restore changed over the config, in config order, and nothing when nothing differs.
+    func testRestoredChanges_nameWhatDiffersFromTheConfig() throws {
+        let config = try ConfigLoader.parse(
+            #"{"listeners": [{"name": "w", "address": "127.0.0.1:1", "profile": "web"}], "profiles": [{"name": "web", "endpoints": [{"name": "blue", "address": "127.0.0.1:2"}, {"name": "green", "address": "127.0.0.1:3", "state": "offline"}]}]}"#,
+            file: "c.json")
+        var state = RuntimeState(config: config)
+        XCTAssertEqual(state.restoredChanges(over: config), [])
+        state.profiles["web"]?.paused = true
+        state.profiles["web"]?.endpoints["green"]?.admin = .online
+        state.profiles["web"]?.endpoints["blue"]?.priority = 3
+        XCTAssertEqual(state.restoredChanges(over: config), ["web: paused", "web/blue priority 3 (config: 1)", "web/green online (config: offline)"])
+    }
+
+    /// Issue 17: endpoints added at runtime round-trip through the file, in order, with their settings.
+    func testAddedEndpoints_roundTrip_andABadAddressIsRefused() throws {
+        var state = RuntimeState(profiles: ["web": ProfileRuntime(endpoints: ["blue": EndpointRuntime(admin: .online, priority: 1, weight: 1)])])
+        let green = EndpointConfig(name: "green", address: HostPort(host: "127.0.0.1", port: 9002), priority: 2, weight: 5, state: .offline)
+        state.profiles["web"]?.added = [green]
+        state.profiles["web"]?.endpoints["green"] = EndpointRuntime(admin: .offline, priority: 2, weight: 5)
+        let bytes = StateDocument(state).encoded()
+        XCTAssertTrue(String(decoding: bytes, as: UTF8.self).contains(#""added_endpoints":[{"address":"127.0.0.1:9002","name":"green"}]"#))
+        XCTAssertEqual(try StateDocument.decode(bytes).runtimeState, state)
+        let bad = #"{"profiles":{"web":{"endpoints":{},"added_endpoints":[{"name":"g","address":"nowhere"}]}},"version":1}"#
+        XCTAssertThrowsError(try StateDocument.decode(Array(bad.utf8))) { error in
+            XCTAssertEqual((error as? StateDocument.DecodeError)?.key, "profiles.web.added_endpoints[0].address")
+        }
+        // The config file wins over an added endpoint of the same name.
+        let config = try ConfigLoader.parse(
+            #"{"listeners": [{"name": "w", "address": "127.0.0.1:1", "profile": "web"}], "profiles": [{"name": "web", "endpoints": [{"name": "blue", "address": "127.0.0.1:2"}]}]}"#,
+            file: "c.json")
+        XCTAssertEqual(config.including(addedEndpointsOf: state).profiles[0].endpoints.map(\.name), ["blue", "green"])
+        state.profiles["web"]?.added = [EndpointConfig(name: "blue", address: HostPort(host: "127.0.0.1", port: 7))]
+        XCTAssertEqual(config.including(addedEndpointsOf: state).profiles[0].endpoints.map(\.address.port), [2])
+    }
+
+    /// The runtime-endpoint commands parse into their cases and refuse what they cannot mean.
+    func testRuntimeEndpointCommands_parse() throws {
+        XCTAssertEqual(try AdminCommand.parse("add endpoint web/green 127.0.0.1:9002 priority 2 weight 5 offline").command,
+                       .addEndpoint(profile: "web", endpoint: "green", address: HostPort(host: "127.0.0.1", port: 9002), priority: 2, weight: 5, offline: true))
+        XCTAssertEqual(try AdminCommand.parse("remove endpoint web/green").command, .removeEndpoint(profile: "web", endpoint: "green"))
+        XCTAssertEqual(try AdminCommand.parse("set endpoint web/green health down cause consul: failing").command,
+                       .setEndpointHealth(profile: "web", endpoint: "green", health: .down, cause: "consul: failing"))
+        XCTAssertEqual(try AdminCommand.parse("set endpoint web/green health auto").command,
+                       .setEndpointHealth(profile: "web", endpoint: "green", health: nil, cause: nil))
+        XCTAssertEqual(try AdminCommand.parse("deploy web 127.0.0.1:9003 --name v2 --timeout 5s").command,
+                       .deploy(profile: "web", address: HostPort(host: "127.0.0.1", port: 9003), name: "v2", timeout: .seconds(5)))
+        XCTAssertEqual(try AdminCommand.parse("rollback web").command, .rollback(profile: "web"))
+        for bad in ["add endpoint web/green", "add endpoint web/green nowhere", "set endpoint web/green health sideways",
+                    "set endpoint web/green health up cause", "deploy web", "deploy web 127.0.0.1:1 --timeout soon", "remove endpoint green"] {
+            XCTAssertThrowsError(try AdminCommand.parse(bad), bad)
+        }
+    }
 }

@@ -88,17 +88,8 @@ final class AgentProcessTests: XCTestCase {
     }
 
     private static func listenWithoutAnswering(at path: String) throws -> Int32 {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: path.utf8)
-            raw[path.utf8.count] = 0
-        }
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard bound == 0, listen(fd, 8) == 0 else {
+        let fd = try bindUnixSocket(path, type: Int32(SOCK_STREAM.rawValue))
+        guard listen(fd, 8) == 0 else {
             close(fd)
             throw NSError(domain: "listen", code: Int(errno))
         }

@@ -145,8 +145,8 @@ final class TakeoverTests: XCTestCase {
         XCTAssertEqual(try old.ctl("show", "profiles").status, 0)
     }
 
-    /// Requests held by a pause in the old process are answered, in arrival order, once the new
-    /// process resumes (the old one follows the state file while it drains): none is dropped.
+    /// Requests held by a pause in the old process are released once the new process resumes (the
+    /// old one follows the state file while it drains) and answered by the old one: none is dropped.
     func testTakeover_heldRequestsAreReleasedByTheSuccessorsResume() throws {
         let old = try Proxy(config: config, directory: dir, socketPath: socket)
         defer { old.stop() }
@@ -172,8 +172,10 @@ final class TakeoverTests: XCTestCase {
         XCTAssertEqual(try new.ctl("resume", "web").status, 0)
         group.wait()
         let got = answers.withLock { $0 }
+        // Released in arrival order (HoldQueueTests prove the order); here each goes on its own
+        // upstream connection, so the answers may come back in any order: all of them must come.
         XCTAssertEqual(got.map(\.1), Array(repeating: "HTTP/1.1 200", count: 3), "\(got)")
-        XCTAssertEqual(got.map(\.0), [0, 1, 2], "released in arrival order")
+        XCTAssertEqual(Set(got.map(\.0)), [0, 1, 2])
         XCTAssertEqual(old.child.waitForExit(timeout: 40), 0, old.child.stderr)
     }
 }

@@ -15,7 +15,10 @@ public enum FlagDriverOptions {
     }
 
     /// The driver the options describe; `value(name)` returns the option's value if it was given.
-    public static func make(_ value: (String) -> String?) throws -> FlagDriver {
+    ///
+    /// For `action` `status` the SQL driver needs only `--dsn` and `--status-sql`: the statements
+    /// that change the flag are not run (issue 17, defect 7).
+    public static func make(action: String? = nil, _ value: (String) -> String?) throws -> FlagDriver {
         func required(_ name: String) throws(Problem) -> String {
             guard let text = value(name) else { throw Problem(description: "\(name) is required for --driver \(value("--driver") ?? "")") }
             return text
@@ -26,9 +29,11 @@ public enum FlagDriverOptions {
             if let content = value("--content") { flag.content = content.hasSuffix("\n") ? content : content + "\n" }
             return flag
         case "sql":
-            return SQLFlag(
-                connectionString: try ConnectionString(try required("--dsn")), onSQL: try required("--on-sql"),
-                offSQL: try required("--off-sql"), statusSQL: value("--status-sql"))
+            let connection = try ConnectionString(try required("--dsn"))
+            if action == "status" {
+                return SQLFlag(connectionString: connection, onSQL: value("--on-sql") ?? "", offSQL: value("--off-sql") ?? "", statusSQL: try required("--status-sql"))
+            }
+            return SQLFlag(connectionString: connection, onSQL: try required("--on-sql"), offSQL: try required("--off-sql"), statusSQL: value("--status-sql"))
         case "proxy":
             let gateText = try required("--gate")
             guard let gate = ProxyFlag.Gate(rawValue: gateText) else {

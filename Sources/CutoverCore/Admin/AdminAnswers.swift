@@ -284,9 +284,12 @@ public struct ProfileStatus: Codable, Sendable, Equatable {
     public var writesInFlight: Int
     /// How long held work waits before a 503 (the profile's `hold_timeout`; absent from older proxies).
     public var holdTimeoutMs: Int64?
+    /// The listener routes that lead here, as `LISTENER HOST/PREFIX` (`*` for any host), and
+    /// `LISTENER default` where the profile is a listener's default (absent from older proxies).
+    public var routes: [String]?
 
     public init(name: String, live: [String], paused: Bool, maintenance: Bool, readonly gate: ReadOnlyGate, held: Int, endpoints: Int,
-                inFlight: Int = 0, writesInFlight: Int = 0, holdTimeoutMs: Int64? = nil) {
+                inFlight: Int = 0, writesInFlight: Int = 0, holdTimeoutMs: Int64? = nil, routes: [String]? = nil) {
         self.name = name
         self.live = live
         self.paused = paused
@@ -298,6 +301,7 @@ public struct ProfileStatus: Codable, Sendable, Equatable {
         self.inFlight = inFlight
         self.writesInFlight = writesInFlight
         self.holdTimeoutMs = holdTimeoutMs
+        self.routes = routes
     }
 }
 
@@ -422,12 +426,25 @@ public struct StatsAnswer: Codable, Sendable, Equatable {
     public var snapshotGeneration: Int
     /// Worker queues.
     public var workers: Int
+    /// TLS handshakes completed on TLS listeners.
+    public var tlsHandshakes: Int
+    /// TLS handshakes on listeners that failed (bad version, no shared cipher, timeout, plain HTTP…).
+    public var tlsHandshakeFailures: Int
+    /// Of those, clients that sent plain HTTP to a TLS port.
+    public var tlsPlainHTTP: Int
+    /// TLS handshakes to endpoints that failed (verification, protocol, timeout).
+    public var tlsUpstreamHandshakeFailures: Int
 
     public init(
         uptimeSeconds: Int, connectionsOpen: Int, connectionsAccepted: Int, connectionsRefused: Int, connectionsEvicted: Int = 0, requests: Int,
         proxyAnswered: Int, heldNow: Int, heldTotal: Int, holdTimeouts: Int, switches: Int, tunnels: Int,
-        snapshotGeneration: Int, workers: Int
+        snapshotGeneration: Int, workers: Int, tlsHandshakes: Int = 0, tlsHandshakeFailures: Int = 0, tlsPlainHTTP: Int = 0,
+        tlsUpstreamHandshakeFailures: Int = 0
     ) {
+        self.tlsHandshakes = tlsHandshakes
+        self.tlsHandshakeFailures = tlsHandshakeFailures
+        self.tlsPlainHTTP = tlsPlainHTTP
+        self.tlsUpstreamHandshakeFailures = tlsUpstreamHandshakeFailures
         self.uptimeSeconds = uptimeSeconds
         self.connectionsOpen = connectionsOpen
         self.connectionsAccepted = connectionsAccepted

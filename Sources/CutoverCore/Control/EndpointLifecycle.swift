@@ -61,8 +61,8 @@ public enum EndpointLifecycle: Sendable, Equatable {
         case armDrainDeadline(MonotonicInstant)
         /// Stop watching the endpoint's drain.
         case disarmDrainDeadline
-        /// Force-close every connection still serving the endpoint (tunnels, upgraded connections; today
-        /// also in-flight HTTP requests, see issue 17 defect 2), then report `tunnelsClosed`.
+        /// Force-close the tunnels and upgraded connections still serving the endpoint (in-flight HTTP
+        /// requests finish, bounded by `upstream_response`), then report `tunnelsClosed`.
         case closeTunnels
         /// The drain is over; `switch --wait` answers with this.
         case drainEnded(DrainOutcome)

@@ -19,15 +19,15 @@ final class LoadClient: @unchecked Sendable {  // `records` is guarded by `lock`
     private let stopFlag = Atomic<Bool>(false)
     private let group = DispatchGroup()
 
-    /// Starts `connections` loops on `path` against 127.0.0.1:`port`; with `rate`, paced to that many
-    /// requests a second in all (else as fast as answers come).
-    func start(port: UInt16, connections: Int, path: String = "/", rate: Double? = nil) {
+    /// Starts `connections` loops on `path` against 127.0.0.1:`port`, sending `Host: host`; with
+    /// `rate`, paced to that many requests a second in all (else as fast as answers come).
+    func start(port: UInt16, connections: Int, path: String = "/", host: String = "test", rate: Double? = nil) {
         let interval = rate.map { Double(connections) / $0 }
         for _ in 0..<connections {
             group.enter()
             Thread { [self] in
                 defer { group.leave() }
-                loop(port: port, path: path, interval: interval)
+                loop(port: port, path: path, host: host, interval: interval)
             }.start()
         }
     }
@@ -51,7 +51,7 @@ final class LoadClient: @unchecked Sendable {  // `records` is guarded by `lock`
     var results: [Record] { lock.withLock { records } }
     var failures: [String] { lock.withLock { errors } }
 
-    private func loop(port: UInt16, path: String, interval: Double? = nil) {
+    private func loop(port: UInt16, path: String, host: String, interval: Double? = nil) {
         var connection: RawConnection?
         var next = Date()
         while !stopFlag.load(ordering: .relaxed) {
@@ -63,7 +63,7 @@ final class LoadClient: @unchecked Sendable {  // `records` is guarded by `lock`
             }
             do {
                 if connection == nil { connection = try RawConnection(port: port) }
-                if !exchange(connection!, path: path) { connection = nil }
+                if !exchange(connection!, path: path, host: host) { connection = nil }
             } catch {
                 fail("connect: \(error)")
                 usleep(10_000)
@@ -80,9 +80,9 @@ final class LoadClient: @unchecked Sendable {  // `records` is guarded by `lock`
     }
 
     /// One request/response; false when the connection cannot be reused.
-    private func exchange(_ connection: RawConnection, path: String) -> Bool {
+    private func exchange(_ connection: RawConnection, path: String, host: String = "test") -> Bool {
         let started = Date()
-        connection.send("GET \(path) HTTP/1.1\r\nHost: test\r\n\r\n")
+        connection.send("GET \(path) HTTP/1.1\r\nHost: \(host)\r\n\r\n")
         let response = connection.readResponse()
         let ended = Date()
         guard let statusLine = response.split(separator: "\r\n").first, statusLine.hasPrefix("HTTP/1.1 "),
