@@ -1,60 +1,88 @@
 import Foundation
 import Glibc
 
-/// The per-request log: one line per exchange, buffered per worker and flushed on the worker's sweep,
-/// so logging costs a memcpy per request instead of a system call.
+/// The per-request log: one line per exchange, buffered per worker and handed on the worker's sweep
+/// (or when a buffer is large) to a `LogWriter`, whose own thread writes it: a request costs a memcpy,
+/// and a slow destination costs dropped lines (counted), never a blocked worker.
 final class AccessLog: @unchecked Sendable {  // buffer `i` is touched only on worker `i`'s queue
     private let fd: Int32
     private let ownsDescriptor: Bool
+    private let writer: LogWriter
     private var buffers: [[UInt8]]
+    private var lineCounts: [Int]
+
+    /// Bytes a worker collects before handing them on without waiting for its sweep.
+    static let handOverBytes = 32 * 1024
+    /// Bytes that may wait for the writer thread, all workers together (~40,000 lines).
+    static let writerCapacity = 4 << 20
 
     /// Opens `destination` (`"stderr"` or a file path, appended to) for `workers` workers.
     init(destination: String, workers: Int) throws {
         if destination == "stderr" {
             fd = STDERR_FILENO
             ownsDescriptor = false
+            // One writer per descriptor keeps access lines and the proxy's own lines whole.
+            writer = LogWriter.standardError
         } else {
             fd = open(destination, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
             guard fd >= 0 else { throw Socket.Failure(call: "open access log \(destination)", code: errno) }
             ownsDescriptor = true
+            writer = LogWriter(fd: fd, capacity: AccessLog.writerCapacity, name: "cutover.log.access")
         }
         buffers = Array(repeating: [], count: workers)
+        lineCounts = Array(repeating: 0, count: workers)
     }
 
     deinit {
-        if ownsDescriptor { close(fd) }
+        if ownsDescriptor {
+            writer.flush()
+            close(fd)
+        }
     }
 
-    /// Appends one line for worker `worker`; flushed at the next sweep or when the buffer is large.
+    /// Lines dropped because the writer could not keep up, since start.
+    var droppedLines: Int { writer.droppedLines }
+
+    /// Appends one line for worker `worker`; handed on at the next sweep or when the buffer is large.
+    ///
+    /// - Important: call on worker `worker`'s queue.
     func append(worker: Int, _ line: String) {
         buffers[worker].append(contentsOf: line.utf8)
         buffers[worker].append(UInt8(ascii: "\n"))
-        if buffers[worker].count > 32 * 1024 { flush(worker: worker) }
+        lineCounts[worker] += 1
+        if buffers[worker].count > AccessLog.handOverBytes { flush(worker: worker) }
     }
 
+    /// Hands worker `worker`'s lines to the writer thread; never blocks on I/O.
+    ///
+    /// - Important: call on worker `worker`'s queue.
     func flush(worker: Int) {
         guard !buffers[worker].isEmpty else { return }
-        buffers[worker].withUnsafeBytes { raw in
-            var offset = 0
-            while offset < raw.count {
-                let n = Glibc.write(fd, raw.baseAddress! + offset, raw.count - offset)
-                if n <= 0 { break }
-                offset += n
-            }
-        }
+        let lines = lineCounts[worker]
+        _ = buffers[worker].withUnsafeBytes { writer.submit($0, lines: lines) }
         buffers[worker].removeAll(keepingCapacity: true)
+        lineCounts[worker] = 0
+    }
+
+    /// Writes everything handed on so far (shutdown, after every worker flushed).
+    func flushWriter() {
+        writer.flush()
     }
 }
 
-/// The proxy's own log of state changes and errors, one timestamped line each to standard error.
+/// The proxy's own log of state changes and errors, one timestamped line each to standard error,
+/// written by `LogWriter.standardError`'s thread (a worker logging a 502 never waits on the terminal).
 enum Log {
     static func info(_ message: String) { emit("info", message) }
     static func warning(_ message: String) { emit("warn", message) }
     static func error(_ message: String) { emit("error", message) }
 
+    /// Writes every queued line now; call before the process exits.
+    static func flush() { LogWriter.standardError.flush() }
+
     private static func emit(_ level: String, _ message: String) {
-        let line = "\(Timestamp.now()) \(level) \(message)\n"
-        _ = line.utf8CString.withUnsafeBufferPointer { Glibc.write(STDERR_FILENO, $0.baseAddress, $0.count - 1) }
+        var line = "\(Timestamp.now()) \(level) \(message)\n"
+        _ = line.withUTF8 { LogWriter.standardError.submit(UnsafeRawBufferPointer($0), lines: 1) }
     }
 }
 

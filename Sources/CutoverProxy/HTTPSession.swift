@@ -28,6 +28,9 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     private var closeWhenFlushed = false
     /// The HTTPS port every request is redirected to (`redirect_https` on a plain listener).
     private let redirectHTTPSPort: UInt16?
+    /// `process` is running; a nested call sets `processAgain` instead of recursing.
+    private var processing = false
+    private var processAgain = false
 
     /// Client bytes buffered beyond the request being served before the client is no longer read.
     static let maxBufferedPipeline = 65_536
@@ -96,7 +99,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
             markHeadStarted()
             switch parseHead(bytes) {
             case .failure(let error):
-                rejectRequest(error)
+                rejectHead(.client(error))
                 return
             case .success(.incomplete):
                 inbound.append(contentsOf: bytes)
@@ -122,7 +125,11 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
                 // A half-close after a complete request: still owed its response.
                 closeWhenFlushed = true
             } else {
-                abortExchange(reason: reset ? "client reset" : "client closed mid-request")
+                if let exchange {
+                    finish(exchange, .aborted(reason: reset ? "client reset" : "client closed mid-request"))
+                } else {
+                    close()
+                }
             }
         case .closed:
             break
@@ -130,7 +137,24 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     }
 
     /// Advances whatever the buffered client bytes allow: the next head, or more request body.
+    ///
+    /// Re-entrant calls (an exchange that ends while a head is being begun, e.g. a pipelined run of
+    /// local answers) only ask the running loop for another pass, so the stack never grows with them.
     private func process() {
+        if processing {
+            processAgain = true
+            return
+        }
+        processing = true
+        repeat {
+            processAgain = false
+            advance()
+        } while processAgain
+        processing = false
+    }
+
+    /// One pass of `process`.
+    private func advance() {
         while true {
             switch phase {
             case .awaitingHead:
@@ -175,7 +199,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         switch inbound.withUnsafeBytes({ parseHead($0) }) {
         case .success(let value): parsed = value
         case .failure(let error):
-            rejectRequest(error)
+            rejectHead(.client(error))
             return false
         }
         switch parsed {
@@ -202,26 +226,22 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         return Result { () throws(HTTPParseError) in try HTTPParser.parseRequestHead(raw, limits: limits) }
     }
 
-    private func rejectRequest(_ error: HTTPParseError) {
-        runtime.stats.proxyAnswered.wrappingAdd(1, ordering: .relaxed)
-        logAccess(method: "-", target: "-", status: error.status, endpoint: "-", bytes: 0, started: headStartedAt, note: error.reason)
-        inbound = []
-        respondAndClose(HTTPErrorResponse.errorResponse(status: error.status, message: error.reason, close: true))
-    }
-
     // MARK: - Routing a request
 
-    private func begin(_ head: HTTPRequestHead) {
+    private func begin(_ received: HTTPRequestHead) {
         runtime.stats.requests.wrappingAdd(1, ordering: .relaxed)
+        let head: HTTPRequestHead
         let framing: BodyFraming
         do {
+            // From here on, routing, the log and the upstream see one authority (issue 20, defect 2).
+            head = try received.originFormed()
             framing = try head.bodyFraming()
         } catch {
-            rejectRequest(error)
+            rejectHead(.client(error))
             return
         }
         if let limit = worker.settings.limits.maxBodyBytes, case .contentLength(let length) = framing, length > Int64(limit) {
-            rejectRequest(HTTPParseError(status: 413, reason: "request body of \(length) bytes is over the limit of \(limit)"))
+            rejectHead(.client(HTTPParseError(status: 413, reason: "request body of \(length) bytes is over the limit of \(limit)")))
             return
         }
         if framing == .chunked {
@@ -232,7 +252,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
                 Result { () throws(HTTPParseError) in try scanner.scan(raw) }
             }
             if case .failure(let error) = checked {
-                rejectRequest(error)
+                rejectHead(.client(error))
                 return
             }
         }
@@ -245,7 +265,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     private func route(_ exchange: Exchange) {
         let snapshot = runtime.store.load()
         guard let listener = snapshot.listenerBySlot[slot] else {
-            answerLocally(exchange, status: 503, message: "this listener is being removed", retryAfter: nil)
+            finish(exchange, .answered(.listenerRemoved))
             return
         }
         // The profile comes from the same snapshot read as the endpoint it picks below.
@@ -253,8 +273,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         let route: ProfileRoute
         switch listener.decide(target: exchange.head.target, hostHeader: hostHeader) {
         case .noRoute:
-            let what = hostHeader.map { "host \"\($0)\"" } ?? "a request without Host"
-            answerLocally(exchange, status: 404, message: "no route for \(what) on listener \(listener.name)", retryAfter: nil)
+            finish(exchange, .answered(.noRoute(host: hostHeader, listener: listener.name)))
             return
         case .profile(let chosen, let match):
             route = chosen
@@ -265,22 +284,17 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         exchange.reportsServerErrors = route.config.passive.status5xx > 0
         if let port = redirectHTTPSPort {
             let location = HTTPSRedirect.location(host: exchange.head.headers.values(named: "Host").first, target: exchange.head.target, port: port)
-            let keep = exchange.clientKeepAlive && exchange.framing == .none
-            let response = HTTPErrorResponse.errorResponse(status: 308, message: "This site is served over HTTPS: \(location)", extraHeaders: [("Location", location)], close: !keep)
-            finishLocally(exchange, status: 308, response: response, keepAlive: keep, note: "redirect_https")
+            finish(exchange, .redirected(location: location))
             return
         }
         if route.maintenance && !bypassesMaintenance(exchange.head, gate: route.config.gate) {
-            answerMaintenance(exchange, gate: route.config.gate)
+            finish(exchange, .maintenance(route.config.gate))
             return
         }
         if let fields = route.config.gate.fieldsForBackend(exchange.head.headers) { exchange.head.headers = fields }
         switch route.readOnly.verdict(method: exchange.head.method) {
         case .refuse:
-            answerLocally(
-                exchange, status: 503,
-                message: "\(route.name) is read-only during an upgrade: \(exchange.head.method) is not accepted right now; reads still work. Please retry shortly.",
-                retryAfter: route.config.gate.retryAfter)
+            finish(exchange, .answered(.readOnly(profile: route.name, method: exchange.head.method, retryAfter: route.config.gate.retryAfter)))
             return
         case .pass, .hold:
             // A held write waits in the same queue as a paused request: `route.hold` says so below.
@@ -292,7 +306,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
             return
         }
         guard let target = route.pick() else {
-            answerLocally(exchange, status: 503, message: "no endpoint of profile \(route.name) is available", retryAfter: route.config.gate.retryAfter)
+            finish(exchange, .answered(.noEndpoint(profile: route.name, retryAfter: route.config.gate.retryAfter)))
             return
         }
         dispatch(exchange, to: target)
@@ -317,18 +331,9 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
             runtime.stats.heldTotal.wrappingAdd(1, ordering: .relaxed)
             deadline = monotonicMilliseconds() + UInt64(route.config.holdTimeout.milliseconds)
         case .full(let reason):
-            answerLocally(exchange, status: 503, message: "\(route.name) is holding requests (\(Self.holdText(reason))) and its hold queue is full (max_held \(route.config.maxHeld))", retryAfter: route.config.gate.retryAfter)
+            finish(exchange, .answered(.holdFull(profile: route.name, why: reason, maxHeld: route.config.maxHeld, retryAfter: route.config.gate.retryAfter)))
         case .routeAgain:
             self.route(exchange)
-        }
-    }
-
-    /// Why a request waits, as its 503 says when the hold gives up.
-    private static func holdText(_ reason: HoldConditions.Reason) -> String {
-        switch reason {
-        case .paused: return "paused"
-        case .writesHeld: return "read-only, writes wait"
-        case .unavailable: return "no endpoint available"
         }
     }
 
@@ -375,7 +380,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
             target.counters.connections.wrappingAdd(1, ordering: .relaxed)
             channel.awaitConnect()
         } catch {
-            upstreamFailed(exchange, status: 502, reason: "cannot connect to \(target.qualifiedName): \(error)", passive: true)
+            finish(exchange, .answered(.upstreamUnreachable(reason: "cannot connect to \(target.qualifiedName): \(error)")))
         }
     }
 
@@ -383,7 +388,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         guard phase == .connecting, let exchange, channel === exchange.upstream, let target = exchange.target else { return }
         if error != 0 {
             let reason = channel.tlsFailure ?? "\(target.qualifiedName) refused the connection (\(String(cString: strerror(error))))"
-            upstreamFailed(exchange, status: 502, reason: reason, passive: true)
+            finish(exchange, .answered(.upstreamUnreachable(reason: reason)))
             return
         }
         runtime.reportPassiveSuccess(target: target, proof: .connected)
@@ -437,7 +442,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
                 exchange.requestBodyDone = result.finished
             } catch {
                 // Part of the body already went upstream: that exchange cannot be saved.
-                rejectStreamedBody(exchange, error)
+                finish(exchange, .answered(.client(HTTPParseError(status: error.status, reason: "bad chunked request body: \(error.reason)"))))
                 return -1
             }
         }
@@ -461,10 +466,10 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
                 upstreamLost(exchange, reason: "\(exchange.target?.qualifiedName ?? "?") closed the connection before answering")
             } else if exchange.responseFraming == .untilClose && n == 0 {
                 exchange.upstreamReusable = false
-                finishExchange(exchange)
+                finish(exchange, .relayed)
             } else {
                 // The body was cut short: the client must see a broken connection, not a short body.
-                abortExchange(reason: "\(exchange.target?.qualifiedName ?? "?") closed mid-response")
+                finish(exchange, .aborted(reason: "\(exchange.target?.qualifiedName ?? "?") closed mid-response"))
             }
             return
         }
@@ -498,7 +503,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
             switch result {
             case .success(let value): parsed = value
             case .failure(let error):
-                upstreamFailed(exchange, status: 502, reason: "invalid response from \(exchange.target?.qualifiedName ?? "?"): \(error.reason)", passive: false)
+                finish(exchange, .answered(.upstreamInvalid(reason: "invalid response from \(exchange.target?.qualifiedName ?? "?"): \(error.reason)")))
                 return
             }
             guard case .complete(let head, let headLength) = parsed else { return }
@@ -526,7 +531,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         do {
             framing = try head.bodyFraming(requestMethod: exchange.head.method)
         } catch {
-            upstreamFailed(exchange, status: 502, reason: "invalid response from \(exchange.target?.qualifiedName ?? "?"): \(error.reason)", passive: false)
+            finish(exchange, .answered(.upstreamInvalid(reason: "invalid response from \(exchange.target?.qualifiedName ?? "?"): \(error.reason)")))
             return
         }
         exchange.responseHeadDone = true
@@ -555,7 +560,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
             writeHead(head, requestVersion: exchange.head.version, keepClientAlive: exchange.clientKeepAlive, upgrading: false)
             if framing == .none {
                 if !rest.isEmpty { exchange.upstreamReusable = false }
-                finishExchange(exchange)
+                finish(exchange, .relayed)
             }
             return
         }
@@ -594,7 +599,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
                 consumed = result.consumed
                 done = result.finished
             } catch {
-                abortExchange(reason: "bad chunked response from \(exchange.target?.qualifiedName ?? "?"): \(error.reason)")
+                finish(exchange, .aborted(reason: "bad chunked response from \(exchange.target?.qualifiedName ?? "?"): \(error.reason)"))
                 return
             }
         case .untilClose:
@@ -605,11 +610,11 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         let body = UnsafeRawBufferPointer(rebasing: bytes[0..<consumed])
         let written = afterHead ? worker.headBuffer.withUnsafeBytes { client.write($0, body) } : client.write(body)
         if !written {
-            abortExchange(reason: "client went away mid-response")
+            finish(exchange, .aborted(reason: "client went away mid-response"))
             return
         }
         if done {
-            finishExchange(exchange)
+            finish(exchange, .relayed)
         } else if client.hasPendingOutput {
             exchange.upstream?.pauseReading()
             deadline = monotonicMilliseconds() + UInt64(timeouts.write.milliseconds)
@@ -638,7 +643,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
 
     private func switchProtocols(_ exchange: Exchange, head: HTTPResponseHead) {
         guard exchange.upgrading, let upstream = exchange.upstream, let target = exchange.target else {
-            upstreamFailed(exchange, status: 502, reason: "\(exchange.target?.qualifiedName ?? "?") switched protocols without being asked", passive: false)
+            finish(exchange, .answered(.upstreamInvalid(reason: "\(exchange.target?.qualifiedName ?? "?") switched protocols without being asked")))
             return
         }
         exchange.status = 101
@@ -655,38 +660,165 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         inbound = []
     }
 
-    // MARK: - Answers and endings
+    // MARK: - Endings
 
-    private func answerMaintenance(_ exchange: Exchange, gate: GateConfig) {
+    /// How an exchange ended: the one input of `finish`.
+    private enum Outcome {
+        /// The upstream's response was relayed whole.
+        case relayed
+        /// The proxy answers the request itself, for this fault.
+        case answered(ProxyFault)
+        /// The maintenance gate answers with its page.
+        case maintenance(GateConfig)
+        /// `redirect_https`: a 308 to the same host and target on the HTTPS port.
+        case redirected(location: String)
+        /// Nothing more can be said on this connection (a response had started, the client went
+        /// away): the connection closes.
+        case aborted(reason: String)
+    }
+
+    /// Every way an exchange ends goes through here: the upstream is parked or closed, the endpoint's
+    /// counters and passive health hear the outcome, the access log gets its line, and the client
+    /// connection serves its next request or closes.
+    private func finish(_ exchange: Exchange, _ outcome: Outcome) {
+        switch outcome {
+        case .relayed:
+            report(exchange, status: exchange.status, fault: nil, relayed: true)
+            releaseUpstream(exchange, reusable: exchange.upstreamReusable && exchange.requestBodyDone)
+            logAccess(exchange, note: nil)
+            self.exchange = nil
+            phase = .awaitingHead
+            if exchange.clientKeepAlive {
+                process()
+            } else {
+                closeWhenFlushed = true
+                if !client.hasPendingOutput { close() }
+            }
+        case .answered(let fault):
+            if exchange.sentToClient {
+                // Part of a response is out: a second one cannot follow it.
+                finish(exchange, .aborted(reason: fault.answer.message))
+                return
+            }
+            let answer = fault.answer
+            let upstreamFault = exchange.target != nil && !Self.isClientFault(fault)
+            // The upstream did not answer: the endpoint is charged with the proxy's status, the
+            // client's own faults with none.
+            report(exchange, status: upstreamFault ? answer.status : 0, fault: fault)
+            releaseUpstream(exchange, reusable: false)
+            exchange.status = answer.status
+            runtime.stats.proxyAnswered.wrappingAdd(1, ordering: .relaxed)
+            logAccess(exchange, note: answer.message)
+            self.exchange = nil
+            if Self.isClientFault(fault) {
+                inbound = []
+                respondAndClose(Self.response(for: answer, close: true))
+                return
+            }
+            if upstreamFault {
+                Log.warning("\(answer.status) for \(exchange.head.method) \(exchange.head.target) from \(clientText): \(answer.message)")
+                exchange.clientKeepAlive = exchange.clientKeepAlive && exchange.requestBodyDone
+            }
+            // With a request body still unread, only closing keeps the connection unambiguous.
+            let keep = exchange.clientKeepAlive && exchange.framing == .none
+            send(Self.response(for: answer, close: !keep), keepAlive: keep)
+        case .maintenance(let gate):
+            exchange.status = 503
+            runtime.stats.proxyAnswered.wrappingAdd(1, ordering: .relaxed)
+            logAccess(exchange, note: "maintenance")
+            self.exchange = nil
+            let keep = exchange.clientKeepAlive && exchange.framing == .none
+            send(Self.maintenanceResponse(gate, keepAlive: keep, withBody: exchange.head.method != "HEAD"), keepAlive: keep)
+        case .redirected(let location):
+            exchange.status = 308
+            runtime.stats.proxyAnswered.wrappingAdd(1, ordering: .relaxed)
+            logAccess(exchange, note: "redirect_https")
+            self.exchange = nil
+            let keep = exchange.clientKeepAlive && exchange.framing == .none
+            let response = HTTPErrorResponse.errorResponse(
+                status: 308, message: "This site is served over HTTPS: \(location)", extraHeaders: [("Location", location)], close: !keep)
+            send(response, keepAlive: keep)
+        case .aborted(let reason):
+            report(exchange, status: exchange.sentToClient ? exchange.status : 0, fault: nil)
+            releaseUpstream(exchange, reusable: false)
+            logAccess(exchange, note: "aborted: \(reason)")
+            self.exchange = nil
+            close()
+        }
+    }
+
+    /// The one place a finished exchange tells the runtime how it went: the endpoint's in-flight
+    /// count and response record, its latency, and a connection failure for passive health.
+    ///
+    /// The response head itself is judged earlier, in `startResponse` (see there why).
+    private func report(_ exchange: Exchange, status: Int, fault: ProxyFault?, relayed: Bool = false) {
+        guard let target = exchange.target else { return }
+        if let fault, fault.isConnectionFailure {
+            target.counters.connectErrors.wrappingAdd(1, ordering: .relaxed)
+            runtime.reportPassiveFailure(target: target, cause: Self.reason(of: fault))
+        }
+        target.counters.requestEnded(method: exchange.head.method)
+        target.counters.recordResponse(status: status)
+        if relayed { target.counters.latency.record(milliseconds: monotonicMilliseconds() &- exchange.started) }
+        exchange.endpointName = target.name
+    }
+
+    /// Parks the upstream connection for the next request when it is clean and still wanted, else
+    /// closes it; forgets the target either way.
+    private func releaseUpstream(_ exchange: Exchange, reusable: Bool) {
+        guard let target = exchange.target else { return }
+        exchange.target = nil
+        guard let upstream = exchange.upstream else { return }
+        exchange.upstream = nil
+        // A draining endpoint keeps no idle connections: it closes after its current response.
+        if reusable, !runtime.shuttingDown.load(ordering: .relaxed),
+            runtime.store.load().routing.profile(at: exchange.profileIndex, named: exchange.profile)?.isCandidate(target) ?? false
+        {
+            worker.pool.park(upstream, target: target)
+        } else {
+            worker.pool.close(upstream, target: target)
+        }
+    }
+
+    /// The client's fault: answered and the connection closed (what follows cannot be trusted).
+    private static func isClientFault(_ fault: ProxyFault) -> Bool {
+        switch fault {
+        case .client, .clientTooSlow: return true
+        case .upstreamUnreachable, .upstreamInvalid, .upstreamTimedOut, .listenerRemoved, .noRoute, .noEndpoint, .readOnly, .holdFull, .holdTimedOut:
+            return false
+        }
+    }
+
+    /// The operator-facing cause of an upstream fault, for passive health and the log.
+    private static func reason(of fault: ProxyFault) -> String {
+        switch fault {
+        case .upstreamUnreachable(let reason), .upstreamInvalid(let reason), .upstreamTimedOut(let reason): return reason
+        case .client, .clientTooSlow, .listenerRemoved, .noRoute, .noEndpoint, .readOnly, .holdFull, .holdTimedOut: return fault.answer.message
+        }
+    }
+
+    private static func response(for answer: ProxyFault.Answer, close: Bool) -> [UInt8] {
+        var extra: [(String, String)] = []
+        if let retryAfter = answer.retryAfter { extra.append(("Retry-After", String(max(1, retryAfter.milliseconds / 1000)))) }
+        return HTTPErrorResponse.errorResponse(status: answer.status, message: answer.message, extraHeaders: extra, close: close)
+    }
+
+    private static func maintenanceResponse(_ gate: GateConfig, keepAlive: Bool, withBody: Bool) -> [UInt8] {
         let page = gate.maintenancePage ?? ProxyRuntime.defaultMaintenancePage
         var head = HTTPResponseHead(status: 503)
         head.headers.add(name: "Content-Type", value: "text/html; charset=utf-8")
         head.headers.add(name: "Content-Length", value: String(page.utf8.count))
         head.headers.add(name: "Retry-After", value: String(max(1, gate.retryAfter.milliseconds / 1000)))
         head.headers.add(name: "Cache-Control", value: "no-store")
-        let keep = exchange.clientKeepAlive && exchange.framing == .none
-        if !keep { head.headers.add(name: "Connection", value: "close") }
+        if !keepAlive { head.headers.add(name: "Connection", value: "close") }
         var bytes: [UInt8] = []
         head.write(into: &bytes)
-        if exchange.head.method != "HEAD" { bytes.append(contentsOf: page.utf8) }
-        finishLocally(exchange, status: 503, response: bytes, keepAlive: keep, note: "maintenance")
+        if withBody { bytes.append(contentsOf: page.utf8) }
+        return bytes
     }
 
-    /// Answers from the proxy itself (gates, no endpoint, hold limits) with a short text body.
-    private func answerLocally(_ exchange: Exchange, status: Int, message: String, retryAfter: Duration?) {
-        // With a request body still unread, only closing keeps the connection unambiguous.
-        let keep = exchange.clientKeepAlive && exchange.framing == .none
-        var extra: [(String, String)] = []
-        if let retryAfter { extra.append(("Retry-After", String(max(1, retryAfter.milliseconds / 1000)))) }
-        let response = HTTPErrorResponse.errorResponse(status: status, message: message, extraHeaders: extra, close: !keep)
-        finishLocally(exchange, status: status, response: response, keepAlive: keep, note: message)
-    }
-
-    private func finishLocally(_ exchange: Exchange, status: Int, response: [UInt8], keepAlive: Bool, note: String) {
-        runtime.stats.proxyAnswered.wrappingAdd(1, ordering: .relaxed)
-        exchange.status = status
-        logAccess(exchange, note: note)
-        self.exchange = nil
+    /// Writes a whole local answer, then serves the next request or closes.
+    private func send(_ response: [UInt8], keepAlive: Bool) {
         phase = .awaitingHead
         client.write(response)
         if keepAlive {
@@ -696,6 +828,15 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
             inbound = []
             if !client.hasPendingOutput { close() }
         }
+    }
+
+    /// A head that cannot start an exchange (malformed, over a limit, too slow): answered, then closed.
+    private func rejectHead(_ fault: ProxyFault) {
+        let answer = fault.answer
+        runtime.stats.proxyAnswered.wrappingAdd(1, ordering: .relaxed)
+        logAccess(method: "-", target: "-", status: answer.status, endpoint: "-", bytes: 0, started: headStartedAt, note: answer.message)
+        inbound = []
+        respondAndClose(Self.response(for: answer, close: true))
     }
 
     /// The upstream connection died before a response started: retry once on a fresh connection when
@@ -709,101 +850,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
             connect(exchange, to: target)
             return
         }
-        upstreamFailed(exchange, status: 502, reason: reason, passive: true)
-    }
-
-    /// The exchange failed on the upstream side: 502/504 if nothing was sent to the client yet.
-    private func upstreamFailed(_ exchange: Exchange, status: Int, reason: String, passive: Bool) {
-        guard let target = exchange.target else { return }
-        if passive {
-            target.counters.connectErrors.wrappingAdd(1, ordering: .relaxed)
-            runtime.reportPassiveFailure(target: target, cause: reason)
-        }
-        if let upstream = exchange.upstream { worker.pool.close(upstream, target: target) }
-        exchange.upstream = nil
-        target.counters.requestEnded(method: exchange.head.method)
-        target.counters.recordResponse(status: exchange.sentToClient ? exchange.status : status)
-        exchange.target = nil
-        if exchange.sentToClient {
-            logAccess(exchange, note: reason, endpoint: target.name)
-            self.exchange = nil
-            close()
-            return
-        }
-        Log.warning("\(status) for \(exchange.head.method) \(exchange.head.target) from \(clientText): \(reason)")
-        exchange.clientKeepAlive = exchange.clientKeepAlive && exchange.requestBodyDone
-        let keep = exchange.clientKeepAlive && exchange.framing == .none
-        let response = HTTPErrorResponse.errorResponse(status: status, message: status == 504 ? "upstream timed out: \(reason)" : "bad gateway: \(reason)", close: !keep)
-        exchange.endpointName = target.name
-        finishLocally(exchange, status: status, response: response, keepAlive: keep, note: reason)
-    }
-
-    private func abortExchange(reason: String) {
-        guard let exchange else {
-            close()
-            return
-        }
-        if let target = exchange.target {
-            if let upstream = exchange.upstream { worker.pool.close(upstream, target: target) }
-            exchange.upstream = nil
-            target.counters.requestEnded(method: exchange.head.method)
-            target.counters.recordResponse(status: exchange.sentToClient ? exchange.status : 0)
-            exchange.endpointName = target.name
-            exchange.target = nil
-        }
-        logAccess(exchange, note: "aborted: \(reason)")
-        self.exchange = nil
-        close()
-    }
-
-    /// The request body broke its chunked framing after the head went upstream: that upstream
-    /// connection is lost, but while no response has started the client still learns it was at fault.
-    private func rejectStreamedBody(_ exchange: Exchange, _ error: HTTPParseError) {
-        guard !exchange.sentToClient, let target = exchange.target else {
-            abortExchange(reason: "bad chunked request body: \(error.reason)")
-            return
-        }
-        if let upstream = exchange.upstream { worker.pool.close(upstream, target: target) }
-        exchange.upstream = nil
-        target.counters.requestEnded(method: exchange.head.method)
-        target.counters.recordResponse(status: 0)
-        exchange.endpointName = target.name
-        exchange.target = nil
-        exchange.status = error.status
-        runtime.stats.proxyAnswered.wrappingAdd(1, ordering: .relaxed)
-        logAccess(exchange, note: "bad chunked request body: \(error.reason)")
-        self.exchange = nil
-        inbound = []
-        respondAndClose(HTTPErrorResponse.errorResponse(status: error.status, message: error.reason, close: true))
-    }
-
-    /// A response has been relayed whole: return or close the upstream, then serve the next request.
-    private func finishExchange(_ exchange: Exchange) {
-        guard let target = exchange.target else { return }
-        target.counters.requestEnded(method: exchange.head.method)
-        target.counters.recordResponse(status: exchange.status)
-        target.counters.latency.record(milliseconds: monotonicMilliseconds() &- exchange.started)
-        if let upstream = exchange.upstream {
-            exchange.upstream = nil
-            // A draining endpoint keeps no idle connections: it closes after its current response.
-            let stillWanted = runtime.store.load().routing.profile(at: exchange.profileIndex, named: exchange.profile)?.isCandidate(target) ?? false
-            if exchange.upstreamReusable && exchange.requestBodyDone && stillWanted && !runtime.shuttingDown.load(ordering: .relaxed) {
-                worker.pool.park(upstream, target: target)
-            } else {
-                worker.pool.close(upstream, target: target)
-            }
-        }
-        exchange.endpointName = target.name
-        exchange.target = nil
-        logAccess(exchange, note: nil)
-        self.exchange = nil
-        phase = .awaitingHead
-        if !exchange.clientKeepAlive {
-            closeWhenFlushed = true
-            if !client.hasPendingOutput { close() }
-            return
-        }
-        process()
+        finish(exchange, .answered(.upstreamUnreachable(reason: reason)))
     }
 
     private func respondAndClose(_ response: [UInt8]) {
@@ -823,10 +870,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
             if closeWhenFlushed || inbound.isEmpty && headStartedAt == 0 {
                 close()
             } else {
-                runtime.stats.proxyAnswered.wrappingAdd(1, ordering: .relaxed)
-                logAccess(method: "-", target: "-", status: 408, endpoint: "-", bytes: 0, started: headStartedAt, note: "request head not received in time")
-                inbound = []
-                respondAndClose(HTTPErrorResponse.errorResponse(status: 408, message: "request head not received within \(DurationText.format(timeouts.headerRead))", close: true))
+                rejectHead(.clientTooSlow(headerRead: timeouts.headerRead))
             }
         case .holding:
             guard let exchange else { return close() }
@@ -835,17 +879,16 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
             let reason = current ?? exchange.held?.reason ?? .paused
             stopHolding()
             runtime.stats.holdTimeouts.wrappingAdd(1, ordering: .relaxed)
-            let profile = exchange.profile
-            answerLocally(exchange, status: 503, message: "\(profile) held this request longer than its hold timeout (\(Self.holdText(reason))); it was not sent upstream", retryAfter: .seconds(5))
+            finish(exchange, .answered(.holdTimedOut(profile: exchange.profile, why: reason)))
         case .connecting:
             guard let exchange else { return close() }
-            upstreamFailed(exchange, status: 504, reason: "connect to \(exchange.target?.qualifiedName ?? "?") timed out after \(DurationText.format(timeouts.connect))", passive: true)
+            finish(exchange, .answered(.upstreamTimedOut(reason: "connect to \(exchange.target?.qualifiedName ?? "?") timed out after \(DurationText.format(timeouts.connect))")))
         case .forwarding:
             guard let exchange else { return close() }
             if exchange.responseHeadDone {
-                abortExchange(reason: "transfer stalled")
+                finish(exchange, .aborted(reason: "transfer stalled"))
             } else {
-                upstreamFailed(exchange, status: 504, reason: "\(exchange.target?.qualifiedName ?? "?") sent no response within \(DurationText.format(timeouts.upstreamResponse))", passive: true)
+                finish(exchange, .answered(.upstreamTimedOut(reason: "\(exchange.target?.qualifiedName ?? "?") sent no response within \(DurationText.format(timeouts.upstreamResponse))")))
             }
         case .closed:
             break
@@ -853,8 +896,8 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     }
 
     func forceClose(reason: String) {
-        if exchange != nil {
-            abortExchange(reason: reason)
+        if let exchange {
+            finish(exchange, .aborted(reason: reason))
         } else {
             close()
         }

@@ -112,6 +112,10 @@ extension ProxyRuntime {
         m.family("cutover_drains_in_progress", .gauge, help: "Endpoints draining now.")
         m.sample("cutover_drains_in_progress", [], draining)
         writeTLSMetrics(&m)
+        // Logs are written off the worker queues through bounded buffers: what did not fit is counted here.
+        m.family("cutover_log_lines_dropped_total", .counter, help: "Log lines dropped because their writer could not keep up (log: access or proxy).")
+        m.sample("cutover_log_lines_dropped_total", [("log", "proxy")], LogWriter.standardError.droppedLines)
+        m.sample("cutover_log_lines_dropped_total", [("log", "access")], accessLog?.droppedLines ?? 0)
 
         writeProfileMetrics(&m, profiles)
         writeEndpointMetrics(&m, endpoints)

@@ -18,6 +18,8 @@ public enum ProxyServer {
         // takeover, before the running proxy is asked for anything).
         try StartChecks.verify(config, file: configPath ?? "(command line)")
         StartChecks.prepareDirectories(config)
+        // Log lines wait for their writer thread: a failed start must not exit before they are out.
+        defer { Log.flush() }
         var predecessor: HandoverClient?
         if takeover {
             guard let socket = config.admin.socket else {
@@ -58,7 +60,10 @@ public enum ProxyServer {
                 let server = admin
                 handover = try HandoverServer(adminSocket: path, runtime: runtime) {
                     server?.stop()
-                    runtime.drainForSuccessor { exit(0) }
+                    runtime.drainForSuccessor {
+                        flushLogs(runtime)
+                        exit(0)
+                    }
                 }
             }
             if let predecessor {
@@ -97,6 +102,12 @@ public enum ProxyServer {
         }
     }
 
+    /// Writes every queued log line before the process exits (the writers' threads die with it).
+    private static func flushLogs(_ runtime: ProxyRuntime) {
+        runtime.accessLog?.flushWriter()
+        Log.flush()
+    }
+
     private static func installSignals(runtime: ProxyRuntime, admin: AdminSocketServer?, handover: HandoverServer?) -> [DispatchSourceSignal] {
         let queue = DispatchQueue(label: "cutover.signals")
         var sources: [DispatchSourceSignal] = []
@@ -112,6 +123,7 @@ public enum ProxyServer {
                     runtime.shutdown {
                         admin?.stop()
                         handover?.stop()
+                        flushLogs(runtime)
                         exit(0)
                     }
                 }

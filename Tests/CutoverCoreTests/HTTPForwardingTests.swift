@@ -230,3 +230,82 @@ final class HTTPForwardingWriterTests: XCTestCase {
         XCTAssertNil(GateConfig().fieldsForBackend(headers), "no bypass header configured: the fields pass")
     }
 }
+
+/// Issue 20, defects 2 and 3: what reaches the backend names one authority and one length.
+final class HTTPForwardingNormalisationTests: XCTestCase {
+    private func parse(_ text: String) throws -> HTTPRequestHead {
+        let bytes = Array(text.utf8)
+        let parsed = try bytes.withUnsafeBytes { raw in
+            try HTTPParser.parseRequestHead(raw, limits: HTTPHeadLimits())
+        }
+        guard case .complete(let head, _) = parsed else {
+            XCTFail("incomplete head")
+            return HTTPRequestHead(method: "", target: "")
+        }
+        return head
+    }
+
+    private func upstreamText(_ head: HTTPRequestHead) -> String {
+        var buffer: [UInt8] = []
+        HTTPForwarding.writeUpstreamRequest(head, origin: .init(address: "192.0.2.1", proto: "http"), upgrading: false, into: &buffer)
+        return String(decoding: buffer, as: UTF8.self)
+    }
+
+    func testAbsoluteFormTarget_goesUpstreamOriginFormWithHostReplacedByItsAuthority() throws {
+        let head = try parse("GET http://internal.admin/secret?x=1 HTTP/1.1\r\nHost: public.example\r\nAccept: */*\r\n\r\n").originFormed()
+        XCTAssertEqual(head.target, "/secret?x=1")
+        XCTAssertEqual(head.headers.values(named: "Host"), ["internal.admin"])
+        let sent = upstreamText(head)
+        XCTAssertTrue(sent.hasPrefix("GET /secret?x=1 HTTP/1.1\r\nHost: internal.admin\r\nAccept: */*\r\n"), sent)
+        XCTAssertFalse(sent.contains("public.example"), sent)
+    }
+
+    func testAbsoluteFormTarget_emptyPathBecomesSlash_orAsteriskForOptions() throws {
+        XCTAssertEqual(try parse("GET HTTP://Example.COM:8080 HTTP/1.1\r\nHost: x\r\n\r\n").originFormed().target, "/")
+        XCTAssertEqual(try parse("GET http://a.example?q HTTP/1.1\r\nHost: a.example\r\n\r\n").originFormed().target, "/?q")
+        XCTAssertEqual(try parse("OPTIONS http://a.example HTTP/1.1\r\nHost: a.example\r\n\r\n").originFormed().target, "*")
+        XCTAssertEqual(try parse("GET http://a.example/p#frag HTTP/1.1\r\nHost: a.example\r\n\r\n").originFormed().target, "/p")
+        // HTTP/1.0 may omit Host: the target's authority is added.
+        XCTAssertEqual(try parse("GET http://a.example/ HTTP/1.0\r\n\r\n").originFormed().headers["Host"], "a.example")
+    }
+
+    func testAbsoluteFormTarget_withUserinfoOtherSchemeOrNoHost_isRejected400() throws {
+        for request in [
+            "GET http://user@a.example/ HTTP/1.1\r\nHost: a.example\r\n\r\n",
+            "GET ftp://a.example/file HTTP/1.1\r\nHost: a.example\r\n\r\n",
+            "GET http:///path HTTP/1.1\r\nHost: a.example\r\n\r\n",
+        ] {
+            let head = try parse(request)
+            XCTAssertThrowsError(try head.originFormed(), request) { XCTAssertEqual(($0 as? HTTPParseError)?.status, 400, request) }
+        }
+    }
+
+    func testOriginFormTarget_isLeftAsItIs() throws {
+        let head = try parse("GET /a HTTP/1.1\r\nHost: a.example\r\n\r\n")
+        XCTAssertEqual(try head.originFormed(), head)
+    }
+
+    func testContentLengthList_isForwardedAsOneNormalisedField() throws {
+        let head = try parse("POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\nContent-Length: 3\r\n\r\n")
+        XCTAssertEqual(try head.bodyFraming(), .contentLength(3))
+        let sent = upstreamText(head)
+        XCTAssertEqual(sent.components(separatedBy: "Content-Length").count - 1, 1, sent)
+        XCTAssertTrue(sent.contains("\r\nContent-Length: 3\r\n"), sent)
+        XCTAssertFalse(sent.contains("3, 3"), sent)
+        XCTAssertEqual(HTTPForwarding.upstreamRequest(head, clientAddress: "192.0.2.1", proto: "http", upgrading: false).headers.values(named: "Content-Length"), ["3"])
+    }
+
+    func testPlainContentLength_isForwardedInPlace() throws {
+        let head = try parse("POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nAccept: */*\r\n\r\n")
+        XCTAssertTrue(upstreamText(head).contains("Host: a\r\nContent-Length: 3\r\nAccept: */*\r\n"))
+    }
+
+    func testResponseContentLengthList_reachesTheClientAsOneField() {
+        let head = HTTPResponseHead(status: 200, headers: [("Content-Length", "2, 2")])
+        var buffer: [UInt8] = []
+        HTTPForwarding.writeClientResponse(head, requestVersion: .http1_1, keepClientAlive: true, upgrading: false, into: &buffer)
+        let sent = String(decoding: buffer, as: UTF8.self)
+        XCTAssertTrue(sent.contains("\r\nContent-Length: 2\r\n"), sent)
+        XCTAssertFalse(sent.contains("2, 2"), sent)
+    }
+}

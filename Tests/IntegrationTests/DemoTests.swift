@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import XCTest
 
 /// `cutover demo` and the shipped example configs.
@@ -49,6 +50,13 @@ final class DemoTests: XCTestCase {
         for name in ["cutover.json", "demo.json", "full-reference.json"] {
             let path = CutoverBinary.packageRoot.appendingPathComponent("Config/\(name)").path
             let result = try IntegrationTests.run(CutoverBinary.url.path, ["proxy", "--config", path, "--check"])
+            // `--check` also runs start's machine checks (issue 17): the reference's socket group
+            // "cutover" (the .deb creates it) may not exist here, and then that alone is refused.
+            if name == "full-reference.json", getgrnam("cutover") == nil {
+                XCTAssertEqual(result.status, 1, "\(name): \(result.stdout)")
+                XCTAssertTrue(result.stderr.contains("admin.socket_group: no group named \"cutover\" on this machine"), "\(name): \(result.stderr)")
+                continue
+            }
             XCTAssertEqual(result.status, 0, "\(name): \(result.stderr)")
         }
         let dir = try TemporaryDirectory()

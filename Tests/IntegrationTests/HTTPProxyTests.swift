@@ -460,6 +460,60 @@ final class HTTPProxyTests: XCTestCase {
         XCTAssertTrue(recorder.all.contains { $0.hasPrefix("GET /valid HTTP/1.1\r\n") }, "\(recorder.all)")
     }
 
+    /// A recording upstream that answers every request `ok` and keeps its connection: what it saw
+    /// is what Cutover forwarded.
+    private func startRecorder() throws -> (ProxyRig, Recorder, TestUpstream) {
+        let recorder = Recorder()
+        let upstream = try TestUpstream { fd in
+            var received: [UInt8] = []
+            while let bytes = Blocking.read(fd) {
+                received += bytes
+                // Each request here is a head plus at most a 3-byte body.
+                while let end = String(decoding: received, as: UTF8.self).range(of: "\r\n\r\n") {
+                    let headLength = String(decoding: received, as: UTF8.self)[..<end.upperBound].utf8.count
+                    let head = String(decoding: received[..<headLength], as: UTF8.self)
+                    let bodyLength = head.lowercased().contains("content-length: 3") ? 3 : 0
+                    guard received.count >= headLength + bodyLength else { break }
+                    recorder.append(String(decoding: received[..<(headLength + bodyLength)], as: UTF8.self))
+                    received.removeFirst(headLength + bodyLength)
+                    Blocking.write(fd, Array("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n".utf8))
+                }
+            }
+        }
+        let rig = try ProxyRig(directory: directory, endpoints: [.init(name: "recorder", address: upstream.address)])
+        self.rig = rig
+        return (rig, recorder, upstream)
+    }
+
+    /// Sends one request through the proxy to the recording upstream; returns what the upstream saw.
+    private func forwarded(_ request: String) throws -> String {
+        let (rig, recorder, upstream) = try startRecorder()
+        defer { upstream.stop() }
+        let connection = try rig.connect(readTimeout: 5)
+        let reader = ResponseReader(connection)
+        connection.send(request)
+        XCTAssertEqual(reader.next()?.status, 200)
+        return try XCTUnwrap(recorder.all.first, "nothing forwarded")
+    }
+
+    /// Issue 20, defect 2: an absolute-form target reaches the backend in origin-form, with the
+    /// target's authority as its only Host (RFC 9112 §3.2.2), never with a second authority.
+    func testAbsoluteFormTarget_isForwardedOriginFormWithHostOfTheTarget() throws {
+        let seen = try forwarded("GET http://internal.admin/secret HTTP/1.1\r\nHost: public.example\r\n\r\n")
+        XCTAssertTrue(seen.hasPrefix("GET /secret HTTP/1.1\r\n"), seen)
+        XCTAssertTrue(seen.contains("\r\nHost: internal.admin\r\n"), seen)
+        XCTAssertFalse(seen.contains("public.example"), seen)
+    }
+
+    /// Issue 20, defect 3: `Content-Length: 3, 3` is forwarded as the one value it means.
+    func testContentLengthList_isForwardedAsOneNormalisedValue() throws {
+        let seen = try forwarded("POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: 3, 3\r\n\r\nabc")
+        XCTAssertTrue(seen.contains("\r\nContent-Length: 3\r\n"), seen)
+        XCTAssertFalse(seen.contains("3, 3"), seen)
+        XCTAssertEqual(seen.lowercased().components(separatedBy: "content-length").count - 1, 1, seen)
+        XCTAssertTrue(seen.hasSuffix("\r\n\r\nabc"), seen)
+    }
+
     /// A chunk size that turns bad after the body started streaming still gets 400 and a close.
     func testBadChunkSizeMidBody_gets400AndClose() throws {
         let rig = try startBlue()

@@ -87,17 +87,17 @@ extension BodyFraming {
         var count = 0
         var chunkedCount = 0
         var lastIsChunked = false
-        for field in headers where HTTPSyntax.equalsIgnoringCase(field.name, lowercase: "transfer-encoding") {
-            HTTPSyntax.forEachListElement(field.value) { element in
+        headers.forEachValue(named: "transfer-encoding") { value in
+            HTTPSyntax.forEachListElement(value) { element in
                 // Parameters (`;q=…`) do not change which coding it is.
-                let name = element.split(separator: HTTPSyntax.semicolon, maxSplits: 1, omittingEmptySubsequences: false)[0]
-                var trimmed = name[...]
-                while let last = trimmed.last, HTTPSyntax.isWhitespace(last) { trimmed = trimmed.dropLast() }
-                lastIsChunked = trimmed.elementsEqual("chunked".utf8) { HTTPSyntax.lowercased($0) == $1 }
+                var nameEnd = element.firstIndex(of: HTTPSyntax.semicolon) ?? element.count
+                while nameEnd > 0, HTTPSyntax.isWhitespace(element[nameEnd - 1]) { nameEnd -= 1 }
+                lastIsChunked = HTTPSyntax.equalsIgnoringCase(UnsafeRawBufferPointer(rebasing: element[0..<nameEnd]), lowercase: "chunked")
                 if lastIsChunked { chunkedCount += 1 }
                 count += 1
                 return true
             }
+            return true
         }
         if count == 0 { return .empty }
         if chunkedCount > 1 { return .chunkedTwice }
@@ -111,35 +111,36 @@ extension BodyFraming {
         let prefix = errorStatus == 502 ? "upstream response: " : ""
         var result: Int64?
         var failure: String?
-        for field in headers where HTTPSyntax.equalsIgnoringCase(field.name, lowercase: "content-length") {
+        headers.forEachValue(named: "content-length") { value in
             var elements = 0
-            HTTPSyntax.forEachListElement(field.value) { element in
+            HTTPSyntax.forEachListElement(value) { element in
                 elements += 1
-                var value: Int64 = 0
+                var number: Int64 = 0
                 for byte in element {
                     let digit = byte &- UInt8(ascii: "0")
                     guard digit < 10 else {
                         failure = "Content-Length is not a number"
                         return false
                     }
-                    let (times10, overflow1) = value.multipliedReportingOverflow(by: 10)
+                    let (times10, overflow1) = number.multipliedReportingOverflow(by: 10)
                     let (sum, overflow2) = times10.addingReportingOverflow(Int64(digit))
                     if overflow1 || overflow2 {
                         failure = "Content-Length too large"
                         return false
                     }
-                    value = sum
+                    number = sum
                 }
-                if let previous = result, previous != value {
+                if let previous = result, previous != number {
                     failure = "conflicting Content-Length values"
                     return false
                 }
-                result = value
+                result = number
                 return true
             }
             if failure == nil, elements == 0 { failure = "empty Content-Length" }
-            if let failure { throw HTTPParseError(status: errorStatus, reason: prefix + failure) }
+            return failure == nil
         }
+        if let failure { throw HTTPParseError(status: errorStatus, reason: prefix + failure) }
         return result
     }
 }

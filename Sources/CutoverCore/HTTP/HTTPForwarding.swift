@@ -101,6 +101,7 @@ public enum HTTPForwarding {
             .appendElement(name: "Via", element: viaElement(head.version)),
         ]
         if upgrading { edits.append(.add(name: "Connection", value: "upgrade")) }
+        if let length = normalisedContentLength(head.headers) { edits.append(.replace(name: "Content-Length", value: length)) }
         return edits
     }
 
@@ -116,7 +117,24 @@ public enum HTTPForwarding {
         } else if requestVersion == .http1_0 {
             edits.append(.add(name: "Connection", value: "keep-alive"))
         }
+        if let length = normalisedContentLength(head.headers) { edits.append(.replace(name: "Content-Length", value: length)) }
         return edits
+    }
+
+    /// The one `Content-Length` value to send instead of a list (`Content-Length: 3, 3`) or repeated
+    /// fields, which the parser accepts only when every member is the same number (RFC 9110 §8.6);
+    /// `nil` when the head has none or already a single plain one. Passing the list on would leave the
+    /// next recipient to make the same judgement, and a lenient one might take only the first member.
+    static func normalisedContentLength(_ headers: HTTPHeaders) -> String? {
+        var count = 0
+        var plain = true
+        headers.forEachValue(named: "content-length") { value in
+            count += 1
+            if count > 1 || value.isEmpty || !value.allSatisfy({ $0 &- UInt8(ascii: "0") < 10 }) { plain = false }
+            return plain
+        }
+        guard count > 0, !plain, let length = try? BodyFraming.contentLength(of: headers, errorStatus: 400) else { return nil }
+        return String(length)
     }
 
     /// The `for=` node of a `Forwarded` element (RFC 7239 §6): IPv6 bracketed and quoted.
@@ -147,53 +165,81 @@ enum FieldEdit {
 /// Which fields pass a proxy (RFC 9110 §7.6.1): not the hop-by-hop ones, nor those the sender
 /// named in `Connection` (except framing and Host, which a client must not be able to strip).
 ///
-/// Allocation-free: the `Connection` lists are searched in place for each field name, which for
-/// the handful of fields of a head is cheaper than building a set of lower-cased tokens.
+/// Decided once per head, by field position: most heads carry no hop-by-hop field, and those that do
+/// nearly always carry only `Connection: keep-alive`, which names a field that is hop-by-hop anyway.
 struct HopByHopFilter {
-    /// The values of the `Connection` fields, searched for each name.
-    private let connectionLists: [String]
-    private let keepUpgrade: Bool
-    /// Most heads carry no hop-by-hop field: then every field passes without a look.
-    private let active: Bool
+    /// Positions of the fields that do not pass; empty for most heads.
+    private var dropped: [Int] = []
 
     init(_ headers: HTTPHeaders, keepUpgrade: Bool) {
-        self.keepUpgrade = keepUpgrade
-        active = headers.contains { HopByHopFilter.isHopByHop($0.name) }
-        connectionLists = active ? headers.values(named: "Connection") : []
+        var anyHopByHop = false
+        headers.forEachField { _, name, _ in
+            if HopByHopFilter.isHopByHop(name) { anyHopByHop = true }
+        }
+        // `Connection` is itself hop-by-hop: without any such field, nothing can be named in one.
+        guard anyHopByHop else { return }
+        // Names listed in `Connection` that are not hop-by-hop already (those are dropped anyway).
+        var named: [[UInt8]] = []
+        headers.forEachValue(named: "connection") { value in
+            HTTPSyntax.forEachListElement(value) { element in
+                if !HopByHopFilter.isHopByHop(element) { named.append(Array(element)) }
+                return true
+            }
+            return true
+        }
+        headers.forEachField { index, name, _ in
+            if HopByHopFilter.isHopByHop(name) {
+                if !(keepUpgrade && HTTPSyntax.equalsIgnoringCase(name, lowercase: "upgrade")) { dropped.append(index) }
+                return
+            }
+            let listed = named.contains { token in token.withUnsafeBytes { HTTPSyntax.equalsIgnoringCase(name, $0) } }
+            if listed && !HopByHopFilter.isProtected(name) { dropped.append(index) }
+        }
     }
 
-    func passes(_ name: String) -> Bool {
-        // `Connection` is itself hop-by-hop: without any such field, nothing can be named in one.
-        guard active else { return true }
-        if HopByHopFilter.isHopByHop(name) {
-            return keepUpgrade && HTTPSyntax.equalsIgnoringCase(name, lowercase: "upgrade")
-        }
-        guard !connectionLists.isEmpty else { return true }
-        var named = false
-        for list in connectionLists where !named {
-            HTTPSyntax.forEachListElement(list) { element in
-                named = HTTPSyntax.element(element, equals: name)
-                return !named
-            }
-        }
-        return !named || HTTPForwarding.protectedNames.contains { HTTPSyntax.equalsIgnoringCase(name, lowercase: $0) }
+    /// Whether the field at `index` is forwarded.
+    func passes(_ index: Int) -> Bool {
+        dropped.isEmpty || !dropped.contains(index)
     }
 
     /// One of `HTTPForwarding.hopByHopNames`; their lengths rule out nearly every other field at once.
-    static func isHopByHop(_ name: String) -> Bool {
-        switch name.utf8.count {
-        case 2, 7, 10, 16:
-            return HTTPForwarding.hopByHopNames.contains { HTTPSyntax.equalsIgnoringCase(name, lowercase: $0) }
-        default:
-            return false
+    static func isHopByHop(_ name: UnsafeRawBufferPointer) -> Bool {
+        switch name.count {
+        case 2: return HTTPSyntax.equalsIgnoringCase(name, lowercase: "te")
+        case 7: return HTTPSyntax.equalsIgnoringCase(name, lowercase: "trailer") || HTTPSyntax.equalsIgnoringCase(name, lowercase: "upgrade")
+        case 10: return HTTPSyntax.equalsIgnoringCase(name, lowercase: "connection") || HTTPSyntax.equalsIgnoringCase(name, lowercase: "keep-alive")
+        case 16: return HTTPSyntax.equalsIgnoringCase(name, lowercase: "proxy-connection")
+        default: return false
         }
+    }
+
+    /// One of `HTTPForwarding.protectedNames`.
+    static func isProtected(_ name: UnsafeRawBufferPointer) -> Bool {
+        HTTPSyntax.equalsIgnoringCase(name, lowercase: "transfer-encoding") || HTTPSyntax.equalsIgnoringCase(name, lowercase: "content-length")
+            || HTTPSyntax.equalsIgnoringCase(name, lowercase: "host")
+    }
+}
+
+extension FieldEdit {
+    /// The field name this edit is about.
+    var name: String {
+        switch self {
+        case .appendElement(let name, _), .replace(let name, _), .add(let name, _): return name
+        }
+    }
+
+    /// Whether `field` is this edit's name, ignoring case (the names are short literals: no allocation).
+    func isNamed(_ field: UnsafeRawBufferPointer) -> Bool {
+        var name = self.name
+        guard name.utf8.count == field.count else { return false }
+        return name.withUTF8 { HTTPSyntax.equalsIgnoringCase(field, UnsafeRawBufferPointer($0)) }
     }
 }
 
 extension HTTPHeaders {
     /// Keeps the fields that pass `filter`, then applies `edits` in order.
     mutating func apply(_ edits: [FieldEdit], filter: HopByHopFilter) {
-        self = HTTPHeaders(self.filter { filter.passes($0.name) })
+        self = keeping { filter.passes($0) }
         for edit in edits {
             switch edit {
             case .appendElement(let name, let element): appendListElement(name: name, element: element)
@@ -204,30 +250,47 @@ extension HTTPHeaders {
     }
 
     /// Writes the fields that pass `filter` with `edits` applied, and the final CRLF: the same bytes
-    /// as `apply` followed by `write(into:)`, without building the edited list.
+    /// as `apply` followed by `write(into:)`, without building the edited list. Unchanged fields are
+    /// copied as the byte slices they were received as.
     func write(applying edits: [FieldEdit], filter: HopByHopFilter, into buffer: inout [UInt8]) {
-        // The last passing field of each appended name takes the element (-1: none, add one at the end).
-        var lastOfAppended = [Int](repeating: -1, count: edits.count)
-        for (index, field) in enumerated() where filter.passes(field.name) {
-            for (e, edit) in edits.enumerated() {
-                if case .appendElement(let name, _) = edit, HTTPSyntax.equalsIgnoringCase(field.name, lowercase: name) {
-                    lastOfAppended[e] = index
+        // Which received field each edit touches: the last passing one of an appended name takes the
+        // element (-1: none, add a field at the end); a replaced name drops them all.
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: edits.count) { lastOfAppended in
+            lastOfAppended.initialize(repeating: -1)
+            var replaced: [Int] = []
+            var touched = false
+            forEachField { index, name, _ in
+                guard filter.passes(index) else { return }
+                for e in edits.indices where edits[e].isNamed(name) {
+                    switch edits[e] {
+                    case .appendElement: lastOfAppended[e] = index
+                    case .replace: replaced.append(index)
+                    case .add: break
+                    }
+                    touched = true
                 }
             }
+            writeFields(edits, filter: filter, lastOfAppended: lastOfAppended, replaced: replaced, touched: touched, into: &buffer)
         }
-        fieldLoop: for (index, field) in enumerated() where filter.passes(field.name) {
-            var value = field.value
-            for (e, edit) in edits.enumerated() {
-                switch edit {
-                case .replace(let name, _) where HTTPSyntax.equalsIgnoringCase(field.name, lowercase: name):
-                    continue fieldLoop
-                case .appendElement(_, let element) where lastOfAppended[e] == index:
-                    value = value.isEmpty ? element : value + ", " + element
-                case .appendElement, .replace, .add:
-                    break
+    }
+
+    private func writeFields(
+        _ edits: [FieldEdit], filter: HopByHopFilter, lastOfAppended: UnsafeMutableBufferPointer<Int>, replaced: [Int], touched: Bool,
+        into buffer: inout [UInt8]
+    ) {
+        forEachField { index, name, value in
+            guard filter.passes(index) else { return }
+            if touched {
+                if replaced.contains(index) { return }
+                if let e = lastOfAppended.firstIndex(of: index), case .appendElement(_, let element) = edits[e] {
+                    var joined = Array(value)
+                    if !joined.isEmpty { joined.append(contentsOf: ", ".utf8) }
+                    joined.append(contentsOf: element.utf8)
+                    joined.withUnsafeBytes { Self.writeField(name, $0, into: &buffer) }
+                    return
                 }
             }
-            Self.writeField(field.name, value, into: &buffer)
+            Self.writeField(name, value, into: &buffer)
         }
         for (e, edit) in edits.enumerated() {
             switch edit {

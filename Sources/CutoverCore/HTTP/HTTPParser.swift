@@ -28,26 +28,28 @@ public enum HTTPParser {
         }
         let (method, target, version) = try parseRequestLine(bytes, from: start, to: frame.startLineEnd)
 
-        var headers: [HTTPHeaders.Field] = []
-        headers.reserveCapacity(frame.fieldCount)
+        var spans: [HTTPHeaders.Span] = []
+        spans.reserveCapacity(frame.fieldCount)
         var hostCount = 0
         var mentionsFraming = false
-        var lineStart = frame.startLineEnd + 2
+        let fieldsStart = frame.startLineEnd + 2
+        var lineStart = fieldsStart
         while lineStart < frame.headLength - 2 {
             let lineEnd = crlfIndex(bytes, from: lineStart)
-            let field = try parseFieldLine(bytes, from: lineStart, to: lineEnd, side: .request)
+            let field = try parseFieldLine(bytes, from: lineStart, to: lineEnd, side: .request, base: fieldsStart)
             switch field.kind {
             case .host: hostCount += 1
             case .framing: mentionsFraming = true
             case .other: break
             }
-            headers.append(field.field)
+            spans.append(field.span)
             lineStart = lineEnd + 2
         }
+        let headers = fields(bytes, from: fieldsStart, to: frame.headLength - 2, spans)
         if hostCount > 1 { throw .badRequest("multiple Host headers") }
         if hostCount == 0, version == .http1_1 { throw .badRequest("missing Host header") }
 
-        let head = HTTPRequestHead(method: method, target: target, version: version, headers: HTTPHeaders(headers))
+        let head = HTTPRequestHead(method: method, target: target, version: version, headers: headers)
         // Only heads naming Content-Length or Transfer-Encoding need the framing rules checked.
         if mentionsFraming { _ = try head.bodyFraming() }
         return .complete(head, headLength: frame.headLength)
@@ -63,15 +65,17 @@ public enum HTTPParser {
         }
         let (version, status, reason) = try parseStatusLine(bytes, to: frame.startLineEnd)
 
-        var headers: [HTTPHeaders.Field] = []
-        headers.reserveCapacity(frame.fieldCount)
-        var lineStart = frame.startLineEnd + 2
+        var spans: [HTTPHeaders.Span] = []
+        spans.reserveCapacity(frame.fieldCount)
+        let fieldsStart = frame.startLineEnd + 2
+        var lineStart = fieldsStart
         while lineStart < frame.headLength - 2 {
             let lineEnd = crlfIndex(bytes, from: lineStart)
-            headers.append(try parseFieldLine(bytes, from: lineStart, to: lineEnd, side: .response).field)
+            spans.append(try parseFieldLine(bytes, from: lineStart, to: lineEnd, side: .response, base: fieldsStart).span)
             lineStart = lineEnd + 2
         }
-        let head = HTTPResponseHead(version: version, status: status, reason: reason, headers: HTTPHeaders(headers))
+        let headers = fields(bytes, from: fieldsStart, to: frame.headLength - 2, spans)
+        let head = HTTPResponseHead(version: version, status: status, reason: reason, headers: headers)
         return .complete(head, headLength: frame.headLength)
     }
 
@@ -181,7 +185,7 @@ public enum HTTPParser {
         case .unsupported: throw HTTPParseError(status: 505, reason: "unsupported HTTP version")
         case .malformed: throw .badRequest("malformed HTTP version")
         }
-        return (String(decoding: method, as: UTF8.self), String(decoding: target, as: UTF8.self), version)
+        return (methodName(method), String(decoding: target, as: UTF8.self), version)
     }
 
     /// RFC 9112 §3.2: origin-form for most methods, absolute-form for any, authority-form only for
@@ -285,11 +289,16 @@ public enum HTTPParser {
         case other
     }
 
+    /// The field lines as `HTTPHeaders`: one copy of their bytes, the spans pointing into it.
+    static func fields(_ bytes: UnsafeRawBufferPointer, from start: Int, to end: Int, _ spans: [HTTPHeaders.Span]) -> HTTPHeaders {
+        HTTPHeaders(storage: start < end ? Array(slice(bytes, start, end)) : [], spans: spans)
+    }
+
     /// `field-name ":" OWS field-value OWS` (RFC 9112 §5), rejecting everything a lenient peer
-    /// might read differently.
+    /// might read differently; the span is relative to `base`, where the field lines start.
     static func parseFieldLine(
-        _ bytes: UnsafeRawBufferPointer, from start: Int, to end: Int, side: Side
-    ) throws(HTTPParseError) -> (field: HTTPHeaders.Field, kind: FieldKind) {
+        _ bytes: UnsafeRawBufferPointer, from start: Int, to end: Int, side: Side, base: Int
+    ) throws(HTTPParseError) -> (span: HTTPHeaders.Span, kind: FieldKind) {
         if HTTPSyntax.isWhitespace(bytes[start]) { throw side.error(400, "obsolete line folding in header") }
         var index = start
         while index < end, HTTPSyntax.isTokenByte(bytes[index]) { index += 1 }
@@ -324,11 +333,19 @@ public enum HTTPParser {
         } else {
             kind = .other
         }
-        let field = (
-            name: String(decoding: name, as: UTF8.self),
-            value: String(decoding: slice(bytes, valueStart, valueEnd), as: UTF8.self)
-        )
-        return (field, kind)
+        let span = HTTPHeaders.Span(
+            nameStart: Int32(start - base), nameEnd: Int32(index - base),
+            valueStart: Int32(valueStart - base), valueEnd: Int32(valueEnd - base))
+        return (span, kind)
+    }
+
+    /// The method as a `String`; the common ones are literals, not decoded per request.
+    static func methodName(_ method: UnsafeRawBufferPointer) -> String {
+        if equals(method, "GET") { return "GET" }
+        if equals(method, "POST") { return "POST" }
+        if equals(method, "HEAD") { return "HEAD" }
+        if equals(method, "PUT") { return "PUT" }
+        return String(decoding: method, as: UTF8.self)
     }
 
     // MARK: - Byte helpers

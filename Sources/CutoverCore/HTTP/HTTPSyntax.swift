@@ -37,24 +37,6 @@ enum HTTPSyntax {
         byte &- UInt8(ascii: "A") < 26 ? byte | 0x20 : byte
     }
 
-    /// Compares ASCII case-insensitively; `lowercase` must already be lower case.
-    static func equalsIgnoringCase(_ text: String, lowercase: String) -> Bool {
-        let a = text.utf8
-        let b = lowercase.utf8
-        guard a.count == b.count else { return false }
-        // Both sides are folded, so callers need not lower-case a name first (that allocated a
-        // String per header lookup on the hot path). Native strings compare as plain byte buffers;
-        // the generic sequence comparison cost several times more per call.
-        let fast = a.withContiguousStorageIfAvailable { left in
-            b.withContiguousStorageIfAvailable { right in
-                for index in 0..<left.count where lowercased(left[index]) != lowercased(right[index]) { return false }
-                return true
-            }
-        }
-        if let fast, let equal = fast { return equal }
-        return a.elementsEqual(b) { lowercased($0) == lowercased($1) }
-    }
-
     /// Compares raw bytes ASCII case-insensitively with a lower-case literal.
     static func equalsIgnoringCase(_ bytes: UnsafeRawBufferPointer, lowercase: StaticString) -> Bool {
         guard bytes.count == lowercase.utf8CodeUnitCount else { return false }
@@ -65,24 +47,27 @@ enum HTTPSyntax {
         return true
     }
 
-    /// Calls `body` with each comma-separated list element of `value`, OWS trimmed and empty
-    /// elements skipped (RFC 9110 §5.6.1); `body` returns false to stop early.
-    static func forEachListElement(_ value: String, _ body: (Substring.UTF8View) -> Bool) {
-        let utf8 = value.utf8
-        var start = utf8.startIndex
-        while start < utf8.endIndex {
-            let end = utf8[start...].firstIndex(of: comma) ?? utf8.endIndex
-            var lower = start
-            var upper = end
-            while lower < upper, isWhitespace(utf8[lower]) { lower = utf8.index(after: lower) }
-            while lower < upper, isWhitespace(utf8[utf8.index(before: upper)]) { upper = utf8.index(before: upper) }
-            if lower < upper, !body(value[lower..<upper].utf8) { return }
-            start = end == utf8.endIndex ? end : utf8.index(after: end)
-        }
+    /// Compares two byte strings ASCII case-insensitively (both sides folded).
+    static func equalsIgnoringCase(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Bool {
+        guard a.count == b.count else { return false }
+        for index in 0..<a.count where lowercased(a[index]) != lowercased(b[index]) { return false }
+        return true
     }
 
-    /// Whether a list element equals a lower-case token, ignoring case.
-    static func element(_ element: Substring.UTF8View, equals lowercase: String) -> Bool {
-        element.count == lowercase.utf8.count && element.elementsEqual(lowercase.utf8) { lowercased($0) == lowercased($1) }
+    /// Calls `body` with each comma-separated list element of `value`, OWS trimmed and empty
+    /// elements skipped (RFC 9110 §5.6.1); `body` returns false to stop early.
+    static func forEachListElement(_ value: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) -> Bool) {
+        var start = 0
+        let end = value.count
+        while start < end {
+            var stop = start
+            while stop < end, value[stop] != comma { stop += 1 }
+            var lower = start
+            var upper = stop
+            while lower < upper, isWhitespace(value[lower]) { lower += 1 }
+            while lower < upper, isWhitespace(value[upper - 1]) { upper -= 1 }
+            if lower < upper, !body(UnsafeRawBufferPointer(rebasing: value[lower..<upper])) { return }
+            start = stop + 1
+        }
     }
 }
