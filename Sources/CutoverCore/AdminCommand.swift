@@ -6,6 +6,8 @@ public enum AdminCommand: Sendable, Equatable {
     case showEndpoints(profile: String?)
     case showStats
     case showEvents(count: Int)
+    /// `show fleet`: the fleet's nodes, their applied revisions and the store's reachability.
+    case showFleet
     /// `show events --follow`: every state and health change from now on, one answer each, until
     /// the client leaves (only the admin socket streams; see `ProxyRuntime.follow`).
     case followEvents
@@ -43,7 +45,7 @@ public enum AdminCommand: Sendable, Equatable {
     /// Whether the command changes anything (and so is refused while read-only admin access is used).
     public var isMutation: Bool {
         switch self {
-        case .help, .showProfiles, .showEndpoints, .showStats, .showEvents, .followEvents: return false
+        case .help, .showProfiles, .showEndpoints, .showStats, .showEvents, .followEvents, .showFleet: return false
         case .switchTo, .setEndpoint, .pause, .resume, .maintenance, .readOnly, .reload: return true
         case .addEndpoint, .removeEndpoint, .setEndpointHealth, .deploy, .rollback: return true
         }
@@ -57,6 +59,7 @@ public enum AdminCommand: Sendable, Equatable {
         show stats                                    totals: connections, requests, held, switches
         show events [N]                               the last N state and health changes (default 20)
         show events --follow                          stream each change as it happens, one answer each
+        show fleet                                    the fleet's nodes, their applied state revision, the store
         switch PROFILE ENDPOINT [--force] [--wait]    make ENDPOINT the live one; the others drain
                [--guard DURATION [--wait-guard]]      judge ENDPOINT for DURATION, the others stand by;
                                                       a breach of the profile's guard reverts; --wait-guard
@@ -102,7 +105,7 @@ public enum AdminCommand: Sendable, Equatable {
         case "help":
             return .help
         case "show":
-            guard let what = args.first else { throw AdminError(.badArguments, "show what? profiles, endpoints, stats or events") }
+            guard let what = args.first else { throw AdminError(.badArguments, "show what? profiles, endpoints, stats, events or fleet") }
             switch what {
             case "profiles":
                 try expectCount(args, 1, "show profiles")
@@ -113,6 +116,9 @@ public enum AdminCommand: Sendable, Equatable {
             case "stats":
                 try expectCount(args, 1, "show stats")
                 return .showStats
+            case "fleet":
+                try expectCount(args, 1, "show fleet")
+                return .showFleet
             case "events":
                 if args.contains("--follow") {
                     guard args.count == 2 else { throw AdminError(.badArguments, "usage: show events --follow") }
@@ -123,7 +129,7 @@ public enum AdminCommand: Sendable, Equatable {
                 guard let n = Int(args[1]), n > 0 else { throw AdminError(.badArguments, "show events: \"\(args[1])\" is not a positive number") }
                 return .showEvents(count: n)
             default:
-                throw AdminError(.badArguments, "show \(what)? expected profiles, endpoints, stats or events")
+                throw AdminError(.badArguments, "show \(what)? expected profiles, endpoints, stats, events or fleet")
             }
         case "switch":
             var words = args
@@ -317,6 +323,10 @@ public struct AdminError: Error, Sendable, Equatable, CustomStringConvertible {
         case guardBreach = "guard-breach"
         /// `switch --guard --wait-guard`: a manual switch, reload or restart ended the window first.
         case guardEnded = "guard-ended"
+        /// A fleet proxy cannot reach etcd: it serves its last state and refuses changes.
+        case storeUnavailable = "store-unavailable"
+        /// A fleet switch was written, but some live nodes had not applied it in time (named).
+        case notApplied = "not-applied"
         case internalError = "internal"
     }
 

@@ -15,6 +15,8 @@ public struct Config: Sendable, Equatable {
     public var accessLog: String
     /// Number of worker queues that own connections; 0 means one per CPU.
     public var workers: Int
+    /// The fleet this proxy is one of (runtime state in etcd); `nil` keeps the state local.
+    public var cluster: ClusterConfig?
 
     public init(
         listeners: [ListenerConfig], profiles: [ProfileConfig], admin: AdminConfig = AdminConfig(),

@@ -11,7 +11,7 @@ struct ConfigDecoder {
 
     // The accepted keys of each object, in the order they are documented; unknown-key errors
     // list them in this order so the message reads like the reference.
-    static let rootKeys = ["listeners", "profiles", "admin", "state_file", "databases", "timeouts", "limits", "access_log", "workers"]
+    static let rootKeys = ["listeners", "profiles", "admin", "state_file", "databases", "timeouts", "limits", "access_log", "workers", "cluster"]
     static let listenerKeys = ["name", "address", "mode", "profile", "routes", "tls", "redirect_https"]
     static let routeKeys = ["host", "path_prefix", "strip_prefix", "profile"]
     static let listenerTLSKeys = ["certificates", "min_version"]
@@ -33,6 +33,7 @@ struct ConfigDecoder {
     static let headerKeys = ["name", "value"]
     static let adminKeys = ["socket", "socket_mode", "socket_group", "http", "token", "max_sessions", "read_timeout"]
     static let databaseKeys = ["name", "driver", "dsn"]
+    static let clusterKeys = ["etcd", "prefix", "node"]
     static let timeoutKeys = ["connect", "header_read", "idle", "upstream_response", "write", "shutdown", "tls_handshake"]
     static let limitKeys = [
         "max_connections", "max_header_bytes", "max_header_count", "max_request_line_bytes", "max_body_bytes",
@@ -69,7 +70,24 @@ struct ConfigDecoder {
         if let limits = try root.object("limits", keys: Self.limitKeys) { config.limits = try decodeLimits(limits) }
         if let accessLog = try root.string("access_log") { config.accessLog = accessLog }
         if let workers = try root.int("workers") { config.workers = workers }
+        if let cluster = try root.object("cluster", keys: Self.clusterKeys) { config.cluster = try decodeCluster(cluster) }
         return config
+    }
+
+    /// `{ etcd: ["http://HOST:PORT", …], prefix, node }`; names and the prefix's form are checked by validation.
+    private func decodeCluster(_ object: ConfigObject) throws(ConfigError) -> ClusterConfig {
+        var members: [EtcdMember] = []
+        for (i, element) in try object.required("etcd", object.array).enumerated() {
+            let key = object.path("etcd") + "[\(i)]"
+            guard case .string(let text) = element else {
+                throw ConfigError(file: file, key: key, reason: "expected a string, got \(element.kindDescription)")
+            }
+            guard let member = EtcdMember(url: text) else {
+                throw ConfigError(file: file, key: key, reason: "\"\(text)\" is not an etcd client URL (use http://HOST:PORT; https is not supported yet)")
+            }
+            members.append(member)
+        }
+        return ClusterConfig(etcd: members, prefix: try object.required("prefix", object.string), node: try object.required("node", object.string))
     }
 
     /// `{ name, address, mode, profile, routes }`; profile references and route patterns are

@@ -46,6 +46,19 @@ private struct ConfigValidator {
         try checkLimits(config.limits)
         guard !config.accessLog.isEmpty else { throw fail("access_log", "must be \"stderr\", \"off\" or a file path") }
         guard config.workers >= 0 else { throw fail("workers", "must be 0 (one per CPU) or more, got \(config.workers)") }
+        if let cluster = config.cluster { try checkCluster(cluster) }
+    }
+
+    /// At least one etcd member, a prefix that is an absolute key path, a node name that fits in one key.
+    private func checkCluster(_ cluster: ClusterConfig) throws(ConfigError) {
+        guard !cluster.etcd.isEmpty else { throw fail("cluster.etcd", "at least one etcd member URL is required") }
+        guard cluster.prefix.hasPrefix("/"), cluster.prefix.count > 1, !cluster.prefix.hasSuffix("/") else {
+            throw fail("cluster.prefix", "must start with / and not end with / (such as /cutover/prod), got \"\(cluster.prefix)\"")
+        }
+        guard !cluster.prefix.unicodeScalars.contains(where: { $0.value < 0x21 || $0.value == 0x7f }) else {
+            throw fail("cluster.prefix", "must not contain spaces or control characters")
+        }
+        try checkName(cluster.node, key: "cluster.node")
     }
 
     /// Names, duplicate names and addresses (reported on the later one), and profile references.

@@ -47,7 +47,8 @@ extension ProxyRuntime {
         if shuttingDown.load(ordering: .relaxed) {
             return AdminHTTPServer.Response(status: 503, body: "shutting down\n")
         }
-        return AdminHTTPServer.Response(status: 200, body: "ok\n")
+        // A fleet proxy without its store still serves (fail-static): 200, and the body says so.
+        return AdminHTTPServer.Response(status: 200, body: "ok\n" + (fleetHealthLine.map { $0 + "\n" } ?? ""))
     }
 
     /// 200 when the profile can serve: at least one live endpoint and no closed maintenance gate.

@@ -21,6 +21,13 @@ extension ProxyRuntime {
 
     /// Executes a parsed command; throws the `ERR` answer. JSON answers are the `AdminAnswer` types of Core.
     public func execute(_ command: AdminCommand, json: Bool) throws(AdminError) -> String {
+        // In a fleet, a change is one etcd transaction around the local command (ProxyRuntime+Fleet).
+        if let fleet { return try executeInFleet(command, json: json, link: fleet) }
+        return try executeLocally(command, json: json)
+    }
+
+    /// Executes a command on this proxy alone.
+    func executeLocally(_ command: AdminCommand, json: Bool) throws(AdminError) -> String {
         switch command {
         case .help:
             return json ? JSONCoding.line(AdminAnswer(data: HelpAnswer(commands: AdminCommand.usage.split(separator: "\n").map(String.init)))) : AdminCommand.usage
@@ -32,6 +39,8 @@ extension ProxyRuntime {
             return controlQueue.sync { showStats(json: json) }
         case .showEvents(let count):
             return showEvents(count: count, json: json)
+        case .showFleet:
+            return try showFleet(json: json)
         case .followEvents:
             // The admin socket streams it before it gets here (`stream(line:)`).
             throw AdminError(.conflict, "show events --follow streams on the admin socket only (or GET /events on the admin HTTP listener)")

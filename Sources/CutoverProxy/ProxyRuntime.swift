@@ -60,6 +60,8 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     /// The admin HTTP listener's socket, host and port, for a takeover.
     var adminHTTPSocket: (fd: Int32, host: String, port: UInt16)?
     let startedAt = Date()
+    /// The link to the fleet's etcd (config `cluster`); `nil` for a proxy on its own.
+    var fleet: FleetLink?
 
     /// Prepares the runtime (restoring the state file over the config); nothing listens until `start`.
     public init(config fileConfig: Config, configPath: String?) throws {
@@ -86,6 +88,7 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         self.runtime = state
         self.store = SnapshotStore(ProxySnapshot(routing: RoutingSnapshot(generation: 0, profiles: []), listenerBySlot: [], holdQueues: []))
         self.targets = try resolveTargets(for: config)
+        if let cluster = config.cluster { joinFleet(cluster) }
     }
 
     /// Opens the listeners (or adopts `inherited` sockets, by listener index, in a takeover),

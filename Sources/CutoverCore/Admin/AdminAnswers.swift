@@ -92,6 +92,8 @@ public struct SwitchAnswer: Codable, Sendable, Equatable {
     public var drains: [String: String]?
     /// With `--guard`: the window (and with `--wait-guard` or `--wait`, how it ended; key `guard`).
     public var guardWindow: GuardStatus?
+    /// On a fleet proxy: the revision written and the nodes that applied it.
+    public var fleet: FleetApplied?
 
     public init(profile: String, endpoint: String, draining: [String], drains: [String: String]? = nil, guardWindow: GuardStatus? = nil) {
         self.profile = profile
@@ -102,7 +104,7 @@ public struct SwitchAnswer: Codable, Sendable, Equatable {
     }
 
     private enum CodingKeys: String, CodingKey {
-        case profile, endpoint, draining, drains
+        case profile, endpoint, draining, drains, fleet
         case guardWindow = "guard"
     }
 }
