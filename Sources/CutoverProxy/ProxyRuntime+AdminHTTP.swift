@@ -94,7 +94,7 @@ extension ProxyRuntime {
         let totals: [(String, PrometheusText.Kind, String, String)] = [
             ("cutover_connections_open", .gauge, "connections_open", "Client connections open now."),
             ("cutover_connections_accepted_total", .counter, "connections_accepted", "Client connections accepted."),
-            ("cutover_connections_refused_total", .counter, "connections_refused", "Client connections refused at max_connections or during shutdown."),
+            ("cutover_connections_refused_total", .counter, "connections_refused", "Client connections refused at max_connections."),
             ("cutover_connections_evicted_total", .counter, "connections_evicted", "Idle client connections closed at max_connections to make room for a new one."),
             ("cutover_client_requests_total", .counter, "requests", "HTTP requests received from clients, whatever their outcome."),
             ("cutover_proxy_answered_total", .counter, "proxy_answered", "Requests answered by the proxy itself (parse errors, gates, 502/503/504)."),

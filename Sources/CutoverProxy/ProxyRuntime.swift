@@ -157,12 +157,9 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
             Self.refuse(fd, mode: transport.tls == nil ? mode : .tcp, reason: "the proxy is at max_connections")
             return
         }
-        if shutting {
-            stats.openConnections.wrappingSubtract(1, ordering: .relaxed)
-            stats.refusedConnections.wrappingAdd(1, ordering: .relaxed)
-            Self.refuse(fd, mode: transport.tls == nil ? mode : .tcp, reason: "the proxy is shutting down")
-            return
-        }
+        // Accepted while the listeners close (a shutdown, or a takeover's last accepts): the
+        // connection is served, with `Connection: close`, never turned away: its client did
+        // nothing wrong, and in a takeover the successor serves everything after it.
         Socket.setNoDelay(fd)
         switch mode {
         case .http: HTTPSession(fd: fd, worker: worker, runtime: self, slot: slot, transport: transport).start()

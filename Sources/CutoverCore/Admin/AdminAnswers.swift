@@ -404,7 +404,7 @@ public struct StatsAnswer: Codable, Sendable, Equatable {
     public var connectionsOpen: Int
     /// Client connections accepted since start.
     public var connectionsAccepted: Int
-    /// Client connections refused since start (`max_connections` reached, or shutting down).
+    /// Client connections refused since start (`max_connections` reached).
     public var connectionsRefused: Int
     /// Idle client connections closed at `max_connections` to make room for a new one.
     public var connectionsEvicted: Int
