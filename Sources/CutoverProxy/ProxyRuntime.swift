@@ -91,16 +91,17 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         if let cluster = config.cluster { joinFleet(cluster) }
     }
 
-    /// Opens the listeners (or adopts `inherited` sockets, by listener index, in a takeover),
-    /// starts the workers and publishes the first snapshot.
-    public func start(inherited: [Int: Int32] = [:]) throws {
+    /// Opens the listeners (or adopts `inherited` sockets, by listener index: a predecessor's in a
+    /// takeover, systemd's with socket activation; `origin` says which in the log), starts the
+    /// workers and publishes the first snapshot.
+    public func start(inherited: [Int: Int32] = [:], inheritedFrom origin: String = "taken over") throws {
         try controlQueue.sync {
             for (index, listenerConfig) in config.listeners.enumerated() {
                 let transport = try transport(for: listenerConfig, index: index, timeouts: config.timeouts)
                 if let fd = inherited[index] {
                     let listener = Listener(config: listenerConfig, slot: nextSlot, transport: transport, adopting: fd)
                     nextSlot += 1
-                    Log.info("listening on \(listenerConfig.address.host):\(listener.boundPort) (\(listenerConfig.mode.rawValue)\(Self.security(transport)), listener \(listenerConfig.name) → \(listenerConfig.routingSummary), taken over)")
+                    Log.info("listening on \(listenerConfig.address.host):\(listener.boundPort) (\(listenerConfig.mode.rawValue)\(Self.security(transport)), listener \(listenerConfig.name) → \(listenerConfig.routingSummary), \(origin))")
                     listeners.append(listener)
                 } else {
                     listeners.append(try openListener(listenerConfig, transport: transport))

@@ -35,10 +35,14 @@ public enum ProxyServer {
             // The state file was written by the predecessor just before its offer: it is read here.
             runtime = try ProxyRuntime(config: config, configPath: configPath)
             var inherited: [Int: Int32] = [:]
+            var origin = "taken over"
             if let predecessor {
                 for (listener, offered) in predecessor.offer.listenerMatches(config) { inherited[listener] = predecessor.sockets[offered] }
+            } else {
+                inherited = SocketActivation.listeners(for: config)
+                origin = "socket-activated"
             }
-            try runtime.start(inherited: inherited)
+            try runtime.start(inherited: inherited, inheritedFrom: origin)
             if let path = config.admin.socket {
                 let server = AdminSocketServer(
                     path: path, mode: config.admin.socketMode, group: config.admin.socketGroup, limits: config.admin.sessionLimits,

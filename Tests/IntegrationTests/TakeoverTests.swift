@@ -270,3 +270,64 @@ final class TakeoverTests: XCTestCase {
         print("stop and start for contrast: \(churn.failures.count) failed requests or admin commands (\(churn.failures.first ?? "-"))")
     }
 }
+
+/// systemd socket activation: the proxy accepts on listening sockets passed as descriptors 3… with
+/// `LISTEN_FDS`/`LISTEN_PID`, matched to its listeners by address; one nothing wants is closed.
+final class SocketActivationTests: XCTestCase {
+    /// A listening socket on 127.0.0.1 (any port).
+    private func listeningSocket() throws -> (Int32, UInt16) {
+        let fd = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        guard bound == 0, listen(fd, 64) == 0 else { throw FixtureError("bind: \(String(cString: strerror(errno)))") }
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        return (fd, UInt16(bigEndian: address.sin_port))
+    }
+
+    func testPassedSockets_areAcceptedOn_andAStrayOneIsClosed() throws {
+        let dir = try TemporaryDirectory()
+        let blue = try Backend(name: "blue", directory: dir)
+        defer { blue.stop() }
+        let (wanted, port) = try listeningSocket()
+        let (stray, strayPort) = try listeningSocket()
+        defer { close(wanted); close(stray) }
+        let config = try dir.write("activated.json", blueGreenConfig(
+            blue: blue, green: nil, socket: dir.path("admin.sock"),
+            listeners: #"[{ "name": "web", "address": "127.0.0.1:\#(port)", "profile": "web" }]"#))
+        // As systemd does: the sockets at 3 and 4, and LISTEN_PID naming the process that execs.
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, wanted, 3)
+        posix_spawn_file_actions_adddup2(&actions, stray, 4)
+        let log = dir.path("activated.log")
+        posix_spawn_file_actions_addopen(&actions, 2, log, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        let script = #"LISTEN_PID=$$ LISTEN_FDS=2 exec "$0" proxy --config "$1""#
+        let argv = ["/bin/sh", "-c", script, CutoverBinary.url.path, config]
+        var cArgs = argv.map { strdup($0) } + [nil]
+        defer { cArgs.forEach { free($0) } }
+        var pid: pid_t = 0
+        XCTAssertEqual(posix_spawn(&pid, "/bin/sh", &actions, nil, &cArgs, environ), 0)
+        var reaped = false
+        defer {
+            if !reaped {
+                kill(pid, SIGKILL)
+                var status: Int32 = 0
+                waitpid(pid, &status, 0)
+            }
+        }
+        let text = { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+        XCTAssertTrue(waitUntil(timeout: 15) { text().contains("socket-activated") }, text())
+        XCTAssertEqual(try curl("http://127.0.0.1:\(port)/").code, 200, text())
+        XCTAssertTrue(text().contains("descriptor 4 (127.0.0.1:\(strayPort)) matches no listener; closing it"), text())
+        kill(pid, SIGTERM)
+        var status: Int32 = 0
+        XCTAssertEqual(waitpid(pid, &status, 0), pid)
+        reaped = true
+        XCTAssertEqual(status, 0, text())
+    }
+}
