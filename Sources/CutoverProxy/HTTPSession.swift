@@ -711,7 +711,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
             report(exchange, status: upstreamFault ? answer.status : 0, fault: fault)
             releaseUpstream(exchange, reusable: false)
             exchange.status = answer.status
-            runtime.stats.proxyAnswered.wrappingAdd(1, ordering: .relaxed)
+            runtime.stats.countProxyAnswer(fault.reason)
             logAccess(exchange, note: answer.message)
             self.exchange = nil
             if Self.isClientFault(fault) {
@@ -728,14 +728,14 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
             send(Self.response(for: answer, close: !keep), keepAlive: keep)
         case .maintenance(let gate):
             exchange.status = 503
-            runtime.stats.proxyAnswered.wrappingAdd(1, ordering: .relaxed)
+            runtime.stats.countProxyAnswer(.maintenance)
             logAccess(exchange, note: "maintenance")
             self.exchange = nil
             let keep = exchange.clientKeepAlive && exchange.framing == .none
             send(Self.maintenanceResponse(gate, keepAlive: keep, withBody: exchange.head.method != "HEAD"), keepAlive: keep)
         case .redirected(let location):
             exchange.status = 308
-            runtime.stats.proxyAnswered.wrappingAdd(1, ordering: .relaxed)
+            runtime.stats.countProxyAnswer(.redirect)
             logAccess(exchange, note: "redirect_https")
             self.exchange = nil
             let keep = exchange.clientKeepAlive && exchange.framing == .none
@@ -837,7 +837,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     /// A head that cannot start an exchange (malformed, over a limit, too slow): answered, then closed.
     private func rejectHead(_ fault: ProxyFault) {
         let answer = fault.answer
-        runtime.stats.proxyAnswered.wrappingAdd(1, ordering: .relaxed)
+        runtime.stats.countProxyAnswer(fault.reason)
         logAccess(method: "-", target: "-", status: answer.status, endpoint: "-", bytes: 0, started: headStartedAt, note: answer.message)
         inbound = []
         respondAndClose(Self.response(for: answer, close: true))

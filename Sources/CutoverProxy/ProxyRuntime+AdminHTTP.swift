@@ -109,6 +109,10 @@ extension ProxyRuntime {
             m.family(name, kind, help: help)
             m.sample(name, [], stats[key] ?? 0)
         }
+        m.family("cutover_proxy_answers_total", .counter, help: "Requests answered by the proxy itself, by reason (the total is cutover_proxy_answered_total).")
+        for (reason, counter) in zip(ProxyAnswerReason.allCases, self.stats.proxyAnswersByReason) {
+            m.sample("cutover_proxy_answers_total", [("reason", reason.rawValue)], counter.value.load(ordering: .relaxed))
+        }
         m.family("cutover_drains_in_progress", .gauge, help: "Endpoints draining now.")
         m.sample("cutover_drains_in_progress", [], draining)
         writeTLSMetrics(&m)

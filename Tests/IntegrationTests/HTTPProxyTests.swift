@@ -199,6 +199,22 @@ final class HTTPProxyTests: XCTestCase {
         XCTAssertLessThan(growth, 6 * 1024, "proxy peak memory grew by \(growth) KiB: body buffered?")
     }
 
+    /// The proxy's own answers are counted by reason in /metrics: a request without Host is a
+    /// `bad_request`, a backend that refuses is a `bad_gateway`; the reasons add up to the total.
+    func testProxyAnswers_areCountedByReason() throws {
+        let rig = try startBlue(adminHTTP: true)
+        let connection = try rig.connect()
+        connection.send("GET / HTTP/1.1\r\n\r\n")
+        XCTAssertTrue(connection.readResponse().hasPrefix("HTTP/1.1 400"))
+        backend?.stop()
+        XCTAssertEqual(try curl(rig.url("/")).code, 502)
+        let metrics = try rig.proxy.metrics()
+        XCTAssertEqual(metrics.value("cutover_proxy_answers_total", ["reason": "bad_request"]), 1)
+        XCTAssertEqual(metrics.value("cutover_proxy_answers_total", ["reason": "bad_gateway"]), 1)
+        XCTAssertEqual(metrics.value("cutover_proxy_answers_total", ["reason": "maintenance"]), 0)
+        XCTAssertEqual(metrics.value("cutover_proxy_answered_total"), 2)
+    }
+
     /// A client that stops reading a 64 MiB answer makes the proxy stop reading the backend,
     /// not buffer the rest; the client then gets every byte. (64 MiB: more than the loopback socket
     /// buffers on the way can hold, so the proxy must pause.)

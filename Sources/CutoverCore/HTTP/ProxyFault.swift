@@ -81,6 +81,22 @@ public enum ProxyFault: Sendable, Equatable {
         }
     }
 
+    /// The `reason` label of `cutover_proxy_answers_total` for this fault.
+    public var reason: ProxyAnswerReason {
+        switch self {
+        case .client: return .badRequest
+        case .clientTooSlow: return .clientTimeout
+        case .upstreamUnreachable, .upstreamInvalid: return .badGateway
+        case .upstreamTimedOut: return .gatewayTimeout
+        case .listenerRemoved: return .listenerRemoved
+        case .noRoute: return .noRoute
+        case .noEndpoint: return .noEndpoint
+        case .readOnly: return .readOnly
+        case .holdFull: return .holdFull
+        case .holdTimedOut: return .holdTimeout
+        }
+    }
+
     /// Whether the fault counts against the endpoint's passive health (a connect failure, a reset
     /// before the answer, a timeout); an invalid response or a client's fault does not.
     public var isConnectionFailure: Bool {
@@ -99,4 +115,33 @@ public enum ProxyFault: Sendable, Equatable {
         case .unavailable: return "no endpoint available"
         }
     }
+}
+
+/// Why the proxy answered a request itself, as the `reason` label of `cutover_proxy_answers_total`:
+/// operators alert on 502s and hold timeouts differently from a maintenance page they put up.
+public enum ProxyAnswerReason: String, Sendable, CaseIterable {
+    /// A malformed or over-limit request (4xx).
+    case badRequest = "bad_request"
+    /// A client too slow to send its head (408).
+    case clientTimeout = "client_timeout"
+    /// The endpoint refused, reset or answered something invalid (502).
+    case badGateway = "bad_gateway"
+    /// The endpoint did not answer in time (504).
+    case gatewayTimeout = "gateway_timeout"
+    /// The listener went away in a reload while the request waited.
+    case listenerRemoved = "listener_removed"
+    /// No route matched and the listener has no default (404).
+    case noRoute = "no_route"
+    /// No endpoint of the profile is eligible (503).
+    case noEndpoint = "no_endpoint"
+    /// The read-only gate refused an unsafe method (503).
+    case readOnly = "readonly"
+    /// `max_held` was reached (503).
+    case holdFull = "hold_full"
+    /// A held request waited `hold_timeout` (503).
+    case holdTimeout = "hold_timeout"
+    /// The maintenance gate's page (503).
+    case maintenance = "maintenance"
+    /// `redirect_https` (308).
+    case redirect = "redirect_https"
 }
