@@ -19,6 +19,14 @@ extension ProxyRuntime {
         let counters: EndpointCounters
         /// Draining, but held ready by an open guard window.
         let standingBy: Bool
+        /// While draining: elapsed and left until the drain deadline.
+        let drain: (elapsed: Duration, left: Duration)?
+
+        /// `draining 1.2s of 30s` in the text table.
+        var stateText: String {
+            guard let drain, !standingBy else { return stateLabel }
+            return "\(stateLabel) \(DurationText.format(drain.elapsed)) of \(DurationText.format(drain.elapsed + drain.left))"
+        }
 
         /// `standby` while a guard window holds the endpoint ready, else the admin state.
         var stateLabel: String { standingBy ? "standby" : state.rawValue }
@@ -27,7 +35,8 @@ extension ProxyRuntime {
         var status: EndpointStatus {
             EndpointStatus(
                 profile: profile, name: name, address: address, state: stateLabel, health: health.rawValue, priority: priority,
-                weight: weight, live: live, inFlight: inFlight, connections: connections, lastChange: lastChange?.record)
+                weight: weight, live: live, inFlight: inFlight, connections: connections, lastChange: lastChange?.record,
+                drainElapsedMs: drain?.elapsed.milliseconds, drainLeftMs: drain?.left.milliseconds)
         }
     }
 
@@ -40,6 +49,7 @@ extension ProxyRuntime {
         for profile in config.profiles where filter == nil || profile.name == filter {
             let route = snapshot.routing.profile(named: profile.name)
             let standby = standingBy(profile.name)
+            let now = MonotonicInstant(milliseconds: monotonicMilliseconds())
             for endpoint in profile.endpoints {
                 guard let state = runtime.profiles[profile.name]?.endpoints[endpoint.name],
                       let target = target(profile: profile.name, endpoint: endpoint.name) else { continue }
@@ -50,10 +60,21 @@ extension ProxyRuntime {
                     inFlight: target.counters.inFlight.load(ordering: .relaxed),
                     connections: target.counters.connections.load(ordering: .relaxed),
                     lastChange: lastHealthChange["\(profile.name)/\(endpoint.name)"], counters: target.counters,
-                    standingBy: standby.contains(endpoint.name)))
+                    standingBy: standby.contains(endpoint.name),
+                    drain: drainProgress(drains["\(profile.name)/\(endpoint.name)"], now: now)))
             }
         }
         return views
+    }
+
+    /// How far a drain got: elapsed since it started, left until its deadline.
+    private func drainProgress(_ lifecycle: EndpointLifecycle?, now: MonotonicInstant) -> (elapsed: Duration, left: Duration)? {
+        switch lifecycle {
+        case .draining(let drain)?, .closingTunnels(let drain)?:
+            return (now.since(drain.started), drain.deadline.since(now))
+        case .online?, .offline?, nil:
+            return nil
+        }
     }
 
     func showEndpoints(profile: String?, json: Bool) throws(AdminError) -> String {
@@ -65,7 +86,7 @@ extension ProxyRuntime {
         }
         let rows = views.map { view -> [String] in
             let change = view.lastChange.map { "\($0.state): \($0.cause)" } ?? "-"
-            return [view.profile, view.name, view.address, view.stateLabel, view.health.rawValue, String(view.priority),
+            return [view.profile, view.name, view.address, view.stateText, view.health.rawValue, String(view.priority),
                     String(view.weight), view.live ? "yes" : "no", String(view.inFlight), String(view.connections), change]
         }
         return TextTable.render(

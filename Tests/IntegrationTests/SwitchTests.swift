@@ -74,6 +74,27 @@ final class SwitchTests: XCTestCase {
         XCTAssertTrue(try proxy.ctl("show endpoints web").stdout.contains("offline"))
     }
 
+    /// A draining endpoint shows how far its drain got: elapsed and left until `drain_timeout`, in
+    /// `show endpoints` (text and JSON) and on the status page's source.
+    func testDrainProgress_isShownWhileDraining() throws {
+        let proxy = try Proxy(config: config(profileExtra: #", "drain_timeout": "20s""#), directory: dir, socketPath: socket)
+        defer { proxy.stop() }
+        let slow = LoadClient()
+        slow.startOnce(port: proxy.port(), connections: 1, path: "/slow?ms=3000")
+        defer { slow.stop() }
+        XCTAssertTrue(waitUntil { (try? proxy.ctl("show endpoints web --json").stdout.contains("\"in_flight\":1")) ?? false })
+        XCTAssertEqual(try proxy.ctl("switch", "web", "green").status, 0)
+        let object = try JSONSerialization.jsonObject(with: Data(try proxy.ctl("show endpoints web --json").stdout.utf8)) as? [String: Any]
+        let blue = (object?["endpoints"] as? [[String: Any]])?.first { $0["name"] as? String == "blue" } ?? [:]
+        XCTAssertEqual(blue["state"] as? String, "draining")
+        let elapsed = blue["drain_elapsed_ms"] as? Int ?? -1
+        let left = blue["drain_left_ms"] as? Int ?? -1
+        XCTAssertTrue(elapsed >= 0 && left > 0 && left <= 20_000 && abs(elapsed + left - 20_000) <= 5, "\(blue)")
+        XCTAssertTrue(try proxy.ctl("show", "endpoints", "web").stdout.contains("of 20s"), "the text table shows the drain bound")
+        let green = (object?["endpoints"] as? [[String: Any]])?.first { $0["name"] as? String == "green" } ?? [:]
+        XCTAssertNil(green["drain_elapsed_ms"], "only a draining endpoint has drain figures")
+    }
+
     /// Issue 17, defect 1: a switch back to an endpoint that is draining cancels its drain. When its
     /// last in-flight request ends, the event log must not claim it went offline: it is online.
     func testSwitchBackWhileDraining_cancelsTheDrainAndRecordsNoFalseOffline() throws {

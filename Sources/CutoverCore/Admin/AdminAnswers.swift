@@ -347,11 +347,17 @@ public struct EndpointStatus: Codable, Sendable, Equatable {
     public var connections: Int
     /// The last health change, with its cause (key `last_change`).
     public var lastChange: EventRecord?
+    /// While it drains: how long it has drained, and how long until `drain_timeout` (keys
+    /// `drain_elapsed_ms`, `drain_left_ms`; absent otherwise).
+    public var drainElapsedMs: Int64?
+    public var drainLeftMs: Int64?
 
     public init(
         profile: String, name: String, address: String, state: String, health: String, priority: Int, weight: Int,
-        live: Bool, inFlight: Int, connections: Int, lastChange: EventRecord? = nil
+        live: Bool, inFlight: Int, connections: Int, lastChange: EventRecord? = nil, drainElapsedMs: Int64? = nil, drainLeftMs: Int64? = nil
     ) {
+        self.drainElapsedMs = drainElapsedMs
+        self.drainLeftMs = drainLeftMs
         self.profile = profile
         self.name = name
         self.address = address
