@@ -3,24 +3,7 @@ import Glibc
 import XCTest
 
 /// Issue 4: the blue/green switch under load, draining, holding, gates, durable state and signals.
-final class SwitchTests: XCTestCase {
-    private var dir: TemporaryDirectory!
-    private var blue: Backend!
-    private var green: Backend!
-    private var socket: String { dir.path("admin.sock") }
-
-    override func setUpWithError() throws {
-        dir = try TemporaryDirectory()
-        blue = try Backend(name: "blue", directory: dir)
-        green = try Backend(name: "green", directory: dir)
-    }
-
-    override func tearDown() {
-        blue?.stop()
-        green?.stop()
-        dir = nil
-    }
-
+final class SwitchTests: BlueGreenTestCase {
     private func config(profileExtra: String = "", rootExtra: String = "", listeners: String? = nil) -> String {
         blueGreenConfig(blue: blue, green: green, socket: socket, profileExtra: profileExtra, rootExtra: rootExtra, listeners: listeners)
     }

@@ -6,24 +6,7 @@ import XCTest
 /// Issue 18: `cutover proxy --takeover` upgrades the proxy itself without a gap. Real processes:
 /// the running proxy hands its listening sockets over (SCM_RIGHTS) to the new one, which moves the
 /// admin socket to itself; clients connecting all the while, and `ctl`, never see a refusal.
-final class TakeoverTests: XCTestCase {
-    private var dir: TemporaryDirectory!
-    private var blue: Backend!
-    private var green: Backend!
-    private var socket: String { dir.path("admin.sock") }
-
-    override func setUpWithError() throws {
-        dir = try TemporaryDirectory()
-        blue = try Backend(name: "blue", directory: dir)
-        green = try Backend(name: "green", directory: dir)
-    }
-
-    override func tearDown() {
-        blue?.stop()
-        green?.stop()
-        dir = nil
-    }
-
+final class TakeoverTests: BlueGreenTestCase {
     private var config: String {
         blueGreenConfig(blue: blue, green: green, socket: socket, rootExtra: #", "state_file": "\#(dir.path("state.json"))", "workers": 1"#)
     }
