@@ -43,6 +43,10 @@ public enum ProxyServer {
                 origin = "socket-activated"
             }
             try runtime.start(inherited: inherited, inheritedFrom: origin)
+            // The predecessor's admin HTTP socket, if this config still listens there.
+            let adoptedHTTP = predecessor.flatMap { client in
+                config.admin.http.flatMap { client.offer.adminHTTPMatch($0) }.map { client.sockets[$0] }
+            }
             if let path = config.admin.socket {
                 let server = AdminSocketServer(
                     path: path, mode: config.admin.socketMode, group: config.admin.socketGroup, limits: config.admin.sessionLimits,
@@ -57,8 +61,7 @@ public enum ProxyServer {
                 Log.warning("no admin socket (admin.socket): `cutover ctl` cannot switch, pause or reload this proxy; SIGHUP still reloads")
             }
             if let address = config.admin.http {
-                let adopted = predecessor.flatMap { client in client.offer.adminHTTPMatch(address).map { client.sockets[$0] } }
-                try runtime.startAdminHTTP(on: address, adopting: adopted)
+                try runtime.startAdminHTTP(on: address, adopting: adoptedHTTP)
             }
             if let path = config.admin.socket {
                 let server = admin
@@ -72,7 +75,6 @@ public enum ProxyServer {
             }
             if let predecessor {
                 // Sockets the new config does not use close here; the predecessor closes its own copies.
-                let adoptedHTTP = config.admin.http.flatMap { predecessor.offer.adminHTTPMatch($0) }.map { predecessor.sockets[$0] }
                 let used = Set(inherited.values).union(adoptedHTTP.map { [$0] } ?? [])
                 for socket in predecessor.sockets where !used.contains(socket) { close(socket) }
                 // systemd follows this process before the predecessor stops (the unit says NotifyAccess=all).
