@@ -450,7 +450,11 @@ public struct Timeouts: Sendable, Equatable {
     /// An idle keep-alive client connection, or a TCP tunnel with no traffic either way.
     public var idle: Duration
     /// Waiting for an upstream's response head, or for more of its body (504 before the head).
+    /// Starts once the whole request has been sent: a slow request body is timed by `clientBody`.
     public var upstreamResponse: Duration
+    /// Longest wait for the next bytes of a request body the client still owes (408 when it passes,
+    /// never counted against the endpoint).
+    public var clientBody: Duration
     /// A peer that accepts no bytes for this long is closed.
     public var write: Duration
     /// How long SIGTERM waits for in-flight work before closing.
@@ -461,9 +465,10 @@ public struct Timeouts: Sendable, Equatable {
     public init(
         connect: Duration = .seconds(5), headerRead: Duration = .seconds(10), idle: Duration = .seconds(60),
         upstreamResponse: Duration = .seconds(60), write: Duration = .seconds(30), shutdown: Duration = .seconds(30),
-        tlsHandshake: Duration = .seconds(10)
+        tlsHandshake: Duration = .seconds(10), clientBody: Duration = .seconds(60)
     ) {
         self.tlsHandshake = tlsHandshake
+        self.clientBody = clientBody
         self.connect = connect
         self.headerRead = headerRead
         self.idle = idle

@@ -34,7 +34,7 @@ struct ConfigDecoder {
     static let adminKeys = ["socket", "socket_mode", "socket_group", "http", "token", "max_sessions", "read_timeout"]
     static let databaseKeys = ["name", "driver", "dsn"]
     static let clusterKeys = ["etcd", "prefix", "node"]
-    static let timeoutKeys = ["connect", "header_read", "idle", "upstream_response", "write", "shutdown", "tls_handshake"]
+    static let timeoutKeys = ["connect", "header_read", "idle", "upstream_response", "write", "shutdown", "tls_handshake", "client_body"]
     static let limitKeys = [
         "max_connections", "max_header_bytes", "max_header_count", "max_request_line_bytes", "max_body_bytes",
         "max_idle_upstream_per_endpoint",
@@ -352,6 +352,7 @@ struct ConfigDecoder {
         if let write = try object.duration("write") { timeouts.write = write }
         if let shutdown = try object.duration("shutdown") { timeouts.shutdown = shutdown }
         if let handshake = try object.duration("tls_handshake") { timeouts.tlsHandshake = handshake }
+        if let clientBody = try object.duration("client_body") { timeouts.clientBody = clientBody }
         return timeouts
     }
 

@@ -335,6 +335,7 @@ private struct ConfigValidator {
         let positive: [(String, Duration)] = [
             ("connect", timeouts.connect), ("header_read", timeouts.headerRead), ("idle", timeouts.idle),
             ("upstream_response", timeouts.upstreamResponse), ("write", timeouts.write), ("tls_handshake", timeouts.tlsHandshake),
+            ("client_body", timeouts.clientBody),
         ]
         for (key, value) in positive where value <= .zero {
             throw fail("timeouts.\(key)", "must be greater than 0")

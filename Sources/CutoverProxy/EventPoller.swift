@@ -85,4 +85,6 @@ final class EventPoller: @unchecked Sendable {  // confined to the worker's queu
     static let readable: UInt32 = cshims_epoll_in | cshims_epoll_rdhup
     static let writable: UInt32 = cshims_epoll_out
     static let failed: UInt32 = cshims_epoll_err | cshims_epoll_hup
+    /// The peer shut down its sending side (watched alone on a paused socket: `SocketChannel.watchesHangUp`).
+    static let hungUp: UInt32 = cshims_epoll_rdhup
 }

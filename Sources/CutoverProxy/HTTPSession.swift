@@ -61,6 +61,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     func start() {
         worker.register(self)
         client.handler = self
+        client.watchesHangUp = true
         setIdleDeadline()
         client.resumeReading()
     }
@@ -118,25 +119,49 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         process()
     }
 
+    /// The client ended its stream or reset. A half-close after a complete request is still owed
+    /// its response, as HAProxy does with `abortonclose` off (docs/hardening.md, "When a client
+    /// stops"); a reset, or an end before the request is complete, releases both sides at once.
     private func clientHungUp(reset: Bool) {
         clientEnded = true
         client.pauseReading()
         switch phase {
-        case .awaitingHead, .holding:
-            close()
-        case .connecting, .forwarding:
-            if let exchange, exchange.requestBodyDone, !reset {
-                // A half-close after a complete request: still owed its response.
+        case .awaitingHead:
+            // Paused only while a response is still being written: that one is still owed.
+            if reset || !client.hasPendingOutput { close() }
+        case .holding, .connecting, .forwarding:
+            guard let exchange else { return close() }
+            if !reset && requestComplete(exchange) {
                 closeWhenFlushed = true
             } else {
-                if let exchange {
-                    finish(exchange, .aborted(reason: reset ? "client reset" : "client closed mid-request"))
-                } else {
-                    close()
-                }
+                finish(exchange, .aborted(reason: reset ? "client reset" : "client closed mid-request"))
             }
         case .closed:
             break
+        }
+    }
+
+    /// The client went away while it was not read (held, connecting, upstream not taking the body).
+    func channelHungUp(_ channel: SocketChannel, reset: Bool) {
+        guard channel === client else { return }
+        // Bytes still waiting come before the end: they are read (and the end seen) when reading resumes.
+        if !reset && Socket.bytesWaiting(client.fd) > 0 { return }
+        clientHungUp(reset: reset)
+    }
+
+    /// Whether the whole request has been received: sent upstream already, or waiting in `inbound`.
+    private func requestComplete(_ exchange: Exchange) -> Bool {
+        if exchange.requestBodyDone { return true }
+        switch exchange.framing {
+        case .none, .untilClose:
+            return true
+        case .contentLength:
+            return Int64(inbound.count) >= exchange.requestBodyRemaining
+        case .chunked:
+            var scanner = exchange.requestBodyScanner ?? ChunkedBodyScanner()
+            let scanned = inbound.withUnsafeBytes { raw in Result { () throws(HTTPParseError) in try scanner.scan(raw) } }
+            if case .success(let result) = scanned { return result.finished }
+            return false
         }
     }
 
@@ -417,13 +442,21 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
             exchange.requestBodyRemaining = length
             exchange.requestBodyDone = length == 0
         }
-        deadline = monotonicMilliseconds() + UInt64(timeouts.upstreamResponse.milliseconds)
+        deadline = waitDeadline(exchange)
         guard upstream.write(worker.headBuffer) else {
             upstreamLost(exchange, reason: "connection to \(exchange.target?.qualifiedName ?? "?") lost while sending")
             return
         }
         upstream.resumeReading()
         process()
+    }
+
+    /// The deadline of a forwarded exchange's next wait: while the client still owes request body
+    /// (and no response has started) that is the client's, `client_body`; once the whole request is
+    /// sent, the upstream's, `upstream_response`. A slow upload is never the endpoint's fault.
+    private func waitDeadline(_ exchange: Exchange) -> UInt64 {
+        let wait = exchange.requestBodyDone || exchange.responseHeadDone ? timeouts.upstreamResponse : timeouts.clientBody
+        return monotonicMilliseconds() + UInt64(wait.milliseconds)
     }
 
     /// Passes request body bytes on to the upstream; returns how many belong to this body, or -1 when
@@ -451,6 +484,8 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
             }
         }
         exchange.target?.counters.bytesOut.wrappingAdd(consumed, ordering: .relaxed)
+        // Each body read restarts the client's clock; the last one starts the upstream's.
+        if consumed > 0 && !exchange.responseHeadDone { deadline = waitDeadline(exchange) }
         if consumed > 0 && !upstream.write(UnsafeRawBufferPointer(rebasing: bytes[0..<consumed])) {
             upstreamLost(exchange, reason: "connection to \(exchange.target?.qualifiedName ?? "?") lost while sending the body")
             return -1
@@ -479,7 +514,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         }
         exchange.receivedFromUpstream = true
         exchange.target?.counters.bytesIn.wrappingAdd(n, ordering: .relaxed)
-        deadline = monotonicMilliseconds() + UInt64(timeouts.upstreamResponse.milliseconds)
+        deadline = waitDeadline(exchange)
         let bytes = UnsafeRawBufferPointer(rebasing: worker.scratch[0..<n])
         if exchange.responseHeadDone {
             forwardResponseBody(bytes, exchange: exchange)
@@ -632,7 +667,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
                 return
             }
             if phase == .forwarding, let exchange {
-                deadline = monotonicMilliseconds() + UInt64(timeouts.upstreamResponse.milliseconds)
+                deadline = waitDeadline(exchange)
                 exchange.upstream?.resumeReading()
             } else {
                 process()
@@ -685,6 +720,8 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     /// counters and passive health hear the outcome, the access log gets its line, and the client
     /// connection serves its next request or closes.
     private func finish(_ exchange: Exchange, _ outcome: Outcome) {
+        // A held request that ends (its client went away) leaves the hold queue first.
+        if phase == .holding { stopHolding() }
         switch outcome {
         case .relayed:
             report(exchange, status: exchange.status, fault: nil, relayed: true)
@@ -787,7 +824,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     /// The client's fault: answered and the connection closed (what follows cannot be trusted).
     private static func isClientFault(_ fault: ProxyFault) -> Bool {
         switch fault {
-        case .client, .clientTooSlow: return true
+        case .client, .clientTooSlow, .clientBodyTooSlow: return true
         case .upstreamUnreachable, .upstreamInvalid, .upstreamTimedOut, .listenerRemoved, .noRoute, .noEndpoint, .readOnly, .holdFull, .holdTimedOut:
             return false
         }
@@ -797,7 +834,8 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     private static func reason(of fault: ProxyFault) -> String {
         switch fault {
         case .upstreamUnreachable(let reason), .upstreamInvalid(let reason), .upstreamTimedOut(let reason): return reason
-        case .client, .clientTooSlow, .listenerRemoved, .noRoute, .noEndpoint, .readOnly, .holdFull, .holdTimedOut: return fault.answer.message
+        case .client, .clientTooSlow, .clientBodyTooSlow, .listenerRemoved, .noRoute, .noEndpoint, .readOnly, .holdFull, .holdTimedOut:
+            return fault.answer.message
         }
     }
 
@@ -891,6 +929,13 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
             guard let exchange else { return close() }
             if exchange.responseHeadDone {
                 finish(exchange, .aborted(reason: "transfer stalled"))
+            } else if !exchange.requestBodyDone {
+                if exchange.upstream?.hasPendingOutput == true {
+                    // The client had more, the upstream took none of it.
+                    finish(exchange, .answered(.upstreamTimedOut(reason: "\(exchange.target?.qualifiedName ?? "?") took no request body bytes for \(DurationText.format(timeouts.clientBody))")))
+                } else {
+                    finish(exchange, .answered(.clientBodyTooSlow(clientBody: timeouts.clientBody)))
+                }
             } else {
                 finish(exchange, .answered(.upstreamTimedOut(reason: "\(exchange.target?.qualifiedName ?? "?") sent no response within \(DurationText.format(timeouts.upstreamResponse))")))
             }
@@ -1000,5 +1045,6 @@ private final class Exchange {
         // A request without a body is complete with its head: a 502 before anything was sent
         // upstream (connect refused) must not cost the client its keep-alive connection.
         self.requestBodyDone = framing == .none
+        if case .contentLength(let length) = framing { self.requestBodyRemaining = length }
     }
 }

@@ -11,10 +11,14 @@ protocol ChannelHandler: AnyObject {
     func channelDrained(_ channel: SocketChannel)
     /// A non-blocking connect finished; `error` is 0 on success.
     func channelConnected(_ channel: SocketChannel, error: Int32)
+    /// The peer ended its stream (`reset`: or failed) while reading was paused; only with
+    /// `watchesHangUp`, once per pause.
+    func channelHungUp(_ channel: SocketChannel, reset: Bool)
 }
 
 extension ChannelHandler {
     func channelConnected(_ channel: SocketChannel, error: Int32) {}
+    func channelHungUp(_ channel: SocketChannel, reset: Bool) {}
 }
 
 /// One non-blocking socket watched by its worker's `EventPoller`: reads when asked, queues what the
@@ -36,6 +40,14 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
     var handler: ChannelHandler?
 
     private(set) var reading = false
+    /// While reading is paused, still watch for the peer's end of stream or reset (`EPOLLRDHUP`) and
+    /// tell the handler (`channelHungUp`): a client whose request waits (held, connecting, upstream
+    /// not taking the body) is not read, yet its going away must release the upstream at once.
+    var watchesHangUp = false {
+        didSet { if watchesHangUp != oldValue { updateInterest() } }
+    }
+    /// The hang-up was reported during this pause: level-triggered epoll would repeat it every round.
+    private var hangUpReported = false
     private var writeWanted = false
     private(set) var connecting = false
     /// The epoll events currently registered (0 = not in epoll).
@@ -80,6 +92,7 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
     func resumeReading() {
         guard !isClosed, !reading else { return }
         reading = true
+        hangUpReported = false
         updateInterest()
         if let tls, tls.hasBufferedPlaintext || tls.isFailed { scheduleDelivery() }
     }
@@ -97,6 +110,7 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
         guard !isClosed else { return }
         var wanted = (reading ? EventPoller.readable : 0) | (writeWanted ? EventPoller.writable : 0)
         if let tls { wanted = tlsInterest(tls, plain: wanted) }
+        if !reading && watchesHangUp && !hangUpReported && tls?.isHandshaking != true { wanted |= EventPoller.hungUp }
         poller.update(fd: fd, token: token, from: interest, to: wanted)
         interest = wanted
     }
@@ -114,6 +128,10 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
         if events & (EventPoller.readable | EventPoller.failed) != 0 && reading && !isClosed {
             handler?.channelReadable(self)
             if let tls { deliverBufferedPlaintext(tls) }
+        } else if events & (EventPoller.hungUp | EventPoller.failed) != 0 && !reading && watchesHangUp && !hangUpReported && !isClosed {
+            hangUpReported = true
+            updateInterest()
+            handler?.channelHungUp(self, reset: events & EventPoller.failed != 0)
         }
     }
 

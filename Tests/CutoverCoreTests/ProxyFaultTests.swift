@@ -6,6 +6,10 @@ final class ProxyFaultTests: XCTestCase {
     func testClientFaults_keepTheirParseStatus_andSlowHeadsGet408() {
         XCTAssertEqual(ProxyFault.client(HTTPParseError(status: 431, reason: "too many")).answer, .init(status: 431, message: "too many"))
         XCTAssertEqual(ProxyFault.clientTooSlow(headerRead: .seconds(10)).answer.status, 408)
+        let slowBody = ProxyFault.clientBodyTooSlow(clientBody: .seconds(1))
+        XCTAssertEqual(slowBody.answer, .init(status: 408, message: "no request body bytes received for 1s"))
+        XCTAssertFalse(slowBody.isConnectionFailure, "a slow upload is never the endpoint's fault")
+        XCTAssertEqual(slowBody.reason, .clientTimeout)
     }
 
     func testUpstreamFaults_are502Or504_andOnlyUnreachableOrTimedOutCountAsConnectionFailures() {

@@ -9,6 +9,8 @@ public enum ProxyFault: Sendable, Equatable {
     case client(HTTPParseError)
     /// The client did not send a whole head within `header_read`.
     case clientTooSlow(headerRead: Duration)
+    /// The client stopped sending a request body it still owed for `client_body`.
+    case clientBodyTooSlow(clientBody: Duration)
     /// The endpoint could not be reached or lost the connection before answering.
     case upstreamUnreachable(reason: String)
     /// The endpoint answered with something that is not a valid HTTP response.
@@ -53,6 +55,8 @@ public enum ProxyFault: Sendable, Equatable {
             return Answer(status: error.status, message: error.reason)
         case .clientTooSlow(let headerRead):
             return Answer(status: 408, message: "request head not received within \(DurationText.format(headerRead))")
+        case .clientBodyTooSlow(let clientBody):
+            return Answer(status: 408, message: "no request body bytes received for \(DurationText.format(clientBody))")
         case .upstreamUnreachable(let reason), .upstreamInvalid(let reason):
             return Answer(status: 502, message: "bad gateway: \(reason)")
         case .upstreamTimedOut(let reason):
@@ -85,7 +89,7 @@ public enum ProxyFault: Sendable, Equatable {
     public var reason: ProxyAnswerReason {
         switch self {
         case .client: return .badRequest
-        case .clientTooSlow: return .clientTimeout
+        case .clientTooSlow, .clientBodyTooSlow: return .clientTimeout
         case .upstreamUnreachable, .upstreamInvalid: return .badGateway
         case .upstreamTimedOut: return .gatewayTimeout
         case .listenerRemoved: return .listenerRemoved
@@ -102,7 +106,7 @@ public enum ProxyFault: Sendable, Equatable {
     public var isConnectionFailure: Bool {
         switch self {
         case .upstreamUnreachable, .upstreamTimedOut: return true
-        case .client, .clientTooSlow, .upstreamInvalid, .listenerRemoved, .noRoute, .noEndpoint, .readOnly, .holdFull, .holdTimedOut:
+        case .client, .clientTooSlow, .clientBodyTooSlow, .upstreamInvalid, .listenerRemoved, .noRoute, .noEndpoint, .readOnly, .holdFull, .holdTimedOut:
             return false
         }
     }
