@@ -147,7 +147,8 @@ public enum HTTPExchangeAction: Sendable, Equatable {
     /// Stop or start reading the upstream.
     case pauseUpstream
     case resumeUpstream
-    /// The exchange ended: report it to the endpoint's counters and write the access-log line.
+    /// The exchange ended: report it to the endpoint's counters and write the access-log line. It
+    /// comes after the exchange's last write or answer, and before anything of the next exchange.
     case log(HTTPExchangeEnding, bytesToClient: Int)
     /// Ask the driver why the request is held now; answer with `holdTimedOut(_:now:)`.
     case giveUpHold

@@ -163,7 +163,8 @@ public struct HTTPExchangeStateMachine: Sendable {
     }
 
     private var state = State.idle
-    private let configuration: Configuration
+    /// The limits and timeouts in force; the driver refreshes them after a reload.
+    public var configuration: Configuration
     /// When the current wait ends (monotonic milliseconds; 0: no deadline).
     public private(set) var deadline: UInt64 = 0
     /// Client bytes that waited (see `HTTPExchangeBytes.clientBuffer`).
@@ -849,22 +850,22 @@ public struct HTTPExchangeStateMachine: Sendable {
         }
         if hasUpstream { actions.append(.closeUpstream) }
         upstreamReading = false
+        // With a request body still unread, only closing keeps the connection unambiguous; after
+        // the client's own fault, what follows cannot be trusted either.
+        let keep = !answer.isClientFault && exchange.keepAlive && exchange.request.framing == .none
+        actions.append(.answer(answer, keepAlive: keep))
         actions.append(.log(.answered(answer), bytesToClient: 0))
         if answer.isClientFault {
-            actions.append(.answer(answer, keepAlive: false))
             closeAfterWrite(now: now, &actions)
             return
         }
-        // With a request body still unread, only closing keeps the connection unambiguous.
-        let keep = exchange.keepAlive && exchange.request.framing == .none
-        actions.append(.answer(answer, keepAlive: keep))
         endExchange(keepAlive: keep, now: now, &actions)
     }
 
     /// A head that cannot start an exchange (malformed, over a limit, too slow): answered, then closed.
     private mutating func rejectHead(_ fault: ProxyFault, now: UInt64, _ actions: inout HTTPExchangeActions) {
-        actions.append(.log(.answered(.fault(fault)), bytesToClient: 0))
         actions.append(.answer(.fault(fault), keepAlive: false))
+        actions.append(.log(.answered(.fault(fault)), bytesToClient: 0))
         closeAfterWrite(now: now, &actions)
     }
 
