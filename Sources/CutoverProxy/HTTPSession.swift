@@ -50,7 +50,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         /// The profile counts 5xx answers as passive failures (`passive.status_5xx`).
         var reportsServerErrors = false
         var target: EndpointTarget?
-        var held: (queue: HoldQueue, id: UInt64, reason: HoldConditions.Reason)?
+        var held: UpstreamConnector.HeldPlace?
         /// The maintenance gate whose page answers, or the HTTPS redirect's location.
         var gate: GateConfig?
         var location: String?
@@ -317,15 +317,12 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         }
         let work = HoldConditions.Work(method: head.method)
         if route.hold.holds(work) {
-            let queue = snapshot.holdQueues[route.index]
-            let outcome = queue.hold(seenGeneration: snapshot.generation, work: work, maxHeld: route.config.maxHeld) { [self] in
-                self.worker.queue.async { self.releasedFromHold() }
-            }
+            let outcome = UpstreamConnector.hold(
+                work, in: snapshot.holdQueues[route.index], generation: snapshot.generation, maxHeld: route.config.maxHeld, runtime: runtime,
+                worker: worker) { [self] in self.releasedFromHold() }
             switch outcome {
-            case .held(let id, let reason):
-                current.held = (queue, id, reason)
-                runtime.stats.heldNow.wrappingAdd(1, ordering: .relaxed)
-                runtime.stats.heldTotal.wrappingAdd(1, ordering: .relaxed)
+            case .held(let place):
+                current.held = place
                 return .hold(until: now + UInt64(route.config.holdTimeout.milliseconds))
             case .full(let reason):
                 return .answer(.fault(.holdFull(profile: route.name, why: reason, maxHeld: route.config.maxHeld, retryAfter: route.config.gate.retryAfter)))
@@ -348,9 +345,9 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     }
 
     private func releasedFromHold() {
-        guard !finished, current.held != nil else { return }
+        guard !finished, let held = current.held else { return }
         current.held = nil
-        runtime.stats.heldNow.wrappingSubtract(1, ordering: .relaxed)
+        held.released(runtime: runtime)
         current.rerouting = true
         perform(machine.holdReleased(now: monotonicMilliseconds()), input: nil)
     }
@@ -358,9 +355,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     private func stopHolding() {
         guard let held = current.held else { return }
         current.held = nil
-        if held.queue.cancel(id: held.id) {
-            runtime.stats.heldNow.wrappingSubtract(1, ordering: .relaxed)
-        }
+        held.leave(runtime: runtime)
     }
 
     /// The hold timed out: says what holds the request now, which may have changed since it was
@@ -387,13 +382,8 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
             return
         }
         do {
-            let fd = try Socket.startConnect(to: target.socketAddress)
-            let channel = SocketChannel(upstreamFD: fd, to: target, worker: worker)
-            channel.handler = self
-            upstream = channel
             upstreamBlockedTold = false
-            target.counters.connections.wrappingAdd(1, ordering: .relaxed)
-            channel.awaitConnect()
+            upstream = try UpstreamConnector.connect(to: target, worker: worker, handler: self)
         } catch {
             perform(machine.upstreamConnectFailed(.upstreamUnreachable(reason: "cannot connect to \(target.qualifiedName): \(error)"), now: now), input: nil)
         }

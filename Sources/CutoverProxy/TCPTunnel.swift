@@ -19,7 +19,7 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
     private var toUpstream: Flow?
     private var toClient: Flow?
     /// Where this connection waits while its profile is paused.
-    private var held: (queue: HoldQueue, id: UInt64)?
+    private var held: UpstreamConnector.HeldPlace?
     private let clientText: String
     /// Bytes read from the client to find its TLS server name; they go upstream first.
     private var peeked: [UInt8] = []
@@ -135,15 +135,13 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
     }
 
     private func hold(route: ProfileRoute, generation: UInt64, queue: HoldQueue) {
-        let outcome = queue.hold(seenGeneration: generation, work: .connection, maxHeld: route.config.maxHeld) { [self] in
-            self.worker.queue.async { self.releasedFromHold() }
-        }
+        let outcome = UpstreamConnector.hold(
+            .connection, in: queue, generation: generation, maxHeld: route.config.maxHeld, runtime: runtime, worker: worker
+        ) { [self] in self.releasedFromHold() }
         switch outcome {
-        case .held(let id, _):
-            held = (queue, id)
+        case .held(let place):
+            held = place
             phase = .holding
-            runtime.stats.heldNow.wrappingAdd(1, ordering: .relaxed)
-            runtime.stats.heldTotal.wrappingAdd(1, ordering: .relaxed)
             deadline = monotonicMilliseconds() + UInt64(route.config.holdTimeout.milliseconds)
         case .full:
             close(reason: "max_held reached in profile \(route.name)")
@@ -154,8 +152,8 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
 
     private func releasedFromHold() {
         guard phase == .holding else { return }
+        held?.released(runtime: runtime)
         held = nil
-        runtime.stats.heldNow.wrappingSubtract(1, ordering: .relaxed)
         phase = .routing
         route()
     }
@@ -166,12 +164,7 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
         phase = .connecting
         deadline = monotonicMilliseconds() + UInt64(worker.settings.timeouts.connect.milliseconds)
         do {
-            let fd = try Socket.startConnect(to: target.socketAddress)
-            let channel = SocketChannel(upstreamFD: fd, to: target, worker: worker)
-            channel.handler = self
-            upstream = channel
-            target.counters.connections.wrappingAdd(1, ordering: .relaxed)
-            channel.awaitConnect()
+            upstream = try UpstreamConnector.connect(to: target, worker: worker, handler: self)
         } catch {
             target.counters.connectErrors.wrappingAdd(1, ordering: .relaxed)
             close(reason: "connect to \(target.qualifiedName) failed: \(error)")
@@ -325,9 +318,7 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
 
     private func close(reason: String) {
         guard phase != .closed else { return }
-        if phase == .holding, let held, held.queue.cancel(id: held.id) {
-            runtime.stats.heldNow.wrappingSubtract(1, ordering: .relaxed)
-        }
+        if phase == .holding { held?.leave(runtime: runtime) }
         phase = .closed
         deadline = 0
         client.close()

@@ -495,12 +495,7 @@ public struct HTTPExchangeStateMachine: Sendable {
     public mutating func upstreamWriteBlocked(now: UInt64) -> HTTPExchangeActions {
         var actions = HTTPExchangeActions()
         upstreamBlocked = true
-        switch state {
-        case .exchanging, .connecting:
-            break
-        case .idle, .readingHead, .routing, .holding, .closing, .handedOver, .closed:
-            break
-        }
+        // The flag alone decides: `updateReading` stops the client, `deadlinePassed` blames the upstream.
         updateReading(&actions)
         return actions
     }
