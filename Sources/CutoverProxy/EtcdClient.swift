@@ -14,6 +14,9 @@ final class EtcdClient: Sendable {
     /// Why etcd did not answer: every member was tried.
     struct Failure: Error, CustomStringConvertible {
         let reason: String
+        /// A member answered gRPC `NotFound` (5), e.g. `requested lease not found`: etcd is there,
+        /// the thing asked about is not.
+        var notFound = false
         var description: String { reason }
     }
 
@@ -29,6 +32,7 @@ final class EtcdClient: Sendable {
     func call<Request: Encodable, Answer: Decodable>(_ path: String, _ request: Request, as: Answer.Type, timeout: Duration = .seconds(2)) throws(Failure) -> Answer {
         let body = Self.encode(request)
         var reasons: [String] = []
+        var notFound = false
         for member in orderedMembers() {
             do {
                 let connection = try Connection(member: member, timeout: timeout)
@@ -36,6 +40,7 @@ final class EtcdClient: Sendable {
                 let (status, payload) = try connection.exchange(path: path, body: body)
                 guard status == 200 else {
                     let error = try? EtcdJSON.decoder.decode(EtcdError.self, from: Data(payload))
+                    if error?.code == 5 { notFound = true }
                     reasons.append("\(member): HTTP \(status) \(error?.message ?? error?.error ?? String(decoding: payload.prefix(200), as: UTF8.self))")
                     continue  // a member without quorum answers 503; another may have it
                 }
@@ -50,7 +55,7 @@ final class EtcdClient: Sendable {
                 reasons.append("\(member): \(error)")
             }
         }
-        throw Failure(reason: reasons.joined(separator: "; "))
+        throw Failure(reason: reasons.joined(separator: "; "), notFound: notFound)
     }
 
     /// POSTs `request` to a streaming `path` (`/v3/watch`) and hands each message to `message`
