@@ -361,6 +361,29 @@ final class FleetTests: XCTestCase {
         XCTAssertTrue(switched.stdout.contains("applied by proxy-a"), switched.stdout)
     }
 
+    /// `cutover upgrade plan` on a runbook that targets one proxy of a fleet lists the fleet's nodes
+    /// (text and JSON); a plain proxy would list none.
+    func testUpgradePlan_showsTheFleetsNodes() throws {
+        etcd = try EtcdCluster(size: 1, directory: dir)
+        let a = try startProxy("proxy-a")
+        _ = try startProxy("proxy-b")
+        XCTAssertTrue(waitUntil(timeout: 10) { self.fleetNodes(a).count == 2 })
+        let runbook = try dir.write("runbook.json", """
+            { "name": "fleet-switch", "description": "switch a fleet",
+              "steps": [{ "kind": "switch", "socket": "\(a.socketPath)", "profile": "web", "endpoint": "green", "timeout": "20s" }] }
+            """)
+        let plan = try IntegrationTests.run(CutoverBinary.url.path, ["upgrade", "plan", runbook])
+        XCTAssertEqual(plan.status, 0, plan.stdout + plan.stderr)
+        XCTAssertTrue(plan.stdout.contains("is node proxy-a of fleet /cutover/test (store available); its proxy steps reach 2 nodes:"), plan.stdout)
+        XCTAssertTrue(plan.stdout.contains("  proxy-a  applied") && plan.stdout.contains("  proxy-b  applied"), plan.stdout)
+        let json = try IntegrationTests.run(CutoverBinary.url.path, ["upgrade", "plan", runbook, "--json"])
+        let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any], json.stdout)
+        let fleets = try XCTUnwrap((object["plan"] as? [String: Any])?["fleets"] as? [[String: Any]], json.stdout)
+        XCTAssertEqual(fleets.first?["socket"] as? String, a.socketPath)
+        let nodes = ((fleets.first?["fleet"] as? [String: Any])?["nodes"] as? [[String: Any]])?.compactMap { $0["node"] as? String }
+        XCTAssertEqual(nodes, ["proxy-a", "proxy-b"])
+    }
+
     /// The lease of `node`'s record, read from etcd directly; `nil` while there is no record.
     private func recordLease(_ node: String) -> String? {
         let key = Data("/cutover/test/nodes/\(node)".utf8).base64EncodedString()
