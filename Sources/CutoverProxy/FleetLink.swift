@@ -49,10 +49,11 @@ final class FleetLink: Sendable {
     /// How long a fleet `switch` waits for every live node to apply it.
     static let applyTimeout: Duration = .seconds(5)
 
-    init(cluster: ClusterConfig) {
+    /// - Important: reads `cluster.tls`'s files; call at start.
+    init(cluster: ClusterConfig) throws(TLSError) {
         self.cluster = cluster
         self.keys = cluster.keys
-        self.client = EtcdClient(members: cluster.etcd)
+        self.client = try EtcdClient(members: cluster.etcd, tls: cluster.tls, credentials: cluster.credentials)
     }
 
     /// Records the store's reachability; logs only the changes.

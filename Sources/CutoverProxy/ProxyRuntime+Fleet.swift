@@ -16,9 +16,22 @@ extension ProxyRuntime {
     /// Reads (or creates) the fleet's state at start; when etcd does not answer, the proxy starts
     /// on the state it has (state file or config) and says so. Then starts the watch and lease threads.
     ///
-    /// - Important: call from `init`, before anything is published.
-    func joinFleet(_ cluster: ClusterConfig) {
-        let link = FleetLink(cluster: cluster)
+    /// - Important: call from `init`, before anything is published. A TLS file that cannot be
+    ///   used is a config error naming its key.
+    func joinFleet(_ cluster: ClusterConfig) throws(ConfigError) {
+        let link: FleetLink
+        do {
+            link = try FleetLink(cluster: cluster)
+        } catch {
+            let key: String
+            switch error {
+            case .certificate: key = "cluster.tls.cert"
+            case .key, .keyMismatch: key = "cluster.tls.key"
+            case .authorities: key = "cluster.tls.ca"
+            case .context: key = "cluster.tls"
+            }
+            throw ConfigError(file: configPath ?? "(config)", key: key, reason: "\(error)")
+        }
         fleet = link
         do {
             try syncFleetState(link, initial: true)

@@ -28,7 +28,7 @@ final class FleetTests: XCTestCase {
     /// Starts proxy `node` of a fleet (profile `web`: blue online, green offline; an admin HTTP
     /// listener for `/metrics` and `/health`); `profileExtra` is appended to the profile.
     @discardableResult
-    private func startProxy(_ node: String, stateFile: Bool = false, profileExtra: String = "") throws -> Proxy {
+    private func startProxy(_ node: String, stateFile: Bool = false, profileExtra: String = "", clusterExtra: String = "") throws -> Proxy {
         let socket = dir.path("\(node).sock")
         let state = stateFile ? #", "state_file": "\#(dir.path("\(node).state"))""# : ""
         let config = """
@@ -37,7 +37,7 @@ final class FleetTests: XCTestCase {
                   { "name": "blue", "address": "\(blue.address)" },
                   { "name": "green", "address": "\(green.address)", "state": "offline" } ]\(profileExtra) }],
               "admin": { "socket": "\(socket)", "http": "127.0.0.1:0" }, "access_log": "off",
-              "cluster": { "etcd": \(etcd.clientURLsJSON), "prefix": "/cutover/test", "node": "\(node)" }\(state) }
+              "cluster": { "etcd": \(etcd.clientURLsJSON), "prefix": "/cutover/test", "node": "\(node)"\(clusterExtra) }\(state) }
             """
         let proxy = try Proxy(config: config, directory: dir, socketPath: socket)
         proxies.append(proxy)
@@ -382,6 +382,52 @@ final class FleetTests: XCTestCase {
         XCTAssertEqual(fleets.first?["socket"] as? String, a.socketPath)
         let nodes = ((fleets.first?["fleet"] as? [String: Any])?["nodes"] as? [[String: Any]])?.compactMap { $0["node"] as? String }
         XCTAssertEqual(nodes, ["proxy-a", "proxy-b"])
+    }
+
+    /// etcd members on TLS that ask for client certificates (`https://`, `cluster.tls`): two proxies
+    /// with the CA and a client certificate form the fleet and switch; one without a client
+    /// certificate cannot reach etcd and says why.
+    func testTLSToEtcd_withClientCertificates_switches_andAProxyWithoutOneIsRefused() throws {
+        let certificates = try TestCertificates(directory: dir)
+        let server = try certificates.leaf("etcd", names: ["etcd.test"])
+        let client = try certificates.leaf("proxy-client", names: ["proxy-client"])
+        etcd = try EtcdCluster(size: 1, directory: dir, tls: .init(cert: server.cert, key: server.key, clientCA: certificates.caPath),
+                               curlTLSOptions: ["-k", "--cert", client.cert, "--key", client.key])
+        let tls = #", "tls": { "ca": "\#(certificates.caPath)", "cert": "\#(client.cert)", "key": "\#(client.key)", "server_name": "etcd.test" }"#
+        let a = try startProxy("proxy-a", clusterExtra: tls)
+        let b = try startProxy("proxy-b", clusterExtra: tls)
+        XCTAssertTrue(waitUntil(timeout: 10) { self.fleetNodes(a).count == 2 }, "\(fleet(a) ?? [:])\n\(a.child.stderr)")
+        let switched = try a.ctl("switch web green")
+        XCTAssertEqual(switched.status, 0, switched.stdout + switched.stderr)
+        XCTAssertTrue(switched.stdout.contains("applied by proxy-a, proxy-b"), switched.stdout)
+        XCTAssertEqual(backend(b), "green")
+
+        let noCertificate = try startProxy("proxy-c", clusterExtra: #", "tls": { "ca": "\#(certificates.caPath)", "server_name": "etcd.test" }"#)
+        XCTAssertTrue(noCertificate.child.stderr.contains("etcd unreachable at start"), noCertificate.child.stderr)
+        XCTAssertTrue(noCertificate.child.stderr.contains("TLS"), noCertificate.child.stderr)
+        XCTAssertEqual(backend(noCertificate), "blue", "not in the fleet: it serves its config's state")
+        let wrongName = try startProxy("proxy-d", clusterExtra: #", "tls": { "ca": "\#(certificates.caPath)", "cert": "\#(client.cert)", "key": "\#(client.key)" }"#)
+        XCTAssertTrue(wrongName.child.stderr.contains("certificate verify failed"), "the member's certificate is for etcd.test, not 127.0.0.1: \(wrongName.child.stderr)")
+    }
+
+    /// etcd with authentication on (`etcdctl user add`, `auth enable`): proxies with
+    /// `cluster.username`/`password` get a token and work as a fleet; a wrong password is refused.
+    func testEtcdAuth_usernameAndPassword_getATokenAndSwitch_aWrongPasswordIsRefused() throws {
+        etcd = try EtcdCluster(size: 1, directory: dir)
+        try etcd.etcdctl("user", "add", "root:s3cret")
+        try etcd.etcdctl("auth", "enable")
+        let credentials = #", "username": "root", "password": "s3cret""#
+        let a = try startProxy("proxy-a", clusterExtra: credentials)
+        let b = try startProxy("proxy-b", clusterExtra: credentials)
+        XCTAssertTrue(waitUntil(timeout: 10) { self.fleetNodes(a).count == 2 }, "\(fleet(a) ?? [:])\n\(a.child.stderr)")
+        let switched = try a.ctl("switch web green")
+        XCTAssertEqual(switched.status, 0, switched.stdout + switched.stderr)
+        XCTAssertTrue(switched.stdout.contains("applied by proxy-a, proxy-b"), switched.stdout)
+        XCTAssertEqual(backend(b), "green", "the watch works with the token too")
+
+        let wrong = try startProxy("proxy-c", clusterExtra: #", "username": "root", "password": "wrong""#)
+        XCTAssertTrue(wrong.child.stderr.contains("authentication as root refused"), wrong.child.stderr)
+        XCTAssertEqual(backend(wrong), "blue")
     }
 
     /// The lease of `node`'s record, read from etcd directly; `nil` while there is no record.
