@@ -260,10 +260,7 @@ final class FleetTests: XCTestCase {
         XCTAssertTrue(switched.stdout.contains("ERR guard-breach"), switched.stdout + switched.stderr)
         XCTAssertEqual(backend(a), "blue", "the judging proxy reverted")
         XCTAssertTrue(waitUntil(timeout: 10) { self.backend(b) == "blue" }, "proxy-b did not revert: \(try! b.ctl("show endpoints web").stdout)")
-        XCTAssertTrue(waitUntil(timeout: 10) {
-            let nodes = (self.fleet(a)?["nodes"] as? [[String: Any]]) ?? []
-            return nodes.count == 2 && Set(nodes.compactMap { $0["lag"] as? Int }) == [0]
-        }, "both nodes applied the revert's revision: \(fleet(a) ?? [:])")
+        XCTAssertTrue(waitUntil(timeout: 10) { self.allApplied(a, count: 2) }, "both nodes applied the revert's revision: \(fleet(a) ?? [:])")
         XCTAssertTrue(a.child.stderr.contains("guard revert to blue written to etcd"), a.child.stderr)
     }
 
@@ -334,10 +331,7 @@ final class FleetTests: XCTestCase {
         XCTAssertTrue(restarted.child.stderr.contains("starts on the fleet's state"), restarted.child.stderr)
         // Restarted within the 5 s, it applied the switch in time; later, it is named as pending.
         XCTAssertTrue(answer.status == 0 ? answer.stdout.contains("proxy-a, proxy-b, proxy-c") : answer.stdout.contains("ERR not-applied"), answer.stdout + answer.stderr)
-        XCTAssertTrue(waitUntil(timeout: 10) {
-            let nodes = (self.fleet(a)?["nodes"] as? [[String: Any]]) ?? []
-            return nodes.count == 3 && Set(nodes.compactMap { $0["lag"] as? Int }) == [0]
-        }, "\(fleet(a) ?? [:])")
+        XCTAssertTrue(waitUntil(timeout: 10) { self.allApplied(a, count: 3) }, "\(fleet(a) ?? [:])")
     }
 
     /// A node record whose lease is revoked behind the proxy's back (as when etcd was away past
@@ -394,13 +388,7 @@ final class FleetTests: XCTestCase {
         etcd = try EtcdCluster(size: 1, directory: dir, tls: .init(cert: server.cert, key: server.key, clientCA: certificates.caPath),
                                curlTLSOptions: ["-k", "--cert", client.cert, "--key", client.key])
         let tls = #", "tls": { "ca": "\#(certificates.caPath)", "cert": "\#(client.cert)", "key": "\#(client.key)", "server_name": "etcd.test" }"#
-        let a = try startProxy("proxy-a", clusterExtra: tls)
-        let b = try startProxy("proxy-b", clusterExtra: tls)
-        XCTAssertTrue(waitUntil(timeout: 10) { self.fleetNodes(a).count == 2 }, "\(fleet(a) ?? [:])\n\(a.child.stderr)")
-        let switched = try a.ctl("switch web green")
-        XCTAssertEqual(switched.status, 0, switched.stdout + switched.stderr)
-        XCTAssertTrue(switched.stdout.contains("applied by proxy-a, proxy-b"), switched.stdout)
-        XCTAssertEqual(backend(b), "green")
+        try assertTwoProxiesSwitchAsOne(clusterExtra: tls)
 
         let noCertificate = try startProxy("proxy-c", clusterExtra: #", "tls": { "ca": "\#(certificates.caPath)", "server_name": "etcd.test" }"#)
         XCTAssertTrue(noCertificate.child.stderr.contains("etcd unreachable at start"), noCertificate.child.stderr)
@@ -417,17 +405,29 @@ final class FleetTests: XCTestCase {
         try etcd.etcdctl("user", "add", "root:s3cret")
         try etcd.etcdctl("auth", "enable")
         let credentials = #", "username": "root", "password": "s3cret""#
-        let a = try startProxy("proxy-a", clusterExtra: credentials)
-        let b = try startProxy("proxy-b", clusterExtra: credentials)
-        XCTAssertTrue(waitUntil(timeout: 10) { self.fleetNodes(a).count == 2 }, "\(fleet(a) ?? [:])\n\(a.child.stderr)")
-        let switched = try a.ctl("switch web green")
-        XCTAssertEqual(switched.status, 0, switched.stdout + switched.stderr)
-        XCTAssertTrue(switched.stdout.contains("applied by proxy-a, proxy-b"), switched.stdout)
-        XCTAssertEqual(backend(b), "green", "the watch works with the token too")
+        try assertTwoProxiesSwitchAsOne(clusterExtra: credentials)
 
         let wrong = try startProxy("proxy-c", clusterExtra: #", "username": "root", "password": "wrong""#)
         XCTAssertTrue(wrong.child.stderr.contains("authentication as root refused"), wrong.child.stderr)
         XCTAssertEqual(backend(wrong), "blue")
+    }
+
+    /// proxy-a and proxy-b (with `clusterExtra` in their `cluster`) register, and a switch on
+    /// proxy-a answers with both and reaches proxy-b (through its watch).
+    private func assertTwoProxiesSwitchAsOne(clusterExtra: String, line: UInt = #line) throws {
+        let a = try startProxy("proxy-a", clusterExtra: clusterExtra)
+        let b = try startProxy("proxy-b", clusterExtra: clusterExtra)
+        XCTAssertTrue(waitUntil(timeout: 10) { self.fleetNodes(a).count == 2 }, "\(fleet(a) ?? [:])\n\(a.child.stderr)", line: line)
+        let switched = try a.ctl("switch web green")
+        XCTAssertEqual(switched.status, 0, switched.stdout + switched.stderr, line: line)
+        XCTAssertTrue(switched.stdout.contains("applied by proxy-a, proxy-b"), switched.stdout, line: line)
+        XCTAssertEqual(backend(b), "green", line: line)
+    }
+
+    /// Whether `count` nodes are registered and each serves the latest state (lag 0), per `proxy`.
+    private func allApplied(_ proxy: Proxy, count: Int) -> Bool {
+        let nodes = (fleet(proxy)?["nodes"] as? [[String: Any]]) ?? []
+        return nodes.count == count && Set(nodes.compactMap { $0["lag"] as? Int }) == [0]
     }
 
     /// The lease of `node`'s record, read from etcd directly; `nil` while there is no record.
