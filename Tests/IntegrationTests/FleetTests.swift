@@ -399,13 +399,26 @@ final class FleetTests: XCTestCase {
     }
 
     /// etcd with authentication on (`etcdctl user add`, `auth enable`): proxies with
-    /// `cluster.username`/`password` get a token and work as a fleet; a wrong password is refused.
+    /// `cluster.username`/`password` get a token and work as a fleet, and again after the member
+    /// restarted (its tokens gone); a wrong password is refused.
     func testEtcdAuth_usernameAndPassword_getATokenAndSwitch_aWrongPasswordIsRefused() throws {
         etcd = try EtcdCluster(size: 1, directory: dir)
         try etcd.etcdctl("user", "add", "root:s3cret")
         try etcd.etcdctl("auth", "enable")
         let credentials = #", "username": "root", "password": "s3cret""#
         try assertTwoProxiesSwitchAsOne(clusterExtra: credentials)
+
+        // A restarted member has forgotten its simple tokens: the proxies ask for new ones.
+        etcd.kill(0)
+        try etcd.start(0)
+        let a = proxies[0]
+        var again = (status: Int32(1), stdout: "", stderr: "")
+        XCTAssertTrue(try waitUntil(timeout: 20) {
+            again = try a.ctl("switch web blue")
+            return again.status == 0
+        }, "no switch after etcd restarted: \(again)")
+        XCTAssertTrue(again.stdout.contains("applied by proxy-a, proxy-b"), again.stdout)
+        XCTAssertEqual(backend(proxies[1]), "blue")
 
         let wrong = try startProxy("proxy-c", clusterExtra: #", "username": "root", "password": "wrong""#)
         XCTAssertTrue(wrong.child.stderr.contains("authentication as root refused"), wrong.child.stderr)
