@@ -33,7 +33,8 @@ struct ConfigDecoder {
     static let headerKeys = ["name", "value"]
     static let adminKeys = ["socket", "socket_mode", "socket_group", "http", "token", "max_sessions", "read_timeout"]
     static let databaseKeys = ["name", "driver", "dsn"]
-    static let clusterKeys = ["etcd", "prefix", "node"]
+    static let clusterKeys = ["etcd", "prefix", "node", "tls", "username", "password"]
+    static let clusterTLSKeys = ["ca", "cert", "key", "server_name"]
     static let timeoutKeys = ["connect", "header_read", "idle", "upstream_response", "write", "shutdown", "tls_handshake"]
     static let limitKeys = [
         "max_connections", "max_header_bytes", "max_header_count", "max_request_line_bytes", "max_body_bytes",
@@ -74,7 +75,8 @@ struct ConfigDecoder {
         return config
     }
 
-    /// `{ etcd: ["http://HOST:PORT", …], prefix, node }`; names and the prefix's form are checked by validation.
+    /// `{ etcd: ["http://HOST:PORT", …], prefix, node, tls?, username?, password? }`; names, the
+    /// prefix's form and the pairs (cert/key, username/password) are checked by validation.
     private func decodeCluster(_ object: ConfigObject) throws(ConfigError) -> ClusterConfig {
         var members: [EtcdMember] = []
         for (i, element) in try object.required("etcd", object.array).enumerated() {
@@ -83,11 +85,23 @@ struct ConfigDecoder {
                 throw ConfigError(file: file, key: key, reason: "expected a string, got \(element.kindDescription)")
             }
             guard let member = EtcdMember(url: text) else {
-                throw ConfigError(file: file, key: key, reason: "\"\(text)\" is not an etcd client URL (use http://HOST:PORT; https is not supported yet)")
+                throw ConfigError(file: file, key: key, reason: "\"\(text)\" is not an etcd client URL (use http://HOST:PORT or https://HOST:PORT)")
             }
             members.append(member)
         }
-        return ClusterConfig(etcd: members, prefix: try object.required("prefix", object.string), node: try object.required("node", object.string))
+        var cluster = ClusterConfig(etcd: members, prefix: try object.required("prefix", object.string), node: try object.required("node", object.string))
+        if let tls = try object.object("tls", keys: Self.clusterTLSKeys) {
+            cluster.tls = EtcdTLSConfig(ca: try tls.string("ca"), cert: try tls.string("cert"), key: try tls.string("key"), serverName: try tls.string("server_name"))
+        }
+        let username = try object.string("username")
+        let password = try object.string("password")
+        if username != nil || password != nil {
+            guard let username, let password else {
+                throw ConfigError(file: file, key: object.path(username == nil ? "username" : "password"), reason: "username and password go together (etcd v3 authentication)")
+            }
+            cluster.credentials = EtcdCredentials(username: username, password: password)
+        }
+        return cluster
     }
 
     /// `{ name, address, mode, profile, routes }`; profile references and route patterns are

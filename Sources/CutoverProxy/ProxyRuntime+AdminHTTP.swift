@@ -125,6 +125,7 @@ extension ProxyRuntime {
         writeEndpointMetrics(&m, endpoints)
         writeProbeMetrics(&m, probes)
         writeGuardMetrics(&m, guardWindows)
+        writeFleetMetrics(&m)
         return m.text
     }
 

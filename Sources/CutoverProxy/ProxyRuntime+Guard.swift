@@ -54,6 +54,8 @@ extension ProxyRuntime {
         case .revert(let endpoint, let cause):
             // Forced: the endpoint was live a moment ago and its probes kept running while it stood by.
             _ = try? apply(.revertRequested(endpoint: endpoint, cause: cause, inFlight: inFlight(profile)), to: profile)
+            // In a fleet every node reverts: the judging proxy writes its revert to etcd.
+            writeOwnChange(cause: "\(profile.name): guard revert to \(endpoint)")
         case .finishDrain:
             // The drain was only held back while the endpoint stood by; the drain timer ends it now.
             if !drains.isEmpty { scheduleDrainTimer() }

@@ -88,7 +88,7 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         self.runtime = state
         self.store = SnapshotStore(ProxySnapshot(routing: RoutingSnapshot(generation: 0, profiles: []), listenerBySlot: [], holdQueues: []))
         self.targets = try resolveTargets(for: config)
-        if let cluster = config.cluster { joinFleet(cluster) }
+        if let cluster = config.cluster { try joinFleet(cluster) }
     }
 
     /// Opens the listeners (or adopts `inherited` sockets, by listener index: a predecessor's in a
