@@ -296,7 +296,7 @@ def connections_over_cap(args, checks):
             s.close()
         sockets = []
         figures["drained"] = bool(rig.wait_until_no_connections())
-        checks.require(figures["normal_requests"] > 0 and figures["normal_failures"] == [], "the normal client got an answer other than 200", figures["normal_failures"])
+        checks.require_normal_client_served(figures)
         # A newcomer is counted before the idle one it evicts is closed, on each worker at once.
         checks.require(open_at_peak <= args.cap + 4, f"{open_at_peak} connections open over max_connections {args.cap}")
         checks.require(figures["evicted"] + figures["refused"] >= args.connections - args.cap,
@@ -419,7 +419,7 @@ def slow_readers(args, checks):
             "upstream_bytes_received": rig.metric("cutover_upstream_bytes_received_total", metrics=during),
             "drained": bool(rig.wait_until_no_connections()),
         })
-        checks.require(figures["normal_requests"] > 0 and figures["normal_failures"] == [], "the normal client got an answer other than 200", figures["normal_failures"])
+        checks.require_normal_client_served(figures)
         checks.require(figures["in_flight_during"] >= args.clients, f"only {figures['in_flight_during']} requests in flight while {args.clients} slow readers waited")
         checks.require(open_during >= args.clients, f"only {open_during} connections open while {args.clients} slow readers waited")
         checks.require(figures["max_rss_kib"] <= figures["bound_kib"],
@@ -439,6 +439,11 @@ class Checks:
     def require(self, condition, message, detail=None):
         if not condition:
             self.failed.append(message if detail is None else f"{message}: {detail}")
+
+    def require_normal_client_served(self, figures):
+        """The invariant every check shares: the normal client asked, and got a 200 every time."""
+        self.require(figures["normal_requests"] > 0 and figures["normal_failures"] == [],
+                     "the normal client got an answer other than 200", figures["normal_failures"])
 
 
 def main():
