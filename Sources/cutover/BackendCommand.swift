@@ -21,13 +21,12 @@ enum BackendCommand {
               /bytes?n=N             N bytes, streamed (N up to 64 GiB, else 400);  /chunked?n=N&chunks=K  N bytes in K chunks
               /status?code=N         that status;  /headers  the request head as received
               Upgrade: echo          101, then every byte is echoed back
-              POST /control/faults?fail_ratio=R&delay_ms=N   change the faults below at run time
-            Broken answers, each ending its connection (length=N and sent=N where a body is cut):
-              /fault/cut-mid-body    Content-Length 100000, 1000 bytes sent, then closed
-              /fault/cut-mid-chunk   chunked: one whole chunk, half of the next, then closed
+              /fault/cut-mid-body    Content-Length 100000 (length=N), 1000 bytes (sent=N), closed
+              /fault/cut-mid-chunk   chunked: one whole chunk, 100 bytes of the next, closed
               /fault/malformed       a status line that is not HTTP, then silence
-              /fault/hang            no answer; held until the peer closes
-              /fault/reset-after-head  the head and 1000 bytes, pause_ms=N (100), then a reset
+              /fault/hang            no answer; the connection held until the peer closes it
+              /fault/reset-after-head  as cut-mid-body, but pause_ms=N (100) and then a reset
+              POST /control/faults?fail_ratio=R&delay_ms=N   change the faults below at run time
 
             Options:
               --listen HOST:PORT     address to listen on (port 0 = any free port)

@@ -99,15 +99,13 @@ final class BackendFaultTests: XCTestCase {
     }
 
     /// A status line that is not HTTP is a `502` naming the endpoint, at once: the backend keeps its
-    /// connection open after the garbage, so only the parse can end the exchange before the 1 s
-    /// `upstream_response`. It is not counted as a connection failure.
+    /// connection open after the garbage, so a proxy that did not see the parse fail would answer
+    /// `504` at the 1 s `upstream_response` instead.
     func testMalformedStatusLine_is502() throws {
         try start()
-        let started = Date()
         let answer = try curl(proxy.url("/fault/malformed"))
         XCTAssertEqual(answer.code, 502, answer.body)
         XCTAssertTrue(answer.body.contains("invalid response from web/blue"), answer.body)
-        XCTAssertLessThan(Date().timeIntervalSince(started), 0.9, "answered at the response timeout, not at the parse")
         // The connection to blue is not reused: the next request gets a clean answer.
         let next = try curl(proxy.url("/"))
         XCTAssertEqual(next.code, 200)
