@@ -172,7 +172,9 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     ///
     /// - Important: runs on `worker`'s queue.
     private func evictIdleClient(on worker: Worker) -> Bool {
-        guard let channel = worker.poller.longestIdleClient(where: { ($0.handler as? HTTPSession)?.servingTarget == nil }),
+        // Bytes waiting unread mean the client has spoken (its request is on the way in): under a
+        // flood of accepts it can look idle longest, and closing it would reset a real request.
+        guard let channel = worker.poller.longestIdleClient(where: { ($0.handler as? HTTPSession)?.servingTarget == nil && Socket.bytesWaiting($0.fd) == 0 }),
             let session = channel.handler as? HTTPSession
         else { return false }
         session.forceClose(reason: "evicted: idle longest at max_connections")
