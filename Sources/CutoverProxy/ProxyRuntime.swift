@@ -186,8 +186,13 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     ///
     /// - Important: runs on `worker`'s queue.
     private func evictIdleClient(on worker: Worker) -> Bool {
-        guard let channel = worker.poller.longestIdleClient(where: { ($0.handler as? HTTPSession)?.servingTarget == nil }),
-            let session = channel.handler as? HTTPSession
+        guard let channel = worker.poller.longestIdleClient(where: { channel in
+                if let session = channel.handler as? HTTPSession { return session.servingTarget == nil }
+                // A connection still silent before its PROXY header is as idle as one before its
+                // request; a tunnel is never idle in this sense (a quiet database connection is busy).
+                return channel.handler is ProxyProtocolReader
+            }),
+            let session = channel.handler as? WorkerConnection
         else { return false }
         session.forceClose(reason: "evicted: idle longest at max_connections")
         stats.evictedConnections.wrappingAdd(1, ordering: .relaxed)

@@ -131,6 +131,22 @@ final class ProxyProtocolTests: XCTestCase {
         XCTAssertTrue(proxy.child.stderr.contains("not a PROXY protocol header"), proxy.child.stderr)
     }
 
+    /// At max_connections a connection still silent before its header makes room, as an idle
+    /// HTTP client does: a balancer's real connection is served, not refused.
+    func testSilentConnection_isEvictedAtMaxConnections() throws {
+        let blue = try backend()
+        let proxy = try proxy(
+            listeners: "[\(listener(extra: #", "proxy_protocol": true"#))]", endpoints: endpoint(blue.address),
+            rootExtra: #", "limits": { "max_connections": 1 }"#)
+        let silent = try RawConnection(port: proxy.port())
+        XCTAssertTrue(waitUntil(timeout: 5) { (try? proxy.metric("cutover_connections_open", [:])) == 1 })
+        let good = try RawConnection(port: proxy.port())
+        good.send("PROXY TCP4 198.51.100.1 192.0.2.1 1 80\r\nGET /headers HTTP/1.1\r\nHost: t\r\n\r\n")
+        XCTAssertTrue(good.readResponse().lowercased().contains("x-forwarded-for: 198.51.100.1\r\n"))
+        XCTAssertEqual(silent.readAll(), "", "the silent one was closed")
+        XCTAssertEqual(try proxy.metric("cutover_connections_evicted_total", [:]), 1)
+    }
+
     /// On a TLS listener the header comes before the ClientHello: curl --haproxy-protocol over
     /// HTTPS is served; the same request without the header is refused and counted.
     func testTLSListener_readsTheHeaderBeforeTheHandshake() throws {
