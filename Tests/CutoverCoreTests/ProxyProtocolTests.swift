@@ -176,6 +176,12 @@ final class ProxyProtocolTests: XCTestCase {
         XCTAssertEqual(ProxyProtocol.header(.v2, for: pairs[0]).count, 28)
     }
 
+    /// What a probe sends: a header that names no client, read back as LOCAL.
+    func testLocalHeaders_parseAsLocal() {
+        XCTAssertEqual(ProxyProtocol.parse(ProxyProtocol.localHeader(.v1)), .local(length: 15))
+        XCTAssertEqual(ProxyProtocol.parse(ProxyProtocol.localHeader(.v2)), .local(length: 16))
+    }
+
     /// An IPv4 client reaching an IPv6 listener: both sides are written as IPv6.
     func testMixedFamilies_areSentAsIPv6() {
         let addresses = ProxyProtocol.Addresses(

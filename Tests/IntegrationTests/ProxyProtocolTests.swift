@@ -25,11 +25,15 @@ final class ProxyProtocolTests: XCTestCase {
 
     /// A proxy with `listeners` (JSON) in front of profile `web`, the access log in a file and the
     /// admin HTTP listener for `/metrics`.
-    private func proxy(listeners: String, endpoints: String, profileExtra: String = "", rootExtra: String = "", expectListeners: Int = 1) throws -> Proxy {
+    /// A slow probe by default keeps probing out of the way of what the tests count.
+    private func proxy(
+        listeners: String, endpoints: String, profileExtra: String = "", rootExtra: String = "", expectListeners: Int = 1,
+        probe: String = #"{ "type": "tcp", "interval": "30s" }"#
+    ) throws -> Proxy {
         let socket = directory.path("admin-\(UUID().uuidString.prefix(4)).sock")
         let config = """
             { "listeners": \(listeners),
-              "profiles": [{ "name": "web", "probe": { "type": "tcp", "interval": "30s" }, "endpoints": \(endpoints)\(profileExtra) }],
+              "profiles": [{ "name": "web", "probe": \(probe), "endpoints": \(endpoints)\(profileExtra) }],
               "admin": { "socket": "\(socket)", "http": "127.0.0.1:0" }, "access_log": "\(accessLogPath)", "workers": 1\(rootExtra) }
             """
         let proxy = try Proxy(config: config, directory: directory, socketPath: socket, expectListeners: expectListeners)
@@ -265,6 +269,23 @@ final class ProxyProtocolTests: XCTestCase {
         XCTAssertEqual(addresses.source.ip, [127, 0, 0, 1])
         XCTAssertEqual(addresses.destination.port, proxy.port(), "the address the client connected to")
         XCTAssertEqual(recorder.all, ["hello\n"])
+    }
+
+    /// Probes of a send_proxy endpoint's traffic port send a LOCAL header first (the endpoint
+    /// expects one on every connection), as HAProxy's checks do with send-proxy.
+    func testProbes_ofASendProxyEndpoint_sendALocalHeader() throws {
+        let recorder = Recorder()
+        let upstream = try TestUpstream { fd in
+            var bytes: [UInt8] = []
+            while bytes.count < 16, let more = Blocking.read(fd, max: 16 - bytes.count) { bytes += more }
+            recorder.append(bytes.map { String($0) }.joined(separator: " "))
+        }
+        stoppers.append { upstream.stop() }
+        _ = try proxy(
+            listeners: "[\(listener(mode: "tcp", extra: ""))]", endpoints: endpoint(upstream.address),
+            profileExtra: #", "send_proxy": "v2""#, probe: #"{ "type": "tcp", "interval": "100ms", "timeout": "100ms" }"#)
+        let local = (ProxyProtocol.v2Signature + [0x20, 0x00, 0x00, 0x00]).map { String($0) }.joined(separator: " ")
+        XCTAssertTrue(waitUntil(timeout: 5) { recorder.all.contains(local) }, "\(recorder.all)")
     }
 
     // MARK: - Config

@@ -209,6 +209,15 @@ public enum ProxyProtocol {
         }
     }
 
+    /// The header of a connection that speaks for no client (v1 `UNKNOWN`, v2 `LOCAL`): what a
+    /// health probe sends an endpoint that expects a header on every connection.
+    public static func localHeader(_ version: Version) -> [UInt8] {
+        switch version {
+        case .v1: return Array("PROXY UNKNOWN\r\n".utf8)
+        case .v2: return v2Signature + [0x20, 0x00, 0x00, 0x00]  // version 2, LOCAL, AF_UNSPEC, no addresses
+        }
+    }
+
     private static func mappedV6(_ ip: [UInt8]) -> [UInt8] {
         ip.count == 16 ? ip : Array(repeating: 0, count: 10) + [0xFF, 0xFF] + ip
     }
