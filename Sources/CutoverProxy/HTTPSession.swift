@@ -16,6 +16,11 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     private let clientText: String
     /// The client as forwarding headers name it, built once per connection.
     private let origin: HTTPForwarding.Origin
+    /// The client and the address it connected to (from a PROXY header, or the socket): what a
+    /// `send_proxy` endpoint is told.
+    private let addresses: ProxyProtocol.Addresses?
+    /// The listener's `trusted_proxies`, consulted per request only when the peer is one of them.
+    private let trustedProxies: TrustedProxies
     /// Client bytes read but not consumed yet: a partial head, pipelined requests, early body bytes.
     private var inbound: [UInt8] = []
     private var phase = Phase.awaitingHead
@@ -46,16 +51,20 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         case closed
     }
 
-    init(fd: Int32, worker: Worker, runtime: ProxyRuntime, slot: Int, transport: ListenerTransport = .plain) {
+    /// - Parameter addresses: the client as a PROXY header named it, or the socket's own ends.
+    init(fd: Int32, worker: Worker, runtime: ProxyRuntime, slot: Int, transport: ListenerTransport = .plain, addresses: ProxyProtocol.Addresses? = nil) {
         self.client = SocketChannel(fd: fd, worker: worker, tls: transport.tls.map { .server($0) })
         self.redirectHTTPSPort = transport.redirectHTTPSPort
         self.worker = worker
         self.runtime = runtime
         self.slot = slot
-        let peer = Socket.peer(fd)
+        let peer = addresses.map { (bytes: $0.source.ip, text: $0.source.text) } ?? Socket.peer(fd)
         self.clientAddress = peer.bytes
         self.clientText = peer.text
-        self.origin = HTTPForwarding.Origin(address: peer.text, proto: transport.tls == nil ? "http" : "https")
+        self.addresses = addresses
+        self.trustedProxies = transport.trustedProxies
+        self.origin = HTTPForwarding.Origin(
+            address: peer.text, proto: transport.tls == nil ? "http" : "https", trusted: transport.trustedProxies.contains(peer.bytes))
     }
 
     func start() {
@@ -261,6 +270,8 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
             }
         }
         let exchange = Exchange(head: head, framing: framing, started: monotonicMilliseconds())
+        // Behind a trusted proxy the request speaks for the client its X-Forwarded-For names.
+        if origin.trusted { exchange.forwardedClient = trustedProxies.client(forwardedFor: head.headers) }
         exchange.clientKeepAlive = head.keepAlive && !runtime.shuttingDown.load(ordering: .relaxed)
         self.exchange = exchange
         route(exchange)
@@ -317,7 +328,8 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     }
 
     private func bypassesMaintenance(_ head: HTTPRequestHead, gate: GateConfig) -> Bool {
-        if gate.bypass.sources.contains(where: { $0.contains(clientAddress) }) { return true }
+        let source = exchange?.forwardedClient?.bytes ?? clientAddress
+        if gate.bypass.sources.contains(where: { $0.contains(source) }) { return true }
         if let header = gate.bypass.header, head.headers.values(named: header.name).contains(header.value) { return true }
         return false
     }
@@ -362,7 +374,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     private func dispatch(_ exchange: Exchange, to target: EndpointTarget) {
         exchange.target = target
         target.counters.requestStarted(method: exchange.head.method)
-        if let pooled = worker.pool.take(target) {
+        if let pooled = worker.pool.take(target, for: ObjectIdentifier(self)) {
             exchange.upstream = pooled
             exchange.reusedUpstream = true
             pooled.handler = self
@@ -379,6 +391,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         do {
             let fd = try Socket.startConnect(to: target.socketAddress)
             let channel = SocketChannel(upstreamFD: fd, to: target, worker: worker)
+            if let version = target.sendProxy, let addresses { channel.preamble = ProxyProtocol.header(version, for: addresses) }
             channel.handler = self
             exchange.upstream = channel
             target.counters.connections.wrappingAdd(1, ordering: .relaxed)
@@ -659,6 +672,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         self.exchange = nil
         deadline = 0
         worker.unregister(self)
+        worker.pool.closeIdle(pinnedTo: ObjectIdentifier(self))
         let tunnel = TCPTunnel(upgradedClient: client, upstream: upstream, target: target, worker: worker, runtime: runtime, slot: slot, clientText: clientText)
         tunnel.startUpgraded(pendingToUpstream: inbound, pendingToClient: exchange.responseInbound)
         inbound = []
@@ -778,7 +792,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         if reusable, !runtime.shuttingDown.load(ordering: .relaxed),
             runtime.store.load().routing.profile(at: exchange.profileIndex, named: exchange.profile)?.isCandidate(target) ?? false
         {
-            worker.pool.park(upstream, target: target)
+            worker.pool.park(upstream, target: target, for: ObjectIdentifier(self))
         } else {
             worker.pool.close(upstream, target: target)
         }
@@ -930,6 +944,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         phase = .closed
         deadline = 0
         client.close()
+        worker.pool.closeIdle(pinnedTo: ObjectIdentifier(self))
         if let exchange, let target = exchange.target {
             if let upstream = exchange.upstream { worker.pool.close(upstream, target: target) }
             target.counters.requestEnded(method: exchange.head.method)
@@ -946,13 +961,15 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         logAccess(
             method: exchange.head.method, target: exchange.head.target, status: exchange.status,
             endpoint: endpoint ?? exchange.endpointName ?? exchange.target?.name ?? "-", bytes: exchange.bytesToClient,
-            started: exchange.started, note: note, profile: exchange.profile)
+            started: exchange.started, note: note, profile: exchange.profile, client: exchange.forwardedClient?.text)
     }
 
-    private func logAccess(method: String, target: String, status: Int, endpoint: String, bytes: Int, started: UInt64, note: String?, profile: String = "-") {
+    private func logAccess(
+        method: String, target: String, status: Int, endpoint: String, bytes: Int, started: UInt64, note: String?, profile: String = "-", client: String? = nil
+    ) {
         guard let log = worker.accessLog else { return }
         let elapsed = started == 0 ? 0 : monotonicMilliseconds() &- started
-        var line = "\(Timestamp.now()) \(clientText) \"\(method) \(target)\" \(status) \(profile)/\(endpoint) \(bytes)B \(elapsed)ms"
+        var line = "\(Timestamp.now()) \(client ?? clientText) \"\(method) \(target)\" \(status) \(profile)/\(endpoint) \(bytes)B \(elapsed)ms"
         if let note { line += " \"\(note)\"" }
         log.append(worker: worker.index, line)
     }
@@ -992,6 +1009,8 @@ private final class Exchange {
     var sentToClient = false
     var status = 0
     var bytesToClient = 0
+    /// The client a trusted proxy's `X-Forwarded-For` names (`trusted_proxies`); `nil` means the peer.
+    var forwardedClient: (bytes: [UInt8], text: String)?
 
     init(head: HTTPRequestHead, framing: BodyFraming, started: UInt64) {
         self.head = head

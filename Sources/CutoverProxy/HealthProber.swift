@@ -20,13 +20,16 @@ final class HealthProber: @unchecked Sendable {  // `loops` and `report` are tou
         let socketAddress: [UInt8]
         /// The endpoint's TLS, when it is reached over TLS: the probe then shakes hands and asks inside.
         var tls: TLSClientContext? = nil
+        /// Sent first on each probe connection, before TLS: a LOCAL PROXY header to a `send_proxy`
+        /// endpoint probed on its traffic port (it expects one on every connection); empty otherwise.
+        var preamble: [UInt8] = []
 
         /// `profile/name`.
         var key: String { "\(profile)/\(endpoint)" }
 
         static func == (a: Plan, b: Plan) -> Bool {
             a.profile == b.profile && a.endpoint == b.endpoint && a.probe == b.probe && a.address == b.address
-                && a.socketAddress == b.socketAddress && a.tls === b.tls
+                && a.socketAddress == b.socketAddress && a.tls === b.tls && a.preamble == b.preamble
         }
     }
 

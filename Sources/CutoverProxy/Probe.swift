@@ -33,6 +33,11 @@ enum Probe {
         guard wait(fd, for: Int16(POLLOUT), until: deadline) else { return .timedOut(after: probe.timeout, "connecting") }
         let connectError = Socket.pendingError(fd)
         guard connectError == 0 else { return .connectFailed(connectWords(connectError)) }
+        if !plan.preamble.isEmpty {
+            // A few bytes on a fresh connection: the kernel takes them whole or the peer is gone.
+            let sent = plan.preamble.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard sent == plan.preamble.count else { return .connectFailed("sending the PROXY header: \(connectWords(errno))") }
+        }
         var stream = ProbeStream(fd: fd)
         defer { stream.close() }
         if let tls = plan.tls {

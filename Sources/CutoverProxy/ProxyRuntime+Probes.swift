@@ -20,7 +20,10 @@ extension ProxyRuntime {
                     profile: profile.name, endpoint: endpoint.name, probe: probe,
                     address: HostPort(host: endpoint.address.host, port: port),
                     socketAddress: Self.socketAddress(target.socketAddress, port: port),
-                    tls: target.upstreamTLS as? TLSClientContext))
+                    tls: target.upstreamTLS as? TLSClientContext,
+                    // As HAProxy's send-proxy: checks of the traffic port carry a header too; a probe
+                    // `port` of its own is another service, which may not expect one.
+                    preamble: probe.port == nil ? target.sendProxy.map(ProxyProtocol.localHeader) ?? [] : []))
             }
         }
         let changes = prober.update(plans) { [unowned self] plan, outcome in

@@ -97,7 +97,7 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     public func start(inherited: [Int: Int32] = [:], inheritedFrom origin: String = "taken over") throws {
         try controlQueue.sync {
             for (index, listenerConfig) in config.listeners.enumerated() {
-                let transport = try transport(for: listenerConfig, index: index, timeouts: config.timeouts)
+                let transport = try transport(for: listenerConfig, index: index, config: config)
                 if let fd = inherited[index] {
                     let listener = Listener(config: listenerConfig, slot: nextSlot, transport: transport, adopting: fd)
                     nextSlot += 1
@@ -162,9 +162,23 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         // connection is served, with `Connection: close`, never turned away: its client did
         // nothing wrong, and in a takeover the successor serves everything after it.
         Socket.setNoDelay(fd)
+        guard transport.proxyProtocol else {
+            return serve(fd: fd, on: worker, slot: slot, mode: mode, transport: transport, addresses: nil)
+        }
+        ProxyProtocolReader(fd: fd, worker: worker, runtime: self) { [unowned self] fd, addresses in
+            self.serve(fd: fd, on: worker, slot: slot, mode: mode, transport: transport, addresses: addresses)
+        }.start()
+    }
+
+    /// Starts the session or tunnel of an accepted connection; `addresses` are the client and the
+    /// address it connected to as a PROXY header named them (`nil`: the socket's own).
+    ///
+    /// - Important: runs on `worker`'s queue.
+    private func serve(fd: Int32, on worker: Worker, slot: Int, mode: ListenerMode, transport: ListenerTransport, addresses: ProxyProtocol.Addresses?) {
+        let addresses = addresses ?? Socket.addresses(fd)
         switch mode {
-        case .http: HTTPSession(fd: fd, worker: worker, runtime: self, slot: slot, transport: transport).start()
-        case .tcp: TCPTunnel(fd: fd, worker: worker, runtime: self, slot: slot, transport: transport).start()
+        case .http: HTTPSession(fd: fd, worker: worker, runtime: self, slot: slot, transport: transport, addresses: addresses).start()
+        case .tcp: TCPTunnel(fd: fd, worker: worker, runtime: self, slot: slot, transport: transport, addresses: addresses).start()
         }
     }
 
@@ -172,10 +186,17 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     ///
     /// - Important: runs on `worker`'s queue.
     private func evictIdleClient(on worker: Worker) -> Bool {
-        // Bytes waiting unread mean the client has spoken (its request is on the way in): under a
-        // flood of accepts it can look idle longest, and closing it would reset a real request.
-        guard let channel = worker.poller.longestIdleClient(where: { ($0.handler as? HTTPSession)?.servingTarget == nil && Socket.bytesWaiting($0.fd) == 0 }),
-            let session = channel.handler as? HTTPSession
+        guard let channel = worker.poller.longestIdleClient(where: { channel in
+                // Bytes waiting unread mean the client has spoken (its request is on the way in):
+                // under a flood of accepts it can look idle longest, and closing it would reset a
+                // real request.
+                guard Socket.bytesWaiting(channel.fd) == 0 else { return false }
+                if let session = channel.handler as? HTTPSession { return session.servingTarget == nil }
+                // A connection still silent before its PROXY header is as idle as one before its
+                // request; a tunnel is never idle in this sense (a quiet database connection is busy).
+                return channel.handler is ProxyProtocolReader
+            }),
+            let session = channel.handler as? WorkerConnection
         else { return false }
         session.forceClose(reason: "evicted: idle longest at max_connections")
         stats.evictedConnections.wrappingAdd(1, ordering: .relaxed)
@@ -268,7 +289,7 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
             for (e, endpoint) in profile.endpoints.enumerated() {
                 let key = "\(profile.name)/\(endpoint.name)"
                 if let existing = targets[key], existing.address == endpoint.address,
-                   (existing.upstreamTLS as? TLSClientContext)?.config == endpoint.tls {
+                   (existing.upstreamTLS as? TLSClientContext)?.config == endpoint.tls, existing.sendProxy == profile.sendProxy(to: endpoint) {
                     resolved[key] = existing
                     continue
                 }
@@ -280,15 +301,19 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
                 }
                 let upstreamTLS = try TLSClientContext.load(
                     endpoint, key: "profiles[\(p)].endpoints[\(e)].tls", file: configPath ?? "(command line)", timeouts: config.timeouts, stats: stats.tls)
-                resolved[key] = EndpointTarget(profile: profile.name, name: endpoint.name, address: endpoint.address, socketAddress: socketAddress, upstreamTLS: upstreamTLS)
+                resolved[key] = EndpointTarget(
+                    profile: profile.name, name: endpoint.name, address: endpoint.address, socketAddress: socketAddress, upstreamTLS: upstreamTLS,
+                    sendProxy: profile.sendProxy(to: endpoint))
             }
         }
         return resolved
     }
 
     /// The certificates and redirect of a listener, read from disk now (at start and at every reload).
-    private func transport(for listener: ListenerConfig, index: Int, timeouts: Timeouts) throws(ConfigError) -> ListenerTransport {
-        try ListenerTransport.load(listener, index: index, file: configPath ?? "(command line)", timeouts: timeouts, stats: stats.tls)
+    private func transport(for listener: ListenerConfig, index: Int, config: Config) throws(ConfigError) -> ListenerTransport {
+        try ListenerTransport.load(
+            listener, index: index, file: configPath ?? "(command line)", timeouts: config.timeouts, stats: stats.tls,
+            trustedProxies: config.trustedProxies(for: listener))
     }
 
     /// Re-reads the config file and applies it without dropping a connection; a config that fails
@@ -320,7 +345,7 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         var transports: [ListenerTransport] = []
         for (index, listenerConfig) in next.listeners.enumerated() {
             do {
-                transports.append(try transport(for: listenerConfig, index: index, timeouts: next.timeouts))
+                transports.append(try transport(for: listenerConfig, index: index, config: next))
             } catch {
                 Log.error("reload refused, keeping the running config and certificates: \(error)")
                 throw AdminError(.invalidConfig, "\(error); the running config and certificates are unchanged")

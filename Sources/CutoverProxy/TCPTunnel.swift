@@ -21,6 +21,9 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
     /// Where this connection waits while its profile is paused.
     private var held: (queue: HoldQueue, id: UInt64)?
     private let clientText: String
+    /// The client and the address it connected to, for a `send_proxy` endpoint (`nil` once upgraded:
+    /// that upstream connection was opened, header and all, by the HTTP session).
+    private var addresses: ProxyProtocol.Addresses?
     /// Bytes read from the client to find its TLS server name; they go upstream first.
     private var peeked: [UInt8] = []
     /// The server name the ClientHello asked for, once read (`.absent`/`.malformed` route to the default).
@@ -35,12 +38,14 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
         case closed
     }
 
-    init(fd: Int32, worker: Worker, runtime: ProxyRuntime, slot: Int, transport: ListenerTransport = .plain) {
+    /// - Parameter addresses: the client as a PROXY header named it, or the socket's own ends.
+    init(fd: Int32, worker: Worker, runtime: ProxyRuntime, slot: Int, transport: ListenerTransport = .plain, addresses: ProxyProtocol.Addresses? = nil) {
         self.client = SocketChannel(fd: fd, worker: worker, tls: transport.tls.map { .server($0) })
         self.worker = worker
         self.runtime = runtime
         self.slot = slot
-        self.clientText = Socket.peer(fd).text
+        self.addresses = addresses
+        self.clientText = addresses?.source.text ?? Socket.peer(fd).text
     }
 
     /// Continues an upgraded HTTP connection as a tunnel; `target`'s in-flight count is already taken.
@@ -168,6 +173,7 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
         do {
             let fd = try Socket.startConnect(to: target.socketAddress)
             let channel = SocketChannel(upstreamFD: fd, to: target, worker: worker)
+            if let version = target.sendProxy, let addresses { channel.preamble = ProxyProtocol.header(version, for: addresses) }
             channel.handler = self
             upstream = channel
             target.counters.connections.wrappingAdd(1, ordering: .relaxed)
