@@ -40,8 +40,9 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     var guards: [String: GuardWindow] = [:]
     var guardTimers: [String: DispatchSourceTimer] = [:]
     var guardBaselines: [String: GuardSample] = [:]
-    /// A minute of counter samples per `profile/name`, for `max_p99_ratio`.
-    var latencySamples: [String: [(MonotonicInstant, GuardSample)]] = [:]
+    /// A minute of counter samples per `profile/name`: recent rates and latency for `show endpoints`,
+    /// `/status` and `max_p99_ratio`.
+    var latencySamples: [String: CounterRing] = [:]
     var latencySampler: DispatchSourceTimer?
     /// Active health probes; scheduled and counted on `controlQueue` (see `startProbes`).
     lazy var prober = HealthProber(queue: controlQueue)
