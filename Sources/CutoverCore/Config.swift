@@ -13,6 +13,8 @@ public struct Config: Sendable, Equatable {
     public var limits: Limits
     /// `"stderr"`, `"off"` or a file path for the per-request access log.
     public var accessLog: String
+    /// How access lines are written: words (`text`) or one JSON object each (`json`).
+    public var accessLogFormat: AccessLogFormat = .text
     /// Number of worker queues that own connections; 0 means one per CPU.
     public var workers: Int
     /// The fleet this proxy is one of (runtime state in etcd); `nil` keeps the state local.

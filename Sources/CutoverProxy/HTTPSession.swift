@@ -261,6 +261,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
             }
         }
         let exchange = Exchange(head: head, framing: framing, started: monotonicMilliseconds())
+        exchange.requestID = worker.requestIDs.id(for: head.headers)
         exchange.clientKeepAlive = head.keepAlive && !runtime.shuttingDown.load(ordering: .relaxed)
         self.exchange = exchange
         route(exchange)
@@ -407,9 +408,9 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         if let stripped = exchange.upstreamTarget {
             var head = exchange.head
             head.target = stripped
-            HTTPForwarding.writeUpstreamRequest(head, origin: origin, upgrading: exchange.upgrading, into: &worker.headBuffer)
+            HTTPForwarding.writeUpstreamRequest(head, origin: origin, upgrading: exchange.upgrading, requestID: exchange.requestID, into: &worker.headBuffer)
         } else {
-            HTTPForwarding.writeUpstreamRequest(exchange.head, origin: origin, upgrading: exchange.upgrading, into: &worker.headBuffer)
+            HTTPForwarding.writeUpstreamRequest(exchange.head, origin: origin, upgrading: exchange.upgrading, requestID: exchange.requestID, into: &worker.headBuffer)
         }
         exchange.requestBodyDone = exchange.framing == .none
         exchange.requestBodyScanner = exchange.framing == .chunked ? ChunkedBodyScanner() : nil
@@ -946,15 +947,18 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         logAccess(
             method: exchange.head.method, target: exchange.head.target, status: exchange.status,
             endpoint: endpoint ?? exchange.endpointName ?? exchange.target?.name ?? "-", bytes: exchange.bytesToClient,
-            started: exchange.started, note: note, profile: exchange.profile)
+            started: exchange.started, note: note, profile: exchange.profile, requestID: exchange.requestID?.value)
     }
 
-    private func logAccess(method: String, target: String, status: Int, endpoint: String, bytes: Int, started: UInt64, note: String?, profile: String = "-") {
+    private func logAccess(
+        method: String, target: String, status: Int, endpoint: String, bytes: Int, started: UInt64, note: String?, profile: String = "-",
+        requestID: String? = nil
+    ) {
         guard let log = worker.accessLog else { return }
         let elapsed = started == 0 ? 0 : monotonicMilliseconds() &- started
-        var line = "\(Timestamp.now()) \(clientText) \"\(method) \(target)\" \(status) \(profile)/\(endpoint) \(bytes)B \(elapsed)ms"
-        if let note { line += " \"\(note)\"" }
-        log.append(worker: worker.index, line)
+        log.append(worker: worker.index, AccessRecord(
+            time: Timestamp.now(), client: clientText, method: method, target: target, status: status, bytes: bytes, durationMs: elapsed,
+            profile: profile, endpoint: endpoint, requestId: requestID, note: note))
     }
 }
 
@@ -992,6 +996,8 @@ private final class Exchange {
     var sentToClient = false
     var status = 0
     var bytesToClient = 0
+    /// Forwarded as `X-Request-Id` and logged.
+    var requestID: RequestID?
 
     init(head: HTTPRequestHead, framing: BodyFraming, started: UInt64) {
         self.head = head

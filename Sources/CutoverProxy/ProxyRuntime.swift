@@ -69,7 +69,7 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         var config = fileConfig
         self.configPath = configPath
         let workerCount = config.workers > 0 ? config.workers : max(1, ProcessInfo.processInfo.activeProcessorCount)
-        let accessLog = config.accessLog == "off" ? nil : try AccessLog(destination: config.accessLog, workers: workerCount)
+        let accessLog = config.accessLog == "off" ? nil : try AccessLog(destination: config.accessLog, format: config.accessLogFormat, workers: workerCount)
         self.accessLog = accessLog
         self.workers = (0..<workerCount).map {
             Worker(index: $0, accessLog: accessLog, settings: ConnectionSettings(config))

@@ -58,3 +58,71 @@ final class OperatorInsightTests: BlueGreenTestCase {
         XCTAssertNotNil(page.range(of: #"<td class="num">[2-4][0-9]\.[0-9]ms</td>"#, options: .regularExpression), page)
     }
 }
+
+extension OperatorInsightTests {
+    /// The `X-Request-Id` lines the backend's `/headers` saw.
+    private func forwardedIDs(_ body: String) -> [String] {
+        body.split(whereSeparator: \.isNewline).filter { $0.lowercased().hasPrefix("x-request-id:") }
+            .map { $0.dropFirst("x-request-id:".count).trimmingCharacters(in: .whitespacesAndNewlines) }
+    }
+
+    /// The access log file's lines once it has `count` of them (lines are handed on every 100 ms).
+    private func logLines(_ path: String, count: Int) -> [String] {
+        var lines: [String] = []
+        waitUntil(timeout: 5) {
+            lines = ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+            return lines.count >= count
+        }
+        return lines
+    }
+
+    /// `access_log_format: "json"` writes one object per request with the snake_case keys; a sane
+    /// client `X-Request-Id` is forwarded and logged as it is, a missing or insane one is replaced by
+    /// one the proxy makes, which the backend sees and the log names.
+    func testJSONAccessLog_andRequestIDs_forwardedAndLogged() throws {
+        let logPath = dir.path("access.jsonl")
+        let proxy = try Proxy(config: blueGreenConfig(blue: blue, green: green, socket: socket)
+            .replacingOccurrences(of: #""access_log": "off""#, with: #""access_log": "\#(logPath)", "access_log_format": "json", "workers": 1"#),
+            directory: dir, socketPath: socket)
+        defer { proxy.stop() }
+        let given = try curl(proxy.url("/headers?a=1"), ["-H", "X-Request-Id: client-abc-123"])
+        XCTAssertEqual(forwardedIDs(given.body), ["client-abc-123"], given.body)
+        let absent = try curl(proxy.url("/headers"))
+        let made = try XCTUnwrap(forwardedIDs(absent.body).first, absent.body)
+        XCTAssertNotNil(made.range(of: #"^[0-9a-f]{8}-0-[0-9a-f]+$"#, options: .regularExpression), made)
+        let insane = try curl(proxy.url("/headers"), ["-H", "X-Request-Id: \(String(repeating: "x", count: 201))"])
+        let replaced = forwardedIDs(insane.body)
+        XCTAssertEqual(replaced.count, 1, "the client's overlong id is replaced, not joined: \(insane.body)")
+        XCTAssertNotEqual(replaced.first, made, "every made id is new")
+        XCTAssertEqual(try curl(proxy.url("/status?code=503"), ["-X", "POST"]).code, 503)
+
+        let lines = logLines(logPath, count: 4)
+        XCTAssertEqual(lines.count, 4, lines.joined(separator: "\n"))
+        let records = try lines.map { line in try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], line) }
+        for record in records {
+            for key in ["time", "client", "method", "target", "status", "bytes", "duration_ms", "profile", "endpoint", "request_id"] {
+                XCTAssertNotNil(record[key], "\(key) missing in \(record)")
+            }
+            XCTAssertEqual(record["profile"] as? String, "web")
+            XCTAssertEqual(record["endpoint"] as? String, "blue")
+            XCTAssertEqual(record["client"] as? String, "127.0.0.1")
+        }
+        XCTAssertEqual(records.map { $0["request_id"] as? String }, ["client-abc-123", made, replaced.first, records[3]["request_id"] as? String])
+        XCTAssertEqual(records[0]["target"] as? String, "/headers?a=1")
+        XCTAssertEqual(records[0]["status"] as? Int, 200)
+        XCTAssertGreaterThan(records[0]["bytes"] as? Int ?? 0, 0)
+        XCTAssertEqual(records[3]["method"] as? String, "POST")
+        XCTAssertEqual(records[3]["status"] as? Int, 503)
+    }
+
+    /// The text access log names the request id too (`id=…`), after the duration.
+    func testTextAccessLog_namesTheRequestID() throws {
+        let logPath = dir.path("access.log")
+        let proxy = try Proxy(config: blueGreenConfig(blue: blue, green: green, socket: socket)
+            .replacingOccurrences(of: #""access_log": "off""#, with: #""access_log": "\#(logPath)""#), directory: dir, socketPath: socket)
+        defer { proxy.stop() }
+        XCTAssertEqual(try curl(proxy.url("/"), ["-H", "X-Request-Id: trace-42"]).code, 200)
+        let line = logLines(logPath, count: 1).first ?? ""
+        XCTAssertNotNil(line.range(of: #"^\S+Z 127\.0\.0\.1 "GET /" 200 web/blue \d+B \d+ms id=trace-42$"#, options: .regularExpression), line)
+    }
+}

@@ -16,21 +16,25 @@ public enum HTTPForwarding {
     ///   - clientAddress: the client's IP address without port, IPv6 without brackets.
     ///   - proto: the scheme the client used, `http`.
     public static func upstreamRequest(
-        _ head: HTTPRequestHead, clientAddress: String, proto: String, upgrading: Bool
+        _ head: HTTPRequestHead, clientAddress: String, proto: String, upgrading: Bool, requestID: RequestID? = nil
     ) -> HTTPRequestHead {
         var result = head
         result.version = upstreamVersion(of: head)
-        result.headers.apply(requestEdits(head, origin: Origin(address: clientAddress, proto: proto), upgrading: upgrading),
+        result.headers.apply(requestEdits(head, origin: Origin(address: clientAddress, proto: proto), upgrading: upgrading, requestID: requestID),
                              filter: HopByHopFilter(head.headers, keepUpgrade: upgrading))
         return result
     }
 
     /// Writes `upstreamRequest(head, …)` straight into `buffer`, without building the new head: the
     /// same edits, applied while serialising (the hot path: no copy of the field list per request).
-    public static func writeUpstreamRequest(_ head: HTTPRequestHead, origin: Origin, upgrading: Bool, into buffer: inout [UInt8]) {
+    /// A `requestID` the proxy made replaces any `X-Request-Id` the client sent; the client's own
+    /// passes unchanged.
+    public static func writeUpstreamRequest(
+        _ head: HTTPRequestHead, origin: Origin, upgrading: Bool, requestID: RequestID? = nil, into buffer: inout [UInt8]
+    ) {
         head.writeRequestLine(version: upstreamVersion(of: head), into: &buffer)
         head.headers.write(
-            applying: requestEdits(head, origin: origin, upgrading: upgrading),
+            applying: requestEdits(head, origin: origin, upgrading: upgrading, requestID: requestID),
             filter: HopByHopFilter(head.headers, keepUpgrade: upgrading), into: &buffer)
     }
 
@@ -93,7 +97,7 @@ public enum HTTPForwarding {
 
     /// What a proxy changes in a request's fields, in order (the one definition both the head-building
     /// and the writing forms follow).
-    static func requestEdits(_ head: HTTPRequestHead, origin: Origin, upgrading: Bool) -> [FieldEdit] {
+    static func requestEdits(_ head: HTTPRequestHead, origin: Origin, upgrading: Bool, requestID: RequestID? = nil) -> [FieldEdit] {
         var edits: [FieldEdit] = [
             .appendElement(name: "X-Forwarded-For", element: origin.address),
             .replace(name: "X-Forwarded-Proto", value: origin.proto),
@@ -101,6 +105,7 @@ public enum HTTPForwarding {
             .appendElement(name: "Via", element: viaElement(head.version)),
         ]
         if upgrading { edits.append(.add(name: "Connection", value: "upgrade")) }
+        if let requestID, requestID.generated { edits.append(.replace(name: RequestID.headerName, value: requestID.value)) }
         if let length = normalisedContentLength(head.headers) { edits.append(.replace(name: "Content-Length", value: length)) }
         return edits
     }
