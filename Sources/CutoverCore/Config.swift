@@ -222,6 +222,8 @@ public enum ProbeType: String, Sendable, Equatable, CaseIterable {
     case http
     case tcp
     case command
+    /// Reads one line from an agent on the backend (`AgentReply`): health, drain, weight.
+    case agent
 }
 
 /// An active health probe; defaults follow common traffic managers (2 s / 1 s / rise 2 / fall 3).

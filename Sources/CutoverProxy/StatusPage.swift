@@ -72,9 +72,9 @@ struct StatusPage {
                 <tr class="\(view.live ? "is-live" : "")">
                 <td class="name">\(view.live ? "<span class=\"dot\" title=\"live\"></span>" : "<span class=\"dot off\"></span>")\(Self.escape(view.name))</td>
                 <td class="mono">\(Self.escape(view.address))</td>
-                <td><span class="badge state-\(view.state.rawValue)">\(Self.escape(view.stateText))</span></td>
+                <td><span class="badge state-\(view.agentDrains ? AdminState.draining.rawValue : view.state.rawValue)">\(Self.escape(view.stateText))</span></td>
                 <td><span class="badge health-\(view.health.rawValue)">\(view.health.rawValue)</span></td>
-                <td class="num">\(view.priority)</td><td class="num">\(view.weight)</td>
+                <td class="num">\(view.priority)</td><td class="num">\(Self.escape(view.weightText))</td>
                 <td class="num strong">\(view.inFlight)</td><td class="num">\(view.connections)</td>
                 <td class="num">\(view.rateText)</td><td class="num">\(view.p50Text)</td><td class="num">\(view.p99Text)</td>
                 <td class="num">\(responses["2xx"] ?? 0)</td><td class="num">\(responses["4xx"] ?? 0)</td><td class="num">\(responses["5xx"] ?? 0)</td>

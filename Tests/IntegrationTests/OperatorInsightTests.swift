@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Synchronization
 import XCTest
 
 /// Issue 17, the last three: the status page's rates, the JSON access log with request ids, and
@@ -124,5 +125,104 @@ extension OperatorInsightTests {
         XCTAssertEqual(try curl(proxy.url("/"), ["-H", "X-Request-Id: trace-42"]).code, 200)
         let line = logLines(logPath, count: 1).first ?? ""
         XCTAssertNotNil(line.range(of: #"^\S+Z 127\.0\.0\.1 "GET /" 200 web/blue \d+B \d+ms id=trace-42$"#, options: .regularExpression), line)
+    }
+}
+
+/// A backend's agent for `type: "agent"` probes: answers every connection with its current line.
+private final class TestAgent: Sendable {
+    /// The line, shared with the accept thread's closure (a `Mutex` cannot be captured by itself).
+    private final class Line: Sendable {
+        let text = Mutex("up")
+    }
+
+    private let line = Line()
+    private let upstream: TestUpstream
+
+    init() throws {
+        let line = self.line
+        upstream = try TestUpstream { fd in
+            let text = line.text.withLock { $0 } + "\n"
+            _ = text.withCString { send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
+        }
+    }
+
+    var port: UInt16 { upstream.port }
+
+    /// What the agent says from now on.
+    func say(_ text: String) { line.text.withLock { $0 = text } }
+
+    func stop() { upstream.stop() }
+}
+
+extension OperatorInsightTests {
+    /// Which backend answered each of `count` requests on one keep-alive connection.
+    private func backends(_ proxy: Proxy, count: Int) throws -> [String] {
+        let connection = try RawConnection(port: proxy.port())
+        return (0..<count).map { _ in
+            connection.send("GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+            let response = connection.readResponse()
+            return response.split(separator: "\r\n").first { $0.lowercased().hasPrefix("x-backend:") }
+                .map { $0.dropFirst("x-backend:".count).trimmingCharacters(in: .whitespaces) } ?? "none: \(response.prefix(40))"
+        }
+    }
+
+    /// An agent probe reads one line from the backend's agent: `maint` takes the endpoint out as
+    /// down with the agent's text as the cause, `drain` sends it no new work while its request in
+    /// flight finishes, `ready`/`up` bring it back, and `NN%` scales its configured weight.
+    func testAgentProbe_drainsMaintainsAndWeighsTheEndpoint() throws {
+        let blueAgent = try TestAgent(), greenAgent = try TestAgent()
+        defer { blueAgent.stop(); greenAgent.stop() }
+        func probe(_ agent: TestAgent) -> String {
+            #""probe": { "type": "agent", "port": \#(agent.port), "interval": "100ms", "timeout": "100ms", "rise": 1, "fall": 1 }"#
+        }
+        let config = """
+            { "listeners": [{ "name": "web", "address": "127.0.0.1:0", "profile": "web" }],
+              "profiles": [{ "name": "web", "endpoints": [
+                  { "name": "blue", "address": "\(blue.address)", \(probe(blueAgent)) },
+                  { "name": "green", "address": "\(green.address)", \(probe(greenAgent)) } ] }],
+              "admin": { "socket": "\(socket)" }, "access_log": "off", "workers": 1 }
+            """
+        let proxy = try Proxy(config: config, directory: dir, socketPath: socket)
+        defer { proxy.stop() }
+        func row(_ name: String) -> [String: Any] { (try? endpoints(proxy)[name]) ?? [:] }
+        XCTAssertTrue(waitUntil { row("blue")["health"] as? String == "up" && row("green")["health"] as? String == "up" }, "\(row("blue")) \(row("green"))")
+        XCTAssertEqual(Set(try backends(proxy, count: 10)), ["blue", "green"])
+
+        greenAgent.say("maint # disk swap")
+        XCTAssertTrue(waitUntil { row("green")["health"] as? String == "down" }, "\(row("green"))")
+        let cause = (row("green")["last_change"] as? [String: Any])?["cause"] as? String ?? ""
+        XCTAssertTrue(cause.contains("agent says maint") && cause.contains("disk swap"), cause)
+        XCTAssertEqual(Set(try backends(proxy, count: 6)), ["blue"])
+
+        // A request in flight on blue when its agent asks to drain.
+        let slow = LoadClient()
+        slow.startOnce(port: proxy.port(), connections: 1, path: "/slow?ms=1500")
+        defer { slow.stop() }
+        XCTAssertTrue(waitUntil { row("blue")["in_flight"] as? Int == 1 })
+        greenAgent.say("ready up")
+        blueAgent.say("drain")
+        XCTAssertTrue(waitUntil { row("blue")["state"] as? String == "draining" && row("green")["health"] as? String == "up" }, "\(row("blue"))")
+        XCTAssertEqual(row("blue")["agent_share"] as? Int, 0)
+        XCTAssertTrue(try proxy.ctl("show endpoints web").stdout.contains("draining (agent)"))
+        XCTAssertEqual(Set(try backends(proxy, count: 6)), ["green"], "a draining endpoint takes no new work")
+        XCTAssertTrue(waitUntil(timeout: 5) { slow.results.count + slow.failures.count == 1 })
+        XCTAssertEqual(slow.failures, [])
+        XCTAssertEqual(slow.results.map(\.backend), ["blue"], "the request in flight finished on blue")
+        XCTAssertTrue(try proxy.ctl("show events").stdout.contains("web/blue draining (agent: drain)"))
+
+        // Back, at half its weight: one answer in three.
+        blueAgent.say("ready 50%")
+        XCTAssertTrue(waitUntil { row("blue")["state"] as? String == "online" && row("blue")["agent_share"] as? Int == 50 }, "\(row("blue"))")
+        XCTAssertTrue(try proxy.ctl("show endpoints web").stdout.contains("1 (50%)"))
+        let shares = try backends(proxy, count: 30)
+        XCTAssertEqual(shares.filter { $0 == "blue" }.count, 10, accuracy: 1, "\(shares)")
+        XCTAssertEqual(shares.filter { $0 == "green" }.count, 20, accuracy: 1, "\(shares)")
+
+        blueAgent.say("up 100%")
+        XCTAssertTrue(waitUntil { row("blue")["agent_share"] == nil }, "\(row("blue"))")
+        blueAgent.say("bogus words")
+        XCTAssertTrue(waitUntil { row("blue")["health"] as? String == "down" })
+        let refused = (row("blue")["last_change"] as? [String: Any])?["cause"] as? String ?? ""
+        XCTAssertTrue(refused.contains("agent answered \"bogus\""), refused)
     }
 }

@@ -331,7 +331,8 @@ public struct EndpointStatus: Codable, Sendable, Equatable {
     public var name: String
     /// `host:port`.
     public var address: String
-    /// Admin state: `online`, `offline` or `draining`; `standby` while a guard window keeps it ready.
+    /// Admin state: `online`, `offline` or `draining`; `standby` while a guard window keeps it ready;
+    /// `draining` also while its agent probe drains it (`agent_share` 0).
     public var state: String
     /// Health: `unknown`, `up` or `down`.
     public var health: String
@@ -358,12 +359,16 @@ public struct EndpointStatus: Codable, Sendable, Equatable {
     /// (keys `p50_ms`, `p99_ms`); absent with nothing timed.
     public var p50Ms: Double?
     public var p99Ms: Double?
+    /// The share of `weight` its agent probe asked for, in percent (0: the agent drains it; key
+    /// `agent_share`); absent while it has its full weight.
+    public var agentShare: Int?
 
     public init(
         profile: String, name: String, address: String, state: String, health: String, priority: Int, weight: Int,
         live: Bool, inFlight: Int, connections: Int, lastChange: EventRecord? = nil, drainElapsedMs: Int64? = nil, drainLeftMs: Int64? = nil,
-        rate1m: Double? = nil, p50Ms: Double? = nil, p99Ms: Double? = nil
+        rate1m: Double? = nil, p50Ms: Double? = nil, p99Ms: Double? = nil, agentShare: Int? = nil
     ) {
+        self.agentShare = agentShare
         self.rate1m = rate1m
         self.p50Ms = p50Ms
         self.p99Ms = p99Ms
@@ -387,7 +392,7 @@ public struct EndpointStatus: Codable, Sendable, Equatable {
     // writing, and read under the name the decoder's conversion gives it.
     private enum CodingKeys: String, CodingKey {
         case profile, name, address, state, health, priority, weight, live, inFlight, connections, lastChange
-        case drainElapsedMs, drainLeftMs, p50Ms, p99Ms
+        case drainElapsedMs, drainLeftMs, p50Ms, p99Ms, agentShare
         case rate1m = "rate_1m"
         case rate1mDecoded = "rate1M"
     }
@@ -404,7 +409,8 @@ public struct EndpointStatus: Codable, Sendable, Equatable {
             drainElapsedMs: try c.decodeIfPresent(Int64.self, forKey: .drainElapsedMs),
             drainLeftMs: try c.decodeIfPresent(Int64.self, forKey: .drainLeftMs),
             rate1m: try c.decodeIfPresent(Double.self, forKey: .rate1mDecoded) ?? c.decodeIfPresent(Double.self, forKey: .rate1m),
-            p50Ms: try c.decodeIfPresent(Double.self, forKey: .p50Ms), p99Ms: try c.decodeIfPresent(Double.self, forKey: .p99Ms))
+            p50Ms: try c.decodeIfPresent(Double.self, forKey: .p50Ms), p99Ms: try c.decodeIfPresent(Double.self, forKey: .p99Ms),
+            agentShare: try c.decodeIfPresent(Int.self, forKey: .agentShare))
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -425,6 +431,7 @@ public struct EndpointStatus: Codable, Sendable, Equatable {
         try c.encodeIfPresent(rate1m, forKey: .rate1m)
         try c.encodeIfPresent(p50Ms, forKey: .p50Ms)
         try c.encodeIfPresent(p99Ms, forKey: .p99Ms)
+        try c.encodeIfPresent(agentShare, forKey: .agentShare)
     }
 }
 
