@@ -69,7 +69,7 @@ struct ConfigDecoder {
         if let timeouts = try root.object("timeouts", keys: Self.timeoutKeys) { config.timeouts = try decodeTimeouts(timeouts) }
         if let limits = try root.object("limits", keys: Self.limitKeys) { config.limits = try decodeLimits(limits) }
         if let accessLog = try root.string("access_log") { config.accessLog = accessLog }
-        if let format = try root.choice("access_log_format", AccessLogFormat.self, what: "access log format") { config.accessLogFormat = format }
+        if let format = try root.choice("access_log_format", AccessLogFormat.self, what: "format for the access log") { config.accessLogFormat = format }
         if let workers = try root.int("workers") { config.workers = workers }
         if let cluster = try root.object("cluster", keys: Self.clusterKeys) { config.cluster = try decodeCluster(cluster) }
         return config
