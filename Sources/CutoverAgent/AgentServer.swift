@@ -1,7 +1,6 @@
 import CutoverControl
 import Dispatch
 import Glibc
-import Synchronization
 
 /// The agent's admin socket: the proxy's line protocol (one command per line, each answer ended by
 /// an empty line, mode 0600), so `cutover ctl --socket AGENT.sock` drives the agent too; and a
@@ -11,7 +10,7 @@ public final class AgentServer: @unchecked Sendable {
     private let socket: AdminSocketServer
     private let timer: DispatchSourceTimer
     private let service: AgentService
-    private let signals: [any DispatchSourceSignal]
+    private let signals: SignalRouter?
     /// The socket's path.
     public var path: String { socket.path }
 
@@ -23,30 +22,23 @@ public final class AgentServer: @unchecked Sendable {
     public init(path: String, service: AgentService, leaseCheck: Duration = .seconds(1),
                 onTermination log: (@Sendable (String) -> Void)? = nil) throws {
         self.service = service
-        let running = Mutex<AgentServer?>(nil)
-        signals = log.map { log in
-            Self.catchTermination { number in
-                log("\(number == SIGTERM ? "SIGTERM" : "SIGINT"): stopping (finishing the command in progress)")
-                // A signal in the moment between the socket's bind and the end of `init` waits for it.
-                var server = running.withLock { $0 }
-                for _ in 0..<200 where server == nil {
-                    usleep(5_000)
-                    server = running.withLock { $0 }
-                }
-                if let server {
-                    server.stop()
-                    log("stopped; removed \(server.path)")
-                }
-                exit(0)
-            }
-        } ?? []
+        // The router exists before the socket: a signal in between waits for the server to be whole.
+        let router = log.map { _ in SignalRouter(numbers: [SIGTERM, SIGINT]) }
         socket = AdminSocketServer(path: path) { line in service.handle(line) }
         try socket.start()
         timer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "cutover.agent.leases"))
         timer.schedule(deadline: .now() + leaseCheck.seconds, repeating: leaseCheck.seconds)
         timer.setEventHandler { _ = service.expireLeases() }
         timer.resume()
-        running.withLock { $0 = self }
+        signals = router
+        if let router, let log {
+            router.attach { [self] number in
+                log("\(number == SIGTERM ? "SIGTERM" : "SIGINT"): stopping (finishing the command in progress)")
+                stop()
+                log("stopped; removed \(path)")
+                exit(0)
+            }
+        }
     }
 
     /// Stops accepting (the socket file is removed) and the lease timer, then waits for the command
@@ -59,16 +51,5 @@ public final class AgentServer: @unchecked Sendable {
         service.finish()
         // The finished command's answer is still on its way to the client; let it arrive.
         _ = socket.waitForAnswersInProgress(timeout: .seconds(5))
-    }
-
-    private static func catchTermination(_ handler: @escaping @Sendable (Int32) -> Void) -> [any DispatchSourceSignal] {
-        let queue = DispatchQueue(label: "cutover.agent.signals")
-        return [SIGTERM, SIGINT].map { number in
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
-            source.setEventHandler { handler(number) }
-            source.activate()
-            return source
-        }
     }
 }

@@ -14,6 +14,10 @@ public enum ProxyServer {
     ///   the config was validated before this is called, so a broken one never takes traffic.
     public static func run(config: Config, configPath: String?, takeover: Bool = false, onStarted: @Sendable (ProxyRuntime) -> Void = { _ in }) throws -> Never {
         signal(SIGPIPE, SIG_IGN)
+        // Signal sources exist before any socket does: a SIGTERM that arrives while the proxy starts
+        // (a unit stopped at once, a test's cleanup) is kept and acted on once it serves, instead of
+        // killing a process that already listens with the default action.
+        let signals = SignalRouter(numbers: [SIGHUP, SIGTERM, SIGINT, SIGUSR2])
         // The same checks as `proxy --check`, before anything logs "listening on" (and, in a
         // takeover, before the running proxy is asked for anything).
         try StartChecks.verify(config, file: configPath ?? "(command line)")
@@ -87,7 +91,9 @@ public enum ProxyServer {
             predecessor?.abandon()
             throw error
         }
-        let signals = installSignals(runtime: runtime, admin: admin, handover: handover)
+        signals.attach(signalHandler(runtime: runtime, admin: admin, handover: handover)) { number in
+            Log.info("acting on signal \(number), received while starting")
+        }
         // Listeners, admin socket and signal handlers are in place: the proxy serves.
         if predecessor == nil { SystemdNotify.send("READY=1\nSTATUS=serving \(config.listeners.count) listeners") }
         onStarted(runtime)
@@ -117,32 +123,23 @@ public enum ProxyServer {
         Log.flush()
     }
 
-    private static func installSignals(runtime: ProxyRuntime, admin: AdminSocketServer?, handover: HandoverServer?) -> [DispatchSourceSignal] {
-        let queue = DispatchQueue(label: "cutover.signals")
-        var sources: [DispatchSourceSignal] = []
-        for number in [SIGHUP, SIGTERM, SIGINT, SIGUSR2] {
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
-            source.setEventHandler {
-                if number == SIGUSR2 {
-                    startSuccessor()
-                } else if number == SIGHUP {
-                    Log.info("SIGHUP: reloading \(runtime.configPath ?? "(no config file)")")
-                    let answer = runtime.execute(line: "reload")
-                    Log.info("reload: \(answer)")
-                } else {
-                    runtime.shutdown {
-                        admin?.stop()
-                        handover?.stop()
-                        flushLogs(runtime)
-                        exit(0)
-                    }
+    private static func signalHandler(runtime: ProxyRuntime, admin: AdminSocketServer?, handover: HandoverServer?) -> @Sendable (Int32) -> Void {
+        { number in
+            if number == SIGUSR2 {
+                startSuccessor()
+            } else if number == SIGHUP {
+                Log.info("SIGHUP: reloading \(runtime.configPath ?? "(no config file)")")
+                let answer = runtime.execute(line: "reload")
+                Log.info("reload: \(answer)")
+            } else {
+                runtime.shutdown {
+                    admin?.stop()
+                    handover?.stop()
+                    flushLogs(runtime)
+                    exit(0)
                 }
             }
-            source.activate()
-            sources.append(source)
         }
-        return sources
     }
 
     /// SIGUSR2: start the binary at this process's own path (replaced by a new version, typically)

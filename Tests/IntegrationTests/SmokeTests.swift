@@ -16,3 +16,27 @@ final class SmokeTests: XCTestCase {
         XCTAssertEqual(try curl(proxy.url()).body, "green\n")
     }
 }
+
+/// A SIGTERM that arrives while the proxy starts (a unit stopped at once, a script's cleanup) stops it
+/// cleanly once it serves: never the default action on a process that already listens, never lost.
+final class StartSignalTests: XCTestCase {
+    func testSIGTERMRightAfterListening_stopsCleanly() throws {
+        let dir = try TemporaryDirectory()
+        let blue = try Backend(name: "blue", directory: dir)
+        defer { blue.stop() }
+        for attempt in 0..<6 {
+            let socket = dir.path("admin-\(attempt).sock")
+            let child = try ChildProcess(
+                CutoverBinary.url, ["proxy", "--listen", "127.0.0.1:0", "--endpoint", "blue=\(blue.address)", "--admin-socket", socket],
+                directory: dir, label: "proxy-\(attempt)")
+            defer { child.stop() }
+            // The signal goes out the moment the first listener is logged, before the admin socket exists.
+            XCTAssertTrue(waitUntil(timeout: 15) { child.stderr.contains(" listening on ") || !child.isRunning }, child.stderr)
+            child.signal(SIGTERM)
+            let status = child.waitForExit(timeout: 15)
+            XCTAssertEqual(status, 0, "attempt \(attempt): exit \(status.map(String.init) ?? "none (signal lost)"): \(child.stderr)")
+            XCTAssertEqual(child.process.terminationReason, .exit, child.stderr)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: socket), "attempt \(attempt): the admin socket was left behind")
+        }
+    }
+}
