@@ -13,6 +13,8 @@ public struct Config: Sendable, Equatable {
     public var limits: Limits
     /// `"stderr"`, `"off"` or a file path for the per-request access log.
     public var accessLog: String
+    /// How access lines are written: words (`text`) or one JSON object each (`json`).
+    public var accessLogFormat: AccessLogFormat = .text
     /// Number of worker queues that own connections; 0 means one per CPU.
     public var workers: Int
     /// The fleet this proxy is one of (runtime state in etcd); `nil` keeps the state local.
@@ -234,6 +236,8 @@ public enum ProbeType: String, Sendable, Equatable, CaseIterable {
     case http
     case tcp
     case command
+    /// Reads one line from an agent on the backend (`AgentReply`): health, drain, weight.
+    case agent
 }
 
 /// An active health probe; defaults follow common traffic managers (2 s / 1 s / rise 2 / fall 3).

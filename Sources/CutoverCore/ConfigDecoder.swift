@@ -11,7 +11,7 @@ struct ConfigDecoder {
 
     // The accepted keys of each object, in the order they are documented; unknown-key errors
     // list them in this order so the message reads like the reference.
-    static let rootKeys = ["listeners", "profiles", "admin", "state_file", "databases", "timeouts", "limits", "access_log", "workers", "cluster", "trusted_proxies"]
+    static let rootKeys = ["listeners", "profiles", "admin", "state_file", "databases", "timeouts", "limits", "access_log", "access_log_format", "workers", "cluster", "trusted_proxies"]
     static let listenerKeys = ["name", "address", "mode", "profile", "routes", "tls", "redirect_https", "proxy_protocol", "trusted_proxies"]
     static let routeKeys = ["host", "path_prefix", "strip_prefix", "profile"]
     static let listenerTLSKeys = ["certificates", "min_version"]
@@ -70,6 +70,7 @@ struct ConfigDecoder {
         if let timeouts = try root.object("timeouts", keys: Self.timeoutKeys) { config.timeouts = try decodeTimeouts(timeouts) }
         if let limits = try root.object("limits", keys: Self.limitKeys) { config.limits = try decodeLimits(limits) }
         if let accessLog = try root.string("access_log") { config.accessLog = accessLog }
+        if let format = try root.choice("access_log_format", AccessLogFormat.self, what: "format for the access log") { config.accessLogFormat = format }
         if let workers = try root.int("workers") { config.workers = workers }
         if let cluster = try root.object("cluster", keys: Self.clusterKeys) { config.cluster = try decodeCluster(cluster) }
         if let trusted = try cidrList(root, "trusted_proxies") { config.trustedProxies = TrustedProxies(trusted) }

@@ -272,6 +272,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         let exchange = Exchange(head: head, framing: framing, started: monotonicMilliseconds())
         // Behind a trusted proxy the request speaks for the client its X-Forwarded-For names.
         if origin.trusted { exchange.forwardedClient = trustedProxies.client(forwardedFor: head.headers) }
+        exchange.requestID = worker.requestIDs.id(for: head.headers)
         exchange.clientKeepAlive = head.keepAlive && !runtime.shuttingDown.load(ordering: .relaxed)
         self.exchange = exchange
         route(exchange)
@@ -420,9 +421,9 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         if let stripped = exchange.upstreamTarget {
             var head = exchange.head
             head.target = stripped
-            HTTPForwarding.writeUpstreamRequest(head, origin: origin, upgrading: exchange.upgrading, into: &worker.headBuffer)
+            HTTPForwarding.writeUpstreamRequest(head, origin: origin, upgrading: exchange.upgrading, requestID: exchange.requestID, into: &worker.headBuffer)
         } else {
-            HTTPForwarding.writeUpstreamRequest(exchange.head, origin: origin, upgrading: exchange.upgrading, into: &worker.headBuffer)
+            HTTPForwarding.writeUpstreamRequest(exchange.head, origin: origin, upgrading: exchange.upgrading, requestID: exchange.requestID, into: &worker.headBuffer)
         }
         exchange.requestBodyDone = exchange.framing == .none
         exchange.requestBodyScanner = exchange.framing == .chunked ? ChunkedBodyScanner() : nil
@@ -961,17 +962,18 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         logAccess(
             method: exchange.head.method, target: exchange.head.target, status: exchange.status,
             endpoint: endpoint ?? exchange.endpointName ?? exchange.target?.name ?? "-", bytes: exchange.bytesToClient,
-            started: exchange.started, note: note, profile: exchange.profile, client: exchange.forwardedClient?.text)
+            started: exchange.started, note: note, profile: exchange.profile, requestID: exchange.requestID?.value, client: exchange.forwardedClient?.text)
     }
 
     private func logAccess(
-        method: String, target: String, status: Int, endpoint: String, bytes: Int, started: UInt64, note: String?, profile: String = "-", client: String? = nil
+        method: String, target: String, status: Int, endpoint: String, bytes: Int, started: UInt64, note: String?, profile: String = "-",
+        requestID: String? = nil, client: String? = nil
     ) {
         guard let log = worker.accessLog else { return }
         let elapsed = started == 0 ? 0 : monotonicMilliseconds() &- started
-        var line = "\(Timestamp.now()) \(client ?? clientText) \"\(method) \(target)\" \(status) \(profile)/\(endpoint) \(bytes)B \(elapsed)ms"
-        if let note { line += " \"\(note)\"" }
-        log.append(worker: worker.index, line)
+        log.append(worker: worker.index, AccessRecord(
+            time: Timestamp.now(), client: client ?? clientText, method: method, target: target, status: status, bytes: bytes, durationMs: elapsed,
+            profile: profile, endpoint: endpoint, requestId: requestID, note: note))
     }
 }
 
@@ -1011,6 +1013,8 @@ private final class Exchange {
     var bytesToClient = 0
     /// The client a trusted proxy's `X-Forwarded-For` names (`trusted_proxies`); `nil` means the peer.
     var forwardedClient: (bytes: [UInt8], text: String)?
+    /// Forwarded as `X-Request-Id` and logged.
+    var requestID: RequestID?
 
     init(head: HTTPRequestHead, framing: BodyFraming, started: UInt64) {
         self.head = head

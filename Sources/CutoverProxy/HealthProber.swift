@@ -34,7 +34,7 @@ final class HealthProber: @unchecked Sendable {  // `loops` and `report` are tou
     }
 
     /// Receives one probe result, on `queue`.
-    typealias Report = (Plan, ProbeOutcome) -> Void
+    typealias Report = (Plan, Probe.Result) -> Void
 
     /// The probing of one endpoint: its plan, its record, and whether it was stopped.
     private final class Loop: @unchecked Sendable {  // mutable fields touched only on the control queue
@@ -108,16 +108,16 @@ final class HealthProber: @unchecked Sendable {  // `loops` and `report` are tou
         let plan = loop.plan
         let queue = self.queue
         Thread.detachNewThread { [weak self] in
-            let outcome = Probe.run(plan)
-            queue.async { [weak self] in self?.finished(loop, outcome: outcome, started: started) }
+            let result = Probe.run(plan)
+            queue.async { [weak self] in self?.finished(loop, result: result, started: started) }
         }
     }
 
-    private func finished(_ loop: Loop, outcome: ProbeOutcome, started: UInt64) {
+    private func finished(_ loop: Loop, result: Probe.Result, started: UInt64) {
         guard !loop.stopped else { return }
         let elapsed = Duration.milliseconds(Int64(monotonicMilliseconds() - started))
-        loop.record.add(outcome, duration: elapsed)
-        report?(loop.plan, outcome)
+        loop.record.add(result.outcome, duration: elapsed)
+        report?(loop.plan, result)
         // Runs start one jittered interval apart, however long each took (timeout ≤ interval).
         let interval = Self.scaled(loop.plan.probe.interval, by: 1 + Double.random(in: -Self.jitter...Self.jitter))
         schedule(loop, after: max(.zero, interval - elapsed))

@@ -40,8 +40,9 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     var guards: [String: GuardWindow] = [:]
     var guardTimers: [String: DispatchSourceTimer] = [:]
     var guardBaselines: [String: GuardSample] = [:]
-    /// A minute of counter samples per `profile/name`, for `max_p99_ratio`.
-    var latencySamples: [String: [(MonotonicInstant, GuardSample)]] = [:]
+    /// A minute of counter samples per `profile/name`: recent rates and latency for `show endpoints`,
+    /// `/status` and `max_p99_ratio`.
+    var latencySamples: [String: CounterRing] = [:]
     var latencySampler: DispatchSourceTimer?
     /// Active health probes; scheduled and counted on `controlQueue` (see `startProbes`).
     lazy var prober = HealthProber(queue: controlQueue)
@@ -68,7 +69,7 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         var config = fileConfig
         self.configPath = configPath
         let workerCount = config.workers > 0 ? config.workers : max(1, ProcessInfo.processInfo.activeProcessorCount)
-        let accessLog = config.accessLog == "off" ? nil : try AccessLog(destination: config.accessLog, workers: workerCount)
+        let accessLog = config.accessLog == "off" ? nil : try AccessLog(destination: config.accessLog, format: config.accessLogFormat, workers: workerCount)
         self.accessLog = accessLog
         self.workers = (0..<workerCount).map {
             Worker(index: $0, accessLog: accessLog, settings: ConnectionSettings(config))

@@ -18,21 +18,25 @@ public enum HTTPForwarding {
     ///   - proto: the scheme the client used, `http`.
     ///   - trusted: the connection's peer is one of the listener's `trusted_proxies`.
     public static func upstreamRequest(
-        _ head: HTTPRequestHead, clientAddress: String, proto: String, trusted: Bool = false, upgrading: Bool
+        _ head: HTTPRequestHead, clientAddress: String, proto: String, trusted: Bool = false, upgrading: Bool, requestID: RequestID? = nil
     ) -> HTTPRequestHead {
         var result = head
         result.version = upstreamVersion(of: head)
-        result.headers.apply(requestEdits(head, origin: Origin(address: clientAddress, proto: proto, trusted: trusted), upgrading: upgrading),
+        result.headers.apply(requestEdits(head, origin: Origin(address: clientAddress, proto: proto, trusted: trusted), upgrading: upgrading, requestID: requestID),
                              filter: HopByHopFilter(head.headers, keepUpgrade: upgrading))
         return result
     }
 
     /// Writes `upstreamRequest(head, …)` straight into `buffer`, without building the new head: the
     /// same edits, applied while serialising (the hot path: no copy of the field list per request).
-    public static func writeUpstreamRequest(_ head: HTTPRequestHead, origin: Origin, upgrading: Bool, into buffer: inout [UInt8]) {
+    /// A `requestID` the proxy made replaces any `X-Request-Id` the client sent; the client's own
+    /// passes unchanged.
+    public static func writeUpstreamRequest(
+        _ head: HTTPRequestHead, origin: Origin, upgrading: Bool, requestID: RequestID? = nil, into buffer: inout [UInt8]
+    ) {
         head.writeRequestLine(version: upstreamVersion(of: head), into: &buffer)
         head.headers.write(
-            applying: requestEdits(head, origin: origin, upgrading: upgrading),
+            applying: requestEdits(head, origin: origin, upgrading: upgrading, requestID: requestID),
             filter: HopByHopFilter(head.headers, keepUpgrade: upgrading), into: &buffer)
     }
 
@@ -99,7 +103,7 @@ public enum HTTPForwarding {
 
     /// What a proxy changes in a request's fields, in order (the one definition both the head-building
     /// and the writing forms follow).
-    static func requestEdits(_ head: HTTPRequestHead, origin: Origin, upgrading: Bool) -> [FieldEdit] {
+    static func requestEdits(_ head: HTTPRequestHead, origin: Origin, upgrading: Bool, requestID: RequestID? = nil) -> [FieldEdit] {
         // From anyone but a trusted proxy, forwarding fields are claims the client made about
         // itself: replaced, so the backend (and its rate limits, its audit log) sees the real peer.
         var edits: [FieldEdit] = origin.trusted
@@ -111,6 +115,7 @@ public enum HTTPForwarding {
                .replace(name: "Forwarded", value: origin.forwardedElement)]
         edits.append(.appendElement(name: "Via", element: viaElement(head.version)))
         if upgrading { edits.append(.add(name: "Connection", value: "upgrade")) }
+        if let requestID, requestID.generated { edits.append(.replace(name: RequestID.headerName, value: requestID.value)) }
         if let length = normalisedContentLength(head.headers) { edits.append(.replace(name: "Content-Length", value: length)) }
         return edits
     }
