@@ -327,6 +327,9 @@ public struct AdminError: Error, Sendable, Equatable, CustomStringConvertible {
         case storeUnavailable = "store-unavailable"
         /// A fleet switch was written, but some live nodes had not applied it in time (named).
         case notApplied = "not-applied"
+        /// A command a fleet proxy does not run, because it would change this proxy alone (`add
+        /// endpoint`, `remove endpoint`, `deploy`: each proxy has its endpoints from its own config).
+        case fleetUnsupported = "fleet-unsupported"
         case internalError = "internal"
     }
 

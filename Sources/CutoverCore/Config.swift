@@ -13,10 +13,14 @@ public struct Config: Sendable, Equatable {
     public var limits: Limits
     /// `"stderr"`, `"off"` or a file path for the per-request access log.
     public var accessLog: String
+    /// How access lines are written: words (`text`) or one JSON object each (`json`).
+    public var accessLogFormat: AccessLogFormat = .text
     /// Number of worker queues that own connections; 0 means one per CPU.
     public var workers: Int
     /// The fleet this proxy is one of (runtime state in etcd); `nil` keeps the state local.
     public var cluster: ClusterConfig?
+    /// `trusted_proxies`: peers whose `X-Forwarded-For` is believed, for listeners without their own list.
+    public var trustedProxies = TrustedProxies()
 
     public init(
         listeners: [ListenerConfig], profiles: [ProfileConfig], admin: AdminConfig = AdminConfig(),
@@ -37,6 +41,11 @@ public struct Config: Sendable, Equatable {
     /// The profile with this name, if configured.
     public func profile(named name: String) -> ProfileConfig? {
         profiles.first { $0.name == name }
+    }
+
+    /// The proxies `listener` believes: its own `trusted_proxies`, else the top-level list.
+    public func trustedProxies(for listener: ListenerConfig) -> TrustedProxies {
+        listener.trustedProxies ?? trustedProxies
     }
 }
 
@@ -113,6 +122,11 @@ public struct ListenerConfig: Sendable, Equatable {
     /// On a plain HTTP listener: answer every request with `308` to the same host and path on
     /// HTTPS at this port (443 leaves the port out of the URL).
     public var redirectHTTPSPort: UInt16?
+    /// `proxy_protocol`: every connection starts with a PROXY v1 or v2 header naming the client (the
+    /// balancer in front speaks it); a connection without one is closed.
+    public var proxyProtocol = false
+    /// `trusted_proxies` of this listener; `nil` uses the top-level list (`Config.trustedProxies(for:)`).
+    public var trustedProxies: TrustedProxies?
 
     public init(
         name: String, address: HostPort, mode: ListenerMode, profile: String?, routes: [RouteConfig] = [],
@@ -203,6 +217,8 @@ public struct EndpointConfig: Sendable, Equatable {
     public var probe: ProbeConfig?
     /// Reach the endpoint (and probe it) over TLS; `nil` for plain TCP.
     public var tls: UpstreamTLSConfig?
+    /// `send_proxy` for this endpoint, overriding the profile's.
+    public var sendProxy: ProxyProtocol.Version?
 
     public init(name: String, address: HostPort, priority: Int = 1, weight: Int = 1, state: AdminState = .online, probe: ProbeConfig? = nil, tls: UpstreamTLSConfig? = nil) {
         self.name = name
@@ -220,6 +236,8 @@ public enum ProbeType: String, Sendable, Equatable, CaseIterable {
     case http
     case tcp
     case command
+    /// Reads one line from an agent on the backend (`AgentReply`): health, drain, weight.
+    case agent
 }
 
 /// An active health probe; defaults follow common traffic managers (2 s / 1 s / rise 2 / fall 3).
@@ -367,6 +385,9 @@ public struct ProfileConfig: Sendable, Equatable {
     public var gate: GateConfig
     /// Thresholds a guarded switch (`switch … --guard DURATION`) judges the new endpoint by.
     public var guardThresholds: GuardConfig
+    /// `send_proxy`: new connections to this profile's endpoints start with a PROXY header naming
+    /// the client; an endpoint's own `send_proxy` wins.
+    public var sendProxy: ProxyProtocol.Version?
 
     public init(
         name: String, routing: RoutingMethod = .priority, endpoints: [EndpointConfig], probe: ProbeConfig? = nil,
@@ -393,6 +414,11 @@ public struct ProfileConfig: Sendable, Equatable {
     /// The endpoint with this name, if configured.
     public func endpoint(named name: String) -> EndpointConfig? {
         endpoints.first { $0.name == name }
+    }
+
+    /// The PROXY header version `endpoint` is sent, if any (its own `send_proxy`, else the profile's).
+    public func sendProxy(to endpoint: EndpointConfig) -> ProxyProtocol.Version? {
+        endpoint.sendProxy ?? sendProxy
     }
 }
 

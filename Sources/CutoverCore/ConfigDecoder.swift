@@ -11,17 +11,17 @@ struct ConfigDecoder {
 
     // The accepted keys of each object, in the order they are documented; unknown-key errors
     // list them in this order so the message reads like the reference.
-    static let rootKeys = ["listeners", "profiles", "admin", "state_file", "databases", "timeouts", "limits", "access_log", "workers", "cluster"]
-    static let listenerKeys = ["name", "address", "mode", "profile", "routes", "tls", "redirect_https"]
+    static let rootKeys = ["listeners", "profiles", "admin", "state_file", "databases", "timeouts", "limits", "access_log", "access_log_format", "workers", "cluster", "trusted_proxies"]
+    static let listenerKeys = ["name", "address", "mode", "profile", "routes", "tls", "redirect_https", "proxy_protocol", "trusted_proxies"]
     static let routeKeys = ["host", "path_prefix", "strip_prefix", "profile"]
     static let listenerTLSKeys = ["certificates", "min_version"]
     static let certificateKeys = ["cert", "key"]
     static let upstreamTLSKeys = ["verify", "ca", "server_name"]
     static let profileKeys = [
         "name", "routing", "endpoints", "probe", "passive", "drain_timeout", "hold_timeout", "max_held",
-        "hold_when_unavailable", "fail_open", "unknown_is_up", "maintenance", "guard",
+        "hold_when_unavailable", "fail_open", "unknown_is_up", "maintenance", "guard", "send_proxy",
     ]
-    static let endpointKeys = ["name", "address", "priority", "weight", "state", "probe", "tls"]
+    static let endpointKeys = ["name", "address", "priority", "weight", "state", "probe", "tls", "send_proxy"]
     static let probeKeys = [
         "type", "method", "path", "host", "headers", "expect_status", "body_contains", "port", "command",
         "interval", "timeout", "rise", "fall",
@@ -33,7 +33,8 @@ struct ConfigDecoder {
     static let headerKeys = ["name", "value"]
     static let adminKeys = ["socket", "socket_mode", "socket_group", "http", "token", "max_sessions", "read_timeout"]
     static let databaseKeys = ["name", "driver", "dsn"]
-    static let clusterKeys = ["etcd", "prefix", "node"]
+    static let clusterKeys = ["etcd", "prefix", "node", "tls", "username", "password"]
+    static let clusterTLSKeys = ["ca", "cert", "key", "server_name"]
     static let timeoutKeys = ["connect", "header_read", "idle", "upstream_response", "write", "shutdown", "tls_handshake", "client_body"]
     static let limitKeys = [
         "max_connections", "max_header_bytes", "max_header_count", "max_request_line_bytes", "max_body_bytes",
@@ -69,12 +70,15 @@ struct ConfigDecoder {
         if let timeouts = try root.object("timeouts", keys: Self.timeoutKeys) { config.timeouts = try decodeTimeouts(timeouts) }
         if let limits = try root.object("limits", keys: Self.limitKeys) { config.limits = try decodeLimits(limits) }
         if let accessLog = try root.string("access_log") { config.accessLog = accessLog }
+        if let format = try root.choice("access_log_format", AccessLogFormat.self, what: "format for the access log") { config.accessLogFormat = format }
         if let workers = try root.int("workers") { config.workers = workers }
         if let cluster = try root.object("cluster", keys: Self.clusterKeys) { config.cluster = try decodeCluster(cluster) }
+        if let trusted = try cidrList(root, "trusted_proxies") { config.trustedProxies = TrustedProxies(trusted) }
         return config
     }
 
-    /// `{ etcd: ["http://HOST:PORT", …], prefix, node }`; names and the prefix's form are checked by validation.
+    /// `{ etcd: ["http://HOST:PORT", …], prefix, node, tls?, username?, password? }`; names, the
+    /// prefix's form and the pairs (cert/key, username/password) are checked by validation.
     private func decodeCluster(_ object: ConfigObject) throws(ConfigError) -> ClusterConfig {
         var members: [EtcdMember] = []
         for (i, element) in try object.required("etcd", object.array).enumerated() {
@@ -83,11 +87,23 @@ struct ConfigDecoder {
                 throw ConfigError(file: file, key: key, reason: "expected a string, got \(element.kindDescription)")
             }
             guard let member = EtcdMember(url: text) else {
-                throw ConfigError(file: file, key: key, reason: "\"\(text)\" is not an etcd client URL (use http://HOST:PORT; https is not supported yet)")
+                throw ConfigError(file: file, key: key, reason: "\"\(text)\" is not an etcd client URL (use http://HOST:PORT or https://HOST:PORT)")
             }
             members.append(member)
         }
-        return ClusterConfig(etcd: members, prefix: try object.required("prefix", object.string), node: try object.required("node", object.string))
+        var cluster = ClusterConfig(etcd: members, prefix: try object.required("prefix", object.string), node: try object.required("node", object.string))
+        if let tls = try object.object("tls", keys: Self.clusterTLSKeys) {
+            cluster.tls = EtcdTLSConfig(ca: try tls.string("ca"), cert: try tls.string("cert"), key: try tls.string("key"), serverName: try tls.string("server_name"))
+        }
+        let username = try object.string("username")
+        let password = try object.string("password")
+        if username != nil || password != nil {
+            guard let username, let password else {
+                throw ConfigError(file: file, key: object.path(username == nil ? "username" : "password"), reason: "username and password go together (etcd v3 authentication)")
+            }
+            cluster.credentials = EtcdCredentials(username: username, password: password)
+        }
+        return cluster
     }
 
     /// `{ name, address, mode, profile, routes }`; profile references and route patterns are
@@ -109,6 +125,8 @@ struct ConfigDecoder {
             throw object.error("profile", "required key is missing (only a listener with routes may leave it out)")
         }
         var listener = ListenerConfig(name: name, address: address, mode: mode, profile: profile, routes: routes)
+        if let proxyProtocol = try object.bool("proxy_protocol") { listener.proxyProtocol = proxyProtocol }
+        listener.trustedProxies = try cidrList(object, "trusted_proxies").map { TrustedProxies($0) }
         if let tls = try object.object("tls", keys: Self.listenerTLSKeys) { listener.tls = try decodeListenerTLS(tls) }
         if let redirect = object.value("redirect_https") {
             switch redirect {
@@ -191,6 +209,7 @@ struct ConfigDecoder {
         if let maintenance = try object.object("maintenance", keys: Self.maintenanceKeys) {
             profile.gate = try decodeGate(maintenance)
         }
+        profile.sendProxy = try object.choice("send_proxy", ProxyProtocol.Version.self, what: "PROXY protocol version")
         return profile
     }
 
@@ -212,6 +231,7 @@ struct ConfigDecoder {
         }
         if let probe = try object.object("probe", keys: Self.probeKeys) { endpoint.probe = try decodeProbe(probe) }
         if let tls = try object.object("tls", keys: Self.upstreamTLSKeys) { endpoint.tls = try decodeUpstreamTLS(tls) }
+        endpoint.sendProxy = try object.choice("send_proxy", ProxyProtocol.Version.self, what: "PROXY protocol version")
         return endpoint
     }
 
@@ -292,24 +312,30 @@ struct ConfigDecoder {
         }
         if let retryAfter = try object.duration("retry_after") { gate.retryAfter = retryAfter }
         if let bypass = try object.object("bypass", keys: Self.bypassKeys) {
-            if let sources = try bypass.array("sources") {
-                for (i, element) in sources.enumerated() {
-                    let key = bypass.path("sources") + "[\(i)]"
-                    guard case .string(let text) = element else {
-                        throw ConfigError(file: file, key: key, reason: "expected a string, got \(element.kindDescription)")
-                    }
-                    guard let cidr = CIDR(text) else {
-                        throw ConfigError(file: file, key: key, reason: "\"\(text)\" is not an address or network (use 10.0.0.0/8 or ::1/128)")
-                    }
-                    gate.bypass.sources.append(cidr)
-                }
-            }
+            if let sources = try cidrList(bypass, "sources") { gate.bypass.sources = sources }
             if let header = try bypass.object("header", keys: Self.headerKeys) {
                 gate.bypass.header = HTTPHeaderField(
                     name: try header.required("name", header.string), value: try header.required("value", header.string))
             }
         }
         return gate
+    }
+
+    /// An array of addresses and networks (`["10.0.0.0/8", "::1"]`), each error naming its element.
+    private func cidrList(_ object: ConfigObject, _ key: String) throws(ConfigError) -> [CIDR]? {
+        guard let elements = try object.array(key) else { return nil }
+        var networks: [CIDR] = []
+        for (i, element) in elements.enumerated() {
+            let path = object.path(key) + "[\(i)]"
+            guard case .string(let text) = element else {
+                throw ConfigError(file: file, key: path, reason: "expected a string, got \(element.kindDescription)")
+            }
+            guard let cidr = CIDR(text) else {
+                throw ConfigError(file: file, key: path, reason: "\"\(text)\" is not an address or network (use 10.0.0.0/8 or ::1/128)")
+            }
+            networks.append(cidr)
+        }
+        return networks
     }
 
     /// The `admin` object; whether a non-loopback `http` has a token is checked by validation.

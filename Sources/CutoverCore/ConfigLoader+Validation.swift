@@ -59,6 +59,14 @@ private struct ConfigValidator {
             throw fail("cluster.prefix", "must not contain spaces or control characters")
         }
         try checkName(cluster.node, key: "cluster.node")
+        if let tls = cluster.tls {
+            guard cluster.etcd.contains(where: \.secure) else {
+                throw fail("cluster.tls", "is set, but no member in cluster.etcd is https://")
+            }
+            guard (tls.cert == nil) == (tls.key == nil) else {
+                throw fail(tls.cert == nil ? "cluster.tls.cert" : "cluster.tls.key", "a client certificate needs both cert and key")
+            }
+        }
     }
 
     /// Names, duplicate names and addresses (reported on the later one), and profile references.

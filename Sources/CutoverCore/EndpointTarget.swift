@@ -14,11 +14,14 @@ public final class EndpointTarget: Sendable {
     /// How the I/O layer speaks TLS to this endpoint (its client context), `nil` for plain TCP;
     /// opaque here, filled like `socketAddress`.
     public let upstreamTLS: (any AnyObject & Sendable)?
+    /// `send_proxy`: each new connection to the endpoint starts with a PROXY header of this version.
+    public let sendProxy: ProxyProtocol.Version?
 
     public init(
         profile: String, name: String, address: HostPort, socketAddress: [UInt8], counters: EndpointCounters = EndpointCounters(),
-        upstreamTLS: (any AnyObject & Sendable)? = nil
+        upstreamTLS: (any AnyObject & Sendable)? = nil, sendProxy: ProxyProtocol.Version? = nil
     ) {
+        self.sendProxy = sendProxy
         self.profile = profile
         self.name = name
         self.address = address

@@ -128,15 +128,22 @@ public enum EndpointSelection {
         }
         let online = profile.endpoints.indices.filter {
             let s = state(profile.endpoints[$0])
-            return s.admin == .online && s.weight > 0
+            return s.admin == .online && s.schedulingWeight > 0
         }
         var eligible = online.filter { healthy(state(profile.endpoints[$0])) }
         if eligible.isEmpty && profile.failOpen { eligible = online }
         guard let best = eligible.map({ state(profile.endpoints[$0]).priority }).min() else { return [] }
         return eligible
             .filter { state(profile.endpoints[$0]).priority == best }
-            .map { Choice(index: $0, weight: state(profile.endpoints[$0]).weight) }
+            .map { Choice(index: $0, weight: state(profile.endpoints[$0]).schedulingWeight) }
     }
+}
+
+extension EndpointRuntime {
+    /// The weight routing uses: in hundredths, so that an agent's `50%` of weight 1 is half of its
+    /// peers' share and not 0 (the schedule divides by the weights' greatest common divisor, so
+    /// the cycle is no longer for it).
+    public var schedulingWeight: Int { weight * (agentShare ?? 100) }
 }
 
 extension ProfileConfig {

@@ -98,8 +98,12 @@ public struct EndpointRuntime: Sendable, Equatable {
     public var health: Health
     public var priority: Int
     public var weight: Int
+    /// The share of `weight` the endpoint's agent probe last asked for, in percent (0 while it
+    /// drains); `nil` for the full weight. Like health, not saved: the agent says it again.
+    public var agentShare: Int?
 
-    public init(admin: AdminState, health: Health = .unknown, priority: Int, weight: Int) {
+    public init(admin: AdminState, health: Health = .unknown, priority: Int, weight: Int, agentShare: Int? = nil) {
+        self.agentShare = agentShare
         self.admin = admin
         self.health = health
         self.priority = priority

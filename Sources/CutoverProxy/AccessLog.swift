@@ -1,3 +1,4 @@
+import CutoverCore
 import Foundation
 import Glibc
 
@@ -10,14 +11,19 @@ final class AccessLog: @unchecked Sendable {  // buffer `i` is touched only on w
     private let writer: LogWriter
     private var buffers: [[UInt8]]
     private var lineCounts: [Int]
+    private let format: AccessLogFormat
+    /// One encoder per worker for `json` (an encoder is not `Sendable`; each stays on its worker's queue).
+    private let encoders: [JSONEncoder]
 
     /// Bytes a worker collects before handing them on without waiting for its sweep.
     static let handOverBytes = 32 * 1024
     /// Bytes that may wait for the writer thread, all workers together (~40,000 lines).
     static let writerCapacity = 4 << 20
 
-    /// Opens `destination` (`"stderr"` or a file path, appended to) for `workers` workers.
-    init(destination: String, workers: Int) throws {
+    /// Opens `destination` (`"stderr"` or a file path, appended to) for `workers` workers, writing `format`.
+    init(destination: String, format: AccessLogFormat = .text, workers: Int) throws {
+        self.format = format
+        encoders = format == .json ? (0..<workers).map { _ in JSONCoding.encoder } : []
         if destination == "stderr" {
             fd = STDERR_FILENO
             ownsDescriptor = false
@@ -43,11 +49,19 @@ final class AccessLog: @unchecked Sendable {  // buffer `i` is touched only on w
     /// Lines dropped because the writer could not keep up, since start.
     var droppedLines: Int { writer.droppedLines }
 
-    /// Appends one line for worker `worker`; handed on at the next sweep or when the buffer is large.
+    /// Appends `record`'s line for worker `worker`, in the log's format; handed on at the next sweep
+    /// or when the buffer is large.
     ///
     /// - Important: call on worker `worker`'s queue.
-    func append(worker: Int, _ line: String) {
-        buffers[worker].append(contentsOf: line.utf8)
+    func append(worker: Int, _ record: AccessRecord) {
+        switch format {
+        case .text:
+            buffers[worker].append(contentsOf: record.textLine.utf8)
+        case .json:
+            // Only non-finite doubles fail to encode, and a record has none.
+            guard let data = try? encoders[worker].encode(record) else { return }
+            buffers[worker].append(contentsOf: data)
+        }
         buffers[worker].append(UInt8(ascii: "\n"))
         lineCounts[worker] += 1
         if buffers[worker].count > AccessLog.handOverBytes { flush(worker: worker) }

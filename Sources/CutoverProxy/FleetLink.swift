@@ -22,12 +22,25 @@ final class FleetLink: Sendable {
         var lease: Int64?
         /// The nodes last read.
         var roster = FleetRoster(records: [:])
+        /// A change this proxy made by itself (its cause) that is not in etcd yet.
+        var ownChangePending: String?
+        /// When etcd last answered (monotonic milliseconds); `nil` before it ever did.
+        var lastContact: UInt64?
+    }
+
+    /// What `cutover_fleet_*` counts.
+    struct Counters {
+        /// Mutations refused because etcd did not answer.
+        var refused = 0
+        /// Mutations refused because another change was written first.
+        var conflicts = 0
     }
 
     let cluster: ClusterConfig
     let keys: FleetKeys
     let client: EtcdClient
     let book = Mutex(Book())
+    let counters = Mutex(Counters())
     let commits = NSLock()
     /// Where record puts wait their turn, in the order the control queue applied the revisions.
     let records = DispatchQueue(label: "cutover.fleet.records")
@@ -36,16 +49,20 @@ final class FleetLink: Sendable {
     /// How long a fleet `switch` waits for every live node to apply it.
     static let applyTimeout: Duration = .seconds(5)
 
-    init(cluster: ClusterConfig) {
+    /// - Important: reads `cluster.tls`'s files; call at start.
+    init(cluster: ClusterConfig) throws(TLSError) {
         self.cluster = cluster
         self.keys = cluster.keys
-        self.client = EtcdClient(members: cluster.etcd)
+        self.client = try EtcdClient(members: cluster.etcd, tls: cluster.tls, credentials: cluster.credentials)
     }
 
     /// Records the store's reachability; logs only the changes.
     func markStore(_ store: FleetStore) {
         let previous = book.withLock { book in
-            defer { book.store = store }
+            defer {
+                book.store = store
+                if store == .available { book.lastContact = monotonicMilliseconds() }
+            }
             return book.store
         }
         guard previous.name != store.name else { return }
@@ -80,25 +97,42 @@ final class FleetLink: Sendable {
         return .raced(kv.flatMap { try? StateDocument.decode($0.valueBytes) }, revision: kv?.revision ?? 0)
     }
 
-    /// Puts this node's record (under its lease, granting one when there is none).
+    /// Puts this node's record under its lease, granting one when there is none. A lease etcd no
+    /// longer knows (it expired while etcd was away, or was revoked) is granted anew and the put
+    /// retried once, rather than reading as an unreachable store.
     func putRecord(appliedRevision: Int64) throws(EtcdClient.Failure) {
-        let lease: Int64
-        if let held = book.withLock({ $0.lease }) {
-            lease = held
-        } else {
-            let granted = try client.call("/v3/lease/grant", EtcdLeaseGrantRequest(seconds: Self.leaseSeconds), as: EtcdLease.self)
-            guard let id = granted.id?.value, granted.isAlive else { throw EtcdClient.Failure(reason: "lease grant refused") }
-            lease = id
-            book.withLock { $0.lease = id }
-        }
         let record = FleetNodeRecord(node: cluster.node, appliedRevision: appliedRevision, version: CutoverVersion.string)
-        _ = try client.call("/v3/kv/put", EtcdPutRequest(key: keys.node(cluster.node), value: Array(JSONCoding.line(record).utf8), lease: lease), as: EtcdRangeResponse.self)
+        let value = Array(JSONCoding.line(record).utf8)
+        do {
+            try put(value, lease: try heldOrGrantedLease())
+        } catch where error.notFound {
+            book.withLock { $0.lease = nil }
+            try put(value, lease: try heldOrGrantedLease())
+        }
+    }
+
+    private func put(_ value: [UInt8], lease: Int64) throws(EtcdClient.Failure) {
+        _ = try client.call("/v3/kv/put", EtcdPutRequest(key: keys.node(cluster.node), value: value, lease: lease), as: EtcdRangeResponse.self)
+    }
+
+    private func heldOrGrantedLease() throws(EtcdClient.Failure) -> Int64 {
+        if let held = book.withLock({ $0.lease }) { return held }
+        let granted = try client.call("/v3/lease/grant", EtcdLeaseGrantRequest(seconds: Self.leaseSeconds), as: EtcdLease.self)
+        guard let id = granted.id?.value, granted.isAlive else { throw EtcdClient.Failure(reason: "lease grant refused") }
+        book.withLock { $0.lease = id }
+        return id
     }
 
     /// Renews the lease; false when it had expired (the record is gone and must be put again).
     func keepAlive() throws(EtcdClient.Failure) -> Bool {
         guard let lease = book.withLock({ $0.lease }) else { return false }
-        let answer = try client.call("/v3/lease/keepalive", EtcdLeaseKeepAliveRequest(lease: lease), as: EtcdStreamed<EtcdLease>.self)
+        let answer: EtcdStreamed<EtcdLease>
+        do {
+            answer = try client.call("/v3/lease/keepalive", EtcdLeaseKeepAliveRequest(lease: lease), as: EtcdStreamed<EtcdLease>.self)
+        } catch where error.notFound {
+            book.withLock { $0.lease = nil }
+            return false
+        }
         guard answer.result?.isAlive == true else {
             book.withLock { $0.lease = nil }
             return false

@@ -18,6 +18,11 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     private let clientText: String
     /// The client as forwarding headers name it, built once per connection.
     private let origin: HTTPForwarding.Origin
+    /// The client and the address it connected to (from a PROXY header, or the socket): what a
+    /// `send_proxy` endpoint is told.
+    private let addresses: ProxyProtocol.Addresses?
+    /// The listener's `trusted_proxies`, consulted per request only when the peer is one of them.
+    private let trustedProxies: TrustedProxies
     /// The HTTPS port every request is redirected to (`redirect_https` on a plain listener).
     private let redirectHTTPSPort: UInt16?
     private var machine: HTTPExchangeStateMachine
@@ -55,20 +60,28 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         var gate: GateConfig?
         var location: String?
         var status = 0
+        /// The client a trusted proxy's `X-Forwarded-For` names (`trusted_proxies`); `nil` means the peer.
+        var forwardedClient: (bytes: [UInt8], text: String)?
+        /// Forwarded as `X-Request-Id` and logged.
+        var requestID: RequestID?
         /// The next `.route` re-routes a released hold (the same request, not a new one).
         var rerouting = false
     }
 
-    init(fd: Int32, worker: Worker, runtime: ProxyRuntime, slot: Int, transport: ListenerTransport = .plain) {
+    /// - Parameter addresses: the client as a PROXY header named it, or the socket's own ends.
+    init(fd: Int32, worker: Worker, runtime: ProxyRuntime, slot: Int, transport: ListenerTransport = .plain, addresses: ProxyProtocol.Addresses? = nil) {
         self.client = SocketChannel(fd: fd, worker: worker, tls: transport.tls.map { .server($0) })
         self.redirectHTTPSPort = transport.redirectHTTPSPort
         self.worker = worker
         self.runtime = runtime
         self.slot = slot
-        let peer = Socket.peer(fd)
+        let peer = addresses.map { (bytes: $0.source.ip, text: $0.source.text) } ?? Socket.peer(fd)
         self.clientAddress = peer.bytes
         self.clientText = peer.text
-        self.origin = HTTPForwarding.Origin(address: peer.text, proto: transport.tls == nil ? "http" : "https")
+        self.addresses = addresses
+        self.trustedProxies = transport.trustedProxies
+        self.origin = HTTPForwarding.Origin(
+            address: peer.text, proto: transport.tls == nil ? "http" : "https", trusted: transport.trustedProxies.contains(peer.bytes))
         self.machine = HTTPExchangeStateMachine(configuration: Self.configuration(worker.settings))
     }
 
@@ -200,9 +213,9 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
                 if let stripped = current.upstreamTarget {
                     var forwarded = head
                     forwarded.target = stripped
-                    HTTPForwarding.writeUpstreamRequest(forwarded, origin: origin, upgrading: upgrading, into: &worker.headBuffer)
+                    HTTPForwarding.writeUpstreamRequest(forwarded, origin: origin, upgrading: upgrading, requestID: current.requestID, into: &worker.headBuffer)
                 } else {
-                    HTTPForwarding.writeUpstreamRequest(head, origin: origin, upgrading: upgrading, into: &worker.headBuffer)
+                    HTTPForwarding.writeUpstreamRequest(head, origin: origin, upgrading: upgrading, requestID: current.requestID, into: &worker.headBuffer)
                 }
                 if !upstream.write(worker.headBuffer) { upstreamFailed = true }
             case .writeUpstream(let bytes):
@@ -277,6 +290,9 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         if !current.rerouting {
             runtime.stats.requests.wrappingAdd(1, ordering: .relaxed)
             current = Routed(head: head, started: now)
+            // Behind a trusted proxy the request speaks for the client its X-Forwarded-For names.
+            if origin.trusted { current.forwardedClient = trustedProxies.client(forwardedFor: head.headers) }
+            current.requestID = worker.requestIDs.id(for: head.headers)
         }
         current.rerouting = false
         current.head = head
@@ -339,7 +355,8 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     }
 
     private func bypassesMaintenance(_ head: HTTPRequestHead, gate: GateConfig) -> Bool {
-        if gate.bypass.sources.contains(where: { $0.contains(clientAddress) }) { return true }
+        let source = current.forwardedClient?.bytes ?? clientAddress
+        if gate.bypass.sources.contains(where: { $0.contains(source) }) { return true }
         if let header = gate.bypass.header, head.headers.values(named: header.name).contains(header.value) { return true }
         return false
     }
@@ -375,7 +392,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     private func connectUpstream(fresh: Bool) {
         guard let target = current.target else { return }
         let now = monotonicMilliseconds()
-        if !fresh, let pooled = worker.pool.take(target) {
+        if !fresh, let pooled = worker.pool.take(target, for: ObjectIdentifier(self)) {
             upstream = pooled
             pooled.handler = self
             perform(machine.upstreamConnected(reused: true, now: now), input: nil)
@@ -383,7 +400,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         }
         do {
             upstreamBlockedTold = false
-            upstream = try UpstreamConnector.connect(to: target, worker: worker, handler: self)
+            upstream = try UpstreamConnector.connect(to: target, worker: worker, handler: self, addresses: addresses)
         } catch {
             perform(machine.upstreamConnectFailed(.upstreamUnreachable(reason: "cannot connect to \(target.qualifiedName): \(error)"), now: now), input: nil)
         }
@@ -417,7 +434,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         if reusable, !runtime.shuttingDown.load(ordering: .relaxed),
             runtime.store.load().routing.profile(at: current.profileIndex, named: current.profile)?.isCandidate(target) ?? false
         {
-            worker.pool.park(upstream, target: target)
+            worker.pool.park(upstream, target: target, for: ObjectIdentifier(self))
         } else {
             worker.pool.close(upstream, target: target)
         }
@@ -466,10 +483,20 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
             return
         case .aborted(let reason):
             report(status: current.status, fault: nil)
-            logAccess(note: "aborted: \(reason.note)", bytes: bytesToClient)
+            logAccess(note: "aborted: \(note(for: reason))", bytes: bytesToClient)
         }
         // The next head (or a refused one, logged as `-`) starts from nothing.
         current = Routed()
+    }
+
+    /// The access log's note for an abort, naming the endpoint when it was the upstream's doing.
+    private func note(for reason: HTTPExchangeAbort) -> String {
+        let endpoint = current.target?.qualifiedName ?? "?"
+        switch reason {
+        case .upstreamClosedMidResponse: return "\(endpoint) closed mid-response"
+        case .badChunkedResponse(let error): return "bad chunked response from \(endpoint): \(error.reason)"
+        case .clientReset, .clientClosedMidRequest, .transferStalled, .forced, .faultAfterResponseStarted: return reason.note
+        }
     }
 
     /// The endpoint's in-flight count and response record, its latency, and a connection failure
@@ -521,6 +548,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         self.upstream = nil
         current.target = nil
         worker.unregister(self)
+        worker.pool.closeIdle(pinnedTo: ObjectIdentifier(self))
         let tunnel = TCPTunnel(upgradedClient: client, upstream: upstream, target: target, worker: worker, runtime: runtime, slot: slot, clientText: clientText)
         tunnel.startUpgraded(pendingToUpstream: toUpstream, pendingToClient: toClient)
     }
@@ -532,6 +560,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         finished = true
         stopHolding()
         client.close()
+        worker.pool.closeIdle(pinnedTo: ObjectIdentifier(self))
         if let upstream {
             self.upstream = nil
             if let target = current.target { worker.pool.close(upstream, target: target) } else { upstream.close() }
@@ -550,15 +579,19 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     private func logAccess(note: String?, bytes: Int, endpoint: String? = nil) {
         logAccess(
             method: current.head?.method ?? "-", target: current.head?.target ?? "-", status: current.status,
-            endpoint: endpoint ?? current.target?.name ?? "-", bytes: bytes, started: current.started, note: note, profile: current.profile)
+            endpoint: endpoint ?? current.target?.name ?? "-", bytes: bytes, started: current.started, note: note, profile: current.profile,
+            requestID: current.requestID?.value, client: current.forwardedClient?.text)
     }
 
-    private func logAccess(method: String, target: String, status: Int, endpoint: String, bytes: Int, started: UInt64, note: String?, profile: String = "-") {
+    private func logAccess(
+        method: String, target: String, status: Int, endpoint: String, bytes: Int, started: UInt64, note: String?, profile: String = "-",
+        requestID: String? = nil, client: String? = nil
+    ) {
         guard let log = worker.accessLog else { return }
         let elapsed = started == 0 ? 0 : monotonicMilliseconds() &- started
-        var line = "\(Timestamp.now()) \(clientText) \"\(method) \(target)\" \(status) \(profile)/\(endpoint) \(bytes)B \(elapsed)ms"
-        if let note { line += " \"\(note)\"" }
-        log.append(worker: worker.index, line)
+        log.append(worker: worker.index, AccessRecord(
+            time: Timestamp.now(), client: client ?? clientText, method: method, target: target, status: status, bytes: bytes, durationMs: elapsed,
+            profile: profile, endpoint: endpoint, requestId: requestID, note: note))
     }
 
     // MARK: - Answers

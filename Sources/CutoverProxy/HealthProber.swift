@@ -20,18 +20,21 @@ final class HealthProber: @unchecked Sendable {  // `loops` and `report` are tou
         let socketAddress: [UInt8]
         /// The endpoint's TLS, when it is reached over TLS: the probe then shakes hands and asks inside.
         var tls: TLSClientContext? = nil
+        /// Sent first on each probe connection, before TLS: a LOCAL PROXY header to a `send_proxy`
+        /// endpoint probed on its traffic port (it expects one on every connection); empty otherwise.
+        var preamble: [UInt8] = []
 
         /// `profile/name`.
         var key: String { "\(profile)/\(endpoint)" }
 
         static func == (a: Plan, b: Plan) -> Bool {
             a.profile == b.profile && a.endpoint == b.endpoint && a.probe == b.probe && a.address == b.address
-                && a.socketAddress == b.socketAddress && a.tls === b.tls
+                && a.socketAddress == b.socketAddress && a.tls === b.tls && a.preamble == b.preamble
         }
     }
 
     /// Receives one probe result, on `queue`.
-    typealias Report = (Plan, ProbeOutcome) -> Void
+    typealias Report = (Plan, Probe.Result) -> Void
 
     /// The probing of one endpoint: its plan, its record, and whether it was stopped.
     private final class Loop: @unchecked Sendable {  // mutable fields touched only on the control queue
@@ -105,16 +108,16 @@ final class HealthProber: @unchecked Sendable {  // `loops` and `report` are tou
         let plan = loop.plan
         let queue = self.queue
         Thread.detachNewThread { [weak self] in
-            let outcome = Probe.run(plan)
-            queue.async { [weak self] in self?.finished(loop, outcome: outcome, started: started) }
+            let result = Probe.run(plan)
+            queue.async { [weak self] in self?.finished(loop, result: result, started: started) }
         }
     }
 
-    private func finished(_ loop: Loop, outcome: ProbeOutcome, started: UInt64) {
+    private func finished(_ loop: Loop, result: Probe.Result, started: UInt64) {
         guard !loop.stopped else { return }
         let elapsed = Duration.milliseconds(Int64(monotonicMilliseconds() - started))
-        loop.record.add(outcome, duration: elapsed)
-        report?(loop.plan, outcome)
+        loop.record.add(result.outcome, duration: elapsed)
+        report?(loop.plan, result)
         // Runs start one jittered interval apart, however long each took (timeout ≤ interval).
         let interval = Self.scaled(loop.plan.probe.interval, by: 1 + Double.random(in: -Self.jitter...Self.jitter))
         schedule(loop, after: max(.zero, interval - elapsed))

@@ -4,20 +4,33 @@ import Glibc
 import Synchronization
 
 /// How a listener's clients arrive, read once per accepted connection: the TLS certificates if it
-/// terminates TLS, and the HTTPS port a plain HTTP listener redirects to.
+/// terminates TLS, the HTTPS port a plain HTTP listener redirects to, whether a PROXY header comes
+/// first, and whose forwarding fields are believed.
 struct ListenerTransport: Sendable {
     let tls: TLSServerContext?
     let redirectHTTPSPort: UInt16?
+    /// `proxy_protocol`: a PROXY header precedes everything else (TLS included).
+    var proxyProtocol = false
+    /// `trusted_proxies` (the listener's, or the top-level list).
+    var trustedProxies = TrustedProxies()
 
     static let plain = ListenerTransport(tls: nil, redirectHTTPSPort: nil)
 
     /// Reads the listener's certificates (at start, at every reload, and for `--check`); a failure
     /// names `listeners[index].tls`, the file and the reason.
-    static func load(_ listener: ListenerConfig, index: Int, file: String, timeouts: Timeouts, stats: TLSStats) throws(ConfigError) -> ListenerTransport {
-        guard let tls = listener.tls else { return ListenerTransport(tls: nil, redirectHTTPSPort: listener.redirectHTTPSPort) }
+    static func load(
+        _ listener: ListenerConfig, index: Int, file: String, timeouts: Timeouts, stats: TLSStats, trustedProxies: TrustedProxies = TrustedProxies()
+    ) throws(ConfigError) -> ListenerTransport {
+        var transport = ListenerTransport(tls: nil, redirectHTTPSPort: listener.redirectHTTPSPort)
+        transport.proxyProtocol = listener.proxyProtocol
+        transport.trustedProxies = trustedProxies
+        guard let tls = listener.tls else { return transport }
         do {
             let context = try TLSServerContext(config: tls, mode: listener.mode, handshakeTimeout: timeouts.tlsHandshake, stats: stats)
-            return ListenerTransport(tls: context, redirectHTTPSPort: nil)
+            var secured = ListenerTransport(tls: context, redirectHTTPSPort: nil)
+            secured.proxyProtocol = transport.proxyProtocol
+            secured.trustedProxies = trustedProxies
+            return secured
         } catch {
             throw ConfigError(file: file, key: "listeners[\(index)].tls", reason: "\(error)")
         }

@@ -2,18 +2,26 @@ import CutoverCore
 import Foundation
 import Glibc
 
-/// One run of an active health probe: connect (and ask, for `http`) or run a command, within the
-/// probe's timeout, and say what happened in operator words.
+/// One run of an active health probe: connect (and ask, for `http`; and listen, for `agent`) or run
+/// a command, within the probe's timeout, and say what happened in operator words.
 ///
 /// - Important: blocks for up to the probe's timeout; call only on a probe thread, never on the
 ///   control queue or a worker.
 enum Probe {
+    /// What one run found: the result the health counters see and, from an agent that answered
+    /// sanely, its whole reply (drain and weight are not health).
+    struct Result: Sendable {
+        let outcome: ProbeOutcome
+        var agent: AgentReply? = nil
+    }
+
     /// Runs `plan`'s probe once.
-    static func run(_ plan: HealthProber.Plan) -> ProbeOutcome {
+    static func run(_ plan: HealthProber.Plan) -> Result {
         let deadline = monotonicMilliseconds() + UInt64(max(1, plan.probe.timeout.milliseconds))
         switch plan.probe.type {
-        case .tcp, .http: return runSocket(plan, deadline: deadline)
-        case .command: return runCommand(plan, deadline: deadline)
+        case .tcp, .http: return Result(outcome: runSocket(plan, deadline: deadline))
+        case .command: return Result(outcome: runCommand(plan, deadline: deadline))
+        case .agent: return runAgent(plan, deadline: deadline)
         }
     }
 
@@ -22,17 +30,16 @@ enum Probe {
     private static func runSocket(_ plan: HealthProber.Plan, deadline: UInt64) -> ProbeOutcome {
         let probe = plan.probe
         let fd: Int32
-        do {
-            fd = try Socket.startConnect(to: plan.socketAddress)
-        } catch let failure as Socket.Failure {
-            return .connectFailed(connectWords(failure.code))
-        } catch {
-            return .connectFailed("failed: \(error)")
+        switch connect(plan, deadline: deadline) {
+        case .success(let connected): fd = connected
+        case .failure(let failed): return failed.outcome
         }
         defer { close(fd) }
-        guard wait(fd, for: Int16(POLLOUT), until: deadline) else { return .timedOut(after: probe.timeout, "connecting") }
-        let connectError = Socket.pendingError(fd)
-        guard connectError == 0 else { return .connectFailed(connectWords(connectError)) }
+        if !plan.preamble.isEmpty {
+            // A few bytes on a fresh connection: the kernel takes them whole or the peer is gone.
+            let sent = plan.preamble.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard sent == plan.preamble.count else { return .connectFailed("sending the PROXY header: \(connectWords(errno))") }
+        }
         var stream = ProbeStream(fd: fd)
         defer { stream.close() }
         if let tls = plan.tls {
@@ -75,6 +82,67 @@ enum Probe {
             } else if count == -2 {
                 return HTTPProbe.evaluate(received, probe: probe, closed: true, reset: true) ?? .closedEarly(path: probe.path, reset: true)
             }
+        }
+    }
+
+    /// A failed connect, as the probe result it is.
+    private struct ConnectFailure: Error {
+        let outcome: ProbeOutcome
+    }
+
+    /// Connects to `plan`'s address by the deadline; the descriptor is the caller's to close.
+    private static func connect(_ plan: HealthProber.Plan, deadline: UInt64) -> Swift.Result<Int32, ConnectFailure> {
+        let fd: Int32
+        do {
+            fd = try Socket.startConnect(to: plan.socketAddress)
+        } catch let failure as Socket.Failure {
+            return .failure(ConnectFailure(outcome: .connectFailed(connectWords(failure.code))))
+        } catch {
+            return .failure(ConnectFailure(outcome: .connectFailed("failed: \(error)")))
+        }
+        guard wait(fd, for: Int16(POLLOUT), until: deadline) else {
+            close(fd)
+            return .failure(ConnectFailure(outcome: .timedOut(after: plan.probe.timeout, "connecting")))
+        }
+        let connectError = Socket.pendingError(fd)
+        guard connectError == 0 else {
+            close(fd)
+            return .failure(ConnectFailure(outcome: .connectFailed(connectWords(connectError))))
+        }
+        return .success(fd)
+    }
+
+    // MARK: - agent
+
+    /// Connects to the agent's port and reads its one line (to a line end, or to the close), then
+    /// parses it (`AgentReply`). Plain TCP even when the endpoint speaks TLS: the agent is a
+    /// separate listener of the backend's, as HAProxy's `agent-port`.
+    private static func runAgent(_ plan: HealthProber.Plan, deadline: UInt64) -> Result {
+        let fd: Int32
+        switch connect(plan, deadline: deadline) {
+        case .success(let connected): fd = connected
+        case .failure(let failed): return Result(outcome: failed.outcome)
+        }
+        defer { close(fd) }
+        var received: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: AgentReply.maxBytes)
+        while !received.contains(UInt8(ascii: "\n")) && received.count < AgentReply.maxBytes {
+            guard wait(fd, for: Int16(POLLIN), until: deadline) else {
+                return Result(outcome: .timedOut(after: plan.probe.timeout, "waiting for the agent's line"))
+            }
+            let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, AgentReply.maxBytes - received.count, Int32(MSG_DONTWAIT)) }
+            if count > 0 {
+                received.append(contentsOf: buffer[0..<count])
+            } else if count == 0 {
+                break  // the agent said its line and closed, without a line end
+            } else if errno != EAGAIN && errno != EINTR {
+                return Result(outcome: .connectFailed(connectWords(errno)))
+            }
+        }
+        let line = String(decoding: received.prefix { $0 != UInt8(ascii: "\n") }, as: UTF8.self)
+        switch AgentReply.parse(line) {
+        case .success(let reply): return Result(outcome: reply.outcome, agent: reply)
+        case .failure(let error): return Result(outcome: error.outcome)
         }
     }
 

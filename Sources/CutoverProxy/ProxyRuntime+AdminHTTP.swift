@@ -113,6 +113,8 @@ extension ProxyRuntime {
         for (reason, counter) in zip(ProxyAnswerReason.allCases, self.stats.proxyAnswersByReason) {
             m.sample("cutover_proxy_answers_total", [("reason", reason.rawValue)], counter.value.load(ordering: .relaxed))
         }
+        m.family("cutover_proxy_protocol_errors_total", .counter, help: "Connections to a proxy_protocol listener closed for a missing, malformed or late PROXY header.")
+        m.sample("cutover_proxy_protocol_errors_total", [], self.stats.proxyProtocolErrors.load(ordering: .relaxed))
         m.family("cutover_drains_in_progress", .gauge, help: "Endpoints draining now.")
         m.sample("cutover_drains_in_progress", [], draining)
         writeTLSMetrics(&m)
@@ -125,6 +127,7 @@ extension ProxyRuntime {
         writeEndpointMetrics(&m, endpoints)
         writeProbeMetrics(&m, probes)
         writeGuardMetrics(&m, guardWindows)
+        writeFleetMetrics(&m)
         return m.text
     }
 

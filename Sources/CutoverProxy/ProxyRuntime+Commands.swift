@@ -45,34 +45,8 @@ extension ProxyRuntime {
             // The admin socket streams it before it gets here (`stream(line:)`).
             throw AdminError(.conflict, "show events --follow streams on the admin socket only (or GET /events on the admin HTTP listener)")
         case .switchTo(let profile, let endpoint, let force, let wait, let guardWindow, let waitGuard):
-            let (draining, opened) = try onControlQueue { () throws(AdminError) in
-                let draining = try switchTo(profile: profile, endpoint: endpoint, force: force, guardWindow: guardWindow)
-                return (draining, guards[profile]?.watch?.started)
-            }
-            var switched = SwitchAnswer(profile: profile, endpoint: endpoint, draining: draining.map(\.name))
-            var notes: [String] = []
-            if let opened, waitGuard || wait {
-                // The old endpoints stand by until the window ends: a wait for their drains is a wait for it.
-                let verdict = waitForGuard(profile: profile, opened: opened)
-                switched.guardWindow = controlQueue.sync { guardStatus(profile) }
-                switch verdict {
-                case .breach?:
-                    throw AdminError(.guardBreach, "switched \(profile) to \(endpoint), then \(verdict!.description)")
-                case .superseded?:
-                    throw AdminError(.guardEnded, "switched \(profile) to \(endpoint), then the \(verdict!.description)")
-                case .clean?, nil:
-                    notes.append(verdict?.description ?? "guard window replaced")
-                }
-            } else if opened != nil {
-                switched.guardWindow = controlQueue.sync { guardStatus(profile) }
-                notes.append("guard window \(DurationText.format(guardWindow ?? .zero)) open, \(draining.map(\.name).joined(separator: ", ")) standing by")
-            }
-            if wait {
-                let outcomes = waitForDrains(draining.map(\.qualifiedName))
-                switched.drains = outcomes
-                notes.append(outcomes.isEmpty ? "nothing to drain" : outcomes.map { "\($0.key): \($0.value)" }.sorted().joined(separator: "; "))
-            }
-            return answer(json: json, "switched \(profile) to \(endpoint)", switched, extra: notes.isEmpty ? nil : notes.joined(separator: "; "))
+            let started = try startSwitch(profile: profile, endpoint: endpoint, force: force, guardWindow: guardWindow)
+            return try finishSwitch(started, wait: wait, waitGuard: waitGuard, json: json)
         case .setEndpoint(let profile, let endpoint, let state, let priority, let weight):
             let summary = try onControlQueue { () throws(AdminError) in
                 try setEndpoint(profile: profile, endpoint: endpoint, state: state, priority: priority, weight: weight)
@@ -114,6 +88,56 @@ extension ProxyRuntime {
             let rolledBack = try onControlQueue { () throws(AdminError) in try rollback(profile: profile) }
             return answer(json: json, "rolled \(profile) back to \(rolledBack.endpoint)", rolledBack)
         }
+    }
+
+    /// A switch made, before its waits: what it drains and the guard window it opened.
+    struct StartedSwitch {
+        let profile: String
+        let endpoint: String
+        let draining: [EndpointTarget]
+        /// When the guard window opened; `nil` without `--guard`.
+        let opened: MonotonicInstant?
+        let guardWindow: Duration?
+    }
+
+    /// Switches `profile` to `endpoint` with one publish; the waits are `finishSwitch`'s (a fleet
+    /// writes the switch to etcd between the two, so the other nodes do not wait for this one's drains).
+    func startSwitch(profile: String, endpoint: String, force: Bool, guardWindow: Duration?) throws(AdminError) -> StartedSwitch {
+        try onControlQueue { () throws(AdminError) in
+            let draining = try switchTo(profile: profile, endpoint: endpoint, force: force, guardWindow: guardWindow)
+            return StartedSwitch(profile: profile, endpoint: endpoint, draining: draining, opened: guards[profile]?.watch?.started, guardWindow: guardWindow)
+        }
+    }
+
+    /// Waits as `--wait` / `--wait-guard` ask (for this proxy's drains and guard window), then answers.
+    ///
+    /// - Important: may block; call off the control queue.
+    func finishSwitch(_ started: StartedSwitch, wait: Bool, waitGuard: Bool, json: Bool) throws(AdminError) -> String {
+        let (profile, endpoint, draining) = (started.profile, started.endpoint, started.draining)
+        var switched = SwitchAnswer(profile: profile, endpoint: endpoint, draining: draining.map(\.name))
+        var notes: [String] = []
+        if let opened = started.opened, waitGuard || wait {
+            // The old endpoints stand by until the window ends: a wait for their drains is a wait for it.
+            let verdict = waitForGuard(profile: profile, opened: opened)
+            switched.guardWindow = controlQueue.sync { guardStatus(profile) }
+            switch verdict {
+            case .breach?:
+                throw AdminError(.guardBreach, "switched \(profile) to \(endpoint), then \(verdict!.description)")
+            case .superseded?:
+                throw AdminError(.guardEnded, "switched \(profile) to \(endpoint), then the \(verdict!.description)")
+            case .clean?, nil:
+                notes.append(verdict?.description ?? "guard window replaced")
+            }
+        } else if started.opened != nil {
+            switched.guardWindow = controlQueue.sync { guardStatus(profile) }
+            notes.append("guard window \(DurationText.format(started.guardWindow ?? .zero)) open, \(draining.map(\.name).joined(separator: ", ")) standing by")
+        }
+        if wait {
+            let outcomes = waitForDrains(draining.map(\.qualifiedName))
+            switched.drains = outcomes
+            notes.append(outcomes.isEmpty ? "nothing to drain" : outcomes.map { "\($0.key): \($0.value)" }.sorted().joined(separator: "; "))
+        }
+        return answer(json: json, "switched \(profile) to \(endpoint)", switched, extra: notes.isEmpty ? nil : notes.joined(separator: "; "))
     }
 
     @discardableResult

@@ -34,7 +34,9 @@ extension ProxyRuntime {
             throw AdminError(.badArguments, "add endpoint \(profileName)/\(name): \(error)")
         }
         // Target, runtime and config change together: `publish` builds the snapshot from all three.
-        targets["\(profileName)/\(name)"] = EndpointTarget(profile: profileName, name: name, address: address, socketAddress: socketAddress)
+        targets["\(profileName)/\(name)"] = EndpointTarget(
+            profile: profileName, name: name, address: address, socketAddress: socketAddress,
+            sendProxy: candidate.profiles[index].sendProxy(to: endpoint))
         runtime.profiles[profileName]?.added.append(endpoint)
         runtime.profiles[profileName]?.endpoints[name] = EndpointRuntime(admin: endpoint.state, priority: endpoint.priority, weight: endpoint.weight)
         config = candidate

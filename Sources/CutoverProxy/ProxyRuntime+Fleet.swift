@@ -16,9 +16,22 @@ extension ProxyRuntime {
     /// Reads (or creates) the fleet's state at start; when etcd does not answer, the proxy starts
     /// on the state it has (state file or config) and says so. Then starts the watch and lease threads.
     ///
-    /// - Important: call from `init`, before anything is published.
-    func joinFleet(_ cluster: ClusterConfig) {
-        let link = FleetLink(cluster: cluster)
+    /// - Important: call from `init`, before anything is published. A TLS file that cannot be
+    ///   used is a config error naming its key.
+    func joinFleet(_ cluster: ClusterConfig) throws(ConfigError) {
+        let link: FleetLink
+        do {
+            link = try FleetLink(cluster: cluster)
+        } catch {
+            let key: String
+            switch error {
+            case .certificate: key = "cluster.tls.cert"
+            case .key, .keyMismatch: key = "cluster.tls.key"
+            case .authorities: key = "cluster.tls.ca"
+            case .context: key = "cluster.tls"
+            }
+            throw ConfigError(file: configPath ?? "(config)", key: key, reason: "\(error)")
+        }
         fleet = link
         do {
             try syncFleetState(link, initial: true)
@@ -45,6 +58,9 @@ extension ProxyRuntime {
                 Log.info("fleet \(link.keys.prefix): node \(link.cluster.node) starts on the fleet's state at revision \(revision)")
             } else {
                 controlQueue.sync { adoptFleetState(document, revision: revision, link: link) }
+                if link.book.withLock({ $0.ownChangePending != nil }) {
+                    link.records.async { [self] in self.flushOwnChange(link) }  // etcd is back, still on our revision
+                }
             }
         } else {
             let document = initial ? StateDocument(runtime) : controlQueue.sync { StateDocument(runtime) }
@@ -86,6 +102,7 @@ extension ProxyRuntime {
             $0.appliedRevision = revision
             $0.stateRevision = max($0.stateRevision, revision)
             $0.document = document
+            $0.ownChangePending = nil  // the fleet's state moved on: it wins over a change not written yet
         }
         if changed {
             events.record(profile: "*", endpoint: nil, state: "fleet state adopted", cause: "etcd revision \(revision)")
@@ -150,51 +167,141 @@ extension ProxyRuntime {
 
     /// Runs a mutating command as a fleet transaction: refused while etcd is unreachable, computed
     /// locally, written comparing the revision it was based on; a `switch` then waits until every
-    /// live node applied the new revision.
+    /// live node applied the new revision, and only then for what `--wait` / `--wait-guard` ask.
+    ///
+    /// A fleet `switch --wait` is written before its wait: every node switches at once and drains
+    /// its own old endpoint; the proxy the command was sent to waits for its own drains (and judges
+    /// its own guard window: a breach's revert is written to etcd, so every node reverts).
     ///
     /// - Important: call off the control queue.
     func executeInFleet(_ command: AdminCommand, json: Bool, link: FleetLink) throws(AdminError) -> String {
         switch Self.fleetRole(command) {
         case .written: break
         case .local: return try executeLocally(command, json: json)
+        case .thisNodeOnly:
+            return try executeLocally(command, json: json) + (json ? "" : " (this node only: each proxy keeps its own view of health)")
         case .refused:
-            throw AdminError(.conflict, "add endpoint, remove endpoint and deploy are not supported in a fleet yet: add the endpoint to every proxy's config and reload, then switch")
+            throw AdminError(.fleetUnsupported, "add endpoint, remove endpoint and deploy change this proxy's endpoints, which each proxy of a fleet has from its own config: add the endpoint to every proxy's config and reload, then switch")
         }
+        guard case .switchTo(let profile, let endpoint, let force, let wait, let guardWindow, let waitGuard) = command else {
+            return try commit(link) { () throws(AdminError) in try executeLocally(command, json: json) }.result
+        }
+        let (started, revision) = try commit(link) { () throws(AdminError) in
+            try startSwitch(profile: profile, endpoint: endpoint, force: force, guardWindow: guardWindow)
+        }
+        let applied = waitForFleet(link, revision: revision)
+        if !applied.pending.isEmpty {
+            throw AdminError(.notApplied, "switched \(profile) to \(endpoint) at revision \(revision), but \(applied.pending.joined(separator: ", ")) had not applied it after \(applied.waitedMs) ms (applied: \(applied.applied.joined(separator: ", ")))")
+        }
+        let answer = try finishSwitch(started, wait: wait, waitGuard: waitGuard, json: json)
+        return Self.answer(answer, json: json, adding: applied)
+    }
+
+    /// Makes the local `change` and writes the resulting document to etcd in one txn on the
+    /// revision it was based on; returns the change's result and the revision written. A race
+    /// undoes the change (`conflict`), so does an unreachable etcd (`store-unavailable`).
+    ///
+    /// - Important: call off the control queue.
+    private func commit<T>(_ link: FleetLink, _ change: () throws(AdminError) -> T) throws(AdminError) -> (result: T, revision: Int64) {
         link.commits.lock()
         defer { link.commits.unlock() }
         if case .unavailable(let reason) = link.book.withLock({ $0.store }) {
+            link.counters.withLock { $0.refused += 1 }
             throw AdminError(.storeUnavailable, "etcd is unreachable (\(reason)); serving the last applied state, changes are refused until it is back")
         }
         let basedOn = controlQueue.sync { link.book.withLock { $0.appliedRevision } }
-        let answer = try executeLocally(command, json: json)
+        let result = try change()
         let document = controlQueue.sync { StateDocument(runtime) }
+        do {
+            let revision = try write(document, basedOn: basedOn, link: link)
+            return (result, revision)
+        } catch {
+            switch error {
+            case .unreachable(let reason):
+                link.counters.withLock { $0.refused += 1 }
+                throw AdminError(.storeUnavailable, "etcd is unreachable (\(reason)); the change was not made")
+            case .raced(let revision):
+                throw AdminError(.conflict, "the fleet's state changed (revision \(revision), this node was at \(basedOn)) while this change was made; nothing was changed, look again and retry")
+            }
+        }
+    }
+
+    /// Why a document was not written.
+    private enum WriteFailure: Error {
+        /// etcd did not answer; this proxy went back to the last document etcd gave.
+        case unreachable(String)
+        /// Another change was written first (at `revision`); this proxy adopted it.
+        case raced(revision: Int64)
+    }
+
+    /// Writes `document` (this proxy's runtime after a change) if the state key is still at
+    /// `basedOn`. A race adopts what etcd holds; an unreachable etcd goes back to the last document
+    /// it gave, unless `keepOnFailure` (a revert this proxy made for safety stays made).
+    ///
+    /// - Important: hold `commits`; call off the control queue.
+    private func write(_ document: StateDocument, basedOn: Int64, link: FleetLink, keepOnFailure: Bool = false) throws(WriteFailure) -> Int64 {
         let written: FleetLink.Written
         do {
             written = try link.write(document, basedOn: basedOn)
         } catch {
             link.markStore(.unavailable(reason: error.reason))
-            goBack(link)
-            throw AdminError(.storeUnavailable, "etcd is unreachable (\(error.reason)); the change was not made")
+            if !keepOnFailure { goBack(link) }
+            throw .unreachable(error.reason)
         }
         switch written {
         case .raced(let current, let revision):
+            link.counters.withLock { $0.conflicts += 1 }
             if let current { controlQueue.sync { adoptFleetState(current, revision: revision, link: link, force: true) } } else { goBack(link) }
-            throw AdminError(.conflict, "the fleet's state changed (revision \(revision), this node was at \(basedOn)) while this change was made; nothing was changed, look again and retry")
+            throw .raced(revision: revision)
         case .written(let revision):
             controlQueue.sync {
                 link.book.withLock {
                     $0.appliedRevision = max($0.appliedRevision, revision)
                     $0.stateRevision = max($0.stateRevision, revision)
                     $0.document = document
+                    $0.ownChangePending = nil
                 }
             }
             try? link.putRecord(appliedRevision: revision)
-            guard case .switchTo(let profile, let endpoint, _, _, _, _) = command else { return answer }
-            let applied = waitForFleet(link, revision: revision)
-            if !applied.pending.isEmpty {
-                throw AdminError(.notApplied, "switched \(profile) to \(endpoint) at revision \(revision), but \(applied.pending.joined(separator: ", ")) had not applied it after \(applied.waitedMs) ms (applied: \(applied.applied.joined(separator: ", ")))")
+            return revision
+        }
+    }
+
+    /// Writes a change this proxy made by itself (a guard breach's revert) to etcd, so that every
+    /// node makes it: on the fleet's own queue, after the control queue's current work (the change's
+    /// effects) is done. When etcd does not answer, the change stays here and is written when it is
+    /// back, unless the fleet's state moved meanwhile (then that state wins, as for any race).
+    ///
+    /// - Important: call on `controlQueue`.
+    func writeOwnChange(cause: String) {
+        dispatchPrecondition(condition: .onQueue(controlQueue))
+        guard let link = fleet else { return }
+        link.book.withLock { $0.ownChangePending = cause }
+        link.records.async { [self] in self.flushOwnChange(link) }
+    }
+
+    /// Writes the pending own change, if any, based on the revision this proxy serves.
+    ///
+    /// - Important: call off the control queue, without holding `commits`.
+    private func flushOwnChange(_ link: FleetLink) {
+        link.commits.lock()
+        defer { link.commits.unlock() }
+        let (cause, basedOn, document) = controlQueue.sync { () -> (String?, Int64, StateDocument) in
+            let book = link.book.withLock { $0 }
+            return (book.ownChangePending, book.appliedRevision, StateDocument(runtime))
+        }
+        guard let cause else { return }
+        do {
+            let revision = try write(document, basedOn: basedOn, link: link, keepOnFailure: true)
+            Log.info("fleet: \(cause) written to etcd at revision \(revision)")
+        } catch {
+            switch error {
+            case .unreachable(let reason):
+                Log.warning("fleet: \(cause) is not in etcd yet (\(reason)); it is written when etcd is back")
+            case .raced(let revision):
+                link.book.withLock { $0.ownChangePending = nil }
+                Log.warning("fleet: \(cause) was not written: the fleet's state changed first (revision \(revision)), this node follows it")
             }
-            return Self.answer(answer, json: json, adding: applied)
         }
     }
 
@@ -237,15 +344,19 @@ extension ProxyRuntime {
     enum FleetRole {
         case written
         case local
+        /// Run here only, by design, and said so in the answer: `set endpoint … health` overrides
+        /// this proxy's own view of health, which the fleet never shares.
+        case thisNodeOnly
         /// Endpoints added at runtime change each proxy's config and targets: adopting them from
-        /// etcd is not built yet, so a fleet refuses them rather than diverge.
+        /// etcd is not built yet, so a fleet refuses them (`fleet-unsupported`) rather than diverge.
         case refused
     }
 
     static func fleetRole(_ command: AdminCommand) -> FleetRole {
         switch command {
         case .switchTo, .setEndpoint, .pause, .resume, .maintenance, .readOnly, .rollback: return .written
-        case .help, .showProfiles, .showEndpoints, .showStats, .showEvents, .followEvents, .showFleet, .reload, .setEndpointHealth: return .local
+        case .help, .showProfiles, .showEndpoints, .showStats, .showEvents, .followEvents, .showFleet, .reload: return .local
+        case .setEndpointHealth: return .thisNodeOnly
         case .addEndpoint, .removeEndpoint, .deploy: return .refused
         }
     }
@@ -275,6 +386,29 @@ extension ProxyRuntime {
             lines.append("  \(node.node)  applied \(node.appliedRevision)  lag \(node.lag)  version \(node.version)")
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// The `cutover_fleet_*` families; none without a fleet.
+    func writeFleetMetrics(_ m: inout PrometheusText) {
+        guard let link = fleet else { return }
+        let book = link.book.withLock { $0 }
+        let counters = link.counters.withLock { $0 }
+        let node = [("node", link.cluster.node)]
+        m.family("cutover_fleet_store_reachable", .gauge, help: "1 while etcd answers; 0 while the proxy serves its last applied state and refuses changes.")
+        m.sample("cutover_fleet_store_reachable", node, book.store == .available ? 1 : 0)
+        m.family("cutover_fleet_applied_revision", .gauge, help: "The etcd revision of the fleet state this proxy serves (0: none from etcd yet).")
+        m.sample("cutover_fleet_applied_revision", node, Int(book.appliedRevision))
+        m.family("cutover_fleet_state_revision", .gauge, help: "The fleet state's etcd revision as last seen; above the applied one while this proxy lags.")
+        m.sample("cutover_fleet_state_revision", node, Int(book.stateRevision))
+        // Absent until etcd first answered: an age of "never" has no number.
+        m.family("cutover_fleet_last_sync_age_seconds", .gauge, help: "Seconds since etcd last answered this proxy (watch, lease renewal or a change).")
+        if let contact = book.lastContact {
+            m.sample("cutover_fleet_last_sync_age_seconds", node, Double(monotonicMilliseconds() &- contact) / 1000)
+        }
+        m.family("cutover_fleet_mutations_refused_total", .counter, help: "Changes refused with store-unavailable because etcd did not answer.")
+        m.sample("cutover_fleet_mutations_refused_total", node, counters.refused)
+        m.family("cutover_fleet_conflicts_total", .counter, help: "Changes refused with conflict because another change was written first.")
+        m.sample("cutover_fleet_conflicts_total", node, counters.conflicts)
     }
 
     /// `fleet: store available, revision R` for `/health`; `nil` without a fleet.

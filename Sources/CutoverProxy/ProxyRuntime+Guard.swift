@@ -54,6 +54,8 @@ extension ProxyRuntime {
         case .revert(let endpoint, let cause):
             // Forced: the endpoint was live a moment ago and its probes kept running while it stood by.
             _ = try? apply(.revertRequested(endpoint: endpoint, cause: cause, inFlight: inFlight(profile)), to: profile)
+            // In a fleet every node reverts: the judging proxy writes its revert to etcd.
+            writeOwnChange(cause: "\(profile.name): guard revert to \(endpoint)")
         case .finishDrain:
             // The drain was only held back while the endpoint stood by; the drain timer ends it now.
             if !drains.isEmpty { scheduleDrainTimer() }
@@ -99,13 +101,15 @@ extension ProxyRuntime {
         guards[profile].flatMap { GuardStatus(profile: profile, window: $0, now: MonotonicInstant(milliseconds: monotonicMilliseconds())) }
     }
 
-    // MARK: - Recent latency of every endpoint, for max_p99_ratio
+    // MARK: - Recent traffic of every endpoint: show endpoints, /status, max_p99_ratio
 
-    /// Every 10 s: one sample per endpoint, the last seven kept, so that "the old endpoint's recent
-    /// p99" is over the minute before the switch, not over the proxy's whole life.
+    /// Every `CounterRing.interval`: one sample per endpoint into its ring, so that "the last minute"
+    /// (an endpoint's recent rate and percentiles, the old endpoint's recent p99) is over the minute
+    /// before now, not over the proxy's whole life.
     func startLatencySampling() {
         let timer = DispatchSource.makeTimerSource(queue: controlQueue)
-        timer.schedule(deadline: .now() + .seconds(10), repeating: .seconds(10), leeway: .seconds(1))
+        let interval = Int(CounterRing.interval.milliseconds)
+        timer.schedule(deadline: .now() + .milliseconds(interval), repeating: .milliseconds(interval), leeway: .seconds(1))
         timer.setEventHandler { [unowned self] in self.sampleLatency() }
         latencySampler = timer
         sampleLatency()
@@ -116,20 +120,27 @@ extension ProxyRuntime {
         let now = MonotonicInstant(milliseconds: monotonicMilliseconds())
         for profile in config.profiles {
             for endpoint in profile.endpoints {
-                let key = "\(profile.name)/\(endpoint.name)"
                 guard let target = target(profile: profile.name, endpoint: endpoint.name) else { continue }
-                var samples = latencySamples[key] ?? []
-                samples.append((now, GuardSample(target.counters)))
-                latencySamples[key] = Array(samples.suffix(7))
+                latencySamples["\(profile.name)/\(endpoint.name)", default: CounterRing()].record(GuardSample(target.counters), at: now)
             }
         }
         latencySamples = latencySamples.filter { key, _ in targetExists(key) }
     }
 
+    /// `endpoint`'s traffic from the oldest sample of its ring to its counters now; `nil` before
+    /// its first sample.
+    ///
+    /// - Important: call on `controlQueue`.
+    func recentTraffic(profile: String, endpoint: String) -> RecentTraffic? {
+        guard let target = target(profile: profile, endpoint: endpoint) else { return nil }
+        return latencySamples["\(profile)/\(endpoint)"]?.traffic(
+            current: GuardSample(target.counters), now: MonotonicInstant(milliseconds: monotonicMilliseconds()))
+    }
+
     /// `endpoint`'s p99 over the last minute or so; `nil` with fewer than `min_requests`-worth of answers
     /// timed (a ratio against a handful of answers would be noise).
     private func recentP99(profile: String, endpoint: String) -> GuardFigures.P99? {
-        guard let oldest = latencySamples["\(profile)/\(endpoint)"]?.first?.1, let target = target(profile: profile, endpoint: endpoint) else { return nil }
+        guard let oldest = latencySamples["\(profile)/\(endpoint)"]?.oldest?.sample, let target = target(profile: profile, endpoint: endpoint) else { return nil }
         let figures = GuardFigures(from: oldest, to: GuardSample(target.counters))
         let minimum = config.profile(named: profile)?.guardThresholds.minRequests ?? 20
         return figures.timed >= max(1, minimum) ? figures.p99 : nil

@@ -20,10 +20,16 @@ extension ProxyRuntime {
                     profile: profile.name, endpoint: endpoint.name, probe: probe,
                     address: HostPort(host: endpoint.address.host, port: port),
                     socketAddress: Self.socketAddress(target.socketAddress, port: port),
-                    tls: target.upstreamTLS as? TLSClientContext))
+                    // An agent listens on its own plain port, whatever the endpoint speaks.
+                    tls: probe.type == .agent ? nil : target.upstreamTLS as? TLSClientContext,
+                    // As HAProxy's send-proxy: checks of the traffic port carry a header too; a probe
+                    // `port` of its own is another service (an agent among them), which may not expect one.
+                    preamble: probe.port == nil && probe.type != .agent ? target.sendProxy.map(ProxyProtocol.localHeader) ?? [] : []))
             }
         }
-        let changes = prober.update(plans) { [unowned self] plan, outcome in
+        let changes = prober.update(plans) { [unowned self] plan, result in
+            if let reply = result.agent { self.applyAgentShare(reply, profile: plan.profile, endpoint: plan.endpoint) }
+            let outcome = result.outcome
             let event: EndpointHealth.Event = outcome.passed ? .probeSucceeded(outcome.text) : .probeFailed(outcome.text)
             self.applyHealth(event, profile: plan.profile, endpoint: plan.endpoint)
         }
@@ -35,7 +41,35 @@ extension ProxyRuntime {
             let parts = key.split(separator: "/", maxSplits: 1).map(String.init)
             guard parts.count == 2 else { continue }
             applyHealth(.probeStopped, profile: parts[0], endpoint: parts[1])
+            clearAgentShare(profile: parts[0], endpoint: parts[1])
         }
+        // An agent's drain or weight ends with the agent probe (another type, or none, says nothing of them).
+        for plan in changes.started where plan.probe.type != .agent {
+            clearAgentShare(profile: plan.profile, endpoint: plan.endpoint)
+        }
+    }
+
+    /// Applies the share of its weight an agent asked for (`drain`: 0, `NN%`, `ready`: all), with
+    /// an event and a publish when it changed.
+    ///
+    /// - Important: call on `controlQueue`.
+    private func applyAgentShare(_ reply: AgentReply, profile: String, endpoint: String) {
+        guard let before = runtime.profiles[profile]?.endpoints[endpoint] else { return }
+        let share = reply.share(after: before.agentShare)
+        guard share != before.agentShare else { return }
+        runtime.profiles[profile]?.endpoints[endpoint]?.agentShare = share
+        let state = share == 0 ? "draining" : "weight \(share ?? 100)%"
+        let cause = "agent: \(reply.words)" + (reply.message.map { " (\($0))" } ?? "")
+        events.record(profile: profile, endpoint: endpoint, state: state, cause: cause)
+        // Not persisted: the agent says it again after a restart.
+        publish(persist: false)
+    }
+
+    /// Gives the endpoint its full weight back when an agent's share no longer applies.
+    private func clearAgentShare(profile: String, endpoint: String) {
+        guard runtime.profiles[profile]?.endpoints[endpoint]?.agentShare != nil else { return }
+        runtime.profiles[profile]?.endpoints[endpoint]?.agentShare = nil
+        publish(persist: false)
     }
 
     /// A resolved socket address with its port replaced (the probe's `port` override).

@@ -21,22 +21,58 @@ extension ProxyRuntime {
         let standingBy: Bool
         /// While draining: elapsed and left until the drain deadline.
         let drain: (elapsed: Duration, left: Duration)?
+        /// Requests per second and percentiles over about the last minute; `nil` before the first sample.
+        let recent: RecentTraffic?
+        /// The share of `weight` the agent probe asked for, in percent; `nil` for all of it.
+        let agentShare: Int?
 
-        /// `draining 1.2s of 30s` in the text table.
+        /// `1`, or `10 (50%)` while an agent asks for half of weight 10.
+        var weightText: String { agentShare.map { "\(weight) (\($0)%)" } ?? String(weight) }
+
+        /// `12.5`, `1.3`, `0.02`, or `-` before the first sample: per-second rates as operators read them.
+        var rateText: String { recent.map { Self.figure($0.requestsPerSecond) } ?? "-" }
+        /// `0.5ms`, `-` with nothing timed.
+        var p50Text: String { recent?.p50Milliseconds.map { Self.figure($0) + "ms" } ?? "-" }
+        var p99Text: String { recent?.p99Milliseconds.map { Self.figure($0) + "ms" } ?? "-" }
+
+        /// Three significant figures at most, never an exponent (`1234`, `12.3`, `0.05`).
+        static func figure(_ value: Double) -> String {
+            if value >= 100 { return String(Int(value.rounded())) }
+            let decimals = value >= 10 ? 1 : 2
+            let scale = decimals == 1 ? 10.0 : 100.0
+            let scaled = Int((value * scale).rounded())
+            let whole = scaled / Int(scale), fraction = scaled % Int(scale)
+            let digits = String(fraction)
+            return "\(whole).\(String(repeating: "0", count: decimals - digits.count))\(digits)"
+        }
+
+        /// `draining 1.2s of 30s` in the text table; `draining (agent)` while the agent drains it.
         var stateText: String {
+            if agentDrains { return "\(stateLabel) (agent)" }
             guard let drain, !standingBy else { return stateLabel }
             return "\(stateLabel) \(DurationText.format(drain.elapsed)) of \(DurationText.format(drain.elapsed + drain.left))"
         }
 
-        /// `standby` while a guard window holds the endpoint ready, else the admin state.
-        var stateLabel: String { standingBy ? "standby" : state.rawValue }
+        /// `standby` while a guard window holds the endpoint ready, `draining` while its agent drains
+        /// an online endpoint, else the admin state.
+        var stateLabel: String { standingBy ? "standby" : agentDrains ? AdminState.draining.rawValue : state.rawValue }
+
+        /// Online for the operator, but its agent asked for no new work.
+        var agentDrains: Bool { state == .online && agentShare == 0 && !standingBy }
 
         /// The `show endpoints --json` row.
         var status: EndpointStatus {
             EndpointStatus(
                 profile: profile, name: name, address: address, state: stateLabel, health: health.rawValue, priority: priority,
                 weight: weight, live: live, inFlight: inFlight, connections: connections, lastChange: lastChange?.record,
-                drainElapsedMs: drain?.elapsed.milliseconds, drainLeftMs: drain?.left.milliseconds)
+                drainElapsedMs: drain?.elapsed.milliseconds, drainLeftMs: drain?.left.milliseconds,
+                rate1m: recent.map { Self.rounded($0.requestsPerSecond) }, p50Ms: recent?.p50Milliseconds.map(Self.rounded),
+                p99Ms: recent?.p99Milliseconds.map(Self.rounded), agentShare: agentShare)
+        }
+
+        /// Three decimals in JSON: the figures are estimates, more digits would be noise.
+        private static func rounded(_ value: Double) -> Double {
+            (value * 1000).rounded() / 1000
         }
     }
 
@@ -61,7 +97,8 @@ extension ProxyRuntime {
                     connections: target.counters.connections.load(ordering: .relaxed),
                     lastChange: lastHealthChange["\(profile.name)/\(endpoint.name)"], counters: target.counters,
                     standingBy: standby.contains(endpoint.name),
-                    drain: drainProgress(drains["\(profile.name)/\(endpoint.name)"], now: now)))
+                    drain: drainProgress(drains["\(profile.name)/\(endpoint.name)"], now: now),
+                    recent: recentTraffic(profile: profile.name, endpoint: endpoint.name), agentShare: state.agentShare))
             }
         }
         return views
@@ -87,10 +124,11 @@ extension ProxyRuntime {
         let rows = views.map { view -> [String] in
             let change = view.lastChange.map { "\($0.state): \($0.cause)" } ?? "-"
             return [view.profile, view.name, view.address, view.stateText, view.health.rawValue, String(view.priority),
-                    String(view.weight), view.live ? "yes" : "no", String(view.inFlight), String(view.connections), change]
+                    view.weightText, view.live ? "yes" : "no", String(view.inFlight), String(view.connections),
+                    view.rateText, view.p50Text, view.p99Text, change]
         }
         return TextTable.render(
-            header: ["PROFILE", "ENDPOINT", "ADDRESS", "STATE", "HEALTH", "PRIO", "WEIGHT", "LIVE", "INFLIGHT", "CONNS", "LAST HEALTH CHANGE"],
+            header: ["PROFILE", "ENDPOINT", "ADDRESS", "STATE", "HEALTH", "PRIO", "WEIGHT", "LIVE", "INFLIGHT", "CONNS", "REQ/S", "P50", "P99", "LAST HEALTH CHANGE"],
             rows: rows) + guardLines.map { "\n" + $0.line }.joined()
     }
 

@@ -40,8 +40,9 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     var guards: [String: GuardWindow] = [:]
     var guardTimers: [String: DispatchSourceTimer] = [:]
     var guardBaselines: [String: GuardSample] = [:]
-    /// A minute of counter samples per `profile/name`, for `max_p99_ratio`.
-    var latencySamples: [String: [(MonotonicInstant, GuardSample)]] = [:]
+    /// A minute of counter samples per `profile/name`: recent rates and latency for `show endpoints`,
+    /// `/status` and `max_p99_ratio`.
+    var latencySamples: [String: CounterRing] = [:]
     var latencySampler: DispatchSourceTimer?
     /// Active health probes; scheduled and counted on `controlQueue` (see `startProbes`).
     lazy var prober = HealthProber(queue: controlQueue)
@@ -68,7 +69,7 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         var config = fileConfig
         self.configPath = configPath
         let workerCount = config.workers > 0 ? config.workers : max(1, ProcessInfo.processInfo.activeProcessorCount)
-        let accessLog = config.accessLog == "off" ? nil : try AccessLog(destination: config.accessLog, workers: workerCount)
+        let accessLog = config.accessLog == "off" ? nil : try AccessLog(destination: config.accessLog, format: config.accessLogFormat, workers: workerCount)
         self.accessLog = accessLog
         self.workers = (0..<workerCount).map {
             Worker(index: $0, accessLog: accessLog, settings: ConnectionSettings(config))
@@ -88,7 +89,7 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         self.runtime = state
         self.store = SnapshotStore(ProxySnapshot(routing: RoutingSnapshot(generation: 0, profiles: []), listenerBySlot: [], holdQueues: []))
         self.targets = try resolveTargets(for: config)
-        if let cluster = config.cluster { joinFleet(cluster) }
+        if let cluster = config.cluster { try joinFleet(cluster) }
     }
 
     /// Opens the listeners (or adopts `inherited` sockets, by listener index: a predecessor's in a
@@ -97,7 +98,7 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     public func start(inherited: [Int: Int32] = [:], inheritedFrom origin: String = "taken over") throws {
         try controlQueue.sync {
             for (index, listenerConfig) in config.listeners.enumerated() {
-                let transport = try transport(for: listenerConfig, index: index, timeouts: config.timeouts)
+                let transport = try transport(for: listenerConfig, index: index, config: config)
                 if let fd = inherited[index] {
                     let listener = Listener(config: listenerConfig, slot: nextSlot, transport: transport, adopting: fd)
                     nextSlot += 1
@@ -162,9 +163,23 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         // connection is served, with `Connection: close`, never turned away: its client did
         // nothing wrong, and in a takeover the successor serves everything after it.
         Socket.setNoDelay(fd)
+        guard transport.proxyProtocol else {
+            return serve(fd: fd, on: worker, slot: slot, mode: mode, transport: transport, addresses: nil)
+        }
+        ProxyProtocolReader(fd: fd, worker: worker, runtime: self) { [unowned self] fd, addresses in
+            self.serve(fd: fd, on: worker, slot: slot, mode: mode, transport: transport, addresses: addresses)
+        }.start()
+    }
+
+    /// Starts the session or tunnel of an accepted connection; `addresses` are the client and the
+    /// address it connected to as a PROXY header named them (`nil`: the socket's own).
+    ///
+    /// - Important: runs on `worker`'s queue.
+    private func serve(fd: Int32, on worker: Worker, slot: Int, mode: ListenerMode, transport: ListenerTransport, addresses: ProxyProtocol.Addresses?) {
+        let addresses = addresses ?? Socket.addresses(fd)
         switch mode {
-        case .http: HTTPSession(fd: fd, worker: worker, runtime: self, slot: slot, transport: transport).start()
-        case .tcp: TCPTunnel(fd: fd, worker: worker, runtime: self, slot: slot, transport: transport).start()
+        case .http: HTTPSession(fd: fd, worker: worker, runtime: self, slot: slot, transport: transport, addresses: addresses).start()
+        case .tcp: TCPTunnel(fd: fd, worker: worker, runtime: self, slot: slot, transport: transport, addresses: addresses).start()
         }
     }
 
@@ -172,8 +187,17 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     ///
     /// - Important: runs on `worker`'s queue.
     private func evictIdleClient(on worker: Worker) -> Bool {
-        guard let channel = worker.poller.longestIdleClient(where: { ($0.handler as? HTTPSession)?.servingTarget == nil }),
-            let session = channel.handler as? HTTPSession
+        guard let channel = worker.poller.longestIdleClient(where: { channel in
+                // Bytes waiting unread mean the client has spoken (its request is on the way in):
+                // under a flood of accepts it can look idle longest, and closing it would reset a
+                // real request.
+                guard Socket.bytesWaiting(channel.fd) == 0 else { return false }
+                if let session = channel.handler as? HTTPSession { return session.servingTarget == nil }
+                // A connection still silent before its PROXY header is as idle as one before its
+                // request; a tunnel is never idle in this sense (a quiet database connection is busy).
+                return channel.handler is ProxyProtocolReader
+            }),
+            let session = channel.handler as? WorkerConnection
         else { return false }
         session.forceClose(reason: "evicted: idle longest at max_connections")
         stats.evictedConnections.wrappingAdd(1, ordering: .relaxed)
@@ -266,7 +290,7 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
             for (e, endpoint) in profile.endpoints.enumerated() {
                 let key = "\(profile.name)/\(endpoint.name)"
                 if let existing = targets[key], existing.address == endpoint.address,
-                   (existing.upstreamTLS as? TLSClientContext)?.config == endpoint.tls {
+                   (existing.upstreamTLS as? TLSClientContext)?.config == endpoint.tls, existing.sendProxy == profile.sendProxy(to: endpoint) {
                     resolved[key] = existing
                     continue
                 }
@@ -278,15 +302,19 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
                 }
                 let upstreamTLS = try TLSClientContext.load(
                     endpoint, key: "profiles[\(p)].endpoints[\(e)].tls", file: configPath ?? "(command line)", timeouts: config.timeouts, stats: stats.tls)
-                resolved[key] = EndpointTarget(profile: profile.name, name: endpoint.name, address: endpoint.address, socketAddress: socketAddress, upstreamTLS: upstreamTLS)
+                resolved[key] = EndpointTarget(
+                    profile: profile.name, name: endpoint.name, address: endpoint.address, socketAddress: socketAddress, upstreamTLS: upstreamTLS,
+                    sendProxy: profile.sendProxy(to: endpoint))
             }
         }
         return resolved
     }
 
     /// The certificates and redirect of a listener, read from disk now (at start and at every reload).
-    private func transport(for listener: ListenerConfig, index: Int, timeouts: Timeouts) throws(ConfigError) -> ListenerTransport {
-        try ListenerTransport.load(listener, index: index, file: configPath ?? "(command line)", timeouts: timeouts, stats: stats.tls)
+    private func transport(for listener: ListenerConfig, index: Int, config: Config) throws(ConfigError) -> ListenerTransport {
+        try ListenerTransport.load(
+            listener, index: index, file: configPath ?? "(command line)", timeouts: config.timeouts, stats: stats.tls,
+            trustedProxies: config.trustedProxies(for: listener))
     }
 
     /// Re-reads the config file and applies it without dropping a connection; a config that fails
@@ -318,7 +346,7 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         var transports: [ListenerTransport] = []
         for (index, listenerConfig) in next.listeners.enumerated() {
             do {
-                transports.append(try transport(for: listenerConfig, index: index, timeouts: next.timeouts))
+                transports.append(try transport(for: listenerConfig, index: index, config: next))
             } catch {
                 Log.error("reload refused, keeping the running config and certificates: \(error)")
                 throw AdminError(.invalidConfig, "\(error); the running config and certificates are unchanged")

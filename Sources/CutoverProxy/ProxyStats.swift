@@ -18,6 +18,8 @@ final class ProxyStats: Sendable {
     let holdTimeouts = Atomic<Int>(0)
     let switches = Atomic<Int>(0)
     let tunnels = Atomic<Int>(0)
+    /// Connections to a `proxy_protocol` listener closed for a missing, malformed or late PROXY header.
+    let proxyProtocolErrors = Atomic<Int>(0)
     /// Handshakes and their failures, on TLS listeners and to TLS endpoints.
     let tls = TLSStats()
 

@@ -14,7 +14,8 @@ import Synchronization
 /// switches protocols and echoes raw bytes. Every answer carries `X-Backend: NAME`.
 /// Faults, for trying a guard window (`POST /control/faults?fail_ratio=R&delay_ms=N`, or the
 /// initial `faults`): that share of answers is a 500, every answer is late by that much; `/healthz`
-/// and `/control/*` are exempt, so probes stay green while users suffer.
+/// and `/control/*` are exempt, so probes stay green while users suffer. `/fault/…` routes break
+/// the answer itself (cut bodies, garbage, hangs, resets; see `SampleBackend+Faults.swift`).
 /// One blocking thread per connection: simple and plenty for a demo or a test.
 public final class SampleBackend: Sendable {
     public let name: String
@@ -83,6 +84,7 @@ public final class SampleBackend: Sendable {
         if head.expectsContinue { connection.write("HTTP/1.1 100 Continue\r\n\r\n") }
         let framing = (try? head.bodyFraming()) ?? .none
         let body = connection.readBody(framing)
+        if path.hasPrefix(Self.faultPrefix) { return misbehave(path, query: query, connection: &connection) }
         switch path {
         case "/healthz":
             let status = healthStatus.load(ordering: .relaxed)

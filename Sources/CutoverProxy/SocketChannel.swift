@@ -70,6 +70,9 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
     private(set) var openedRound: UInt64 = 0
     /// Whether the proxy connected this socket (an upstream) rather than accepted it.
     private(set) var isOutbound = false
+    /// Bytes sent in the clear as soon as an outbound connect succeeds, before any TLS handshake
+    /// and before the handler hears `channelConnected`: the PROXY header (`send_proxy`).
+    var preamble: [UInt8] = []
 
     /// A channel on `fd`; with `tls`, a server-side handshake starts at once, a client-side one
     /// when the connect finishes (`awaitConnect`).
@@ -274,7 +277,8 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
         if connecting {
             connecting = false
             setWriteWanted(false)
-            let error = Socket.pendingError(fd)
+            var error = Socket.pendingError(fd)
+            if error == 0, !preamble.isEmpty { error = sendPreamble() }
             if error == 0, let tls {
                 // Connected: the handler hears `channelConnected` once the handshake is done.
                 startHandshake(tls)
@@ -309,6 +313,29 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
         pendingOffset = 0
         setWriteWanted(false)
         handler?.channelDrained(self)
+    }
+
+    /// Sends `preamble` whole on a socket that has just connected; an errno when it cannot.
+    ///
+    /// A new connection's send buffer is empty and the preamble is at most a few hundred bytes, so
+    /// the kernel takes it in one call; a short write is reported as a failure rather than queued,
+    /// because queued bytes would go out after (and inside) the TLS handshake.
+    private func sendPreamble() -> Int32 {
+        defer { preamble = [] }
+        let sent = preamble.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        if sent == preamble.count { return 0 }
+        return sent < 0 ? errno : EAGAIN
+    }
+
+    /// Gives the socket up without closing it: the poller forgets it and the descriptor is the
+    /// caller's (a PROXY header was read; the session that serves the connection opens its own channel).
+    func release() -> Int32 {
+        poller.update(fd: fd, token: token, from: interest, to: 0)
+        interest = 0
+        poller.unregister(token: token)
+        isClosed = true
+        handler = nil
+        return fd
     }
 
     /// Half-closes the sending side (propagates a peer's end of stream); over TLS, close_notify first.

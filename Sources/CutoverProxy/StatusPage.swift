@@ -62,7 +62,8 @@ struct StatusPage {
         let live = profile.live.isEmpty
             ? "<span class=\"chip bad\">no live endpoint</span>"
             : "<span class=\"chip live\">live: \(Self.escape(profile.live.joined(separator: ", ")))</span>"
-        let held = profile.held > 0 ? "<span class=\"chip gate\">\(profile.held) held</span>" : ""
+        // Always shown: "0 held" during a pause says the pause is holding nothing yet.
+        let held = "<span class=\"chip \(profile.held > 0 ? "gate" : "quiet")\">\(profile.held) held</span>"
         var rows = ""
         for view in endpoints where view.profile == profile.name {
             let responses = Dictionary(view.counters.responsesByClass.map { ($0.label, $0.count) }, uniquingKeysWith: { a, _ in a })
@@ -71,10 +72,11 @@ struct StatusPage {
                 <tr class="\(view.live ? "is-live" : "")">
                 <td class="name">\(view.live ? "<span class=\"dot\" title=\"live\"></span>" : "<span class=\"dot off\"></span>")\(Self.escape(view.name))</td>
                 <td class="mono">\(Self.escape(view.address))</td>
-                <td><span class="badge state-\(view.state.rawValue)">\(Self.escape(view.stateText))</span></td>
+                <td><span class="badge state-\(view.agentDrains ? AdminState.draining.rawValue : view.state.rawValue)">\(Self.escape(view.stateText))</span></td>
                 <td><span class="badge health-\(view.health.rawValue)">\(view.health.rawValue)</span></td>
-                <td class="num">\(view.priority)</td><td class="num">\(view.weight)</td>
+                <td class="num">\(view.priority)</td><td class="num">\(Self.escape(view.weightText))</td>
                 <td class="num strong">\(view.inFlight)</td><td class="num">\(view.connections)</td>
+                <td class="num">\(view.rateText)</td><td class="num">\(view.p50Text)</td><td class="num">\(view.p99Text)</td>
                 <td class="num">\(responses["2xx"] ?? 0)</td><td class="num">\(responses["4xx"] ?? 0)</td><td class="num">\(responses["5xx"] ?? 0)</td>
                 <td class="change">\(change)</td>
                 </tr>
@@ -85,7 +87,9 @@ struct StatusPage {
             <section class="profile" id="profile-\(Self.escape(profile.name))">
             <h2>\(Self.escape(profile.name)) \(live)\(gates)\(held)</h2>
             <table><thead><tr><th>Endpoint</th><th>Address</th><th>State</th><th>Health</th><th class="num">Prio</th><th class="num">Weight</th>
-            <th class="num">In flight</th><th class="num">Conns</th><th class="num">2xx</th><th class="num">4xx</th><th class="num">5xx</th><th>Last health change</th></tr></thead>
+            <th class="num">In flight</th><th class="num">Conns</th>
+            <th class="num" title="answers per second over the last minute">Req/s</th><th class="num" title="over the last minute">p50</th><th class="num" title="over the last minute">p99</th>
+            <th class="num">2xx</th><th class="num">4xx</th><th class="num">5xx</th><th>Last health change</th></tr></thead>
             <tbody>
             \(rows)</tbody></table>
             </section>
@@ -160,7 +164,7 @@ struct StatusPage {
         .health-up{background:#e3f5ea;color:var(--green)}.health-down{background:#fde8e8;color:var(--red)}.health-unknown{background:#eef1f6;color:var(--muted)}
         .badge.event{background:#e8effc;color:var(--blue)}
         .chip{font-size:12px;font-weight:600;padding:3px 10px;border-radius:999px}
-        .chip.live{background:#e3f5ea;color:var(--green)}.chip.bad{background:#fde8e8;color:var(--red)}.chip.gate{background:#fff3d6;color:var(--amber)}
+        .chip.live{background:#e3f5ea;color:var(--green)}.chip.bad{background:#fde8e8;color:var(--red)}.chip.gate{background:#fff3d6;color:var(--amber)}.chip.quiet{background:#eef1f6;color:var(--muted)}
         footer{max-width:1180px;margin:0 auto;padding:0 24px 24px;color:var(--muted);font-size:12px}
         footer a{color:var(--blue)}
         """

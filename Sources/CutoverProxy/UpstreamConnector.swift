@@ -54,10 +54,11 @@ enum UpstreamConnector {
     }
 
     /// Starts a non-blocking connect to `target` whose events go to `handler` (`channelConnected`),
-    /// counted in the endpoint's `connections`.
-    static func connect(to target: EndpointTarget, worker: Worker, handler: ChannelHandler) throws -> SocketChannel {
+    /// counted in the endpoint's `connections`; a `send_proxy` endpoint is first told `addresses`.
+    static func connect(to target: EndpointTarget, worker: Worker, handler: ChannelHandler, addresses: ProxyProtocol.Addresses?) throws -> SocketChannel {
         let fd = try Socket.startConnect(to: target.socketAddress)
         let channel = SocketChannel(upstreamFD: fd, to: target, worker: worker)
+        if let version = target.sendProxy, let addresses { channel.preamble = ProxyProtocol.header(version, for: addresses) }
         channel.handler = handler
         target.counters.connections.wrappingAdd(1, ordering: .relaxed)
         channel.awaitConnect()

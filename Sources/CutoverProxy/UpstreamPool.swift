@@ -2,47 +2,76 @@ import CutoverCore
 import Glibc
 
 /// Idle keep-alive connections to endpoints, per worker (so taking one needs no lock).
+///
+/// A connection to an endpoint with `send_proxy` began with a PROXY header naming the client that
+/// opened it, and the endpoint believes that header for the connection's whole life: handing it to
+/// another client would make that client's requests arrive as the first one's. Such connections are
+/// therefore pinned to the client connection that opened them (parked under its identity, taken only
+/// by it, closed when it closes), so keep-alive still works within one client connection.
 final class UpstreamPool: @unchecked Sendable {  // confined to its worker's queue
-    private var idle: [ObjectIdentifier: [PooledUpstream]] = [:]
+    private var idle: [Key: [PooledUpstream]] = [:]
+    /// Client connections with pinned connections parked, so a closing client without any costs nothing.
+    private var pinnedClients: Set<ObjectIdentifier> = []
     let maxIdlePerEndpoint: Int
+
+    /// Which parked connections a request may take: the endpoint's, and for `send_proxy` the client's.
+    fileprivate struct Key: Hashable {
+        let target: ObjectIdentifier
+        let client: ObjectIdentifier?
+    }
 
     init(maxIdlePerEndpoint: Int) {
         self.maxIdlePerEndpoint = maxIdlePerEndpoint
     }
 
-    /// The most recently parked connection to `target`, if any (LIFO keeps a few connections hot).
-    func take(_ target: EndpointTarget) -> SocketChannel? {
+    private static func key(_ target: EndpointTarget, client: ObjectIdentifier) -> Key {
+        Key(target: ObjectIdentifier(target), client: target.sendProxy == nil ? nil : client)
+    }
+
+    /// The most recently parked connection to `target` that `client` may use, if any (LIFO keeps a
+    /// few connections hot).
+    func take(_ target: EndpointTarget, for client: ObjectIdentifier) -> SocketChannel? {
         // Mutated in place: copying the list out of the dictionary would copy (and retain) every
         // parked connection on each request.
-        guard let parked = idle[ObjectIdentifier(target)]?.popLast() else { return nil }
+        guard let parked = idle[Self.key(target, client: client)]?.popLast() else { return nil }
         parked.channel.handler = nil
         return parked.channel
     }
 
     /// Parks a connection whose last exchange ended cleanly; closes it if the pool is full.
-    func park(_ channel: SocketChannel, target: EndpointTarget) {
-        let key = ObjectIdentifier(target)
+    func park(_ channel: SocketChannel, target: EndpointTarget, for client: ObjectIdentifier) {
+        let key = Self.key(target, client: client)
         guard idle[key, default: []].count < maxIdlePerEndpoint else {
             close(channel, target: target)
             return
         }
-        let parked = PooledUpstream(channel: channel, target: target, pool: self)
+        let parked = PooledUpstream(channel: channel, target: target, key: key, pool: self)
         channel.handler = parked
         // An idle upstream that becomes readable has closed (or misbehaved): either way, drop it.
         channel.resumeReading()
         idle[key, default: []].append(parked)
+        if let client = key.client { pinnedClients.insert(client) }
     }
 
     fileprivate func remove(_ parked: PooledUpstream) {
-        let key = ObjectIdentifier(parked.target)
-        idle[key]?.removeAll { $0 === parked }
+        idle[parked.key]?.removeAll { $0 === parked }
         close(parked.channel, target: parked.target)
     }
 
     /// Closes every idle connection to `target` (it is draining or gone).
     func closeIdle(to target: EndpointTarget) {
-        let key = ObjectIdentifier(target)
-        for parked in idle.removeValue(forKey: key) ?? [] { close(parked.channel, target: target) }
+        let id = ObjectIdentifier(target)
+        for key in idle.keys where key.target == id {
+            for parked in idle.removeValue(forKey: key) ?? [] { close(parked.channel, target: target) }
+        }
+    }
+
+    /// Closes the connections pinned to a client connection that is closing (`send_proxy`).
+    func closeIdle(pinnedTo client: ObjectIdentifier) {
+        guard pinnedClients.remove(client) != nil else { return }
+        for key in idle.keys where key.client == client {
+            for parked in idle.removeValue(forKey: key) ?? [] { close(parked.channel, target: parked.target) }
+        }
     }
 
     func closeAll() {
@@ -50,6 +79,7 @@ final class UpstreamPool: @unchecked Sendable {  // confined to its worker's que
             for parked in list { close(parked.channel, target: parked.target) }
         }
         idle = [:]
+        pinnedClients = []
     }
 
     func close(_ channel: SocketChannel, target: EndpointTarget) {
@@ -62,11 +92,13 @@ final class UpstreamPool: @unchecked Sendable {  // confined to its worker's que
 private final class PooledUpstream: ChannelHandler {
     let channel: SocketChannel
     let target: EndpointTarget
+    let key: UpstreamPool.Key
     unowned let pool: UpstreamPool
 
-    init(channel: SocketChannel, target: EndpointTarget, pool: UpstreamPool) {
+    init(channel: SocketChannel, target: EndpointTarget, key: UpstreamPool.Key, pool: UpstreamPool) {
         self.channel = channel
         self.target = target
+        self.key = key
         self.pool = pool
     }
 

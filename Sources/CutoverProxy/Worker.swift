@@ -35,6 +35,10 @@ final class Worker: @unchecked Sendable {  // confined to `queue`
     private var connections: [ObjectIdentifier: WorkerConnection] = [:]
     private var sweepTimer: DispatchSourceTimer?
     let accessLog: AccessLog?
+    /// Ids for requests that come without a sane `X-Request-Id` (see `RequestIDGenerator`).
+    var requestIDs: RequestIDGenerator
+    /// Random per process, so that two proxies' (or two generations') ids do not meet.
+    private static let processTag = UInt32.random(in: 0...UInt32.max)
     /// Timeouts and limits for this worker's connections; replaced on reload (on this queue).
     var settings: ConnectionSettings
 
@@ -49,6 +53,7 @@ final class Worker: @unchecked Sendable {  // confined to `queue`
         self.pool = UpstreamPool(maxIdlePerEndpoint: settings.limits.maxIdleUpstreamPerEndpoint)
         self.poller = EventPoller(queue: queue)
         self.accessLog = accessLog
+        self.requestIDs = RequestIDGenerator(processTag: Worker.processTag, worker: index)
         headBuffer.reserveCapacity(4096)
     }
 

@@ -21,6 +21,11 @@ enum BackendCommand {
               /bytes?n=N             N bytes, streamed (N up to 64 GiB, else 400);  /chunked?n=N&chunks=K  N bytes in K chunks
               /status?code=N         that status;  /headers  the request head as received
               Upgrade: echo          101, then every byte is echoed back
+              /fault/cut-mid-body    Content-Length 100000 (length=N), 1000 bytes (sent=N), closed
+              /fault/cut-mid-chunk   chunked: one whole chunk, 100 bytes of the next, closed
+              /fault/malformed       a status line that is not HTTP, then silence
+              /fault/hang            no answer; the connection held until the peer closes it
+              /fault/reset-after-head  as cut-mid-body, but pause_ms=N (100) and then a reset
               POST /control/faults?fail_ratio=R&delay_ms=N   change the faults below at run time
 
             Options:

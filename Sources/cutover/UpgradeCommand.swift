@@ -25,7 +25,8 @@ enum UpgradeCommand {
                     held or in maintenance, between which steps, and for how long at most (the sum
                     of the step timeouts). Then checks what can be checked read-only: the proxy
                     socket answers and knows each profile and endpoint named, each database answers,
-                    programs exist. Exit 1 naming every failed check.
+                    programs exist. Exit 1 naming every failed check. A targeted proxy that is
+                    a node of a fleet is listed with the fleet's nodes (its steps reach them all).
           run       runs the steps in order. Before each step the journal records (append + fsync)
                     the step and its undo, computed from the state read just before; after it, the
                     result. Prints a progress line per step (elapsed, what it waits for). On a failed
@@ -78,7 +79,9 @@ enum UpgradeCommand {
             try arguments.rejectUnknown(flags: ["--json"])
             try noJournal(arguments, action)
             guard let runbook = try load(rest, arguments) else { return 2 }
-            let plan = RunbookPlan(runbook)
+            var plan = RunbookPlan(runbook)
+            let fleets = runner.fleets(runbook)
+            if !fleets.isEmpty { plan.fleets = fleets }
             let (failures, notes) = runner.checks(runbook)
             if arguments.has("--json") {
                 say(encode(PlanAnswer(plan: plan, checksPassed: failures.isEmpty, checkFailures: failures, checkNotes: notes)))

@@ -342,7 +342,7 @@ final class ConfigLoaderTests: XCTestCase {
         assertError(parse(minimal(profile: #", "probe": {"expect_status": []}"#)), key: "profiles[0].probe.expect_status", contains: "at least one")
         assertError(parse(minimal(profile: #", "probe": {"type": "command"}"#)), key: "profiles[0].probe.command", contains: "required when type is \"command\"")
         assertError(parse(minimal(profile: #", "probe": {"type": "command", "command": [1]}"#)), key: "profiles[0].probe.command[0]", contains: "expected a string")
-        assertError(parse(minimal(profile: #", "probe": {"type": "icmp"}"#)), key: "profiles[0].probe.type", contains: "use http, tcp or command")
+        assertError(parse(minimal(profile: #", "probe": {"type": "icmp"}"#)), key: "profiles[0].probe.type", contains: "use http, tcp, command or agent")
         assertError(parse(minimal(profile: #", "probe": {"interval": "1s", "timeout": "2s"}"#)), key: "profiles[0].probe.timeout", contains: "2s is longer than interval 1s")
         assertError(parse(minimal(profile: #", "probe": {"interval": "0s"}"#)), key: "profiles[0].probe.interval", contains: "greater than 0")
         assertError(parse(minimal(profile: #", "probe": {"rise": 0}"#)), key: "profiles[0].probe.rise", contains: "must be 1 or more")
@@ -407,6 +407,8 @@ final class ConfigLoaderTests: XCTestCase {
     func testRootScalars() {
         assertError(parse(minimal(root: #", "workers": -1"#)), key: "workers", contains: "must be 0 (one per CPU) or more")
         assertError(parse(minimal(root: #", "access_log": """#)), key: "access_log", contains: "\"stderr\", \"off\" or a file path")
+        assertError(parse(minimal(root: #", "access_log_format": "xml""#)), key: "access_log_format", contains: "\"xml\" is not a format for the access log (use text or json)")
+        XCTAssertEqual(try ConfigLoader.parse(minimal(root: #", "access_log_format": "json""#), file: "c.json").accessLogFormat, .json)
         assertError(parse(minimal(root: #", "limits": {"max_connections": 0}"#)), key: "limits.max_connections", contains: "must be 1 or more")
         assertError(parse(minimal(root: #", "limits": {"max_body_bytes": -1}"#)), key: "limits.max_body_bytes", contains: "must be 0 or more")
         assertError(parse(minimal(root: #", "timeouts": {"connect": "0s"}"#)), key: "timeouts.connect", contains: "greater than 0")

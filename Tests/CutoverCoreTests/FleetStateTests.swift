@@ -157,9 +157,21 @@ final class FleetStateTests: XCTestCase {
         XCTAssertNil(try ConfigLoader.parse(clusterConfig("null").replacingOccurrences(of: #","cluster":null"#, with: ""), file: "c.json").cluster)
     }
 
+    func testClusterConfig_tlsAndCredentials_decode() throws {
+        let config = try ConfigLoader.parse(clusterConfig(#"{"etcd":["https://etcd-1:2379"],"prefix":"/p","node":"n","tls":{"ca":"/ca.pem","cert":"/c.pem","key":"/c.key","server_name":"etcd"},"username":"root","password":"pw"}"#), file: "c.json")
+        XCTAssertEqual(config.cluster?.etcd, [EtcdMember(host: "etcd-1", port: 2379, secure: true)])
+        XCTAssertEqual(config.cluster?.etcd.first?.description, "https://etcd-1:2379")
+        XCTAssertEqual(config.cluster?.tls, EtcdTLSConfig(ca: "/ca.pem", cert: "/c.pem", key: "/c.key", serverName: "etcd"))
+        XCTAssertEqual(config.cluster?.credentials, EtcdCredentials(username: "root", password: "pw"))
+    }
+
     func testClusterConfig_errorsNameTheKey() {
         let cases: [(String, String)] = [
-            (#"{"etcd":["https://127.0.0.1:2379"],"prefix":"/p","node":"n"}"#, "cluster.etcd[0]"),
+            (#"{"etcd":["ftp://127.0.0.1:2379"],"prefix":"/p","node":"n"}"#, "cluster.etcd[0]"),
+            (#"{"etcd":["http://127.0.0.1:2379"],"prefix":"/p","node":"n","tls":{"ca":"/ca.pem"}}"#, "cluster.tls"),
+            (#"{"etcd":["https://127.0.0.1:2379"],"prefix":"/p","node":"n","tls":{"cert":"/c.pem"}}"#, "cluster.tls.key"),
+            (#"{"etcd":["https://127.0.0.1:2379"],"prefix":"/p","node":"n","tls":{"crt":"/c.pem"}}"#, "cluster.tls.crt"),
+            (#"{"etcd":["http://127.0.0.1:2379"],"prefix":"/p","node":"n","username":"root"}"#, "cluster.password"),
             (#"{"etcd":[2379],"prefix":"/p","node":"n"}"#, "cluster.etcd[0]"),
             (#"{"etcd":[],"prefix":"/p","node":"n"}"#, "cluster.etcd"),
             (#"{"etcd":["http://127.0.0.1:2379"],"prefix":"p","node":"n"}"#, "cluster.prefix"),

@@ -34,18 +34,34 @@ final class HTTPForwardingTests: XCTestCase {
         XCTAssertFalse(upstream.headers.contains("Connection"))
     }
 
-    func testForwardingFields_appendToWhatTheClientSent() {
+    /// From a trusted proxy (`trusted_proxies`), the forwarding fields it sent are kept and appended to.
+    func testForwardingFields_fromATrustedProxy_appendToWhatItSent() {
         let head = HTTPRequestHead(
             method: "GET", target: "/",
             headers: [
                 ("Host", "app"), ("X-Forwarded-For", "203.0.113.1"), ("X-Forwarded-Proto", "https"),
                 ("Forwarded", "for=203.0.113.1"), ("Via", "1.1 edge"),
             ])
-        let upstream = HTTPForwarding.upstreamRequest(head, clientAddress: "2001:db8::1", proto: "http", upgrading: false)
+        let upstream = HTTPForwarding.upstreamRequest(head, clientAddress: "2001:db8::1", proto: "http", trusted: true, upgrading: false)
         XCTAssertEqual(upstream.headers.values(named: "X-Forwarded-For"), ["203.0.113.1, 2001:db8::1"])
         XCTAssertEqual(upstream.headers.values(named: "X-Forwarded-Proto"), ["http"])
         XCTAssertEqual(upstream.headers.values(named: "Forwarded"), ["for=203.0.113.1, for=\"[2001:db8::1]\";proto=http"])
         XCTAssertEqual(upstream.headers.values(named: "Via"), ["1.1 edge, 1.1 cutover"])
+    }
+
+    /// From anyone else, X-Forwarded-For and Forwarded are claims about itself: replaced, every copy.
+    func testForwardingFields_fromAnUntrustedClient_areReplaced() {
+        let head = HTTPRequestHead(
+            method: "GET", target: "/",
+            headers: [
+                ("Host", "app"), ("X-Forwarded-For", "203.0.113.1"), ("x-forwarded-for", "6.6.6.6"),
+                ("Forwarded", "for=203.0.113.1"), ("Via", "1.1 edge"),
+            ])
+        let upstream = HTTPForwarding.upstreamRequest(head, clientAddress: "192.0.2.7", proto: "https", upgrading: false)
+        XCTAssertEqual(upstream.headers.values(named: "X-Forwarded-For"), ["192.0.2.7"])
+        XCTAssertEqual(upstream.headers.values(named: "Forwarded"), ["for=192.0.2.7;proto=https"])
+        XCTAssertEqual(upstream.headers.values(named: "X-Forwarded-Proto"), ["https"])
+        XCTAssertEqual(upstream.headers.values(named: "Via"), ["1.1 edge, 1.1 cutover"], "Via is a trace, not a claim: appended")
     }
 
     func testForwardedNode_quotesAndBracketsIPv6Only() {
@@ -192,11 +208,15 @@ final class HTTPForwardingWriterTests: XCTestCase {
         for head in Self.requests {
             for upgrading in [false, true] {
                 for address in ["192.0.2.7", "2001:db8::1"] {
-                    var built: [UInt8] = []
-                    HTTPForwarding.upstreamRequest(head, clientAddress: address, proto: "http", upgrading: upgrading).write(into: &built)
-                    var written: [UInt8] = []
-                    HTTPForwarding.writeUpstreamRequest(head, origin: .init(address: address, proto: "http"), upgrading: upgrading, into: &written)
-                    XCTAssertEqual(String(decoding: written, as: UTF8.self), String(decoding: built, as: UTF8.self), "\(head) upgrading \(upgrading)")
+                    for trusted in [false, true] {
+                        var built: [UInt8] = []
+                        HTTPForwarding.upstreamRequest(head, clientAddress: address, proto: "http", trusted: trusted, upgrading: upgrading).write(into: &built)
+                        var written: [UInt8] = []
+                        HTTPForwarding.writeUpstreamRequest(
+                            head, origin: .init(address: address, proto: "http", trusted: trusted), upgrading: upgrading, into: &written)
+                        XCTAssertEqual(
+                            String(decoding: written, as: UTF8.self), String(decoding: built, as: UTF8.self), "\(head) upgrading \(upgrading) trusted \(trusted)")
+                    }
                 }
             }
         }

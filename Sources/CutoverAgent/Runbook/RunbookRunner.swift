@@ -328,6 +328,19 @@ public struct RunbookRunner: Sendable {
         return (failures, notes)
     }
 
+    /// The targeted proxies that are fleet nodes, each with its `show fleet`; a proxy without a
+    /// fleet (or not answering: the checks report that) is left out.
+    public func fleets(_ runbook: Runbook) -> [RunbookPlan.Fleet] {
+        var sockets: [String] = []
+        for step in runbook.steps where step.skipped == nil {
+            if let socket = step.action.proxySocket, !sockets.contains(socket) { sockets.append(socket) }
+        }
+        return sockets.compactMap { socket in
+            guard let fleet = try? ProxyAdminSession(socket: socket).send("show fleet", as: FleetAnswer.self, timeout: .seconds(5)).data else { return nil }
+            return RunbookPlan.Fleet(socket: socket, fleet: fleet)
+        }
+    }
+
     /// A hold that can outlast the profile's `hold_timeout` ends in 503s for what is still held:
     /// plan says so (a warning, not a failure: the bounds are worst cases, the timeout a choice).
     private func holdWarnings(_ runbook: Runbook) -> [String] {

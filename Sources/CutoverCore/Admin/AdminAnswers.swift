@@ -331,7 +331,8 @@ public struct EndpointStatus: Codable, Sendable, Equatable {
     public var name: String
     /// `host:port`.
     public var address: String
-    /// Admin state: `online`, `offline` or `draining`; `standby` while a guard window keeps it ready.
+    /// Admin state: `online`, `offline` or `draining`; `standby` while a guard window keeps it ready;
+    /// `draining` also while its agent probe drains it (`agent_share` 0).
     public var state: String
     /// Health: `unknown`, `up` or `down`.
     public var health: String
@@ -351,11 +352,26 @@ public struct EndpointStatus: Codable, Sendable, Equatable {
     /// `drain_elapsed_ms`, `drain_left_ms`; absent otherwise).
     public var drainElapsedMs: Int64?
     public var drainLeftMs: Int64?
+    /// Answers per second over about the last minute (key `rate_1m`; see `CounterRing`), absent
+    /// before the first sample.
+    public var rate1m: Double?
+    /// Median and 99th percentile of relayed answers over the same minute, in milliseconds
+    /// (keys `p50_ms`, `p99_ms`); absent with nothing timed.
+    public var p50Ms: Double?
+    public var p99Ms: Double?
+    /// The share of `weight` its agent probe asked for, in percent (0: the agent drains it; key
+    /// `agent_share`); absent while it has its full weight.
+    public var agentShare: Int?
 
     public init(
         profile: String, name: String, address: String, state: String, health: String, priority: Int, weight: Int,
-        live: Bool, inFlight: Int, connections: Int, lastChange: EventRecord? = nil, drainElapsedMs: Int64? = nil, drainLeftMs: Int64? = nil
+        live: Bool, inFlight: Int, connections: Int, lastChange: EventRecord? = nil, drainElapsedMs: Int64? = nil, drainLeftMs: Int64? = nil,
+        rate1m: Double? = nil, p50Ms: Double? = nil, p99Ms: Double? = nil, agentShare: Int? = nil
     ) {
+        self.agentShare = agentShare
+        self.rate1m = rate1m
+        self.p50Ms = p50Ms
+        self.p99Ms = p99Ms
         self.drainElapsedMs = drainElapsedMs
         self.drainLeftMs = drainLeftMs
         self.profile = profile
@@ -369,6 +385,53 @@ public struct EndpointStatus: Codable, Sendable, Equatable {
         self.inFlight = inFlight
         self.connections = connections
         self.lastChange = lastChange
+    }
+
+    // `rate_1m` is not the snake form of any property name: the encoder's strategy writes `rate1m`
+    // as `rate1m`, and the decoder's reads `rate_1m` as `rate1M`. So the key is spelled out for
+    // writing, and read under the name the decoder's conversion gives it.
+    private enum CodingKeys: String, CodingKey {
+        case profile, name, address, state, health, priority, weight, live, inFlight, connections, lastChange
+        case drainElapsedMs, drainLeftMs, p50Ms, p99Ms, agentShare
+        case rate1m = "rate_1m"
+        case rate1mDecoded = "rate1M"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            profile: try c.decode(String.self, forKey: .profile), name: try c.decode(String.self, forKey: .name),
+            address: try c.decode(String.self, forKey: .address), state: try c.decode(String.self, forKey: .state),
+            health: try c.decode(String.self, forKey: .health), priority: try c.decode(Int.self, forKey: .priority),
+            weight: try c.decode(Int.self, forKey: .weight), live: try c.decode(Bool.self, forKey: .live),
+            inFlight: try c.decode(Int.self, forKey: .inFlight), connections: try c.decode(Int.self, forKey: .connections),
+            lastChange: try c.decodeIfPresent(EventRecord.self, forKey: .lastChange),
+            drainElapsedMs: try c.decodeIfPresent(Int64.self, forKey: .drainElapsedMs),
+            drainLeftMs: try c.decodeIfPresent(Int64.self, forKey: .drainLeftMs),
+            rate1m: try c.decodeIfPresent(Double.self, forKey: .rate1mDecoded) ?? c.decodeIfPresent(Double.self, forKey: .rate1m),
+            p50Ms: try c.decodeIfPresent(Double.self, forKey: .p50Ms), p99Ms: try c.decodeIfPresent(Double.self, forKey: .p99Ms),
+            agentShare: try c.decodeIfPresent(Int.self, forKey: .agentShare))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(profile, forKey: .profile)
+        try c.encode(name, forKey: .name)
+        try c.encode(address, forKey: .address)
+        try c.encode(state, forKey: .state)
+        try c.encode(health, forKey: .health)
+        try c.encode(priority, forKey: .priority)
+        try c.encode(weight, forKey: .weight)
+        try c.encode(live, forKey: .live)
+        try c.encode(inFlight, forKey: .inFlight)
+        try c.encode(connections, forKey: .connections)
+        try c.encodeIfPresent(lastChange, forKey: .lastChange)
+        try c.encodeIfPresent(drainElapsedMs, forKey: .drainElapsedMs)
+        try c.encodeIfPresent(drainLeftMs, forKey: .drainLeftMs)
+        try c.encodeIfPresent(rate1m, forKey: .rate1m)
+        try c.encodeIfPresent(p50Ms, forKey: .p50Ms)
+        try c.encodeIfPresent(p99Ms, forKey: .p99Ms)
+        try c.encodeIfPresent(agentShare, forKey: .agentShare)
     }
 }
 

@@ -92,18 +92,13 @@ public struct GuardFigures: Sendable, Equatable {
         status5xx = max(0, end.status5xx - start.status5xx)
         connectFailures = max(0, end.connectFailures - start.connectFailures)
         timed = max(0, end.timed - start.timed)
-        p99 = nil
-        // Bounds differ only if the histogram was rebuilt; then there is no latency to compare.
-        guard timed > 0, start.boundsMilliseconds == end.boundsMilliseconds,
-              start.cumulativeLatency.count == end.cumulativeLatency.count else { return }
-        let bounds = end.boundsMilliseconds
-        let rank = (timed * 99 + 99) / 100  // ceil(0.99 × timed)
-        for index in bounds.indices where end.cumulativeLatency[index] - start.cumulativeLatency[index] >= rank {
+        p99 = LatencySpan(from: start, to: end).map { span in
+            let index = span.bucket(ofPercentile: 99)
+            let bounds = span.boundsMilliseconds
+            guard index < bounds.count else { return P99(lower: .milliseconds(Int64(bounds.last ?? 0)), upper: nil) }
             let lower: Duration = index == 0 ? .zero : .milliseconds(Int64(bounds[index - 1]))
-            p99 = P99(lower: lower, upper: .milliseconds(Int64(bounds[index])))
-            return
+            return P99(lower: lower, upper: .milliseconds(Int64(bounds[index])))
         }
-        p99 = P99(lower: .milliseconds(Int64(bounds.last ?? 0)), upper: nil)
     }
 
     /// 5xx answers over answers judged (0 with none).

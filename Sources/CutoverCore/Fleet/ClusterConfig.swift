@@ -7,43 +7,85 @@ public struct ClusterConfig: Sendable, Equatable {
     public var prefix: String
     /// This proxy's name in the fleet (its key under `PREFIX/nodes/`).
     public var node: String
+    /// Trust and client certificate for `https://` members (`cluster.tls`); `nil`: the system's
+    /// authorities, no client certificate.
+    public var tls: EtcdTLSConfig?
+    /// etcd v3 authentication (`cluster.username` / `cluster.password`): the proxy asks each member
+    /// for a token and sends it with every call. `nil`: etcd without auth.
+    public var credentials: EtcdCredentials?
 
-    public init(etcd: [EtcdMember], prefix: String, node: String) {
+    public init(etcd: [EtcdMember], prefix: String, node: String, tls: EtcdTLSConfig? = nil, credentials: EtcdCredentials? = nil) {
         self.etcd = etcd
         self.prefix = prefix
         self.node = node
+        self.tls = tls
+        self.credentials = credentials
     }
 
     /// The key layout of this fleet.
     public var keys: FleetKeys { FleetKeys(prefix: prefix) }
 }
 
-/// One etcd member's client address, parsed from `http://HOST:PORT`.
+/// `cluster.tls`: how the proxy speaks TLS to `https://` etcd members.
+public struct EtcdTLSConfig: Sendable, Equatable {
+    /// PEM bundle of the authorities that sign the members' certificates; the system store when `nil`.
+    public var ca: String?
+    /// PEM client certificate (chain) for members started with `--client-cert-auth`; with `key`.
+    public var cert: String?
+    /// PEM private key of `cert`.
+    public var key: String?
+    /// The name the members' certificates must carry; each member's host when `nil`.
+    public var serverName: String?
+
+    public init(ca: String? = nil, cert: String? = nil, key: String? = nil, serverName: String? = nil) {
+        self.ca = ca
+        self.cert = cert
+        self.key = key
+        self.serverName = serverName
+    }
+}
+
+/// `cluster.username` and `cluster.password`: an etcd user (`etcdctl user add`, `auth enable`).
+public struct EtcdCredentials: Sendable, Equatable {
+    public var username: String
+    public var password: String
+
+    public init(username: String, password: String) {
+        self.username = username
+        self.password = password
+    }
+}
+
+/// One etcd member's client address, parsed from `http://HOST:PORT` or `https://HOST:PORT`.
 public struct EtcdMember: Sendable, Equatable, CustomStringConvertible {
     /// A host name or an IPv4 address.
     public var host: String
     /// The client port.
     public var port: UInt16
+    /// Reached over TLS (`https://`).
+    public var secure: Bool
 
-    public init(host: String, port: UInt16) {
+    public init(host: String, port: UInt16, secure: Bool = false) {
         self.host = host
         self.port = port
+        self.secure = secure
     }
 
-    /// Parses `http://HOST:PORT` (a trailing `/` is accepted); `nil` for anything else, such as
-    /// `https://` (TLS to etcd is not implemented yet) or a missing port.
+    /// Parses `http://HOST:PORT` or `https://HOST:PORT` (a trailing `/` is accepted); `nil` for
+    /// anything else, such as another scheme or a missing port.
     public init?(url: String) {
-        guard url.hasPrefix("http://") else { return nil }
-        var rest = url.dropFirst("http://".count)
+        let secure = url.hasPrefix("https://")
+        guard secure || url.hasPrefix("http://") else { return nil }
+        var rest = url.dropFirst(secure ? "https://".count : "http://".count)
         if rest.hasSuffix("/") { rest = rest.dropLast() }
         guard let colon = rest.lastIndex(of: ":") else { return nil }
         let host = rest[..<colon]
         guard !host.isEmpty, !host.contains("/"), !host.contains("@"), let port = UInt16(rest[rest.index(after: colon)...]), port > 0 else { return nil }
-        self.init(host: String(host), port: port)
+        self.init(host: String(host), port: port, secure: secure)
     }
 
-    /// `http://HOST:PORT`, as configured.
-    public var description: String { "http://\(host):\(port)" }
+    /// `http://HOST:PORT` or `https://HOST:PORT`, as configured.
+    public var description: String { "\(secure ? "https" : "http")://\(host):\(port)" }
 }
 
 /// Where a fleet's keys live under its prefix: `PREFIX/state` holds the whole `StateDocument`

@@ -201,6 +201,23 @@ public struct EtcdTxnResponse: Codable, Sendable, Equatable {
     public var responses: [Response]?
 }
 
+/// `AuthenticateRequest` (`/v3/auth/authenticate`): an etcd user's name and password.
+public struct EtcdAuthenticateRequest: Codable, Sendable, Equatable {
+    public var name: String
+    public var password: String
+
+    public init(name: String, password: String) {
+        self.name = name
+        self.password = password
+    }
+}
+
+/// `AuthenticateResponse`: the token to send as the `Authorization` header of later calls (a
+/// simple token is known only to the member that gave it, and expires).
+public struct EtcdAuthenticateResponse: Codable, Sendable, Equatable {
+    public var token: String?
+}
+
 /// `LeaseGrantRequest`.
 public struct EtcdLeaseGrantRequest: Codable, Sendable, Equatable {
     /// Seconds.

@@ -8,29 +8,35 @@ public enum HTTPForwarding {
     /// Strips hop-by-hop fields (RFC 9110 §7.6.1) and every field the client named in
     /// `Connection`, but never Transfer-Encoding, Content-Length or Host: chunked bodies are
     /// forwarded verbatim, and letting a client strip framing fields would be a smuggling vector.
-    /// Appends the client to `X-Forwarded-For`, sets `X-Forwarded-Proto`, appends `Forwarded` and
-    /// `Via`. When `upgrading`, keeps `Upgrade` and sends `Connection: upgrade`; otherwise sends no
+    /// Appends the client to `X-Forwarded-For` and `Forwarded` when the connection comes from a
+    /// trusted proxy, and replaces what the client sent in them otherwise (a client must not be able
+    /// to name someone else as itself); sets `X-Forwarded-Proto`, appends `Via`. When `upgrading`, keeps `Upgrade` and sends `Connection: upgrade`; otherwise sends no
     /// Connection field (HTTP/1.1 keep-alive is the default upstream). An HTTP/1.0 client's request
     /// goes upstream as HTTP/1.0 so the upstream never answers it with chunked coding.
     /// - Parameters:
     ///   - clientAddress: the client's IP address without port, IPv6 without brackets.
     ///   - proto: the scheme the client used, `http`.
+    ///   - trusted: the connection's peer is one of the listener's `trusted_proxies`.
     public static func upstreamRequest(
-        _ head: HTTPRequestHead, clientAddress: String, proto: String, upgrading: Bool
+        _ head: HTTPRequestHead, clientAddress: String, proto: String, trusted: Bool = false, upgrading: Bool, requestID: RequestID? = nil
     ) -> HTTPRequestHead {
         var result = head
         result.version = upstreamVersion(of: head)
-        result.headers.apply(requestEdits(head, origin: Origin(address: clientAddress, proto: proto), upgrading: upgrading),
+        result.headers.apply(requestEdits(head, origin: Origin(address: clientAddress, proto: proto, trusted: trusted), upgrading: upgrading, requestID: requestID),
                              filter: HopByHopFilter(head.headers, keepUpgrade: upgrading))
         return result
     }
 
     /// Writes `upstreamRequest(head, …)` straight into `buffer`, without building the new head: the
     /// same edits, applied while serialising (the hot path: no copy of the field list per request).
-    public static func writeUpstreamRequest(_ head: HTTPRequestHead, origin: Origin, upgrading: Bool, into buffer: inout [UInt8]) {
+    /// A `requestID` the proxy made replaces any `X-Request-Id` the client sent; the client's own
+    /// passes unchanged.
+    public static func writeUpstreamRequest(
+        _ head: HTTPRequestHead, origin: Origin, upgrading: Bool, requestID: RequestID? = nil, into buffer: inout [UInt8]
+    ) {
         head.writeRequestLine(version: upstreamVersion(of: head), into: &buffer)
         head.headers.write(
-            applying: requestEdits(head, origin: origin, upgrading: upgrading),
+            applying: requestEdits(head, origin: origin, upgrading: upgrading, requestID: requestID),
             filter: HopByHopFilter(head.headers, keepUpgrade: upgrading), into: &buffer)
     }
 
@@ -71,10 +77,14 @@ public enum HTTPForwarding {
         public let proto: String
         /// `for=ADDRESS;proto=PROTO`, the element appended to `Forwarded`.
         public let forwardedElement: String
+        /// The peer is a trusted proxy: the `X-Forwarded-For` and `Forwarded` it sent are kept.
+        public let trusted: Bool
 
-        public init(address: String, proto: String) {
+        /// - Parameter trusted: the connection's peer is one of the listener's `trusted_proxies`.
+        public init(address: String, proto: String, trusted: Bool = false) {
             self.address = address
             self.proto = proto
+            self.trusted = trusted
             forwardedElement = "for=\(HTTPForwarding.forwardedNode(address));proto=\(proto)"
         }
     }
@@ -93,14 +103,19 @@ public enum HTTPForwarding {
 
     /// What a proxy changes in a request's fields, in order (the one definition both the head-building
     /// and the writing forms follow).
-    static func requestEdits(_ head: HTTPRequestHead, origin: Origin, upgrading: Bool) -> [FieldEdit] {
-        var edits: [FieldEdit] = [
-            .appendElement(name: "X-Forwarded-For", element: origin.address),
-            .replace(name: "X-Forwarded-Proto", value: origin.proto),
-            .appendElement(name: "Forwarded", element: origin.forwardedElement),
-            .appendElement(name: "Via", element: viaElement(head.version)),
-        ]
+    static func requestEdits(_ head: HTTPRequestHead, origin: Origin, upgrading: Bool, requestID: RequestID? = nil) -> [FieldEdit] {
+        // From anyone but a trusted proxy, forwarding fields are claims the client made about
+        // itself: replaced, so the backend (and its rate limits, its audit log) sees the real peer.
+        var edits: [FieldEdit] = origin.trusted
+            ? [.appendElement(name: "X-Forwarded-For", element: origin.address),
+               .replace(name: "X-Forwarded-Proto", value: origin.proto),
+               .appendElement(name: "Forwarded", element: origin.forwardedElement)]
+            : [.replace(name: "X-Forwarded-For", value: origin.address),
+               .replace(name: "X-Forwarded-Proto", value: origin.proto),
+               .replace(name: "Forwarded", value: origin.forwardedElement)]
+        edits.append(.appendElement(name: "Via", element: viaElement(head.version)))
         if upgrading { edits.append(.add(name: "Connection", value: "upgrade")) }
+        if let requestID, requestID.generated { edits.append(.replace(name: RequestID.headerName, value: requestID.value)) }
         if let length = normalisedContentLength(head.headers) { edits.append(.replace(name: "Content-Length", value: length)) }
         return edits
     }

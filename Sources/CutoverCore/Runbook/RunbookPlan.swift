@@ -61,6 +61,23 @@ public struct RunbookPlan: Codable, Sendable, Equatable {
     public var windows: [Window]
     /// Sum of all step timeouts (`nil`: a `confirm` makes it unbounded).
     public var maxTotalMs: Int64?
+    /// The proxies the runbook targets that are nodes of a fleet, with the nodes their steps reach
+    /// (`nil`: none is). Filled by `plan` from each proxy's `show fleet`, not from the runbook.
+    public var fleets: [Fleet]?
+
+    /// A targeted proxy that is one node of a fleet: a proxy step sent to it is one etcd change
+    /// that every node applies (docs/fleet.md).
+    public struct Fleet: Codable, Sendable, Equatable {
+        /// The admin socket the runbook's steps use.
+        public var socket: String
+        /// What that proxy's `show fleet` said: its node, the prefix, the store, the live nodes.
+        public var fleet: FleetAnswer
+
+        public init(socket: String, fleet: FleetAnswer) {
+            self.socket = socket
+            self.fleet = fleet
+        }
+    }
 
     /// The report for `runbook`.
     public init(_ runbook: Runbook) {
@@ -160,6 +177,14 @@ public struct RunbookPlan: Codable, Sendable, Equatable {
                 lines.append("   POINT OF NO RETURN: rolling back past this step loses data" + (entry.dataLoss.map { ": \($0)" } ?? ""))
             }
         }
+        for target in fleets ?? [] {
+            let fleet = target.fleet
+            lines.append("")
+            lines.append("fleet: \(target.socket) is node \(fleet.node) of fleet \(fleet.prefix) (store \(fleet.store)\(fleet.storeError.map { ": \($0)" } ?? "")); its proxy steps reach \(fleet.nodes.count) node\(fleet.nodes.count == 1 ? "" : "s"):")
+            for node in fleet.nodes {
+                lines.append("  \(node.node)  applied \(node.appliedRevision)  lag \(node.lag)  version \(node.version)")
+            }
+        }
         lines.append("")
         if windows.isEmpty {
             lines.append("windows: none (no gate or fence is closed)")
@@ -173,5 +198,19 @@ public struct RunbookPlan: Codable, Sendable, Equatable {
         }
         lines.append("total: " + (maxTotalMs.map { "at most \(DurationText.format(.milliseconds($0)))" } ?? "unbounded (a confirm step waits for a person)"))
         return lines.joined(separator: "\n")
+    }
+}
+
+extension StepAction {
+    /// The proxy admin socket a proxy step talks to; `nil` for every other step.
+    public var proxySocket: String? {
+        switch self {
+        case .switchTo(let socket, _, _, _, _, _), .setEndpoint(let socket, _, _, _, _, _), .pause(let socket, _), .resume(let socket, _),
+             .maintenance(let socket, _, _), .readOnly(let socket, _, _), .waitHealthy(let socket, _, _), .waitDrained(let socket, _, _),
+             .waitIdle(let socket, _, _), .checkEndpoint(let socket, _, _, _):
+            return socket
+        case .dbReadOnly, .dbCopy, .dbPromote, .dbRun, .dbRename, .dbDrop, .schemaCheck, .dbAllowConnections, .flag, .exec, .confirm, .sleep, .wait:
+            return nil
+        }
     }
 }

@@ -13,10 +13,11 @@ final class TLSClientContext: @unchecked Sendable {  // immutable after init; Op
     let stats: TLSStats
     let handshakeTimeoutMilliseconds: UInt64
 
-    /// Builds the context, reading the CA bundle if one is configured.
+    /// Builds the context, reading the CA bundle if one is configured, and the client certificate
+    /// the server may ask for (etcd's `--client-cert-auth`; endpoints have none).
     ///
     /// - Important: reads files; call at start or on the control queue, never on a worker.
-    init(config: UpstreamTLSConfig, endpointHost: String, handshakeTimeout: Duration, stats: TLSStats) throws(TLSError) {
+    init(config: UpstreamTLSConfig, endpointHost: String, handshakeTimeout: Duration, stats: TLSStats, clientCertificate: CertificateFiles? = nil) throws(TLSError) {
         self.config = config
         self.expectedName = config.expectedName(endpointHost: endpointHost)
         self.expectsAddress = IPAddressText.parse(expectedName) != nil
@@ -40,6 +41,19 @@ final class TLSClientContext: @unchecked Sendable {  // immutable after init; Op
             }
         } else {
             SSL_CTX_set_verify(context, SSL_VERIFY_NONE, nil)
+        }
+        if let files = clientCertificate {
+            guard SSL_CTX_use_certificate_chain_file(context, files.cert) == 1 else {
+                let reason = access(files.cert, R_OK) != 0 ? String(cString: strerror(errno)) : TLSError.drainReason(fallback: "not a PEM certificate")
+                SSL_CTX_free(context)
+                throw .certificate(file: files.cert, reason: reason)
+            }
+            guard SSL_CTX_use_PrivateKey_file(context, files.key, SSL_FILETYPE_PEM) == 1, SSL_CTX_check_private_key(context) == 1 else {
+                let reason = access(files.key, R_OK) != 0 ? String(cString: strerror(errno)) : TLSError.drainReason(fallback: "not a PEM private key")
+                SSL_CTX_free(context)
+                if reason == "key values mismatch" { throw .keyMismatch(cert: files.cert, key: files.key) }
+                throw .key(file: files.key, reason: reason)
+            }
         }
         self.context = context
     }
