@@ -10,11 +10,20 @@ struct ConnectionSettings: Sendable {
     /// Limits on upstream response heads: generous, upstreams are trusted more than clients.
     let upstreamHeadLimits = HTTPHeadLimits(maxHeadBytes: 65_536, maxHeaderCount: 256, maxStartLineBytes: 8_192)
 
+    /// What every HTTP session's state machine applies, built once per config.
+    let exchange: HTTPExchangeStateMachine.Configuration
+
+    /// Client bytes buffered beyond the request being served before the client is no longer read.
+    static let maxBufferedPipeline = 65_536
+
     init(_ config: Config) {
         timeouts = config.timeouts
         limits = config.limits
         headLimits = HTTPHeadLimits(
             maxHeadBytes: config.limits.maxHeaderBytes, maxHeaderCount: config.limits.maxHeaderCount,
             maxStartLineBytes: config.limits.maxRequestLineBytes)
+        exchange = HTTPExchangeStateMachine.Configuration(
+            headLimits: headLimits, upstreamHeadLimits: upstreamHeadLimits, maxBodyBytes: limits.maxBodyBytes,
+            timeouts: timeouts, maxBufferedPipeline: Self.maxBufferedPipeline)
     }
 }

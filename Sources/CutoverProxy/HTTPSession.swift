@@ -39,9 +39,6 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     /// When the client last sent bytes (or connected): see `closeIfIdle`.
     private var clientActiveMs = monotonicMilliseconds()
 
-    /// Client bytes buffered beyond the request being served before the client is no longer read.
-    static let maxBufferedPipeline = 65_536
-
     /// The runtime's side of one exchange: its route, endpoint, hold and what the log needs.
     private struct Routed {
         /// The head as routed (gates may have replaced its fields); `nil` before a head was routed.
@@ -82,14 +79,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         self.trustedProxies = transport.trustedProxies
         self.origin = HTTPForwarding.Origin(
             address: peer.text, proto: transport.tls == nil ? "http" : "https", trusted: transport.trustedProxies.contains(peer.bytes))
-        self.machine = HTTPExchangeStateMachine(configuration: Self.configuration(worker.settings))
-    }
-
-    /// The machine's limits and timeouts from the worker's current settings.
-    private static func configuration(_ settings: ConnectionSettings) -> HTTPExchangeStateMachine.Configuration {
-        HTTPExchangeStateMachine.Configuration(
-            headLimits: settings.headLimits, upstreamHeadLimits: settings.upstreamHeadLimits, maxBodyBytes: settings.limits.maxBodyBytes,
-            timeouts: settings.timeouts, maxBufferedPipeline: maxBufferedPipeline)
+        self.machine = HTTPExchangeStateMachine(configuration: worker.settings.exchange)
     }
 
     func start() {
@@ -116,7 +106,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
                 return
             }
             // A reload's new timeouts and limits apply from the next bytes on.
-            machine.configuration = Self.configuration(worker.settings)
+            if machine.configuration !== worker.settings.exchange { machine.configuration = worker.settings.exchange }
             machine.keepAliveAllowed = !runtime.shuttingDown.load(ordering: .relaxed)
             let bytes = UnsafeRawBufferPointer(rebasing: worker.scratch[0..<n])
             perform(machine.clientBytes(bytes, now: now), input: bytes)
