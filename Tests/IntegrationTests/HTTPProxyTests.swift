@@ -566,7 +566,8 @@ final class HTTPProxyTests: XCTestCase {
 
     /// An endpoint whose port refuses connections gives 502 with a short text body.
     func testRefusedUpstream_gives502() throws {
-        let rig = try ProxyRig(directory: directory, endpoints: [.init(name: "gone", address: "127.0.0.1:\(TestUpstream.closedPort())")])
+        // No probe: one that ran before the request would take the endpoint out (503, not 502).
+        let rig = try ProxyRig(directory: directory, endpoints: [.init(name: "gone", address: "127.0.0.1:\(TestUpstream.closedPort())")], probed: false)
         self.rig = rig
         let result = try curl(rig.url("/"))
         XCTAssertEqual(result.code, 502)

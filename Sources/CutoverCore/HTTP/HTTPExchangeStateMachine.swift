@@ -23,6 +23,9 @@
 ///   `upstream_response` starts once the whole request is sent.
 /// - A reused upstream connection that closes before any response byte is retried once on a
 ///   fresh connection, only for a request without a body.
+///
+/// The exchange in progress is an object the machine owns alone (see `Exchange`): copying a machine
+/// mid-exchange shares it, so a machine is moved, never copied and both halves kept.
 public struct HTTPExchangeStateMachine: Sendable {
     /// The limits and timeouts the machine applies: immutable and shared, so every connection of a
     /// worker points at one copy (200 bytes inline would be 2 MB over 10,000 idle connections) and a
@@ -139,7 +142,12 @@ public struct HTTPExchangeStateMachine: Sendable {
     }
 
     /// One request and its response.
-    struct Exchange: Sendable {
+    ///
+    /// A class, allocated once per exchange: inline, its 248 bytes would sit in every idle
+    /// keep-alive connection (the state enum is as large as its largest case), 2.4 MB over 10,000
+    /// of them. Only the machine holds it, so changing it in place is changing the machine's state,
+    /// and the machine is confined to its connection's queue like everything of a connection.
+    final class Exchange: @unchecked Sendable {
         var head: HTTPRequestHead
         var request: BodyProgress
         var keepAlive: Bool
@@ -149,6 +157,13 @@ public struct HTTPExchangeStateMachine: Sendable {
         var receivedFromUpstream = false
         var response: ResponseProgress?
         var bytesToClient = 0
+
+        init(head: HTTPRequestHead, request: BodyProgress, keepAlive: Bool, upgrading: Bool) {
+            self.head = head
+            self.request = request
+            self.keepAlive = keepAlive
+            self.upgrading = upgrading
+        }
     }
 
     enum State: Sendable {

@@ -14,15 +14,16 @@ final class ProxyRig {
     }
 
     /// Starts the proxy; `settings` are extra top-level config members, e.g. `"timeouts": {...}`;
-    /// `adminHTTP` adds the admin HTTP listener, for tests that read `/metrics`.
-    init(directory: TemporaryDirectory, endpoints: [Endpoint], mode: String = "http", settings: [String] = [], adminHTTP: Bool = false) throws {
+    /// `adminHTTP` adds the admin HTTP listener, for tests that read `/metrics`; `probed: false`
+    /// leaves the profile without an active probe (whose first run lands anywhere in its interval).
+    init(directory: TemporaryDirectory, endpoints: [Endpoint], mode: String = "http", settings: [String] = [], adminHTTP: Bool = false, probed: Bool = true) throws {
         let socket = directory.path("admin-\(UUID().uuidString.prefix(4)).sock")
         let list = endpoints.map { #"{ "name": "\#($0.name)", "address": "\#($0.address)", "state": "\#($0.state)" }"# }
         let http = adminHTTP ? #", "http": "127.0.0.1:0""# : ""
         // Slow TCP probes keep health probing out of the way of what the tests count.
         let members = [
             #""listeners": [{ "name": "front", "address": "127.0.0.1:0", "mode": "\#(mode)", "profile": "web" }]"#,
-            #""profiles": [{ "name": "web", "probe": { "type": "tcp", "interval": "30s" }, "endpoints": [\#(list.joined(separator: ", "))] }]"#,
+            #""profiles": [{ "name": "web", \#(probed ? #""probe": { "type": "tcp", "interval": "30s" }, "# : "")"endpoints": [\#(list.joined(separator: ", "))] }]"#,
             #""admin": { "socket": "\#(socket)"\#(http) }"#, #""access_log": "off""#, #""workers": 1"#,
         ] + settings
         proxy = try Proxy(config: "{ " + members.joined(separator: ",\n  ") + " }", directory: directory, socketPath: socket)
