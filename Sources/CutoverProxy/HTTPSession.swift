@@ -97,10 +97,10 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
 
     func channelReadable(_ channel: SocketChannel) {
         if channel === client {
-            clientActiveMs = monotonicMilliseconds()
+            let now = monotonicMilliseconds()
+            clientActiveMs = now
             let n = client.read(into: worker.scratch)
             if n == -1 { return }
-            let now = monotonicMilliseconds()
             if n <= 0 {
                 perform(machine.clientEnded(reset: n == -2, now: now), input: nil)
                 return
