@@ -12,22 +12,25 @@ import Glibc
 final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {  // confined to worker.queue
     private let client: SocketChannel
     private let worker: Worker
-    private unowned let runtime: ProxyRuntime
+    /// Unowned without a check: the runtime outlives every connection of its workers, and a checked
+    /// `unowned` costs an atomic retain and release on each of the many reads per request.
+    private unowned(unsafe) let runtime: ProxyRuntime
     private let slot: Int
-    private let clientAddress: [UInt8]
-    private let clientText: String
-    /// The client as forwarding headers name it, built once per connection.
+    /// The client as forwarding headers name it, built once per connection; its `address` is also
+    /// the client as logs name it.
     private let origin: HTTPForwarding.Origin
-    /// The client and the address it connected to (from a PROXY header, or the socket): what a
-    /// `send_proxy` endpoint is told.
-    private let addresses: ProxyProtocol.Addresses?
+    /// The client and the address it connected to as a PROXY header named them; `nil` without one,
+    /// and then the socket's own ends are looked up when asked (`clientAddresses`): two addresses kept
+    /// per connection would be two more arrays held by every idle keep-alive client.
+    private let proxied: ProxyProtocol.Addresses?
     /// The listener's `trusted_proxies`, consulted per request only when the peer is one of them.
     private let trustedProxies: TrustedProxies
     /// The HTTPS port every request is redirected to (`redirect_https` on a plain listener).
     private let redirectHTTPSPort: UInt16?
     private var machine: HTTPExchangeStateMachine
-    /// What routing decided for the current exchange (the machine knows nothing of the runtime).
-    private var current = Routed()
+    /// What routing decided for the current exchange (the machine knows nothing of the runtime):
+    /// one object per exchange, so an idle keep-alive connection holds a pointer, not the record.
+    private var routed: Routed?
     /// The upstream connection of the current exchange.
     private var upstream: SocketChannel?
     /// The machine has been told the client / upstream write is blocked (and not yet drained).
@@ -40,7 +43,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     private var clientActiveMs = monotonicMilliseconds()
 
     /// The runtime's side of one exchange: its route, endpoint, hold and what the log needs.
-    private struct Routed {
+    private final class Routed {
         /// The head as routed (gates may have replaced its fields); `nil` before a head was routed.
         var head: HTTPRequestHead?
         var started: UInt64 = 0
@@ -63,9 +66,23 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         var requestID: RequestID?
         /// The next `.route` re-routes a released hold (the same request, not a new one).
         var rerouting = false
+
+        init(head: HTTPRequestHead? = nil, started: UInt64 = 0) {
+            self.head = head
+            self.started = started
+        }
     }
 
-    /// - Parameter addresses: the client as a PROXY header named it, or the socket's own ends.
+    /// The current exchange's record, made on first use when no head has been routed yet (a refused
+    /// head is still logged and answered from one).
+    private var current: Routed {
+        if let routed { return routed }
+        let fresh = Routed()
+        routed = fresh
+        return fresh
+    }
+
+    /// - Parameter addresses: the client as a PROXY header named it; `nil`: the socket's own ends.
     init(fd: Int32, worker: Worker, runtime: ProxyRuntime, slot: Int, transport: ListenerTransport = .plain, addresses: ProxyProtocol.Addresses? = nil) {
         self.client = SocketChannel(fd: fd, worker: worker, tls: transport.tls.map { .server($0) })
         self.redirectHTTPSPort = transport.redirectHTTPSPort
@@ -73,14 +90,15 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         self.runtime = runtime
         self.slot = slot
         let peer = addresses.map { (bytes: $0.source.ip, text: $0.source.text) } ?? Socket.peer(fd)
-        self.clientAddress = peer.bytes
-        self.clientText = peer.text
-        self.addresses = addresses
+        self.proxied = addresses
         self.trustedProxies = transport.trustedProxies
-        self.origin = HTTPForwarding.Origin(
+        self.origin = worker.origin(
             address: peer.text, proto: transport.tls == nil ? "http" : "https", trusted: transport.trustedProxies.contains(peer.bytes))
         self.machine = HTTPExchangeStateMachine(configuration: worker.settings.exchange)
     }
+
+    /// What a `send_proxy` endpoint is told: the PROXY header's addresses, else the socket's ends.
+    private var clientAddresses: ProxyProtocol.Addresses? { proxied ?? Socket.addresses(client.fd) }
 
     func start() {
         worker.register(self)
@@ -89,7 +107,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         perform(machine.clientConnected(now: monotonicMilliseconds()), input: nil)
     }
 
-    var servingTarget: EndpointTarget? { current.target }
+    var servingTarget: EndpointTarget? { routed?.target }
 
     var deadline: UInt64 { finished ? 0 : machine.deadline }
 
@@ -119,7 +137,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
                 perform(machine.upstreamEnded(reset: n == -2, now: now), input: nil)
                 return
             }
-            current.target?.counters.bytesIn.wrappingAdd(n, ordering: .relaxed)
+            routed?.target?.counters.bytesIn.wrappingAdd(n, ordering: .relaxed)
             machine.keepAliveAllowed = !runtime.shuttingDown.load(ordering: .relaxed)
             let bytes = UnsafeRawBufferPointer(rebasing: worker.scratch[0..<n])
             perform(machine.upstreamBytes(bytes, now: now), input: bytes)
@@ -139,7 +157,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     }
 
     func channelConnected(_ channel: SocketChannel, error: Int32) {
-        guard channel === upstream, let target = current.target else { return }
+        guard channel === upstream, let target = routed?.target else { return }
         let now = monotonicMilliseconds()
         if error != 0 {
             let reason = channel.tlsFailure ?? "\(target.qualifiedName) refused the connection (\(String(cString: strerror(error))))"
@@ -190,9 +208,10 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     private func perform(_ actions: HTTPExchangeActions, input: UnsafeRawBufferPointer?) {
         var clientFailed = false
         var upstreamFailed = false
-        for action in actions {
+        // By index: iterating would first copy the whole inline batch (and retain every payload in it).
+        for index in 0..<actions.count {
             if finished { return }
-            switch action {
+            switch actions[index] {
             case .route(let head):
                 route(head)
             case .connectUpstream(let fresh):
@@ -277,9 +296,13 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     /// Routes a head through the current snapshot and tells the machine the decision.
     private func route(_ head: HTTPRequestHead) {
         let now = monotonicMilliseconds()
-        if !current.rerouting {
+        let current: Routed
+        if let routed, routed.rerouting {
+            current = routed
+        } else {
             runtime.stats.requests.wrappingAdd(1, ordering: .relaxed)
             current = Routed(head: head, started: now)
+            routed = current
             // Behind a trusted proxy the request speaks for the client its X-Forwarded-For names.
             if origin.trusted { current.forwardedClient = trustedProxies.client(forwardedFor: head.headers) }
             current.requestID = worker.requestIDs.id(for: head.headers)
@@ -290,6 +313,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     }
 
     private func decide(_ head: HTTPRequestHead, now: UInt64) -> HTTPExchangeStateMachine.RouteDecision {
+        let current = self.current
         let snapshot = runtime.store.load()
         guard let listener = snapshot.listenerBySlot[slot] else { return .answer(.fault(.listenerRemoved)) }
         // The profile comes from the same snapshot read as the endpoint it picks below.
@@ -345,23 +369,24 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     }
 
     private func bypassesMaintenance(_ head: HTTPRequestHead, gate: GateConfig) -> Bool {
-        let source = current.forwardedClient?.bytes ?? clientAddress
+        // The peer's address is looked up again here rather than kept: only a maintenance page asks.
+        let source = current.forwardedClient?.bytes ?? clientAddresses?.source.ip ?? []
         if gate.bypass.sources.contains(where: { $0.contains(source) }) { return true }
         if let header = gate.bypass.header, head.headers.values(named: header.name).contains(header.value) { return true }
         return false
     }
 
     private func releasedFromHold() {
-        guard !finished, let held = current.held else { return }
-        current.held = nil
+        guard !finished, let routed, let held = routed.held else { return }
+        routed.held = nil
         held.released(runtime: runtime)
-        current.rerouting = true
+        routed.rerouting = true
         perform(machine.holdReleased(now: monotonicMilliseconds()), input: nil)
     }
 
     private func stopHolding() {
-        guard let held = current.held else { return }
-        current.held = nil
+        guard let routed, let held = routed.held else { return }
+        routed.held = nil
         held.leave(runtime: runtime)
     }
 
@@ -390,7 +415,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         }
         do {
             upstreamBlockedTold = false
-            upstream = try UpstreamConnector.connect(to: target, worker: worker, handler: self, addresses: addresses)
+            upstream = try UpstreamConnector.connect(to: target, worker: worker, handler: self, addresses: target.sendProxy == nil ? nil : clientAddresses)
         } catch {
             perform(machine.upstreamConnectFailed(.upstreamUnreachable(reason: "cannot connect to \(target.qualifiedName): \(error)"), now: now), input: nil)
         }
@@ -463,7 +488,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
                 runtime.stats.countProxyAnswer(fault.reason)
                 logAccess(note: answered.message, bytes: 0)
                 if upstreamFault {
-                    Log.warning("\(answered.status) for \(current.head?.method ?? "-") \(current.head?.target ?? "-") from \(clientText): \(answered.message)")
+                    Log.warning("\(answered.status) for \(current.head?.method ?? "-") \(current.head?.target ?? "-") from \(origin.address): \(answered.message)")
                 }
             }
         case .upgraded:
@@ -476,7 +501,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
             logAccess(note: "aborted: \(note(for: reason))", bytes: bytesToClient)
         }
         // The next head (or a refused one, logged as `-`) starts from nothing.
-        current = Routed()
+        routed = nil
     }
 
     /// The access log's note for an abort, naming the endpoint when it was the upstream's doing.
@@ -539,7 +564,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         current.target = nil
         worker.unregister(self)
         worker.pool.closeIdle(pinnedTo: ObjectIdentifier(self))
-        let tunnel = TCPTunnel(upgradedClient: client, upstream: upstream, target: target, worker: worker, runtime: runtime, slot: slot, clientText: clientText)
+        let tunnel = TCPTunnel(upgradedClient: client, upstream: upstream, target: target, worker: worker, runtime: runtime, slot: slot, clientText: origin.address)
         tunnel.startUpgraded(pendingToUpstream: toUpstream, pendingToClient: toClient)
     }
 
@@ -553,12 +578,12 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         worker.pool.closeIdle(pinnedTo: ObjectIdentifier(self))
         if let upstream {
             self.upstream = nil
-            if let target = current.target { worker.pool.close(upstream, target: target) } else { upstream.close() }
+            if let target = routed?.target { worker.pool.close(upstream, target: target) } else { upstream.close() }
         }
-        if let target = current.target {
+        if let routed, let target = routed.target {
             // Ended without its `.log` (a forced close of an idle-looking exchange): still not in flight.
-            target.counters.requestEnded(method: current.head?.method ?? "GET")
-            current.target = nil
+            target.counters.requestEnded(method: routed.head?.method ?? "GET")
+            routed.target = nil
         }
         worker.unregister(self)
         runtime.connectionClosed()
@@ -567,6 +592,8 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     // MARK: - Access log
 
     private func logAccess(note: String?, bytes: Int, endpoint: String? = nil) {
+        // Checked before the record's parts are gathered: with the log off, no string is made.
+        guard worker.accessLog != nil else { return }
         logAccess(
             method: current.head?.method ?? "-", target: current.head?.target ?? "-", status: current.status,
             endpoint: endpoint ?? current.target?.name ?? "-", bytes: bytes, started: current.started, note: note, profile: current.profile,
@@ -580,7 +607,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         guard let log = worker.accessLog else { return }
         let elapsed = started == 0 ? 0 : monotonicMilliseconds() &- started
         log.append(worker: worker.index, AccessRecord(
-            time: Timestamp.now(), client: client ?? clientText, method: method, target: target, status: status, bytes: bytes, durationMs: elapsed,
+            time: Timestamp.now(), client: client ?? origin.address, method: method, target: target, status: status, bytes: bytes, durationMs: elapsed,
             profile: profile, endpoint: endpoint, requestId: requestID, note: note))
     }
 

@@ -176,10 +176,10 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     ///
     /// - Important: runs on `worker`'s queue.
     private func serve(fd: Int32, on worker: Worker, slot: Int, mode: ListenerMode, transport: ListenerTransport, addresses: ProxyProtocol.Addresses?) {
-        let addresses = addresses ?? Socket.addresses(fd)
         switch mode {
+        // A session looks the socket's ends up itself, and only if a request needs them.
         case .http: HTTPSession(fd: fd, worker: worker, runtime: self, slot: slot, transport: transport, addresses: addresses).start()
-        case .tcp: TCPTunnel(fd: fd, worker: worker, runtime: self, slot: slot, transport: transport, addresses: addresses).start()
+        case .tcp: TCPTunnel(fd: fd, worker: worker, runtime: self, slot: slot, transport: transport, addresses: addresses ?? Socket.addresses(fd)).start()
         }
     }
 

@@ -37,6 +37,18 @@ final class Worker: @unchecked Sendable {  // confined to `queue`
     let accessLog: AccessLog?
     /// Ids for requests that come without a sane `X-Request-Id` (see `RequestIDGenerator`).
     var requestIDs: RequestIDGenerator
+    /// The forwarding origin of the last HTTP client accepted here. Clients behind one balancer
+    /// or NAT share an address, and then share this one copy of its `Forwarded` element rather than
+    /// each idle keep-alive connection holding its own.
+    private var lastOrigin: HTTPForwarding.Origin?
+
+    /// The origin of a client: the last one made when it matches, else a new one.
+    func origin(address: String, proto: String, trusted: Bool) -> HTTPForwarding.Origin {
+        if let lastOrigin, lastOrigin.address == address, lastOrigin.proto == proto, lastOrigin.trusted == trusted { return lastOrigin }
+        let made = HTTPForwarding.Origin(address: address, proto: proto, trusted: trusted)
+        lastOrigin = made
+        return made
+    }
     /// Random per process, so that two proxies' (or two generations') ids do not meet.
     private static let processTag = UInt32.random(in: 0...UInt32.max)
     /// Timeouts and limits for this worker's connections; replaced on reload (on this queue).

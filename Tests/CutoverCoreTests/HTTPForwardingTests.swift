@@ -24,6 +24,28 @@ final class HTTPForwardingTests: XCTestCase {
         XCTAssertEqual(upstream.target, "/x")
     }
 
+    /// Positions below 64 are kept as bits, later ones in a list: a hop-by-hop field, or one named in
+    /// `Connection`, is dropped wherever it stands in a long head.
+    func testHopByHopFields_pastTheSixtyFourthField_areStillDropped() {
+        var fields: [(String, String)] = [("Host", "app")]
+        for index in 0..<70 { fields.append(("X-Filler-\(index)", "v")) }
+        fields += [("Connection", "X-Named"), ("Keep-Alive", "timeout=5"), ("X-Named", "secret"), ("Accept", "*/*")]
+        fields.insert(("TE", "trailers"), at: 63)
+        fields.insert(("X-Named", "early"), at: 64)
+        let head = HTTPRequestHead(method: "GET", target: "/", headers: HTTPHeaders(fields))
+        let upstream = HTTPForwarding.upstreamRequest(head, clientAddress: "192.0.2.7", proto: "http", upgrading: false)
+        for dropped in ["Connection", "Keep-Alive", "TE", "X-Named"] {
+            XCTAssertFalse(upstream.headers.contains(dropped), dropped)
+        }
+        XCTAssertEqual(upstream.headers.values(named: "Accept"), ["*/*"])
+        XCTAssertEqual(upstream.headers.count, 1 + 70 + 1 + 4, "Host, the fillers and Accept, then the four the proxy adds")
+        var written: [UInt8] = []
+        HTTPForwarding.writeUpstreamRequest(head, origin: .init(address: "192.0.2.7", proto: "http"), upgrading: false, into: &written)
+        var built: [UInt8] = []
+        upstream.write(into: &built)
+        XCTAssertEqual(text(written), text(built))
+    }
+
     func testConnectionCannotStripFramingOrHost() {
         let head = HTTPRequestHead(
             method: "POST", target: "/",

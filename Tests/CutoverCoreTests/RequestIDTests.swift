@@ -29,6 +29,25 @@ final class RequestIDTests: XCTestCase {
         XCTAssertEqual(generator.id(for: head([]).headers).value, "3f9a61c2-b-3", "the client's id did not use a number")
     }
 
+    /// A generated id goes upstream as bytes written from its counter: they must be `value`'s text.
+    func testGeneratedID_writtenAsBytes_isItsValue() {
+        var generator = RequestIDGenerator(processTag: 0xa, worker: 0)
+        var seen: [String] = []
+        for _ in 0..<17 {
+            let id = generator.next()
+            var written: [UInt8] = []
+            HTTPForwarding.writeUpstreamRequest(
+                head([("X-Request-Id", "a b")]), origin: HTTPForwarding.Origin(address: "10.0.0.1", proto: "http"), upgrading: false,
+                requestID: id, into: &written)
+            let text = String(decoding: written, as: UTF8.self)
+            XCTAssertTrue(text.contains("\r\nX-Request-Id: \(id.value)\r\n"), text)
+            XCTAssertFalse(text.contains("a b"), "the insane client id is replaced")
+            seen.append(id.value)
+        }
+        XCTAssertEqual(seen.first, "0000000a-0-1")
+        XCTAssertEqual(Array(seen.suffix(2)), ["0000000a-0-10", "0000000a-0-11"], "hex digits carry over")
+    }
+
     func testUpstreamRequest_keepsTheClientsID_replacesAnInsaneOne() {
         let kept = HTTPForwarding.upstreamRequest(
             head([("X-Request-Id", "mine")]), clientAddress: "10.0.0.1", proto: "http", upgrading: false,

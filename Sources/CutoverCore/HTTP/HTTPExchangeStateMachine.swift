@@ -41,6 +41,9 @@ public struct HTTPExchangeStateMachine: Sendable {
         public let timeouts: Timeouts
         /// Client bytes buffered beyond the request being served before the client is no longer read.
         public let maxBufferedPipeline: Int
+        /// `timeouts` in monotonic milliseconds, converted once here rather than from `Duration` on
+        /// every deadline the machine sets (several per request).
+        let deadlines: Deadlines
 
         /// The same limits and timeouts.
         public static func == (left: Configuration, right: Configuration) -> Bool {
@@ -59,6 +62,22 @@ public struct HTTPExchangeStateMachine: Sendable {
             self.maxBodyBytes = maxBodyBytes
             self.timeouts = timeouts
             self.maxBufferedPipeline = maxBufferedPipeline
+            self.deadlines = Deadlines(timeouts)
+        }
+    }
+
+    /// The timeouts the machine arms, in milliseconds (negative durations count as 0).
+    struct Deadlines: Sendable {
+        let idle, connect, write, headerRead, clientBody, upstreamResponse: UInt64
+
+        init(_ timeouts: Timeouts) {
+            func ms(_ duration: Duration) -> UInt64 { UInt64(max(0, duration.milliseconds)) }
+            idle = ms(timeouts.idle)
+            connect = ms(timeouts.connect)
+            write = ms(timeouts.write)
+            headerRead = ms(timeouts.headerRead)
+            clientBody = ms(timeouts.clientBody)
+            upstreamResponse = ms(timeouts.upstreamResponse)
         }
     }
 
@@ -210,6 +229,7 @@ public struct HTTPExchangeStateMachine: Sendable {
     }
 
     private var timeouts: Timeouts { configuration.timeouts }
+    private var deadlines: Deadlines { configuration.deadlines }
 
     /// Whether the connection is over (closed or handed to a tunnel).
     public var isFinished: Bool {
@@ -246,7 +266,7 @@ public struct HTTPExchangeStateMachine: Sendable {
         var actions = HTTPExchangeActions()
         switch state {
         case .idle:
-            deadline = now + ms(timeouts.idle)
+            deadline = now + deadlines.idle
         case .readingHead, .routing, .holding, .connecting, .exchanging, .closing, .handedOver, .closed:
             break
         }
@@ -318,7 +338,7 @@ public struct HTTPExchangeStateMachine: Sendable {
             switch decision {
             case .forward:
                 state = .connecting(exchange)
-                deadline = now + ms(timeouts.connect)
+                deadline = now + deadlines.connect
                 actions.append(.connectUpstream(fresh: false))
             case .answer(let answer):
                 answerLocally(exchange, answer, now: now, &actions)
@@ -473,14 +493,14 @@ public struct HTTPExchangeStateMachine: Sendable {
         switch state {
         case .exchanging(let exchange):
             if exchange.response != nil {
-                deadline = now + ms(timeouts.write)
+                deadline = now + deadlines.write
                 if upstreamReading {
                     upstreamReading = false
                     actions.append(.pauseUpstream)
                 }
             }
         case .idle, .closing:
-            deadline = now + ms(timeouts.write)
+            deadline = now + deadlines.write
         case .readingHead, .routing, .holding, .connecting, .handedOver, .closed:
             break
         }
@@ -503,7 +523,7 @@ public struct HTTPExchangeStateMachine: Sendable {
                 }
             }
         case .idle:
-            deadline = now + ms(timeouts.idle)
+            deadline = now + deadlines.idle
             consumeBufferedClient(now: now, &actions)
             closeIfEnded(&actions)
         case .closing:
@@ -668,7 +688,7 @@ public struct HTTPExchangeStateMachine: Sendable {
                 case .success(.incomplete):
                     if case .idle = state {
                         state = .readingHead(startedAt: startedAt)
-                        deadline = startedAt + ms(timeouts.headerRead)
+                        deadline = startedAt + deadlines.headerRead
                     }
                     return offset
                 case .success(.complete(let head, let headLength)):
@@ -840,7 +860,7 @@ public struct HTTPExchangeStateMachine: Sendable {
             exchange.reused = false
             state = .connecting(exchange)
             upstreamReading = false
-            deadline = now + ms(timeouts.connect)
+            deadline = now + deadlines.connect
             actions.append(.closeUpstream)
             actions.append(.connectUpstream(fresh: true))
             return
@@ -902,7 +922,7 @@ public struct HTTPExchangeStateMachine: Sendable {
             return
         }
         state = .idle
-        deadline = now + ms(clientBlocked ? timeouts.write : timeouts.idle)
+        deadline = now + (clientBlocked ? deadlines.write : deadlines.idle)
         consumeBufferedClient(now: now, &actions)
         closeIfEnded(&actions)
     }
@@ -923,7 +943,7 @@ public struct HTTPExchangeStateMachine: Sendable {
         // Dropped at the next event: ranges named earlier in this batch stay valid.
         clientBufferStart = clientBuffer.count
         upstreamReading = false
-        deadline = now + ms(timeouts.write)
+        deadline = now + deadlines.write
         if clientReading {
             clientReading = false
             actions.append(.pauseClient)
@@ -964,8 +984,7 @@ public struct HTTPExchangeStateMachine: Sendable {
     /// The next wait of a forwarded exchange: `client_body` while the client owes body and no
     /// response has started, else `upstream_response`.
     private func waitDeadline(_ exchange: Exchange, now: UInt64) -> UInt64 {
-        let wait = exchange.request.done || exchange.response != nil ? timeouts.upstreamResponse : timeouts.clientBody
-        return now + ms(wait)
+        return now + (exchange.request.done || exchange.response != nil ? deadlines.upstreamResponse : deadlines.clientBody)
     }
 
     /// Whether the client should be read now, as a pause or resume action when that changes.
@@ -992,5 +1011,4 @@ public struct HTTPExchangeStateMachine: Sendable {
         actions.append(wanted ? .resumeClient : .pauseClient)
     }
 
-    private func ms(_ duration: Duration) -> UInt64 { UInt64(max(0, duration.milliseconds)) }
 }

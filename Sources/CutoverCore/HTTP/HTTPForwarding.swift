@@ -103,26 +103,30 @@ public enum HTTPForwarding {
 
     /// What a proxy changes in a request's fields, in order (the one definition both the head-building
     /// and the writing forms follow).
-    static func requestEdits(_ head: HTTPRequestHead, origin: Origin, upgrading: Bool, requestID: RequestID? = nil) -> [FieldEdit] {
+    static func requestEdits(_ head: HTTPRequestHead, origin: Origin, upgrading: Bool, requestID: RequestID? = nil) -> FieldEdits {
         // From anyone but a trusted proxy, forwarding fields are claims the client made about
         // itself: replaced, so the backend (and its rate limits, its audit log) sees the real peer.
-        var edits: [FieldEdit] = origin.trusted
-            ? [.appendElement(name: "X-Forwarded-For", element: origin.address),
-               .replace(name: "X-Forwarded-Proto", value: origin.proto),
-               .appendElement(name: "Forwarded", element: origin.forwardedElement)]
-            : [.replace(name: "X-Forwarded-For", value: origin.address),
-               .replace(name: "X-Forwarded-Proto", value: origin.proto),
-               .replace(name: "Forwarded", value: origin.forwardedElement)]
+        var edits = FieldEdits()
+        if origin.trusted {
+            edits.append(.appendElement(name: "X-Forwarded-For", element: origin.address))
+            edits.append(.replace(name: "X-Forwarded-Proto", value: origin.proto))
+            edits.append(.appendElement(name: "Forwarded", element: origin.forwardedElement))
+        } else {
+            edits.append(.replace(name: "X-Forwarded-For", value: origin.address))
+            edits.append(.replace(name: "X-Forwarded-Proto", value: origin.proto))
+            edits.append(.replace(name: "Forwarded", value: origin.forwardedElement))
+        }
         edits.append(.appendElement(name: "Via", element: viaElement(head.version)))
         if upgrading { edits.append(.add(name: "Connection", value: "upgrade")) }
-        if let requestID, requestID.generated { edits.append(.replace(name: RequestID.headerName, value: requestID.value)) }
+        if let requestID, requestID.generated { edits.append(.requestID(requestID)) }
         if let length = normalisedContentLength(head.headers) { edits.append(.replace(name: "Content-Length", value: length)) }
         return edits
     }
 
     /// What a proxy changes in a response's fields, in order.
-    static func responseEdits(_ head: HTTPResponseHead, requestVersion: HTTPVersion, keepClientAlive: Bool, switching: Bool) -> [FieldEdit] {
-        var edits: [FieldEdit] = [.appendElement(name: "Via", element: viaElement(head.version))]
+    static func responseEdits(_ head: HTTPResponseHead, requestVersion: HTTPVersion, keepClientAlive: Bool, switching: Bool) -> FieldEdits {
+        var edits = FieldEdits()
+        edits.append(.appendElement(name: "Via", element: viaElement(head.version)))
         if switching {
             edits.append(.add(name: "Connection", value: "upgrade"))
         } else if head.status < 200 {
@@ -175,6 +179,52 @@ enum FieldEdit {
     case replace(name: String, value: String)
     /// Add a field at the end.
     case add(name: String, value: String)
+    /// Replace `X-Request-Id` with this generated id (written as bytes, never built as a `String`).
+    case requestID(RequestID)
+}
+
+/// The edits of one head, in order, stored inline: a request gets at most seven (three forwarding
+/// fields, Via, an upgrade's Connection, a request id, a normalised Content-Length) and a response
+/// three, so deciding them allocates nothing.
+struct FieldEdits: RandomAccessCollection {
+    static let capacity = 8
+    private var e0, e1, e2, e3, e4, e5, e6, e7: FieldEdit?
+    private(set) var endIndex = 0
+
+    var startIndex: Int { 0 }
+
+    /// - Precondition: fewer than `capacity` edits stored.
+    mutating func append(_ edit: FieldEdit) {
+        switch endIndex {
+        case 0: e0 = edit
+        case 1: e1 = edit
+        case 2: e2 = edit
+        case 3: e3 = edit
+        case 4: e4 = edit
+        case 5: e5 = edit
+        case 6: e6 = edit
+        case 7: e7 = edit
+        default: preconditionFailure("more than \(Self.capacity) edits for one head")
+        }
+        endIndex += 1
+    }
+
+    subscript(index: Int) -> FieldEdit {
+        let slot: FieldEdit?
+        switch index {
+        case 0: slot = e0
+        case 1: slot = e1
+        case 2: slot = e2
+        case 3: slot = e3
+        case 4: slot = e4
+        case 5: slot = e5
+        case 6: slot = e6
+        case 7: slot = e7
+        default: slot = nil
+        }
+        guard index < endIndex, let slot else { preconditionFailure("no edit \(index) of \(endIndex)") }
+        return slot
+    }
 }
 
 /// Which fields pass a proxy (RFC 9110 §7.6.1): not the hop-by-hop ones, nor those the sender
@@ -183,8 +233,14 @@ enum FieldEdit {
 /// Decided once per head, by field position: most heads carry no hop-by-hop field, and those that do
 /// nearly always carry only `Connection: keep-alive`, which names a field that is hop-by-hop anyway.
 struct HopByHopFilter {
-    /// Positions of the fields that do not pass; empty for most heads.
-    private var dropped: [Int] = []
+    /// Positions of the fields that do not pass, as bits for the first 64 (no allocation for the
+    /// `Connection: keep-alive` nearly every response carries), then as a list; empty for most heads.
+    private var dropped: UInt64 = 0
+    private var droppedBeyond: [Int] = []
+
+    private mutating func drop(_ index: Int) {
+        if index < 64 { dropped |= 1 << UInt64(index) } else { droppedBeyond.append(index) }
+    }
 
     init(_ headers: HTTPHeaders, keepUpgrade: Bool) {
         var anyHopByHop = false
@@ -204,17 +260,17 @@ struct HopByHopFilter {
         }
         headers.forEachField { index, name, _ in
             if HopByHopFilter.isHopByHop(name) {
-                if !(keepUpgrade && HTTPSyntax.equalsIgnoringCase(name, lowercase: "upgrade")) { dropped.append(index) }
+                if !(keepUpgrade && HTTPSyntax.equalsIgnoringCase(name, lowercase: "upgrade")) { drop(index) }
                 return
             }
             let listed = named.contains { token in token.withUnsafeBytes { HTTPSyntax.equalsIgnoringCase(name, $0) } }
-            if listed && !HopByHopFilter.isProtected(name) { dropped.append(index) }
+            if listed && !HopByHopFilter.isProtected(name) { drop(index) }
         }
     }
 
     /// Whether the field at `index` is forwarded.
     func passes(_ index: Int) -> Bool {
-        dropped.isEmpty || !dropped.contains(index)
+        index < 64 ? dropped & (1 << UInt64(index)) == 0 : !droppedBeyond.contains(index)
     }
 
     /// One of `HTTPForwarding.hopByHopNames`; their lengths rule out nearly every other field at once.
@@ -240,6 +296,7 @@ extension FieldEdit {
     var name: String {
         switch self {
         case .appendElement(let name, _), .replace(let name, _), .add(let name, _): return name
+        case .requestID: return RequestID.headerName
         }
     }
 
@@ -253,13 +310,14 @@ extension FieldEdit {
 
 extension HTTPHeaders {
     /// Keeps the fields that pass `filter`, then applies `edits` in order.
-    mutating func apply(_ edits: [FieldEdit], filter: HopByHopFilter) {
+    mutating func apply(_ edits: FieldEdits, filter: HopByHopFilter) {
         self = keeping { filter.passes($0) }
         for edit in edits {
             switch edit {
             case .appendElement(let name, let element): appendListElement(name: name, element: element)
             case .replace(let name, let value): replace(name: name, value: value)
             case .add(let name, let value): add(name: name, value: value)
+            case .requestID(let id): replace(name: RequestID.headerName, value: id.value)
             }
         }
     }
@@ -267,7 +325,7 @@ extension HTTPHeaders {
     /// Writes the fields that pass `filter` with `edits` applied, and the final CRLF: the same bytes
     /// as `apply` followed by `write(into:)`, without building the edited list. Unchanged fields are
     /// copied as the byte slices they were received as.
-    func write(applying edits: [FieldEdit], filter: HopByHopFilter, into buffer: inout [UInt8]) {
+    func write(applying edits: FieldEdits, filter: HopByHopFilter, into buffer: inout [UInt8]) {
         // Which received field each edit touches: the last passing one of an appended name takes the
         // element (-1: none, add a field at the end); a replaced name drops them all.
         withUnsafeTemporaryAllocation(of: Int.self, capacity: edits.count) { lastOfAppended in
@@ -279,7 +337,7 @@ extension HTTPHeaders {
                 for e in edits.indices where edits[e].isNamed(name) {
                     switch edits[e] {
                     case .appendElement: lastOfAppended[e] = index
-                    case .replace: replaced.append(index)
+                    case .replace, .requestID: replaced.append(index)
                     case .add: break
                     }
                     touched = true
@@ -290,7 +348,7 @@ extension HTTPHeaders {
     }
 
     private func writeFields(
-        _ edits: [FieldEdit], filter: HopByHopFilter, lastOfAppended: UnsafeMutableBufferPointer<Int>, replaced: [Int], touched: Bool,
+        _ edits: FieldEdits, filter: HopByHopFilter, lastOfAppended: UnsafeMutableBufferPointer<Int>, replaced: [Int], touched: Bool,
         into buffer: inout [UInt8]
     ) {
         forEachField { index, name, value in
@@ -311,6 +369,13 @@ extension HTTPHeaders {
             switch edit {
             case .appendElement(let name, let element) where lastOfAppended[e] < 0: Self.writeField(name, element, into: &buffer)
             case .replace(let name, let value), .add(let name, let value): Self.writeField(name, value, into: &buffer)
+            case .requestID(let id):
+                buffer.append(contentsOf: RequestID.headerName.utf8)
+                buffer.append(HTTPSyntax.colon)
+                buffer.append(HTTPSyntax.space)
+                id.write(into: &buffer)
+                buffer.append(HTTPSyntax.cr)
+                buffer.append(HTTPSyntax.lf)
             case .appendElement: break
             }
         }

@@ -7,16 +7,51 @@ public struct RequestID: Sendable, Equatable {
     /// payload).
     public static let maxBytes = 200
 
-    /// The id's text.
-    public let value: String
+    /// The id as received, or a generated one as its two parts: a generated id is written into the
+    /// upstream head as bytes, and made into a `String` only for the access log.
+    private enum Form: Sendable {
+        case text(String)
+        case serial(prefix: String, number: UInt64)
+    }
+
+    private let form: Form
     /// The proxy made it (there was no sane client id): it must be sent upstream in place of
     /// whatever the client sent.
     public let generated: Bool
 
     /// An id as given.
     public init(value: String, generated: Bool) {
-        self.value = value
+        self.form = .text(value)
         self.generated = generated
+    }
+
+    /// A generated id: `prefix` then `number` in lowercase hex.
+    init(prefix: String, number: UInt64) {
+        self.form = .serial(prefix: prefix, number: number)
+        self.generated = true
+    }
+
+    /// The id's text.
+    public var value: String {
+        switch form {
+        case .text(let text): return text
+        case .serial(let prefix, let number): return prefix + String(number, radix: 16)
+        }
+    }
+
+    /// Appends the id's bytes (the same as `value`'s UTF-8) without building `value`.
+    func write(into buffer: inout [UInt8]) {
+        switch form {
+        case .text(let text):
+            buffer.append(contentsOf: text.utf8)
+        case .serial(let prefix, let number):
+            buffer.append(contentsOf: prefix.utf8)
+            HexDigits.append(number, into: &buffer)
+        }
+    }
+
+    public static func == (left: RequestID, right: RequestID) -> Bool {
+        left.generated == right.generated && left.value == right.value
     }
 
     /// The client's id, when it sent exactly one `X-Request-Id` of 1 to `maxBytes` visible ASCII
@@ -38,8 +73,8 @@ public struct RequestID: Sendable, Equatable {
 }
 
 /// Makes request ids for one worker: a prefix random per process and naming the worker, then the
-/// worker's own counter in hex (`3f9a61c2-1-2b`). No lock, no UUID per request: a counter increment
-/// and one short string; unique within a process, and across processes but for a 1 in 2³² clash of
+/// worker's own counter in hex (`3f9a61c2-1-2b`). No lock, no UUID and no string per request: a
+/// counter increment, written as hex digits straight into the upstream head; unique within a process, and across processes but for a 1 in 2³² clash of
 /// their random prefixes.
 public struct RequestIDGenerator: Sendable {
     private let prefix: String
@@ -54,11 +89,22 @@ public struct RequestIDGenerator: Sendable {
     /// The next id of this worker.
     public mutating func next() -> RequestID {
         count &+= 1
-        return RequestID(value: prefix + String(count, radix: 16), generated: true)
+        return RequestID(prefix: prefix, number: count)
     }
 
     /// The id of a request with these headers: the client's when sane, else the next one made here.
     public mutating func id(for headers: HTTPHeaders) -> RequestID {
         RequestID.fromClient(headers) ?? next()
+    }
+}
+
+/// Lowercase hexadecimal digits of a number, written as bytes.
+enum HexDigits {
+    static func append(_ number: UInt64, into buffer: inout [UInt8]) {
+        let digits = max(1, (64 - number.leadingZeroBitCount + 3) / 4)
+        for position in stride(from: digits - 1, through: 0, by: -1) {
+            let nibble = UInt8(truncatingIfNeeded: number >> (UInt64(position) * 4)) & 0xF
+            buffer.append(nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") + nibble - 10)
+        }
     }
 }
