@@ -41,16 +41,23 @@ final class UpstreamPool: @unchecked Sendable {  // confined to its worker's que
     /// Parks a connection whose last exchange ended cleanly; closes it if the pool is full.
     func park(_ channel: SocketChannel, target: EndpointTarget, for client: ObjectIdentifier) {
         let key = Self.key(target, client: client)
-        guard idle[key, default: []].count < maxIdlePerEndpoint else {
+        let parked = PooledUpstream(channel: channel, target: target, key: key, pool: self)
+        // One hash lookup per park (this runs once per request), not one to count and one to append.
+        guard Self.append(parked, to: &idle[key, default: []], max: maxIdlePerEndpoint) else {
             close(channel, target: target)
             return
         }
-        let parked = PooledUpstream(channel: channel, target: target, key: key, pool: self)
         channel.handler = parked
         // An idle upstream that becomes readable has closed (or misbehaved): either way, drop it.
         channel.resumeReading()
-        idle[key, default: []].append(parked)
         if let client = key.client { pinnedClients.insert(client) }
+    }
+
+    /// Appends unless the list already holds `max`; whether it did.
+    private static func append(_ parked: PooledUpstream, to list: inout [PooledUpstream], max: Int) -> Bool {
+        guard list.count < max else { return false }
+        list.append(parked)
+        return true
     }
 
     fileprivate func remove(_ parked: PooledUpstream) {

@@ -22,8 +22,9 @@ public enum HTTPForwarding {
     ) -> HTTPRequestHead {
         var result = head
         result.version = upstreamVersion(of: head)
-        result.headers.apply(requestEdits(head, origin: Origin(address: clientAddress, proto: proto, trusted: trusted), upgrading: upgrading, requestID: requestID),
-                             filter: HopByHopFilter(head.headers, keepUpgrade: upgrading))
+        requestEdits(head, origin: Origin(address: clientAddress, proto: proto, trusted: trusted), upgrading: upgrading, requestID: requestID) { edits in
+            result.headers.apply(edits, filter: HopByHopFilter(head.headers, keepUpgrade: upgrading))
+        }
         return result
     }
 
@@ -35,9 +36,9 @@ public enum HTTPForwarding {
         _ head: HTTPRequestHead, origin: Origin, upgrading: Bool, requestID: RequestID? = nil, into buffer: inout [UInt8]
     ) {
         head.writeRequestLine(version: upstreamVersion(of: head), into: &buffer)
-        head.headers.write(
-            applying: requestEdits(head, origin: origin, upgrading: upgrading, requestID: requestID),
-            filter: HopByHopFilter(head.headers, keepUpgrade: upgrading), into: &buffer)
+        requestEdits(head, origin: origin, upgrading: upgrading, requestID: requestID) { edits in
+            head.headers.write(applying: edits, filter: HopByHopFilter(head.headers, keepUpgrade: upgrading), into: &buffer)
+        }
     }
 
     /// The response to send the client for an upstream's response.
@@ -53,8 +54,9 @@ public enum HTTPForwarding {
         var result = head
         result.version = .http1_1
         let switching = upgrading && head.status == 101
-        result.headers.apply(responseEdits(head, requestVersion: requestVersion, keepClientAlive: keepClientAlive, switching: switching),
-                             filter: HopByHopFilter(head.headers, keepUpgrade: switching))
+        responseEdits(head, requestVersion: requestVersion, keepClientAlive: keepClientAlive, switching: switching) { edits in
+            result.headers.apply(edits, filter: HopByHopFilter(head.headers, keepUpgrade: switching))
+        }
         return result
     }
 
@@ -64,9 +66,9 @@ public enum HTTPForwarding {
     ) {
         let switching = upgrading && head.status == 101
         head.writeStatusLine(version: .http1_1, into: &buffer)
-        head.headers.write(
-            applying: responseEdits(head, requestVersion: requestVersion, keepClientAlive: keepClientAlive, switching: switching),
-            filter: HopByHopFilter(head.headers, keepUpgrade: switching), into: &buffer)
+        responseEdits(head, requestVersion: requestVersion, keepClientAlive: keepClientAlive, switching: switching) { edits in
+            head.headers.write(applying: edits, filter: HopByHopFilter(head.headers, keepUpgrade: switching), into: &buffer)
+        }
     }
 
     /// Who a request came from, with its forwarding elements built once per client connection.
@@ -102,11 +104,19 @@ public enum HTTPForwarding {
     }
 
     /// What a proxy changes in a request's fields, in order (the one definition both the head-building
-    /// and the writing forms follow).
-    static func requestEdits(_ head: HTTPRequestHead, origin: Origin, upgrading: Bool, requestID: RequestID? = nil) -> FieldEdits {
+    /// and the writing forms follow), given to `body`.
+    static func requestEdits<Result>(
+        _ head: HTTPRequestHead, origin: Origin, upgrading: Bool, requestID: RequestID? = nil, _ body: (FieldEdits) -> Result
+    ) -> Result {
+        FieldEdits.with { edits in
+            addRequestEdits(head, origin: origin, upgrading: upgrading, requestID: requestID, to: &edits)
+            return body(edits)
+        }
+    }
+
+    private static func addRequestEdits(_ head: HTTPRequestHead, origin: Origin, upgrading: Bool, requestID: RequestID?, to edits: inout FieldEdits) {
         // From anyone but a trusted proxy, forwarding fields are claims the client made about
         // itself: replaced, so the backend (and its rate limits, its audit log) sees the real peer.
-        var edits = FieldEdits()
         if origin.trusted {
             edits.append(.appendElement(name: "X-Forwarded-For", element: origin.address))
             edits.append(.replace(name: "X-Forwarded-Proto", value: origin.proto))
@@ -120,12 +130,19 @@ public enum HTTPForwarding {
         if upgrading { edits.append(.add(name: "Connection", value: "upgrade")) }
         if let requestID, requestID.generated { edits.append(.requestID(requestID)) }
         if let length = normalisedContentLength(head.headers) { edits.append(.replace(name: "Content-Length", value: length)) }
-        return edits
     }
 
-    /// What a proxy changes in a response's fields, in order.
-    static func responseEdits(_ head: HTTPResponseHead, requestVersion: HTTPVersion, keepClientAlive: Bool, switching: Bool) -> FieldEdits {
-        var edits = FieldEdits()
+    /// What a proxy changes in a response's fields, in order, given to `body`.
+    static func responseEdits<Result>(
+        _ head: HTTPResponseHead, requestVersion: HTTPVersion, keepClientAlive: Bool, switching: Bool, _ body: (FieldEdits) -> Result
+    ) -> Result {
+        FieldEdits.with { edits in
+            addResponseEdits(head, requestVersion: requestVersion, keepClientAlive: keepClientAlive, switching: switching, to: &edits)
+            return body(edits)
+        }
+    }
+
+    private static func addResponseEdits(_ head: HTTPResponseHead, requestVersion: HTTPVersion, keepClientAlive: Bool, switching: Bool, to edits: inout FieldEdits) {
         edits.append(.appendElement(name: "Via", element: viaElement(head.version)))
         if switching {
             edits.append(.add(name: "Connection", value: "upgrade"))
@@ -137,7 +154,6 @@ public enum HTTPForwarding {
             edits.append(.add(name: "Connection", value: "keep-alive"))
         }
         if let length = normalisedContentLength(head.headers) { edits.append(.replace(name: "Content-Length", value: length)) }
-        return edits
     }
 
     /// The one `Content-Length` value to send instead of a list (`Content-Length: 3, 3`) or repeated
@@ -183,47 +199,42 @@ enum FieldEdit {
     case requestID(RequestID)
 }
 
-/// The edits of one head, in order, stored inline: a request gets at most seven (three forwarding
-/// fields, Via, an upgrade's Connection, a request id, a normalised Content-Length) and a response
-/// three, so deciding them allocates nothing.
+/// The edits of one head, in order, in stack memory for the length of one write: a request gets at
+/// most seven (three forwarding fields, Via, an upgrade's Connection, a request id, a normalised
+/// Content-Length) and a response three. Deciding them allocates nothing, and reading one in the
+/// per-field loops borrows it in place (an addressor): a copy would retain its strings every time.
 struct FieldEdits: RandomAccessCollection {
     static let capacity = 8
-    private var e0, e1, e2, e3, e4, e5, e6, e7: FieldEdit?
+    private let storage: UnsafeMutablePointer<FieldEdit>
     private(set) var endIndex = 0
 
     var startIndex: Int { 0 }
 
+    private init(storage: UnsafeMutablePointer<FieldEdit>) {
+        self.storage = storage
+    }
+
+    /// Edits that live for `body` only.
+    static func with<Result>(_ body: (inout FieldEdits) -> Result) -> Result {
+        withUnsafeTemporaryAllocation(of: FieldEdit.self, capacity: capacity) { buffer in
+            var edits = FieldEdits(storage: buffer.baseAddress!)
+            defer { edits.storage.deinitialize(count: edits.endIndex) }
+            return body(&edits)
+        }
+    }
+
     /// - Precondition: fewer than `capacity` edits stored.
     mutating func append(_ edit: FieldEdit) {
-        switch endIndex {
-        case 0: e0 = edit
-        case 1: e1 = edit
-        case 2: e2 = edit
-        case 3: e3 = edit
-        case 4: e4 = edit
-        case 5: e5 = edit
-        case 6: e6 = edit
-        case 7: e7 = edit
-        default: preconditionFailure("more than \(Self.capacity) edits for one head")
-        }
+        precondition(endIndex < Self.capacity, "more than \(Self.capacity) edits for one head")
+        (storage + endIndex).initialize(to: edit)
         endIndex += 1
     }
 
     subscript(index: Int) -> FieldEdit {
-        let slot: FieldEdit?
-        switch index {
-        case 0: slot = e0
-        case 1: slot = e1
-        case 2: slot = e2
-        case 3: slot = e3
-        case 4: slot = e4
-        case 5: slot = e5
-        case 6: slot = e6
-        case 7: slot = e7
-        default: slot = nil
+        unsafeAddress {
+            precondition(index >= 0 && index < endIndex, "no edit \(index) of \(endIndex)")
+            return UnsafePointer(storage + index)
         }
-        guard index < endIndex, let slot else { preconditionFailure("no edit \(index) of \(endIndex)") }
-        return slot
     }
 }
 
