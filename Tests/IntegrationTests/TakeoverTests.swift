@@ -172,7 +172,13 @@ final class TakeoverTests: BlueGreenTestCase {
                                    environment: ["NOTIFY_SOCKET": notify.path])
         defer { old.stop() }
         XCTAssertTrue(notify.receive(timeout: 15)?.hasPrefix("READY=1") ?? false, old.stderr)
-        let port = Proxy.parsePorts(old.stderr).values.first ?? 0
+        // READY=1 is a datagram and the "listening on" line goes through the log writer and a pipe:
+        // the datagram can arrive first, so the port is polled for rather than read once.
+        var port: UInt16 = 0
+        XCTAssertTrue(waitUntil(timeout: 10) {
+            port = Proxy.parsePorts(old.stderr).values.first ?? 0
+            return port != 0
+        }, old.stderr)
         let churn = Churn()
         churn.start(port: port, connections: 4, adminSocket: socket)
         XCTAssertTrue(waitUntil(timeout: 10) { churn.answers.count > 50 })
