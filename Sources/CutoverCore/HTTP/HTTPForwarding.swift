@@ -381,12 +381,8 @@ extension HTTPHeaders {
             case .appendElement(let name, let element) where lastOfAppended[e] < 0: Self.writeField(name, element, into: &buffer)
             case .replace(let name, let value), .add(let name, let value): Self.writeField(name, value, into: &buffer)
             case .requestID(let id):
-                buffer.append(contentsOf: RequestID.headerName.utf8)
-                buffer.append(HTTPSyntax.colon)
-                buffer.append(HTTPSyntax.space)
-                id.write(into: &buffer)
-                buffer.append(HTTPSyntax.cr)
-                buffer.append(HTTPSyntax.lf)
+                var name = RequestID.headerName
+                name.withUTF8 { Self.writeField(UnsafeRawBufferPointer($0), into: &buffer) { id.write(into: &$0) } }
             case .appendElement: break
             }
         }

@@ -253,10 +253,16 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence, ExpressibleByArrayLite
 
     /// Appends `Name: value CRLF`.
     static func writeField(_ name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer, into buffer: inout [UInt8]) {
+        writeField(name, into: &buffer) { $0.append(contentsOf: value) }
+    }
+
+    /// Appends `Name: `, the value `writeValue` appends, and CRLF: for a value written as bytes
+    /// without being built first (a generated request id).
+    static func writeField(_ name: UnsafeRawBufferPointer, into buffer: inout [UInt8], value writeValue: (inout [UInt8]) -> Void) {
         buffer.append(contentsOf: name)
         buffer.append(HTTPSyntax.colon)
         buffer.append(HTTPSyntax.space)
-        buffer.append(contentsOf: value)
+        writeValue(&buffer)
         buffer.append(HTTPSyntax.cr)
         buffer.append(HTTPSyntax.lf)
     }

@@ -74,8 +74,8 @@ public struct RequestID: Sendable, Equatable {
 
 /// Makes request ids for one worker: a prefix random per process and naming the worker, then the
 /// worker's own counter in hex (`3f9a61c2-1-2b`). No lock, no UUID and no string per request: a
-/// counter increment, written as hex digits straight into the upstream head; unique within a process, and across processes but for a 1 in 2³² clash of
-/// their random prefixes.
+/// counter increment, written as hex digits straight into the upstream head; unique within a
+/// process, and across processes but for a 1 in 2³² clash of their random prefixes.
 public struct RequestIDGenerator: Sendable {
     private let prefix: String
     private var count: UInt64 = 0
