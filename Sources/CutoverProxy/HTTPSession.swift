@@ -223,11 +223,12 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         for index in 0..<actions.count {
             if finished { return }
             switch actions[index] {
-            case .route(let head):
-                route(head)
+            case .route:
+                route(machine.requestHead!)
             case .connectUpstream(let fresh):
                 connectUpstream(fresh: fresh)
             case .writeRequestHead(let upgrading):
+                let current = self.current
                 guard let upstream, let head = current.head else { continue }
                 worker.headBuffer.removeAll(keepingCapacity: true)
                 if let stripped = current.upstreamTarget {
@@ -240,21 +241,14 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
                 if !upstream.write(worker.headBuffer) { upstreamFailed = true }
             case .writeUpstream(let bytes):
                 guard let upstream else { continue }
-                current.target?.counters.bytesOut.wrappingAdd(bytes.count, ordering: .relaxed)
+                routed?.target?.counters.bytesOut.wrappingAdd(bytes.count, ordering: .relaxed)
                 if !machine.withBytes(bytes, input: input, { upstream.write($0) }) { upstreamFailed = true }
-            case .writeResponseHead(let head, let keepAlive, let upgrading, let body):
-                if head.status >= 200 { responseStarted(head) }
-                worker.headBuffer.removeAll(keepingCapacity: true)
-                HTTPForwarding.writeClientResponse(
-                    head, requestVersion: current.head?.version ?? .http1_1, keepClientAlive: keepAlive, upgrading: upgrading, into: &worker.headBuffer)
-                let written: Bool
-                if let body {
-                    // The head goes out together with the body bytes that came with it.
-                    written = machine.withBytes(body, input: input) { bodyBytes in worker.headBuffer.withUnsafeBytes { client.write($0, bodyBytes) } }
-                } else {
-                    written = client.write(worker.headBuffer)
-                }
-                if !written { clientFailed = true }
+            case .writeInterimHead(let head):
+                if !writeResponseHead(head, body: nil, keepAlive: true, upgrading: false, input: input) { clientFailed = true }
+            case .writeResponseHead(let body, let keepAlive, let upgrading):
+                // Read in place from the batch: a bound copy of the head would retain its arrays.
+                responseStarted(status: actions.responseHead!.status)
+                if !writeResponseHead(actions.responseHead!, body: body, keepAlive: keepAlive, upgrading: upgrading, input: input) { clientFailed = true }
             case .writeClient(let bytes):
                 if !machine.withBytes(bytes, input: input, { client.write($0) }) { clientFailed = true }
             case .answer(let answer, let keepAlive):
@@ -300,6 +294,18 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
             clientBlockedTold = true
             perform(machine.clientWriteBlocked(now: now), input: nil)
         }
+    }
+
+    /// Writes the client's version of a response head, with the body bytes that came with it in
+    /// the same system call. Returns false when the write failed.
+    private func writeResponseHead(
+        _ head: HTTPResponseHead, body: HTTPExchangeBytes?, keepAlive: Bool, upgrading: Bool, input: UnsafeRawBufferPointer?
+    ) -> Bool {
+        worker.headBuffer.removeAll(keepingCapacity: true)
+        HTTPForwarding.writeClientResponse(
+            head, requestVersion: routed?.head?.version ?? .http1_1, keepClientAlive: keepAlive, upgrading: upgrading, into: &worker.headBuffer)
+        guard let body else { return client.write(worker.headBuffer) }
+        return machine.withBytes(body, input: input) { bodyBytes in worker.headBuffer.withUnsafeBytes { client.write($0, bodyBytes) } }
     }
 
     // MARK: - Routing a request
@@ -416,7 +422,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
 
     /// A pooled connection to the chosen endpoint (unless `fresh`), else a new connect.
     private func connectUpstream(fresh: Bool) {
-        guard let target = current.target else { return }
+        guard let target = routed?.target else { return }
         let now = eventNow
         if !fresh, let pooled = worker.pool.take(target, for: ObjectIdentifier(self)) {
             upstream = pooled
@@ -432,15 +438,16 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         }
     }
 
-    /// A final response head (or `101`) is about to reach the client.
+    /// A final response head (or `101`) with this status is about to reach the client.
     ///
     /// Judged on the head, before any byte reaches the client: reported after the body, a success
     /// could reach the control queue behind the client's next request's failure and wipe its streak.
-    private func responseStarted(_ head: HTTPResponseHead) {
-        current.status = head.status
-        guard head.status != 101, let target = current.target else { return }
-        if head.status >= 500 && current.reportsServerErrors {
-            runtime.reportPassiveFailure(target: target, cause: "HTTP \(head.status) for \(current.head?.method ?? "-") \(current.head?.target ?? "-")", signal: .serverError)
+    private func responseStarted(status: Int) {
+        let current = self.current
+        current.status = status
+        guard status != 101, let target = current.target else { return }
+        if status >= 500 && current.reportsServerErrors {
+            runtime.reportPassiveFailure(target: target, cause: "HTTP \(status) for \(current.head?.method ?? "-") \(current.head?.target ?? "-")", signal: .serverError)
         } else {
             runtime.reportPassiveSuccess(target: target, proof: .answered)
         }
@@ -452,6 +459,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         guard let upstream else { return }
         self.upstream = nil
         upstreamBlockedTold = false
+        let current = self.current
         guard let target = current.target else {
             upstream.close()
             return
@@ -528,6 +536,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     /// The endpoint's in-flight count and response record, its latency, and a connection failure
     /// for passive health.
     private func report(status: Int, fault: ProxyFault?, relayed: Bool = false) {
+        let current = self.current
         guard let target = current.target else { return }
         if let fault, fault.isConnectionFailure {
             target.counters.connectErrors.wrappingAdd(1, ordering: .relaxed)
@@ -605,6 +614,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     private func logAccess(note: String?, bytes: Int, endpoint: String? = nil) {
         // Checked before the record's parts are gathered: with the log off, no string is made.
         guard worker.accessLog != nil else { return }
+        let current = self.current
         logAccess(
             method: current.head?.method ?? "-", target: current.head?.target ?? "-", status: current.status,
             endpoint: endpoint ?? current.target?.name ?? "-", bytes: bytes, started: current.started, note: note, profile: current.profile,

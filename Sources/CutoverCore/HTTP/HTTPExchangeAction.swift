@@ -54,7 +54,10 @@ public enum HTTPUpstreamFailure: Sendable, Equatable {
 
 /// What the proxy answers itself: a fault (whose status `ProxyFault.answer` picks), an upstream
 /// failure (named by the driver), the maintenance page or an HTTPS redirect.
-public enum HTTPLocalAnswer: Sendable, Equatable {
+///
+/// Indirect: a fault's payload (its texts) lives in a box made only when there is a fault, so the
+/// actions that carry an answer stay a few words wide and every action batch stays small to copy.
+public indirect enum HTTPLocalAnswer: Sendable, Equatable {
     /// A fault with its status and message.
     case fault(ProxyFault)
     /// An upstream failure; `HTTPUpstreamFailure.fault(endpoint:)` names the endpoint.
@@ -84,8 +87,9 @@ public enum HTTPExchangeEnding: Sendable, Equatable {
     case answered(HTTPLocalAnswer)
     /// The upstream answered `101` and the connection became a tunnel.
     case upgraded
-    /// Nothing more could be said (a response had started, or the client went away).
-    case aborted(HTTPExchangeAbort)
+    /// Nothing more could be said (a response had started, or the client went away). Boxed, like
+    /// `HTTPLocalAnswer`'s payloads: the common ending (`relayed`) keeps `log` actions one word wide.
+    indirect case aborted(HTTPExchangeAbort)
 }
 
 /// Why an exchange was cut off.
@@ -120,9 +124,14 @@ public enum HTTPExchangeAbort: Sendable, Equatable {
 }
 
 /// One effect for the driver of an `HTTPExchangeStateMachine` to perform, in order.
+///
+/// Actions are a few words each and carry no head: the request head being routed is the machine's
+/// `requestHead`, and the one final response head of a batch is the batch's `responseHead`. A head
+/// holds arrays, and copying actions that held heads retained and released them several times per
+/// request (docs/performance.md).
 public enum HTTPExchangeAction: Sendable, Equatable {
-    /// Route this head (gates, holds, endpoint choice); answer with `routed(_:now:)`.
-    case route(HTTPRequestHead)
+    /// Route `requestHead` (gates, holds, endpoint choice); answer with `routed(_:now:)`.
+    case route
     /// Take a pooled upstream connection (unless `fresh`: a retry after a reused one closed) or start
     /// a connect to the chosen endpoint; answer with `upstreamConnected(reused:now:)` or
     /// `upstreamConnectFailed(_:now:)`.
@@ -131,8 +140,12 @@ public enum HTTPExchangeAction: Sendable, Equatable {
     case writeRequestHead(upgrading: Bool)
     /// Write these bytes upstream (request body).
     case writeUpstream(HTTPExchangeBytes)
-    /// Write the client's version of this response head, then `body` in the same system call.
-    case writeResponseHead(HTTPResponseHead, keepAlive: Bool, upgrading: Bool, body: HTTPExchangeBytes?)
+    /// Write the client's version of an interim (1xx) response head. Boxed: interim heads are rare,
+    /// and one read can hold several of them before the final head.
+    indirect case writeInterimHead(HTTPResponseHead)
+    /// Write the client's version of the batch's `responseHead` (a final head, or `101`), then `body`
+    /// in the same system call.
+    case writeResponseHead(body: HTTPExchangeBytes?, keepAlive: Bool, upgrading: Bool)
     /// Write these bytes to the client (response body).
     case writeClient(HTTPExchangeBytes)
     /// Write a local answer; `keepAlive` false adds `Connection: close`.
@@ -153,7 +166,7 @@ public enum HTTPExchangeAction: Sendable, Equatable {
     /// Ask the driver why the request is held now; answer with `holdTimedOut(_:now:)`.
     case giveUpHold
     /// Stop being an HTTP session: the two sockets become a tunnel, with these bytes owed to each side.
-    case handOver(toUpstream: HTTPExchangeBytes?, toClient: HTTPExchangeBytes?)
+    indirect case handOver(toUpstream: HTTPExchangeBytes?, toClient: HTTPExchangeBytes?)
     /// Close the client connection once what is queued for it is written; if bytes stay queued,
     /// the machine says `closeNow` on `clientDrained` or at the `write` deadline.
     case close
@@ -162,13 +175,16 @@ public enum HTTPExchangeAction: Sendable, Equatable {
 }
 
 /// The few actions one event returns, in order, stored inline: no allocation per event.
-public struct HTTPExchangeActions: Sendable, Equatable, Sequence {
+public struct HTTPExchangeActions: Sendable, Equatable {
     /// The most one event produces (a response finished: write, park, log, then the next head's
     /// route and the reading it needs).
     public static let capacity = 8
     private var a0, a1, a2, a3, a4, a5, a6, a7: HTTPExchangeAction?
     /// How many actions are stored.
     public private(set) var count = 0
+    /// The final response head `writeResponseHead` writes: one exchange's response starts at most
+    /// once per event (after it, the next exchange waits for its route).
+    public private(set) var responseHead: HTTPResponseHead?
 
     /// No actions.
     public init() {}
@@ -188,6 +204,14 @@ public struct HTTPExchangeActions: Sendable, Equatable, Sequence {
         default: preconditionFailure("more than \(Self.capacity) actions for one event")
         }
         count += 1
+    }
+
+    /// Appends `writeResponseHead` for `head`.
+    /// - Precondition: no final head in this batch yet.
+    public mutating func appendResponseHead(_ head: HTTPResponseHead, body: HTTPExchangeBytes?, keepAlive: Bool, upgrading: Bool) {
+        precondition(responseHead == nil, "two final response heads in one batch")
+        responseHead = head
+        append(.writeResponseHead(body: body, keepAlive: keepAlive, upgrading: upgrading))
     }
 
     /// The last action appended, if any.
@@ -210,19 +234,4 @@ public struct HTTPExchangeActions: Sendable, Equatable, Sequence {
         guard index < count, let slot else { preconditionFailure("no action \(index) of \(count)") }
         return slot
     }
-
-    /// Iterates the actions in order.
-    public struct Iterator: IteratorProtocol {
-        fileprivate let actions: HTTPExchangeActions
-        fileprivate var index = 0
-        /// The next action, or `nil` after the last.
-        public mutating func next() -> HTTPExchangeAction? {
-            guard index < actions.count else { return nil }
-            defer { index += 1 }
-            return actions[index]
-        }
-    }
-
-    /// An iterator over the actions.
-    public func makeIterator() -> Iterator { Iterator(actions: self) }
 }

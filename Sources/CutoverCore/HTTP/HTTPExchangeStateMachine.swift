@@ -231,6 +231,15 @@ public struct HTTPExchangeStateMachine: Sendable {
     private var timeouts: Timeouts { configuration.timeouts }
     private var deadlines: Deadlines { configuration.deadlines }
 
+    /// The head of the request being routed, held or served (`nil` between requests): what `.route`
+    /// asks about.
+    public var requestHead: HTTPRequestHead? {
+        switch state {
+        case .routing(let exchange), .holding(let exchange), .connecting(let exchange), .exchanging(let exchange): return exchange.head
+        case .idle, .readingHead, .closing, .handedOver, .closed: return nil
+        }
+    }
+
     /// Whether the connection is over (closed or handed to a tunnel).
     public var isFinished: Bool {
         switch state {
@@ -248,7 +257,12 @@ public struct HTTPExchangeStateMachine: Sendable {
     }
 
     /// Calls `body` with the bytes `bytes` names; `input` is the buffer of the event that returned it.
-    public func withBytes<Result>(_ bytes: HTTPExchangeBytes, input: UnsafeRawBufferPointer?, _ body: (UnsafeRawBufferPointer) -> Result) -> Result {
+    ///
+    /// Mutating although it changes nothing: a driver keeps the machine in a class's stored property,
+    /// and a non-mutating call with a closure there copies the whole machine first (retaining its
+    /// buffers, its exchange and its configuration) several times per request; an in-place access
+    /// does not.
+    public mutating func withBytes<Result>(_ bytes: HTTPExchangeBytes, input: UnsafeRawBufferPointer?, _ body: (UnsafeRawBufferPointer) -> Result) -> Result {
         switch bytes {
         case .input(let range):
             return body(UnsafeRawBufferPointer(rebasing: input![range]))
@@ -314,9 +328,7 @@ public struct HTTPExchangeStateMachine: Sendable {
                 abort(exchange, reset ? .clientReset : .clientClosedMidRequest, &actions)
             } else {
                 // Half-closed after a complete request: still owed its response, then the close.
-                var exchange = exchange
                 exchange.keepAlive = false
-                replace(exchange)
             }
         case .closing:
             if reset { closeNow(&actions) }
@@ -360,7 +372,7 @@ public struct HTTPExchangeStateMachine: Sendable {
         case .holding(let exchange):
             state = .routing(exchange)
             deadline = 0
-            actions.append(.route(exchange.head))
+            actions.append(.route)
         case .idle, .readingHead, .routing, .connecting, .exchanging, .closing, .handedOver, .closed:
             break
         }
@@ -389,7 +401,7 @@ public struct HTTPExchangeStateMachine: Sendable {
         var actions = HTTPExchangeActions()
         compactBuffers()
         switch state {
-        case .connecting(var exchange):
+        case .connecting(let exchange):
             exchange.reused = reused
             upstreamBlocked = false
             upstreamBuffer.removeAll(keepingCapacity: true)
@@ -428,9 +440,8 @@ public struct HTTPExchangeStateMachine: Sendable {
         var actions = HTTPExchangeActions()
         compactBuffers()
         switch state {
-        case .exchanging(var exchange):
+        case .exchanging(let exchange):
             exchange.receivedFromUpstream = true
-            replace(exchange)
             if exchange.response != nil {
                 relayBody(input, source: .input, now: now, &actions)
             } else if upstreamBuffer.isEmpty {
@@ -462,11 +473,10 @@ public struct HTTPExchangeStateMachine: Sendable {
         var actions = HTTPExchangeActions()
         compactBuffers()
         switch state {
-        case .exchanging(var exchange):
+        case .exchanging(let exchange):
             if let response = exchange.response {
                 if response.body.framing == .untilClose && !reset {
                     exchange.response!.reusable = false
-                    replace(exchange)
                     finishRelayed(now: now, &actions)
                 } else {
                     // The body was cut short: the client must see a broken connection, not a short body.
@@ -696,7 +706,7 @@ public struct HTTPExchangeStateMachine: Sendable {
                     begin(head, body: UnsafeRawBufferPointer(rebasing: view[offset...]), now: now, &actions)
                     if case .routing = state { return offset }
                 }
-            case .exchanging(var exchange):
+            case .exchanging(let exchange):
                 if exchange.request.done || upstreamBlocked { return offset }
                 let rest = UnsafeRawBufferPointer(rebasing: view[offset...])
                 let consumed: Int
@@ -704,12 +714,10 @@ public struct HTTPExchangeStateMachine: Sendable {
                 case .success(let count): consumed = count
                 case .failure(let error):
                     // Part of the body already went upstream: that exchange cannot be saved.
-                    replace(exchange)
                     let fault = ProxyFault.client(HTTPParseError(status: error.status, reason: "bad chunked request body: \(error.reason)"))
                     answerLocally(exchange, .fault(fault), now: now, &actions)
                     return view.count
                 }
-                replace(exchange)
                 if consumed > 0 {
                     actions.append(.writeUpstream(source.bytes(offset..<(offset + consumed), base: base)))
                     offset += consumed
@@ -755,7 +763,7 @@ public struct HTTPExchangeStateMachine: Sendable {
             head: head, request: request, keepAlive: head.keepAlive && keepAliveAllowed && !clientEnded, upgrading: head.upgradeRequested)
         state = .routing(exchange)
         deadline = 0
-        actions.append(.route(head))
+        actions.append(.route)
     }
 
     // MARK: - Upstream bytes
@@ -764,7 +772,7 @@ public struct HTTPExchangeStateMachine: Sendable {
     /// `101` hands the connection over. Returns how many bytes were used.
     private mutating func relayHeads(_ view: UnsafeRawBufferPointer, source: Source, now: UInt64, _ actions: inout HTTPExchangeActions) -> Int {
         var offset = 0
-        while case .exchanging(var exchange) = state {
+        while case .exchanging(let exchange) = state {
             let rest = UnsafeRawBufferPointer(rebasing: view[offset...])
             let limits = configuration.upstreamHeadLimits
             let head: HTTPResponseHead
@@ -783,7 +791,7 @@ public struct HTTPExchangeStateMachine: Sendable {
                     answerLocally(exchange, .upstream(.switchedWithoutAsking), now: now, &actions)
                     return view.count
                 }
-                actions.append(.writeResponseHead(head, keepAlive: true, upgrading: true, body: nil))
+                actions.appendResponseHead(head, body: nil, keepAlive: true, upgrading: true)
                 actions.append(.log(.upgraded, bytesToClient: exchange.bytesToClient))
                 let toClient = offset < view.count ? source.bytes(offset..<view.count, base: 0) : nil
                 let toUpstream = clientBufferStart < clientBuffer.count ? HTTPExchangeBytes.clientBuffer(clientBufferStart..<clientBuffer.count) : nil
@@ -797,7 +805,7 @@ public struct HTTPExchangeStateMachine: Sendable {
             if head.status < 200 {
                 // Interim answers (100 Continue) go to HTTP/1.1 clients as they are; 1.0 clients don't know them.
                 if exchange.head.version == .http1_1 {
-                    actions.append(.writeResponseHead(head, keepAlive: true, upgrading: false, body: nil))
+                    actions.append(.writeInterimHead(head))
                 }
                 continue
             }
@@ -824,9 +832,8 @@ public struct HTTPExchangeStateMachine: Sendable {
             if consumed < body.count { response.reusable = false }
             exchange.bytesToClient += consumed
             exchange.response = response
-            replace(exchange)
             let bodyBytes = consumed > 0 ? source.bytes(offset..<(offset + consumed), base: 0) : nil
-            actions.append(.writeResponseHead(head, keepAlive: exchange.keepAlive, upgrading: false, body: bodyBytes))
+            actions.appendResponseHead(head, body: bodyBytes, keepAlive: exchange.keepAlive, upgrading: false)
             if response.body.done { finishRelayed(now: now, &actions) }
             return view.count
         }
@@ -835,7 +842,7 @@ public struct HTTPExchangeStateMachine: Sendable {
 
     /// Relays response body bytes.
     private mutating func relayBody(_ view: UnsafeRawBufferPointer, source: Source, now: UInt64, _ actions: inout HTTPExchangeActions) {
-        guard case .exchanging(var exchange) = state, var response = exchange.response else { return }
+        guard case .exchanging(let exchange) = state, var response = exchange.response else { return }
         let consumed: Int
         switch Result(catching: { () throws(HTTPParseError) in try response.body.take(view) }) {
         case .success(let count): consumed = count
@@ -846,7 +853,6 @@ public struct HTTPExchangeStateMachine: Sendable {
         if consumed < view.count { response.reusable = false }
         exchange.bytesToClient += consumed
         exchange.response = response
-        replace(exchange)
         if consumed > 0 { actions.append(.writeClient(source.bytes(0..<consumed, base: 0))) }
         if response.body.done { finishRelayed(now: now, &actions) }
     }
@@ -854,7 +860,6 @@ public struct HTTPExchangeStateMachine: Sendable {
     /// The upstream connection died before a response started: retried once on a fresh connection
     /// when that is safe (a reused keep-alive connection the upstream had closed, and no body), else 502.
     private mutating func upstreamLost(_ exchange: Exchange, now: UInt64, _ actions: inout HTTPExchangeActions) {
-        var exchange = exchange
         if exchange.reused && !exchange.receivedFromUpstream && exchange.request.framing == .none && !exchange.retried {
             exchange.retried = true
             exchange.reused = false
@@ -967,17 +972,6 @@ public struct HTTPExchangeStateMachine: Sendable {
         switch state {
         case .connecting, .exchanging: return true
         case .idle, .readingHead, .routing, .holding, .closing, .handedOver, .closed: return false
-        }
-    }
-
-    /// Puts an updated exchange back into the current state.
-    private mutating func replace(_ exchange: Exchange) {
-        switch state {
-        case .routing: state = .routing(exchange)
-        case .holding: state = .holding(exchange)
-        case .connecting: state = .connecting(exchange)
-        case .exchanging: state = .exchanging(exchange)
-        case .idle, .readingHead, .closing, .handedOver, .closed: break
         }
     }
 
