@@ -315,7 +315,10 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         let now = eventNow
         let current: Routed
         if let routed, routed.rerouting {
+            // A released hold: the same request again, from the head as it was received.
             current = routed
+            current.rerouting = false
+            current.head = head
         } else {
             runtime.stats.requests.wrappingAdd(1, ordering: .relaxed)
             current = Routed(head: head, started: now)
@@ -324,14 +327,12 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
             if origin.trusted { current.forwardedClient = trustedProxies.client(forwardedFor: head.headers) }
             current.requestID = worker.requestIDs.id(for: head.headers)
         }
-        current.rerouting = false
-        current.head = head
         perform(machine.routed(decide(head, now: now), now: now), input: nil)
     }
 
     private func decide(_ head: HTTPRequestHead, now: UInt64) -> HTTPExchangeStateMachine.RouteDecision {
         let current = self.current
-        let snapshot = runtime.store.load()
+        let snapshot = worker.snapshot(of: runtime.store)
         guard let listener = snapshot.listenerBySlot[slot] else { return .answer(.fault(.listenerRemoved)) }
         // The profile comes from the same snapshot read as the endpoint it picks below.
         let route: ProfileRoute
@@ -411,7 +412,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     /// parked (a resume under a write hold).
     private func giveUpHold() {
         let work = HoldConditions.Work(method: current.head?.method ?? "GET")
-        let now = runtime.store.load().routing.profile(at: current.profileIndex, named: current.profile)?.hold.reason(for: work)
+        let now = worker.snapshot(of: runtime.store).routing.profile(at: current.profileIndex, named: current.profile)?.hold.reason(for: work)
         let reason = now ?? current.held?.reason ?? .paused
         stopHolding()
         runtime.stats.holdTimeouts.wrappingAdd(1, ordering: .relaxed)
@@ -466,7 +467,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         }
         // A draining endpoint keeps no idle connections: it closes after its current response.
         if reusable, !runtime.shuttingDown.load(ordering: .relaxed),
-            runtime.store.load().routing.profile(at: current.profileIndex, named: current.profile)?.isCandidate(target) ?? false
+            worker.snapshot(of: runtime.store).routing.profile(at: current.profileIndex, named: current.profile)?.isCandidate(target) ?? false
         {
             worker.pool.park(upstream, target: target, for: ObjectIdentifier(self))
         } else {

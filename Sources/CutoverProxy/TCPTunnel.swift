@@ -75,7 +75,7 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
     }
 
     private func route() {
-        let snapshot = runtime.store.load()
+        let snapshot = worker.snapshot(of: runtime.store)
         guard let listener = snapshot.listenerBySlot[slot] else {
             close(reason: "listener removed")
             return

@@ -8,16 +8,27 @@ import Glibc
 /// another client would make that client's requests arrive as the first one's. Such connections are
 /// therefore pinned to the client connection that opened them (parked under its identity, taken only
 /// by it, closed when it closes), so keep-alive still works within one client connection.
-final class UpstreamPool: @unchecked Sendable {  // confined to its worker's queue
-    private var idle: [Key: [PooledUpstream]] = [:]
+///
+/// The pool is itself the handler of every parked connection (any readability means the upstream
+/// closed it or misbehaved), so parking allocates nothing: no handler object per request, which cost
+/// an allocation and several reference counts on each one. The channel's strong reference back to
+/// the pool lasts only while it is parked; taking or closing it clears the handler.
+final class UpstreamPool: ChannelHandler, @unchecked Sendable {  // confined to its worker's queue
+    private var idle: [Key: Parked] = [:]
     /// Client connections with pinned connections parked, so a closing client without any costs nothing.
     private var pinnedClients: Set<ObjectIdentifier> = []
     let maxIdlePerEndpoint: Int
 
     /// Which parked connections a request may take: the endpoint's, and for `send_proxy` the client's.
-    fileprivate struct Key: Hashable {
+    private struct Key: Hashable {
         let target: ObjectIdentifier
         let client: ObjectIdentifier?
+    }
+
+    /// The idle connections under one key, most recently parked last, and the endpoint they go to.
+    private struct Parked {
+        let target: EndpointTarget
+        var channels: [SocketChannel] = []
     }
 
     init(maxIdlePerEndpoint: Int) {
@@ -33,43 +44,51 @@ final class UpstreamPool: @unchecked Sendable {  // confined to its worker's que
     func take(_ target: EndpointTarget, for client: ObjectIdentifier) -> SocketChannel? {
         // Mutated in place: copying the list out of the dictionary would copy (and retain) every
         // parked connection on each request.
-        guard let parked = idle[Self.key(target, client: client)]?.popLast() else { return nil }
-        parked.channel.handler = nil
-        return parked.channel
+        guard let channel = idle[Self.key(target, client: client)]?.channels.popLast() else { return nil }
+        channel.handler = nil
+        return channel
     }
 
     /// Parks a connection whose last exchange ended cleanly; closes it if the pool is full.
     func park(_ channel: SocketChannel, target: EndpointTarget, for client: ObjectIdentifier) {
         let key = Self.key(target, client: client)
-        let parked = PooledUpstream(channel: channel, target: target, key: key, pool: self)
         // One hash lookup per park (this runs once per request), not one to count and one to append.
-        guard Self.append(parked, to: &idle[key, default: []], max: maxIdlePerEndpoint) else {
+        guard Self.append(channel, to: &idle[key, default: Parked(target: target)], max: maxIdlePerEndpoint) else {
             close(channel, target: target)
             return
         }
-        channel.handler = parked
+        channel.handler = self
         // An idle upstream that becomes readable has closed (or misbehaved): either way, drop it.
         channel.resumeReading()
         if let client = key.client { pinnedClients.insert(client) }
     }
 
     /// Appends unless the list already holds `max`; whether it did.
-    private static func append(_ parked: PooledUpstream, to list: inout [PooledUpstream], max: Int) -> Bool {
-        guard list.count < max else { return false }
-        list.append(parked)
+    private static func append(_ channel: SocketChannel, to parked: inout Parked, max: Int) -> Bool {
+        guard parked.channels.count < max else { return false }
+        parked.channels.append(channel)
         return true
     }
 
-    fileprivate func remove(_ parked: PooledUpstream) {
-        idle[parked.key]?.removeAll { $0 === parked }
-        close(parked.channel, target: parked.target)
+    /// A parked connection became readable: the upstream closed it. Found by a search of the parked
+    /// lists, which happens once per connection an upstream drops, never per request.
+    func channelReadable(_ channel: SocketChannel) {
+        for (key, parked) in idle {
+            guard let index = parked.channels.firstIndex(where: { $0 === channel }) else { continue }
+            idle[key]?.channels.remove(at: index)
+            close(channel, target: parked.target)
+            return
+        }
+        channel.close()
     }
+
+    func channelDrained(_ channel: SocketChannel) {}
 
     /// Closes every idle connection to `target` (it is draining or gone).
     func closeIdle(to target: EndpointTarget) {
         let id = ObjectIdentifier(target)
         for key in idle.keys where key.target == id {
-            for parked in idle.removeValue(forKey: key) ?? [] { close(parked.channel, target: target) }
+            for channel in idle.removeValue(forKey: key)?.channels ?? [] { close(channel, target: target) }
         }
     }
 
@@ -77,13 +96,14 @@ final class UpstreamPool: @unchecked Sendable {  // confined to its worker's que
     func closeIdle(pinnedTo client: ObjectIdentifier) {
         guard pinnedClients.remove(client) != nil else { return }
         for key in idle.keys where key.client == client {
-            for parked in idle.removeValue(forKey: key) ?? [] { close(parked.channel, target: parked.target) }
+            guard let parked = idle.removeValue(forKey: key) else { continue }
+            for channel in parked.channels { close(channel, target: parked.target) }
         }
     }
 
     func closeAll() {
-        for (_, list) in idle {
-            for parked in list { close(parked.channel, target: parked.target) }
+        for (_, parked) in idle {
+            for channel in parked.channels { close(channel, target: parked.target) }
         }
         idle = [:]
         pinnedClients = []
@@ -93,25 +113,4 @@ final class UpstreamPool: @unchecked Sendable {  // confined to its worker's que
         channel.close()
         target.counters.connections.wrappingSubtract(1, ordering: .relaxed)
     }
-}
-
-/// The handler of a parked connection: any readability means the upstream closed it.
-private final class PooledUpstream: ChannelHandler {
-    let channel: SocketChannel
-    let target: EndpointTarget
-    let key: UpstreamPool.Key
-    unowned let pool: UpstreamPool
-
-    init(channel: SocketChannel, target: EndpointTarget, key: UpstreamPool.Key, pool: UpstreamPool) {
-        self.channel = channel
-        self.target = target
-        self.key = key
-        self.pool = pool
-    }
-
-    func channelReadable(_ channel: SocketChannel) {
-        pool.remove(self)
-    }
-
-    func channelDrained(_ channel: SocketChannel) {}
 }

@@ -54,6 +54,22 @@ final class Worker: @unchecked Sendable {  // confined to `queue`
     /// Timeouts and limits for this worker's connections; replaced on reload (on this queue).
     var settings: ConnectionSettings
 
+    /// The snapshot this worker last loaded, and the store's `version` it was loaded at.
+    private var snapshot: ProxySnapshot?
+    private var snapshotVersion: UInt64 = 0
+
+    /// The current snapshot of `store`, loaded again only when one was published since the last
+    /// call: one atomic read per request instead of a lock. A reader that raced a publish sees the
+    /// previous snapshot, as it would have had it read a moment earlier.
+    func snapshot(of store: SnapshotStore) -> ProxySnapshot {
+        let version = store.version
+        if let snapshot, version == snapshotVersion { return snapshot }
+        let loaded = store.load()
+        snapshot = loaded
+        snapshotVersion = version
+        return loaded
+    }
+
     static let scratchSize = 64 * 1024
     static let sweepInterval = DispatchTimeInterval.milliseconds(100)
 
