@@ -21,8 +21,8 @@ final class ProxySnapshot: Sendable {
 /// Holds the current snapshot; publishing swaps it whole, so readers see one generation or the next.
 ///
 /// Workers read it through `Worker.snapshot(of:)`, which keeps the last one it loaded and takes the
-/// lock only when `version` moved: the hot path reads the snapshot twice per request, and an
-/// uncontended lock plus a reference count each time was a measurable part of a request's CPU.
+/// lock only when `version` moved: the hot path reads the snapshot twice per request, and this
+/// makes each read one atomic load instead of a lock (no CPU difference was measurable here).
 final class SnapshotStore: Sendable {
     private let current: Mutex<ProxySnapshot>
     /// How many snapshots were published; raised after the new one is in place, so a reader that
