@@ -1,34 +1,54 @@
 import CShims
 import Dispatch
+import Foundation
 import Glibc
 
-/// The readiness of every socket a worker owns, delivered through ONE Dispatch read source on an
-/// epoll descriptor instead of one Dispatch source per socket.
+/// The readiness of every socket a worker owns, waited for by one thread of the poller's own that
+/// runs what it finds on the worker's serial queue.
 ///
-/// Why: libdispatch on Linux re-arms every fired source through its manager thread, so each socket
-/// event costs two thread hand-offs (measured: ~80 % of the proxy's CPU in scheduler and eventfd
-/// work, 19k req/s against HAProxy's 37k on one core). Here a burst of ready sockets costs one
-/// Dispatch event: the handler drains `epoll_wait` with a zero timeout on the worker's serial queue.
-/// Every connection still lives on exactly one serial queue, and timers remain Dispatch timers.
-final class EventPoller: @unchecked Sendable {  // confined to the worker's queue
+/// Why not Dispatch sources: libdispatch on Linux re-arms every fired source through its manager
+/// thread, so each socket event cost two thread hand-offs (measured: ~80 % of the proxy's CPU in
+/// scheduler and eventfd work, 19k req/s against HAProxy's 37k on one core). One Dispatch read
+/// source on the epoll descriptor still cost one hand-off per wake-up: the manager thread saw the
+/// descriptor readable and woke a pool thread to run the handler. Here the poller's thread blocks
+/// in `epoll_wait` itself and handles the events inside `queue.sync`, which on an idle serial queue
+/// runs the block on the calling thread: the kernel wakes the one thread that does the work, as in
+/// HAProxy's event loop. Every connection still lives on exactly one serial queue (the sync is
+/// ordered with everything else sent to it), and timers and accepts remain Dispatch sources.
+final class EventPoller: @unchecked Sendable {  // confined to the worker's queue, but for `wait()`'s thread
     private let epollFD: Int32
-    private var source: DispatchSourceRead?
+    private let queue: DispatchQueue
     private var channels: [UInt64: SocketChannel] = [:]
     private var nextToken: UInt64 = 1
+    /// Written by `epoll_wait` on the poller's thread, read on the queue inside the same `sync`.
     private let events: UnsafeMutablePointer<epoll_event>
     private static let batch = 256
     /// Counts `epoll_wait` rounds: a logical clock that orders channel activity without reading the
     /// clock on every read and write.
     private(set) var round: UInt64 = 1
 
-    init(queue: DispatchQueue) {
+    init(queue: DispatchQueue, name: String) {
         epollFD = epoll_create1(Int32(EPOLL_CLOEXEC))
         precondition(epollFD >= 0, "epoll_create1: \(String(cString: strerror(errno)))")
         events = .allocate(capacity: EventPoller.batch)
-        let source = DispatchSource.makeReadSource(fileDescriptor: epollFD, queue: queue)
-        source.setEventHandler { [unowned self] in self.drain() }
-        self.source = source
-        source.activate()
+        self.queue = queue
+        // The thread lives as long as the process, as the worker does.
+        let thread = Thread { [self] in wait() }
+        thread.name = name
+        thread.start()
+    }
+
+    /// The poller's thread: blocks until some socket is ready, then handles the events on the queue.
+    private func wait() {
+        while true {
+            let count = Int(epoll_wait(epollFD, events, Int32(EventPoller.batch), -1))
+            if count < 0 {
+                if errno == EINTR { continue }
+                preconditionFailure("epoll_wait: \(String(cString: strerror(errno)))")
+            }
+            if count == 0 { continue }
+            queue.sync { drain(first: count) }
+        }
     }
 
     /// Reserves a token for a channel; the socket is added to epoll on its first interest.
@@ -97,18 +117,20 @@ final class EventPoller: @unchecked Sendable {  // confined to the worker's queu
         channels.removeValue(forKey: token)
     }
 
-    private func drain() {
-        // Ask again while events keep coming: one more epoll_wait is far cheaper than going back to
-        // Dispatch, which costs a thread hand-off. Bounded, so timers and accepts on the same queue
-        // are not starved under load.
-        for _ in 0..<16 {
-            let count = Int(epoll_wait(epollFD, events, Int32(EventPoller.batch), 0))
-            if count <= 0 { return }
+    /// Handles the `first` events `wait()` fetched, then asks again while events keep coming: one
+    /// more `epoll_wait` with no timeout is cheaper than blocking and being woken. Bounded, so timers
+    /// and accepts on the same queue are not starved under load.
+    private func drain(first: Int) {
+        var count = first
+        for pass in 1...16 {
             round += 1
             for index in 0..<count {
                 let event = events[index]
                 channels[event.data.u64]?.handle(events: event.events)
             }
+            if pass == 16 { return }
+            count = Int(epoll_wait(epollFD, events, Int32(EventPoller.batch), 0))
+            if count <= 0 { return }
         }
     }
 

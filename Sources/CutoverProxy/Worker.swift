@@ -79,7 +79,7 @@ final class Worker: @unchecked Sendable {  // confined to `queue`
         self.scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: Worker.scratchSize, alignment: 16)
         self.settings = settings
         self.pool = UpstreamPool(maxIdlePerEndpoint: settings.limits.maxIdleUpstreamPerEndpoint)
-        self.poller = EventPoller(queue: queue)
+        self.poller = EventPoller(queue: queue, name: "cutover.poll.\(index)")
         self.accessLog = accessLog
         self.requestIDs = RequestIDGenerator(processTag: Worker.processTag, worker: index)
         headBuffer.reserveCapacity(4096)
