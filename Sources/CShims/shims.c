@@ -6,6 +6,7 @@
 #include <unistd.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <pthread.h>
 
 int cshims_accept4(int fd, int flags) {
     return accept4(fd, NULL, NULL, flags);
@@ -21,6 +22,13 @@ int cshims_pipe_nonblocking(int fds[2]) {
 
 int cshims_set_pipe_size(int fd, int size) {
     return fcntl(fd, F_SETPIPE_SZ, size);
+}
+
+void cshims_name_this_thread(const char *name) {
+    char truncated[16];
+    strncpy(truncated, name, sizeof truncated - 1);
+    truncated[sizeof truncated - 1] = 0;
+    pthread_setname_np(pthread_self(), truncated);
 }
 
 ssize_t cshims_send_fds(int sock, const int *fds, int count, const void *data, size_t length) {

@@ -33,8 +33,11 @@ final class EventPoller: @unchecked Sendable {  // confined to the worker's queu
         events = .allocate(capacity: EventPoller.batch)
         self.queue = queue
         // The thread lives as long as the process, as the worker does.
-        let thread = Thread { [self] in wait() }
-        thread.name = name
+        let thread = Thread { [self] in
+            // Named for top, ps and perf (Thread.name alone does not reach the kernel here).
+            cshims_name_this_thread(name)
+            wait()
+        }
         thread.start()
     }
 

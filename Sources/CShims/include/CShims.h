@@ -13,6 +13,9 @@ ssize_t cshims_splice(int fd_in, int fd_out, size_t len);
 int cshims_pipe_nonblocking(int fds[2]);
 /// Resizes a pipe (F_SETPIPE_SZ); returns the new size or -1.
 int cshims_set_pipe_size(int fd, int size);
+/// Names the calling thread (at most 15 bytes are kept) for top, ps and perf: pthread_setname_np,
+/// which Glibc's module hides.
+void cshims_name_this_thread(const char *name);
 
 /// Sends `length` bytes of `data` with `count` descriptors attached (SCM_RIGHTS) on a Unix
 /// stream socket, in one sendmsg(2); returns the bytes sent or -1 (errno set).
