@@ -197,19 +197,18 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
             pending.append(contentsOf: second)
             return true
         }
-        var vectors = [
-            iovec(iov_base: UnsafeMutableRawPointer(mutating: first.baseAddress), iov_len: first.count),
-            iovec(iov_base: UnsafeMutableRawPointer(mutating: second.baseAddress), iov_len: second.count),
-        ]
-        var sent: Int
-        repeat {
-            sent = vectors.withUnsafeMutableBufferPointer { buffer in
-                var message = msghdr()
-                message.msg_iov = buffer.baseAddress
-                message.msg_iovlen = 2
-                return sendmsg(fd, &message, Int32(MSG_NOSIGNAL))
-            }
-        } while sent < 0 && errno == EINTR
+        var sent: Int = withUnsafeTemporaryAllocation(of: iovec.self, capacity: 2) { vectors in  // on the stack, not an array
+            vectors[0] = iovec(iov_base: UnsafeMutableRawPointer(mutating: first.baseAddress), iov_len: first.count)
+            vectors[1] = iovec(iov_base: UnsafeMutableRawPointer(mutating: second.baseAddress), iov_len: second.count)
+            var message = msghdr()
+            message.msg_iov = vectors.baseAddress
+            message.msg_iovlen = 2
+            var sent: Int
+            repeat {
+                sent = sendmsg(fd, &message, Int32(MSG_NOSIGNAL))
+            } while sent < 0 && errno == EINTR
+            return sent
+        }
         if sent < 0 {
             guard errno == EAGAIN || errno == EWOULDBLOCK else { return false }
             sent = 0
