@@ -147,7 +147,8 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
             if n > 0 { lastReadRound = poller.round }
             return n
         }
-        let n = Glibc.read(fd, buffer.baseAddress, buffer.count)
+        // recv, not read: read takes the VFS path (access checks, fsnotify) before reaching the socket.
+        let n = Glibc.recv(fd, buffer.baseAddress, buffer.count, 0)
         if n > 0 { lastReadRound = poller.round }
         if n >= 0 { return n }
         return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? -1 : -2
