@@ -342,6 +342,32 @@ final class HTTPForwardingNormalisationTests: XCTestCase {
         XCTAssertTrue(upstreamText(head).contains("Host: a\r\nContent-Length: 3\r\nAccept: */*\r\n"))
     }
 
+    /// Received lines are copied in runs; one with other whitespace than a single space after the
+    /// colon is written normalised, and edits land where they did field by field.
+    func testParsedRequest_isWrittenAsBefore_linesCopiedOrNormalised() throws {
+        let head = try parse(
+            "GET / HTTP/1.1\r\nHost: a\r\nX-Tab:\tv\r\nX-Trail: v  \r\nX-Tight:v\r\nAccept: */*\r\nConnection: keep-alive\r\n"
+                + "Via: 1.1 edge\r\nX-Empty: \r\nUser-Agent: t\r\n\r\n")
+        XCTAssertEqual(
+            upstreamText(head),
+            "GET / HTTP/1.1\r\nHost: a\r\nX-Tab: v\r\nX-Trail: v\r\nX-Tight: v\r\nAccept: */*\r\nVia: 1.1 edge, 1.1 cutover\r\nX-Empty: \r\n"
+                + "User-Agent: t\r\nX-Forwarded-For: 192.0.2.1\r\nX-Forwarded-Proto: http\r\nForwarded: for=192.0.2.1;proto=http\r\n\r\n")
+        var built: [UInt8] = []
+        HTTPForwarding.upstreamRequest(head, clientAddress: "192.0.2.1", proto: "http", upgrading: false).write(into: &built)
+        XCTAssertEqual(String(decoding: built, as: UTF8.self), upstreamText(head))
+    }
+
+    func testParsedResponse_dropsTheHopByHopLineBetweenCopiedRuns() throws {
+        let bytes = Array("HTTP/1.1 200 OK\r\nServer: s\r\nContent-Length: 2\r\nConnection: keep-alive\r\nX-A:b\r\nETag: \"x\"\r\n\r\n".utf8)
+        guard case .complete(let head, _) = try bytes.withUnsafeBytes({ try HTTPParser.parseResponseHead($0, limits: HTTPHeadLimits()) }) else {
+            return XCTFail("incomplete head")
+        }
+        var buffer: [UInt8] = []
+        HTTPForwarding.writeClientResponse(head, requestVersion: .http1_1, keepClientAlive: true, upgrading: false, into: &buffer)
+        XCTAssertEqual(
+            String(decoding: buffer, as: UTF8.self), "HTTP/1.1 200 OK\r\nServer: s\r\nContent-Length: 2\r\nX-A: b\r\nETag: \"x\"\r\nVia: 1.1 cutover\r\n\r\n")
+    }
+
     func testResponseContentLengthList_reachesTheClientAsOneField() {
         let head = HTTPResponseHead(status: 200, headers: [("Content-Length", "2, 2")])
         var buffer: [UInt8] = []

@@ -362,19 +362,19 @@ extension HTTPHeaders {
         _ edits: FieldEdits, filter: HopByHopFilter, lastOfAppended: UnsafeMutableBufferPointer<Int>, replaced: [Int], touched: Bool,
         into buffer: inout [UInt8]
     ) {
-        forEachField { index, name, value in
-            guard filter.passes(index) else { return }
-            if touched {
-                if replaced.contains(index) { return }
-                if let e = lastOfAppended.firstIndex(of: index), case .appendElement(_, let element) = edits[e] {
-                    var joined = Array(value)
-                    if !joined.isEmpty { joined.append(contentsOf: ", ".utf8) }
-                    joined.append(contentsOf: element.utf8)
-                    joined.withUnsafeBytes { Self.writeField(name, $0, into: &buffer) }
-                    return
-                }
+        write(into: &buffer) { index, _, _ in
+            guard filter.passes(index) else { return .dropped }
+            guard touched else { return .unchanged }
+            if replaced.contains(index) { return .dropped }
+            return lastOfAppended.contains(index) ? .rewritten : .unchanged
+        } rewrite: { index, name, value, buffer in
+            // The last field of an appended name, with the element added to its list.
+            guard let e = lastOfAppended.firstIndex(of: index), case .appendElement(_, let element) = edits[e] else { return }
+            Self.writeField(name, into: &buffer) { buffer in
+                buffer.append(contentsOf: value)
+                if !value.isEmpty { buffer.append(contentsOf: ", ".utf8) }
+                buffer.append(contentsOf: element.utf8)
             }
-            Self.writeField(name, value, into: &buffer)
         }
         for (e, edit) in edits.enumerated() {
             switch edit {

@@ -14,6 +14,10 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence, ExpressibleByArrayLite
         var nameEnd: Int32
         var valueStart: Int32
         var valueEnd: Int32
+        /// The line lies in `storage` exactly as written out, `Name: value CRLF`, so a run of such
+        /// lines can be copied as one slice. Only received lines qualify, and only with one space
+        /// after the colon and nothing after the value: any other whitespace is normalised.
+        var verbatim = false
     }
 
     /// Field bytes: the parsed head's field lines, then whatever was added or edited since.
@@ -229,6 +233,7 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence, ExpressibleByArrayLite
         Self.append(value, to: &storage)
         spans[index].valueStart = start
         spans[index].valueEnd = Int32(storage.count)
+        spans[index].verbatim = false
     }
 
     private static func append(_ text: String, to buffer: inout [UInt8]) {
@@ -248,7 +253,58 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence, ExpressibleByArrayLite
 
     /// Appends `Name: value CRLF` for every field.
     func write(into buffer: inout [UInt8]) {
-        forEachField { _, name, value in Self.writeField(name, value, into: &buffer) }
+        write(into: &buffer, fate: { _, _, _ in .unchanged }, rewrite: { _, _, _, _ in })
+    }
+
+    /// What becomes of one field when a head is written out.
+    enum FieldFate {
+        /// Written as it is.
+        case unchanged
+        /// Not written.
+        case dropped
+        /// Written by the caller's `rewrite`, in its place.
+        case rewritten
+    }
+
+    /// Appends every field as `fate` decides, in order: unchanged ones as `Name: value CRLF`,
+    /// rewritten ones by `rewrite`. Unchanged received lines that follow each other are copied as
+    /// one slice of `storage` (most heads are a few such runs), not field by field.
+    func write(
+        into buffer: inout [UInt8], fate: (Int, UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> FieldFate,
+        rewrite: (Int, UnsafeRawBufferPointer, UnsafeRawBufferPointer, inout [UInt8]) -> Void
+    ) {
+        storage.withUnsafeBytes { raw in
+            // The verbatim lines waiting to be copied: raw[runStart..<runEnd].
+            var runStart = 0
+            var runEnd = 0
+            func flush(_ buffer: inout [UInt8]) {
+                if runEnd > runStart { buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[runStart..<runEnd])) }
+                runStart = 0
+                runEnd = 0
+            }
+            for (index, span) in spans.enumerated() {
+                let name = Self.slice(raw, span.nameStart, span.nameEnd)
+                let value = Self.slice(raw, span.valueStart, span.valueEnd)
+                switch fate(index, name, value) {
+                case .unchanged where span.verbatim:
+                    let lineStart = Int(span.nameStart)
+                    if lineStart != runEnd || runEnd == runStart {
+                        flush(&buffer)
+                        runStart = lineStart
+                    }
+                    runEnd = Int(span.valueEnd) + 2
+                case .unchanged:
+                    flush(&buffer)
+                    Self.writeField(name, value, into: &buffer)
+                case .dropped:
+                    flush(&buffer)
+                case .rewritten:
+                    flush(&buffer)
+                    rewrite(index, name, value, &buffer)
+                }
+            }
+            flush(&buffer)
+        }
     }
 
     /// Appends `Name: value CRLF`.

@@ -335,7 +335,8 @@ public enum HTTPParser {
         }
         let span = HTTPHeaders.Span(
             nameStart: Int32(start - base), nameEnd: Int32(index - base),
-            valueStart: Int32(valueStart - base), valueEnd: Int32(valueEnd - base))
+            valueStart: Int32(valueStart - base), valueEnd: Int32(valueEnd - base),
+            verbatim: valueStart == index + 2 && bytes[index + 1] == HTTPSyntax.space && valueEnd == end)
         return (span, kind)
     }
 
