@@ -200,8 +200,8 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
         upstream.handler = self
         // Splice moves ciphertext: a TLS side has to be copied through the worker's buffer.
         let spliceable = !client.isTLS && !upstream.isTLS
-        toUpstream = Flow(source: client, sink: upstream, pipe: spliceable ? SplicePipe() : nil)
-        toClient = Flow(source: upstream, sink: client, pipe: spliceable ? SplicePipe() : nil)
+        toUpstream = Flow(source: client, sink: upstream, spliceable: spliceable)
+        toClient = Flow(source: upstream, sink: client, spliceable: spliceable)
         touch()
         client.resumeReading()
         upstream.resumeReading()
@@ -238,7 +238,8 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
     private func pump(_ flow: Flow) {
         for _ in 0..<16 where phase == .pumping {
             let n: Int
-            if let pipe = flow.pipe {
+            let spliced = flow.splicing
+            if spliced, let pipe = flow.pipe {
                 // Socket to pipe to socket: the bytes never come up into user space.
                 n = cshims_splice(flow.source.fd, pipe.writeFD, SplicePipe.capacity)
                 if n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR {
@@ -266,7 +267,7 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
                     target.counters.bytesIn.wrappingAdd(n, ordering: .relaxed)
                 }
             }
-            if let pipe = flow.pipe {
+            if spliced, let pipe = flow.pipe {
                 pipe.buffered += n
             } else if !flow.sink.write(UnsafeRawBufferPointer(rebasing: worker.scratch[0..<n])) {
                 return close(reason: "peer reset")
@@ -275,11 +276,12 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
                 flow.source.pauseReading()
                 return
             }
+            flow.chooseMode(afterReading: n, spliced: spliced, bufferSize: worker.scratch.count)
             // A short read emptied the socket: epoll (level-triggered) reports the next bytes, so
             // asking again now would only cost a system call that answers EAGAIN, a third of all
             // splices under pgbench's small round trips. (A TLS source may hold decrypted bytes
             // that epoll cannot see; those are delivered apart, so it keeps the old loop.)
-            if !flow.source.isTLS && n < (flow.pipe == nil ? worker.scratch.count : SplicePipe.capacity) { return }
+            if !flow.source.isTLS && n < (spliced ? SplicePipe.capacity : worker.scratch.count) { return }
         }
     }
 
@@ -349,19 +351,41 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
 }
 
 /// One direction of a tunnel.
+///
+/// Small messages (a database's round trips) are copied through the worker's buffer: for them a
+/// `recv` and a `send` cost the kernel less than two splices. A read that fills the buffer starts
+/// splicing, so bulk transfers never come up into user space; a short splice goes back to copying.
 private final class Flow {
     let source: SocketChannel
     let sink: SocketChannel
-    /// The kernel pipe bytes pass through; `nil` (copying through the worker's buffer) when the
-    /// process is out of descriptors for pipes.
-    let pipe: SplicePipe?
+    /// Neither side speaks TLS, so the bytes can move through a pipe.
+    let spliceable: Bool
+    /// The kernel pipe bytes pass through while `splicing`: made when first needed, kept for the
+    /// flow's life; never made when the process is out of descriptors (the flow keeps copying).
+    private(set) var pipe: SplicePipe?
+    /// Reads go into `pipe` instead of the worker's buffer.
+    private(set) var splicing = false
     /// The source reached its end of stream.
     var ended = false
 
-    init(source: SocketChannel, sink: SocketChannel, pipe: SplicePipe?) {
+    /// A splice shorter than this goes back to copying.
+    static let copyBelow = 16 * 1024
+
+    init(source: SocketChannel, sink: SocketChannel, spliceable: Bool) {
         self.source = source
         self.sink = sink
-        self.pipe = pipe
+        self.spliceable = spliceable
+    }
+
+    /// Picks how the next read moves bytes, after one of `count` bytes whose bytes have all left
+    /// (the pipe is empty, so switching cannot reorder them).
+    func chooseMode(afterReading count: Int, spliced: Bool, bufferSize: Int) {
+        if spliced {
+            if count < Self.copyBelow { splicing = false }
+        } else if spliceable && count == bufferSize {
+            if pipe == nil { pipe = SplicePipe() }
+            splicing = pipe != nil
+        }
     }
 
     /// Bytes read from the source that the sink has not taken yet.

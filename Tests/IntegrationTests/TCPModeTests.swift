@@ -69,6 +69,25 @@ final class TCPModeTests: XCTestCase {
         XCTAssertTrue(end.bytes == block + farewell, "the echo differs from what was sent")
     }
 
+    /// Small round trips are copied and bulk is spliced: bytes stay in order across every switch
+    /// between the two, in both directions (a small echo after each bulk one, then bulk again).
+    func testTCPEcho_smallAndBulkInTurn_comeBackInOrder() throws {
+        let rig = try startEchoWithFarewell()
+        let connection = try rig.connect(readTimeout: 10)
+        let reader = ResponseReader(connection)
+        let fd = connection.fd
+        for round in 0..<3 {
+            let small = Array("round \(round)\n".utf8)
+            let bulk = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ round) }
+            connection.send(String(decoding: small, as: UTF8.self))
+            XCTAssertEqual(reader.read(until: "round \(round)\n"), "round \(round)\n")
+            let writer = Thread { Blocking.write(fd, bulk + small) }
+            writer.start()
+            let echoed = reader.read(count: bulk.count + small.count)
+            XCTAssertTrue(echoed == bulk + small, "round \(round): the echo differs from what was sent (\(echoed.count) bytes)")
+        }
+    }
+
     /// The sample backend's `Upgrade: echo` works over a plain TCP tunnel too (HTTP bytes untouched).
     func testTCPTunnel_carriesHTTPUpgradeEchoUntouched() throws {
         let blue = try Backend(name: "blue", directory: directory)

@@ -69,6 +69,14 @@ final class ResponseReader {
         }
     }
 
+    /// The next `count` bytes; fewer when the connection ended or timed out first.
+    func read(count: Int) -> [UInt8] {
+        while buffer.count < count, fill() {}
+        let taken = Array(buffer.prefix(count))
+        buffer.removeFirst(taken.count)
+        return taken
+    }
+
     /// Everything until the peer closes (or the read timeout passes; then `closed` is false).
     func readToEnd() -> (text: String, bytes: [UInt8], closed: Bool) {
         while fill() {}
