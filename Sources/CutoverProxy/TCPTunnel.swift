@@ -377,8 +377,8 @@ private final class Flow {
         self.spliceable = spliceable
     }
 
-    /// Picks how the next read moves bytes, after one of `count` bytes whose bytes have all left
-    /// (the pipe is empty, so switching cannot reorder them).
+    /// Picks how the next read moves bytes, after a read of `count` bytes that have all left for
+    /// the sink (the pipe is empty and the sink queues nothing, so switching cannot reorder bytes).
     func chooseMode(afterReading count: Int, spliced: Bool, bufferSize: Int) {
         if spliced {
             if count < Self.copyBelow { splicing = false }
