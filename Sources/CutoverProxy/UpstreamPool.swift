@@ -26,9 +26,17 @@ final class UpstreamPool: ChannelHandler, @unchecked Sendable {  // confined to 
     }
 
     /// The idle connections under one key, most recently parked last, and the endpoint they go to.
-    private struct Parked {
+    ///
+    /// A class, so taking and parking look the list up and change it where it is: changing a value
+    /// in the dictionary in place goes through its `_modify` accessors, whose coroutine frames cost
+    /// three allocations on every request.
+    private final class Parked {
         let target: EndpointTarget
         var channels: [SocketChannel] = []
+
+        init(target: EndpointTarget) {
+            self.target = target
+        }
     }
 
     init(maxIdlePerEndpoint: Int) {
@@ -42,9 +50,7 @@ final class UpstreamPool: ChannelHandler, @unchecked Sendable {  // confined to 
     /// The most recently parked connection to `target` that `client` may use, if any (LIFO keeps a
     /// few connections hot).
     func take(_ target: EndpointTarget, for client: ObjectIdentifier) -> SocketChannel? {
-        // Mutated in place: copying the list out of the dictionary would copy (and retain) every
-        // parked connection on each request.
-        guard let channel = idle[Self.key(target, client: client)]?.channels.popLast() else { return nil }
+        guard let parked = idle[Self.key(target, client: client)], let channel = parked.channels.popLast() else { return nil }
         channel.handler = nil
         return channel
     }
@@ -52,22 +58,22 @@ final class UpstreamPool: ChannelHandler, @unchecked Sendable {  // confined to 
     /// Parks a connection whose last exchange ended cleanly; closes it if the pool is full.
     func park(_ channel: SocketChannel, target: EndpointTarget, for client: ObjectIdentifier) {
         let key = Self.key(target, client: client)
-        // One hash lookup per park (this runs once per request), not one to count and one to append.
-        guard Self.append(channel, to: &idle[key, default: Parked(target: target)], max: maxIdlePerEndpoint) else {
+        let parked: Parked
+        if let existing = idle[key] {
+            parked = existing
+        } else {
+            parked = Parked(target: target)
+            idle[key] = parked
+        }
+        guard parked.channels.count < maxIdlePerEndpoint else {
             close(channel, target: target)
             return
         }
+        parked.channels.append(channel)
         channel.handler = self
         // An idle upstream that becomes readable has closed (or misbehaved): either way, drop it.
         channel.resumeReading()
         if let client = key.client { pinnedClients.insert(client) }
-    }
-
-    /// Appends unless the list already holds `max`; whether it did.
-    private static func append(_ channel: SocketChannel, to parked: inout Parked, max: Int) -> Bool {
-        guard parked.channels.count < max else { return false }
-        parked.channels.append(channel)
-        return true
     }
 
     /// A parked connection became readable: the upstream closed it. Found by a search of the parked
@@ -75,7 +81,8 @@ final class UpstreamPool: ChannelHandler, @unchecked Sendable {  // confined to 
     func channelReadable(_ channel: SocketChannel) {
         for (key, parked) in idle {
             guard let index = parked.channels.firstIndex(where: { $0 === channel }) else { continue }
-            idle[key]?.channels.remove(at: index)
+            parked.channels.remove(at: index)
+            if parked.channels.isEmpty { idle[key] = nil }
             close(channel, target: parked.target)
             return
         }

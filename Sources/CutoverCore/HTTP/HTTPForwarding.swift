@@ -187,14 +187,17 @@ public enum HTTPForwarding {
 }
 
 /// One change a proxy makes to a head's fields.
+///
+/// Names are literals (`StaticString`): matching them against every received field, once per edit,
+/// and writing them then costs no reference counting, which a `String` name did on each use.
 enum FieldEdit {
     /// Add `element` to the comma-separated list of the last field with this name, or add the field
     /// (RFC 9110 §5.3: both mean the same).
-    case appendElement(name: String, element: String)
+    case appendElement(name: StaticString, element: String)
     /// Drop every field with this name and add one at the end.
-    case replace(name: String, value: String)
+    case replace(name: StaticString, value: String)
     /// Add a field at the end.
-    case add(name: String, value: String)
+    case add(name: StaticString, value: String)
     /// Replace `X-Request-Id` with this generated id (written as bytes, never built as a `String`).
     case requestID(RequestID)
 }
@@ -304,18 +307,18 @@ struct HopByHopFilter {
 
 extension FieldEdit {
     /// The field name this edit is about.
-    var name: String {
+    var name: StaticString {
         switch self {
         case .appendElement(let name, _), .replace(let name, _), .add(let name, _): return name
-        case .requestID: return RequestID.headerName
+        case .requestID: return RequestID.headerField
         }
     }
 
-    /// Whether `field` is this edit's name, ignoring case (the names are short literals: no allocation).
+    /// Whether `field` is this edit's name, ignoring case.
     func isNamed(_ field: UnsafeRawBufferPointer) -> Bool {
-        var name = self.name
-        guard name.utf8.count == field.count else { return false }
-        return name.withUTF8 { HTTPSyntax.equalsIgnoringCase(field, UnsafeRawBufferPointer($0)) }
+        let name = self.name
+        guard name.utf8CodeUnitCount == field.count else { return false }
+        return HTTPSyntax.equalsIgnoringCase(field, HTTPSyntax.bytes(name))
     }
 }
 
@@ -325,9 +328,9 @@ extension HTTPHeaders {
         self = keeping { filter.passes($0) }
         for edit in edits {
             switch edit {
-            case .appendElement(let name, let element): appendListElement(name: name, element: element)
-            case .replace(let name, let value): replace(name: name, value: value)
-            case .add(let name, let value): add(name: name, value: value)
+            case .appendElement(let name, let element): appendListElement(name: name.description, element: element)
+            case .replace(let name, let value): replace(name: name.description, value: value)
+            case .add(let name, let value): add(name: name.description, value: value)
             case .requestID(let id): replace(name: RequestID.headerName, value: id.value)
             }
         }
@@ -376,13 +379,12 @@ extension HTTPHeaders {
                 buffer.append(contentsOf: element.utf8)
             }
         }
-        for (e, edit) in edits.enumerated() {
-            switch edit {
+        // By index, reading each edit in place: `enumerated()` would copy (and retain) every one.
+        for e in edits.indices {
+            switch edits[e] {
             case .appendElement(let name, let element) where lastOfAppended[e] < 0: Self.writeField(name, element, into: &buffer)
             case .replace(let name, let value), .add(let name, let value): Self.writeField(name, value, into: &buffer)
-            case .requestID(let id):
-                var name = RequestID.headerName
-                name.withUTF8 { Self.writeField(UnsafeRawBufferPointer($0), into: &buffer) { id.write(into: &$0) } }
+            case .requestID(let id): Self.writeField(RequestID.headerField, into: &buffer) { id.write(into: &$0) }
             case .appendElement: break
             }
         }

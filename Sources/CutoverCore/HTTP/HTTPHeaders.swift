@@ -334,6 +334,19 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence, ExpressibleByArrayLite
         }
     }
 
+    /// Appends `Name: value CRLF` for a literal name (what the proxy itself adds).
+    static func writeField(_ name: StaticString, _ value: String, into buffer: inout [UInt8]) {
+        var value = value
+        value.withUTF8 { valueBytes in
+            writeField(HTTPSyntax.bytes(name), UnsafeRawBufferPointer(valueBytes), into: &buffer)
+        }
+    }
+
+    /// Appends `Name: `, the value `writeValue` appends, and CRLF, for a literal name.
+    static func writeField(_ name: StaticString, into buffer: inout [UInt8], value writeValue: (inout [UInt8]) -> Void) {
+        writeField(HTTPSyntax.bytes(name), into: &buffer, value: writeValue)
+    }
+
     /// Bytes `write(into:)` will append, to reserve capacity once.
     var serializedByteCount: Int {
         spans.reduce(0) { $0 + Int($1.nameEnd - $1.nameStart) + Int($1.valueEnd - $1.valueStart) + 4 }

@@ -1,8 +1,10 @@
 /// The id that follows one request through the proxy, the backend and the access log: the client's
 /// `X-Request-Id` when it is sane, else one the proxy made.
 public struct RequestID: Sendable, Equatable {
+    /// The header that carries it both ways, as the literal the proxy writes.
+    static let headerField: StaticString = "X-Request-Id"
     /// The header that carries it both ways.
-    public static let headerName = "X-Request-Id"
+    public static let headerName = headerField.description
     /// The longest client id taken as it is (longer ones are replaced: a log line is no place for a
     /// payload).
     public static let maxBytes = 200
