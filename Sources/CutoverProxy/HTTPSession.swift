@@ -65,6 +65,9 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         /// The profile counts 5xx answers as passive failures (`passive.status_5xx`).
         var reportsServerErrors = false
         var target: EndpointTarget?
+        /// The store's version when `target` was picked: while it still says so, `target` is still
+        /// a candidate, and parking its connection needs no second look at the snapshot.
+        var pickedAtVersion: UInt64 = 0
         var held: UpstreamConnector.HeldPlace?
         /// The maintenance gate whose page answers, or the HTTPS redirect's location.
         var gate: GateConfig?
@@ -393,6 +396,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
             return .answer(.fault(.noEndpoint(profile: route.name, retryAfter: route.config.gate.retryAfter)))
         }
         current.target = target
+        current.pickedAtVersion = worker.snapshotVersion
         target.counters.requestStarted(method: head.method)
         return .forward
     }
@@ -477,13 +481,18 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
             return
         }
         // A draining endpoint keeps no idle connections: it closes after its current response.
-        if reusable, !runtime.shuttingDown.load(ordering: .relaxed),
-            worker.snapshot(of: runtime.store).routing.profile(at: current.profileIndex, named: current.profile)?.isCandidate(target) ?? false
-        {
+        if reusable, !runtime.shuttingDown.load(ordering: .relaxed), isStillCandidate(target, current) {
             worker.pool.park(upstream, target: target, for: ObjectIdentifier(self))
         } else {
             worker.pool.close(upstream, target: target)
         }
+    }
+
+    /// Whether `target` may still take new work: yes while no snapshot was published since it was
+    /// picked (one atomic read, the common case), else as the current snapshot says.
+    private func isStillCandidate(_ target: EndpointTarget, _ current: Routed) -> Bool {
+        if runtime.store.version == current.pickedAtVersion { return true }
+        return worker.snapshot(of: runtime.store).routing.profile(at: current.profileIndex, named: current.profile)?.isCandidate(target) ?? false
     }
 
     // MARK: - Endings

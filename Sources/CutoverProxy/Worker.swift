@@ -56,7 +56,9 @@ final class Worker: @unchecked Sendable {  // confined to `queue`
 
     /// The snapshot this worker last loaded, and the store's `version` it was loaded at.
     private var snapshot: ProxySnapshot?
-    private var snapshotVersion: UInt64 = 0
+    /// The store's version when `snapshot` was loaded: while the store still says it, nothing newer
+    /// was published.
+    private(set) var snapshotVersion: UInt64 = 0
 
     /// The current snapshot of `store`, loaded again only when one was published since the last
     /// call: one atomic read per request instead of a lock. A reader that raced a publish sees the
