@@ -18,8 +18,7 @@ import Glibc
 final class EventPoller: @unchecked Sendable {  // confined to the worker's queue, but for `wait()`'s thread
     private let epollFD: Int32
     private let queue: DispatchQueue
-    private var channels: [UInt64: SocketChannel] = [:]
-    private var nextToken: UInt64 = 1
+    private var channels = ChannelTable()
     /// Written by `epoll_wait` on the poller's thread, read on the queue inside the same `sync`.
     private let events: UnsafeMutablePointer<epoll_event>
     private static let batch = 256
@@ -56,10 +55,7 @@ final class EventPoller: @unchecked Sendable {  // confined to the worker's queu
 
     /// Reserves a token for a channel; the socket is added to epoll on its first interest.
     func register(_ channel: SocketChannel) -> UInt64 {
-        let token = nextToken
-        nextToken += 1
-        channels[token] = channel
-        return token
+        channels.insert(channel)
     }
 
     /// Sets the events a socket is watched for; `0` removes it from epoll (a paused socket that hung
@@ -86,7 +82,7 @@ final class EventPoller: @unchecked Sendable {  // confined to the worker's queu
     func longestIdleClient(where accepts: (SocketChannel) -> Bool) -> SocketChannel? {
         for pass in 0..<2 {
             while let candidate = idleCandidates.popLast() {
-                guard let channel = channels[candidate.token], channel.isIdleClient, Self.lastActivity(channel) == candidate.round,
+                guard let channel = channels.channel(for: candidate.token), channel.isIdleClient, Self.lastActivity(channel) == candidate.round,
                     accepts(channel)
                 else { continue }
                 return channel
@@ -104,8 +100,8 @@ final class EventPoller: @unchecked Sendable {  // confined to the worker's queu
 
     private func findIdleCandidates(_ accepts: (SocketChannel) -> Bool) {
         var found: [(token: UInt64, round: UInt64)] = []
-        for (token, channel) in channels where channel.isIdleClient && accepts(channel) {
-            found.append((token, Self.lastActivity(channel)))
+        channels.forEach { token, channel in
+            if channel.isIdleClient && accepts(channel) { found.append((token, Self.lastActivity(channel))) }
         }
         found.sort { $0.round > $1.round }
         idleCandidates = Array(found.suffix(Self.idleCandidateCount))
@@ -117,7 +113,7 @@ final class EventPoller: @unchecked Sendable {  // confined to the worker's queu
 
     /// Forgets a channel; events already fetched for it in this round are skipped.
     func unregister(token: UInt64) {
-        channels.removeValue(forKey: token)
+        channels.remove(token: token)
     }
 
     /// Handles the `first` events `wait()` fetched, then asks again while events keep coming: one
@@ -129,7 +125,7 @@ final class EventPoller: @unchecked Sendable {  // confined to the worker's queu
             round += 1
             for index in 0..<count {
                 let event = events[index]
-                channels[event.data.u64]?.handle(events: event.events)
+                channels.channel(for: event.data.u64)?.handle(events: event.events)
             }
             if pass == 16 { return }
             count = Int(epoll_wait(epollFD, events, Int32(EventPoller.batch), 0))
@@ -142,4 +138,51 @@ final class EventPoller: @unchecked Sendable {  // confined to the worker's queu
     static let failed: UInt32 = cshims_epoll_err | cshims_epoll_hup
     /// The peer shut down its sending side (watched alone on a paused socket: `SocketChannel.watchesHangUp`).
     static let hungUp: UInt32 = cshims_epoll_rdhup
+}
+
+/// The registered channels by slot, so finding an event's channel is an array index, not a hash
+/// lookup (two per proxied request). A token is the slot in its low 32 bits and the slot's
+/// generation above them: an event fetched for a channel that has left, or for an earlier user of a
+/// reused slot, carries a token that no longer matches and finds nothing.
+private struct ChannelTable {
+    private struct Entry {
+        var generation: UInt32
+        var channel: SocketChannel?
+    }
+
+    private var entries: [Entry] = []
+    private var freeSlots: [Int] = []
+
+    private static func token(slot: Int, generation: UInt32) -> UInt64 {
+        UInt64(generation) << 32 | UInt64(slot)
+    }
+
+    mutating func insert(_ channel: SocketChannel) -> UInt64 {
+        if let slot = freeSlots.popLast() {
+            entries[slot].generation &+= 1
+            entries[slot].channel = channel
+            return Self.token(slot: slot, generation: entries[slot].generation)
+        }
+        entries.append(Entry(generation: 1, channel: channel))
+        return Self.token(slot: entries.count - 1, generation: 1)
+    }
+
+    func channel(for token: UInt64) -> SocketChannel? {
+        let slot = Int(truncatingIfNeeded: token & 0xFFFF_FFFF)
+        guard slot < entries.count, entries[slot].generation == UInt32(truncatingIfNeeded: token >> 32) else { return nil }
+        return entries[slot].channel
+    }
+
+    mutating func remove(token: UInt64) {
+        let slot = Int(truncatingIfNeeded: token & 0xFFFF_FFFF)
+        guard slot < entries.count, entries[slot].generation == UInt32(truncatingIfNeeded: token >> 32), entries[slot].channel != nil else { return }
+        entries[slot].channel = nil
+        freeSlots.append(slot)
+    }
+
+    func forEach(_ body: (UInt64, SocketChannel) -> Void) {
+        for (slot, entry) in entries.enumerated() {
+            if let channel = entry.channel { body(Self.token(slot: slot, generation: entry.generation), channel) }
+        }
+    }
 }
