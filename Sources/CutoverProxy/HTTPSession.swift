@@ -80,8 +80,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         /// The next `.route` re-routes a released hold (the same request, not a new one).
         var rerouting = false
 
-        init(head: HTTPRequestHead? = nil, started: UInt64 = 0) {
-            self.head = head
+        init(started: UInt64 = 0) {
             self.started = started
         }
     }
@@ -325,26 +324,31 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     // MARK: - Routing a request
 
     /// Routes a head through the current snapshot and tells the machine the decision.
-    private func route(_ head: HTTPRequestHead) {
+    ///
+    /// - Parameter received: consumed: the head moves into the record once decided, uncopied.
+    private func route(_ received: consuming HTTPRequestHead) {
+        var head = received
         let now = eventNow
         let current: Routed
         if let routed, routed.rerouting {
             // A released hold: the same request again, from the head as it was received.
             current = routed
             current.rerouting = false
-            current.head = head
         } else {
             runtime.stats.requests.wrappingAdd(1, ordering: .relaxed)
-            current = Routed(head: head, started: now)
+            current = Routed(started: now)
             routed = current
             // Behind a trusted proxy the request speaks for the client its X-Forwarded-For names.
             if origin.trusted { current.forwardedClient = trustedProxies.client(forwardedFor: head.headers) }
             current.requestID = worker.requestIDs.id(for: head.headers)
         }
-        perform(machine.routed(decide(head, now: now), now: now), input: nil)
+        let decision = decide(&head, now: now)
+        current.head = consume head
+        perform(machine.routed(decision, now: now), input: nil)
     }
 
-    private func decide(_ head: HTTPRequestHead, now: UInt64) -> HTTPExchangeStateMachine.RouteDecision {
+    /// Where the request goes; `head` loses what a gate keeps from backends (its bypass header).
+    private func decide(_ head: inout HTTPRequestHead, now: UInt64) -> HTTPExchangeStateMachine.RouteDecision {
         let current = self.current
         let snapshot = worker.snapshot(of: runtime.store)
         guard let listener = snapshot.listenerBySlot[slot] else { return .answer(.fault(.listenerRemoved)) }
@@ -369,7 +373,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
             current.gate = route.config.gate
             return .answer(.maintenance)
         }
-        if let fields = route.config.gate.fieldsForBackend(head.headers) { current.head?.headers = fields }
+        if let fields = route.config.gate.fieldsForBackend(head.headers) { head.headers = fields }
         switch route.readOnly.verdict(method: head.method) {
         case .refuse:
             return .answer(.fault(.readOnly(profile: route.name, method: head.method, retryAfter: route.config.gate.retryAfter)))
@@ -389,7 +393,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
             case .full(let reason):
                 return .answer(.fault(.holdFull(profile: route.name, why: reason, maxHeld: route.config.maxHeld, retryAfter: route.config.gate.retryAfter)))
             case .routeAgain:
-                return decide(head, now: now)
+                return decide(&head, now: now)
             }
         }
         guard let target = route.pick() else {

@@ -703,7 +703,7 @@ public struct HTTPExchangeStateMachine: Sendable {
                     return offset
                 case .success(.complete(let head, let headLength)):
                     offset += headLength
-                    begin(head, body: UnsafeRawBufferPointer(rebasing: view[offset...]), now: now, &actions)
+                    begin(consume head, body: UnsafeRawBufferPointer(rebasing: view[offset...]), now: now, &actions)
                     if case .routing = state { return offset }
                 }
             case .exchanging(let exchange):
@@ -733,12 +733,14 @@ public struct HTTPExchangeStateMachine: Sendable {
     }
 
     /// A complete head: checked further, then routed (or refused).
-    private mutating func begin(_ received: HTTPRequestHead, body: UnsafeRawBufferPointer, now: UInt64, _ actions: inout HTTPExchangeActions) {
-        let head: HTTPRequestHead
+    /// - Parameter received: consumed, so the parsed head moves into the exchange without a copy
+    ///   (each copy retains its strings and arrays).
+    private mutating func begin(_ received: consuming HTTPRequestHead, body: UnsafeRawBufferPointer, now: UInt64, _ actions: inout HTTPExchangeActions) {
+        var head = received
         let framing: BodyFraming
         do {
             // From here on, routing, the log and the upstream see one authority (issue 20, defect 2).
-            head = try received.originFormed()
+            if !head.isOriginForm { head = try head.originFormed() }
             framing = try head.bodyFraming()
         } catch {
             rejectHead(.client(error), now: now, &actions)
@@ -759,8 +761,9 @@ public struct HTTPExchangeStateMachine: Sendable {
             }
             request.scanner = ChunkedBodyScanner()
         }
-        let exchange = Exchange(
-            head: head, request: request, keepAlive: head.keepAlive && keepAliveAllowed && !clientEnded, upgrading: head.upgradeRequested)
+        let keepAlive = head.keepAlive && keepAliveAllowed && !clientEnded
+        let upgrading = head.upgradeRequested
+        let exchange = Exchange(head: consume head, request: request, keepAlive: keepAlive, upgrading: upgrading)
         state = .routing(exchange)
         deadline = 0
         actions.append(.route)

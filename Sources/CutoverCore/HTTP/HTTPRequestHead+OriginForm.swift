@@ -1,4 +1,8 @@
 extension HTTPRequestHead {
+    /// The target is origin-form already (`/path?query`, nearly every request): `originFormed()`
+    /// would return the head unchanged, so the hot path need not call it (and copy the head).
+    var isOriginForm: Bool { target.utf8.first == UInt8(ascii: "/") }
+
     /// The request as the proxy routes, logs and forwards it: an absolute-form target
     /// (`http://authority/path?query`) becomes origin-form (`/path?query`) and `Host` becomes the
     /// target's authority (RFC 9112 §3.2.2: a proxy replaces Host with the target's host
