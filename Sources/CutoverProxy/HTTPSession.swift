@@ -351,6 +351,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     private func decide(_ head: inout HTTPRequestHead, now: UInt64) -> HTTPExchangeStateMachine.RouteDecision {
         let current = self.current
         let snapshot = worker.snapshot(of: runtime.store)
+        let snapshotVersion = worker.snapshotVersion
         guard let listener = snapshot.listenerBySlot[slot] else { return .answer(.fault(.listenerRemoved)) }
         // The profile comes from the same snapshot read as the endpoint it picks below.
         let route: ProfileRoute
@@ -400,7 +401,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
             return .answer(.fault(.noEndpoint(profile: route.name, retryAfter: route.config.gate.retryAfter)))
         }
         current.target = target
-        current.pickedAtVersion = worker.snapshotVersion
+        current.pickedAtVersion = snapshotVersion
         target.counters.requestStarted(method: head.method)
         return .forward
     }
