@@ -42,6 +42,17 @@ public final class SignalRouter: @unchecked Sendable {  // state confined to `qu
         }
     }
 
+    /// Parks the calling thread, the main thread, for good, with the signals it blocked still
+    /// blocked: what a server does once it runs, instead of `dispatchMain()`.
+    ///
+    /// `dispatchMain()` leaves the main thread in `sigsuspend` with an empty mask. A signal can then
+    /// be delivered there, to the handler libdispatch installs, instead of being read from the
+    /// signal source's signalfd. The two race, so now and then a SIGTERM or SIGHUP was lost: a proxy
+    /// that went on serving after `systemctl stop`. Nothing in this package uses the main queue.
+    public static func parkMainThread() -> Never {
+        while true { pause() }
+    }
+
     private func received(_ number: Int32) {
         if let handler {
             handler(number)

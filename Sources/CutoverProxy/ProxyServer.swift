@@ -98,7 +98,7 @@ public enum ProxyServer {
         if predecessor == nil { SystemdNotify.send("READY=1\nSTATUS=serving \(config.listeners.count) listeners") }
         onStarted(runtime)
         withExtendedLifetime((signals, admin, handover)) {
-            dispatchMain()
+            SignalRouter.parkMainThread()
         }
     }
 

@@ -1,4 +1,5 @@
 import CutoverAgent
+import CutoverControl
 import CutoverCore
 import CutoverProxy
 import Dispatch
@@ -62,6 +63,6 @@ enum AgentCommand {
         let service = AgentService(journal: Journal(path: journalPath), databases: databases) { printError("cutover agent: \($0)") }
         let server = try AgentServer(path: socketPath, service: service) { printError("cutover agent: \($0)") }
         printError("cutover agent: listening on \(server.path), journal \(journalPath)")
-        withExtendedLifetime(server) { dispatchMain() }
+        withExtendedLifetime(server) { SignalRouter.parkMainThread() }
     }
 }

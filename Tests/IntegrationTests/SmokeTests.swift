@@ -47,6 +47,30 @@ final class StartSignalTests: XCTestCase {
         }
     }
 
+    /// Once the proxy serves, every one of its threads, the main thread too, blocks the signals it
+    /// acts on, so each can only be read from the signal source's signalfd. `dispatchMain()` left
+    /// the main thread in `sigsuspend` with nothing blocked, where a SIGTERM was now and then taken
+    /// by libdispatch's handler and lost: a proxy that kept serving after it was told to stop.
+    func testEveryThreadOfARunningProxy_blocksTheSignalsItActsOn() throws {
+        let dir = try TemporaryDirectory()
+        let blue = try Backend(name: "blue", directory: dir)
+        let socket = dir.path("admin.sock")
+        let proxy = try Proxy(config: blueGreenConfig(blue: blue, green: blue, socket: socket), directory: dir, socketPath: socket)
+        defer { proxy.stop(); blue.stop() }
+        XCTAssertEqual(try curl(proxy.url()).body, "blue\n")
+        let pid = proxy.child.process.processIdentifier
+        let tasks = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")
+        XCTAssertGreaterThan(tasks.count, 1, "a serving proxy runs several threads")
+        let wanted = [SIGHUP, SIGINT, SIGUSR2, SIGTERM].reduce(UInt64(0)) { $0 | 1 << UInt64($1 - 1) }
+        for task in tasks {
+            let status = try String(contentsOfFile: "/proc/\(pid)/task/\(task)/status", encoding: .utf8)
+            let line = status.split(separator: "\n").first { $0.hasPrefix("SigBlk:") }
+            let blocked = line.flatMap { UInt64($0.dropFirst("SigBlk:".count).trimmingCharacters(in: .whitespaces), radix: 16) }
+            let name = status.split(separator: "\n").first { $0.hasPrefix("Name:") } ?? "?"
+            XCTAssertEqual(blocked.map { $0 & wanted }, wanted, "thread \(task) (\(name)) leaves some of SIGHUP, SIGINT, SIGUSR2, SIGTERM unblocked")
+        }
+    }
+
     /// The process's shared pending signals and each thread's name and blocked set, from `/proc`.
     private static func signalState(of pid: Int32) -> String {
         func fields(_ path: String, _ names: [String]) -> String {
