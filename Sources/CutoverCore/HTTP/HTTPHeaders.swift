@@ -323,17 +323,6 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence, ExpressibleByArrayLite
         buffer.append(HTTPSyntax.lf)
     }
 
-    /// Appends `Name: value CRLF`.
-    static func writeField(_ name: String, _ value: String, into buffer: inout [UInt8]) {
-        var name = name
-        var value = value
-        name.withUTF8 { nameBytes in
-            value.withUTF8 { valueBytes in
-                writeField(UnsafeRawBufferPointer(nameBytes), UnsafeRawBufferPointer(valueBytes), into: &buffer)
-            }
-        }
-    }
-
     /// Appends `Name: value CRLF` for a literal name (what the proxy itself adds).
     static func writeField(_ name: StaticString, _ value: String, into buffer: inout [UInt8]) {
         var value = value
