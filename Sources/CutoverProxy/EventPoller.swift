@@ -167,15 +167,19 @@ private struct ChannelTable {
         return Self.token(slot: entries.count - 1, generation: 1)
     }
 
-    func channel(for token: UInt64) -> SocketChannel? {
+    /// The slot `token` names, when that slot still belongs to the token's generation.
+    private func slot(of token: UInt64) -> Int? {
         let slot = Int(truncatingIfNeeded: token & 0xFFFF_FFFF)
         guard slot < entries.count, entries[slot].generation == UInt32(truncatingIfNeeded: token >> 32) else { return nil }
-        return entries[slot].channel
+        return slot
+    }
+
+    func channel(for token: UInt64) -> SocketChannel? {
+        slot(of: token).flatMap { entries[$0].channel }
     }
 
     mutating func remove(token: UInt64) {
-        let slot = Int(truncatingIfNeeded: token & 0xFFFF_FFFF)
-        guard slot < entries.count, entries[slot].generation == UInt32(truncatingIfNeeded: token >> 32), entries[slot].channel != nil else { return }
+        guard let slot = slot(of: token), entries[slot].channel != nil else { return }
         entries[slot].channel = nil
         freeSlots.append(slot)
     }
