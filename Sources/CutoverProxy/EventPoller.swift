@@ -123,14 +123,83 @@ final class EventPoller: @unchecked Sendable {  // confined to the worker's queu
         var count = first
         for pass in 1...16 {
             round += 1
-            for index in 0..<count {
-                let event = events[index]
-                channels.channel(for: event.data.u64)?.handle(events: event.events)
+            handleRound {
+                for index in 0..<count {
+                    let event = events[index]
+                    channels.channel(for: event.data.u64)?.handle(events: event.events)
+                }
             }
             if pass == 16 { return }
             count = Int(epoll_wait(epollFD, events, Int32(EventPoller.batch), 0))
             if count <= 0 { return }
         }
+    }
+
+    // MARK: - Writes sent at the end of a round
+
+    /// Whether a round's events are being handled: small writes of channels that defer
+    /// (`SocketChannel.defersWrites`) wait for its end.
+    ///
+    /// Why: a write to a loopback or LAN peer that sleeps in `epoll_wait` wakes it, and waking a
+    /// sleeping task (an inter-processor interrupt when its CPU idles) costs more than the send.
+    /// Handling every ready socket first and sending after, as HAProxy's loop does, lets a peer
+    /// (the backend, the client) find several messages per wake-up: with `wrk -c50` on 2 cores,
+    /// about a fifth fewer wake-ups and a quarter fewer context switches machine-wide per request,
+    /// level with HAProxy (docs/performance.md). A write waits at most one round.
+    private(set) var inRound = false
+    /// The waiting writes' bytes, one after another, and each write's channel and range, in order.
+    private var roundOutput: [UInt8] = []
+    private var roundWrites: [(channel: SocketChannel, range: Range<Int>)] = []
+    /// Beyond this, the output buffer is given back after a round rather than kept for the next.
+    private static let roundOutputKeptCapacity = 256 * 1024
+
+    /// Runs `handle` as one round: the writes that wait go out in order once it returns.
+    func handleRound(_ handle: () -> Void) {
+        inRound = true
+        handle()
+        inRound = false
+        sendRoundOutput()
+    }
+
+    /// Keeps `bytes` for `channel` until the round ends.
+    func deferWrite(_ bytes: UnsafeRawBufferPointer, to channel: SocketChannel) {
+        let start = roundOutput.count
+        roundOutput.append(contentsOf: bytes)
+        roundWrites.append((channel, start..<roundOutput.count))
+    }
+
+    /// Sends `channel`'s waiting writes now, ahead of the round's end: it closes, stops deferring,
+    /// or writes something that does not wait. False when the peer is gone.
+    func sendDeferredWrites(of channel: SocketChannel) -> Bool {
+        var delivered = true
+        for index in roundWrites.indices where roundWrites[index].channel === channel {
+            let range = roundWrites[index].range
+            roundWrites[index].range = range.lowerBound..<range.lowerBound  // sent: the round's end skips it
+            // Each one is handed over, also after a failure: the channel drops it then, and it
+            // learns that nothing of the round waits any more.
+            if !roundOutput.withUnsafeBytes({ channel.sendDeferred(UnsafeRawBufferPointer(rebasing: $0[range])) }) { delivered = false }
+        }
+        return delivered
+    }
+
+    /// Sends the round's waiting writes in the order they were made, then tells the owners of
+    /// peers found gone (their handlers may write again, directly now).
+    private func sendRoundOutput() {
+        guard !roundWrites.isEmpty else { return }
+        var failed: [SocketChannel] = []
+        roundOutput.withUnsafeBytes { output in
+            for index in roundWrites.indices where !roundWrites[index].range.isEmpty {
+                let write = roundWrites[index]
+                if !write.channel.sendDeferred(UnsafeRawBufferPointer(rebasing: output[write.range])) { failed.append(write.channel) }
+            }
+        }
+        roundWrites.removeAll(keepingCapacity: true)
+        if roundOutput.capacity > Self.roundOutputKeptCapacity {
+            roundOutput = []
+        } else {
+            roundOutput.removeAll(keepingCapacity: true)
+        }
+        for channel in failed { channel.deferredWriteFailed() }
     }
 
     static let readable: UInt32 = cshims_epoll_in | cshims_epoll_rdhup

@@ -115,6 +115,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
     func start() {
         worker.register(self)
         client.handler = self
+        client.defersWrites = true
         client.watchesHangUp = true
         perform(machine.clientConnected(now: tick()), input: nil)
     }
@@ -276,6 +277,8 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
                          toClient: toClient.map { machine.withBytes($0, input: input) { Array($0) } } ?? [])
             case .close:
                 // With bytes still queued the machine says `closeNow` when they drain (or at `write`).
+                // This round's writes go out first, so that what is queued is known.
+                client.sendDeferredWritesNow()
                 if !client.hasPendingOutput { closeSession() }
             case .closeNow:
                 closeSession()
@@ -448,12 +451,14 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         if !fresh, let pooled = worker.pool.take(target, for: ObjectIdentifier(self)) {
             upstream = pooled
             pooled.handler = self
+            pooled.defersWrites = true
             perform(machine.upstreamConnected(reused: true, now: now), input: nil)
             return
         }
         do {
             upstreamBlockedTold = false
             upstream = try UpstreamConnector.connect(to: target, worker: worker, handler: self, addresses: target.sendProxy == nil ? nil : clientAddresses)
+            upstream?.defersWrites = true
         } catch {
             perform(machine.upstreamConnectFailed(.upstreamUnreachable(reason: "cannot connect to \(target.qualifiedName): \(error)"), now: now), input: nil)
         }
@@ -610,6 +615,9 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
         current.target = nil
         worker.unregister(self)
         worker.pool.closeIdle(pinnedTo: ObjectIdentifier(self))
+        // A tunnel splices past the channels' queues: nothing may wait for the round's end.
+        client.defersWrites = false
+        upstream.defersWrites = false
         let tunnel = TCPTunnel(upgradedClient: client, upstream: upstream, target: target, worker: worker, runtime: runtime, slot: slot, clientText: origin.address)
         tunnel.startUpgraded(pendingToUpstream: toUpstream, pendingToClient: toClient)
     }

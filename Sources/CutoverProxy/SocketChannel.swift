@@ -55,6 +55,17 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
     /// Bytes accepted by `write` that the kernel has not taken yet.
     private var pending: [UInt8] = []
     private var pendingOffset = 0
+    /// Whether small writes made while the poller handles a round of events wait for the round's
+    /// end (`EventPoller.deferWrite`). HTTP sessions set it on their plain sockets; tunnels leave it
+    /// off, since a splice would overtake bytes still waiting. Turning it off sends them.
+    var defersWrites = false {
+        didSet { if !defersWrites && hasDeferredWrites { _ = poller.sendDeferredWrites(of: self) } }
+    }
+    /// Some of this round's writes wait in the poller: later ones must wait too, in order.
+    private var hasDeferredWrites = false
+    /// The largest write that waits for the end of the round: requests, heads and small bodies.
+    /// Bigger ones are mostly bodies in flight, which a copy would only slow down.
+    private static let deferredWriteLimit = 16 * 1024
     private(set) var isClosed = false
     /// A `channelReadable` is queued on the worker (TLS bytes or a failure the socket will not signal).
     var deliveryScheduled = false
@@ -160,11 +171,50 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
         guard !isClosed else { return false }
         guard bytes.count > 0 else { return true }
         lastWriteRound = poller.round
+        if bytes.count <= Self.deferredWriteLimit && (hasDeferredWrites || (defersWrites && poller.inRound && tls == nil && !hasPendingOutput)) {
+            hasDeferredWrites = true
+            poller.deferWrite(bytes, to: self)
+            return true
+        }
+        if hasDeferredWrites && !poller.sendDeferredWrites(of: self) { return false }
         if hasPendingOutput || tls?.isHandshaking == true {
             // Bytes for a peer still shaking hands wait here; the handshake's end flushes them.
             pending.append(contentsOf: bytes)
             return true
         }
+        return sendNow(bytes)
+    }
+
+    /// Sends this round's waiting writes now, so that `hasPendingOutput` tells what the kernel did
+    /// not take; false when the peer is gone.
+    @discardableResult
+    func sendDeferredWritesNow() -> Bool {
+        !hasDeferredWrites || poller.sendDeferredWrites(of: self)
+    }
+
+    /// Sends a write that waited for the end of the round (`EventPoller.deferWrite`); false when
+    /// the peer is gone (the poller tells the owner once the round's output is out).
+    func sendDeferred(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        hasDeferredWrites = false
+        guard !isClosed, !peerFailed else { return true }
+        if hasPendingOutput {  // an earlier write of the round went out short: this one queues behind it
+            pending.append(contentsOf: bytes)
+            return true
+        }
+        if sendNow(bytes) { return true }
+        peerFailed = true
+        return false
+    }
+
+    /// Tells the owner that a write at the end of the round found the peer gone: it learns it from
+    /// its next read, as when a queued write fails (`writable`).
+    func deferredWriteFailed() {
+        guard !isClosed else { return }
+        handler?.channelReadable(self)
+    }
+
+    /// Sends `bytes` on a socket with nothing queued, queueing what the kernel does not take.
+    private func sendNow(_ bytes: UnsafeRawBufferPointer) -> Bool {
         var offset = 0
         while offset < bytes.count {
             let n = transmit(bytes.baseAddress! + offset, bytes.count - offset)
@@ -192,6 +242,7 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
         if first.isEmpty { return write(second) }
         if second.isEmpty { return write(first) }
         lastWriteRound = poller.round
+        if hasDeferredWrites && !poller.sendDeferredWrites(of: self) { return false }
         if tls != nil { return writeTLS(first, second) }
         if hasPendingOutput {
             pending.append(contentsOf: first)
@@ -287,6 +338,11 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
             handler?.channelConnected(self, error: error)
             return
         }
+        if hasDeferredWrites && !poller.sendDeferredWrites(of: self) {
+            setWriteWanted(false)
+            handler?.channelReadable(self)
+            return
+        }
         while hasPendingOutput {
             let n = pending.withUnsafeBytes { raw in
                 transmit(raw.baseAddress! + pendingOffset, raw.count - pendingOffset)
@@ -330,6 +386,7 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
     /// Gives the socket up without closing it: the poller forgets it and the descriptor is the
     /// caller's (a PROXY header was read; the session that serves the connection opens its own channel).
     func release() -> Int32 {
+        if hasDeferredWrites { _ = poller.sendDeferredWrites(of: self) }
         poller.update(fd: fd, token: token, from: interest, to: 0)
         interest = 0
         poller.unregister(token: token)
@@ -341,6 +398,7 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
     /// Half-closes the sending side (propagates a peer's end of stream); over TLS, close_notify first.
     func shutdownWrite() {
         guard !isClosed else { return }
+        if hasDeferredWrites { _ = poller.sendDeferredWrites(of: self) }
         tls?.sendCloseNotify()
         Glibc.shutdown(fd, Int32(SHUT_WR))
     }
@@ -348,6 +406,8 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
     /// Closes the socket and forgets it in the poller.
     func close() {
         guard !isClosed else { return }
+        // What this round wrote goes out first: an answer followed by a close, typically.
+        if hasDeferredWrites { _ = poller.sendDeferredWrites(of: self) }
         poller.update(fd: fd, token: token, from: interest, to: 0)
         interest = 0
         poller.unregister(token: token)
