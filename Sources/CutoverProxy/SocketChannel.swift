@@ -59,7 +59,7 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
     /// end (`EventPoller.deferWrite`). HTTP sessions set it on their plain sockets; tunnels leave it
     /// off, since a splice would overtake bytes still waiting. Turning it off sends them.
     var defersWrites = false {
-        didSet { if !defersWrites && hasDeferredWrites { _ = poller.sendDeferredWrites(of: self) } }
+        didSet { if !defersWrites { sendDeferredWritesNow() } }
     }
     /// Some of this round's writes wait in the poller: later ones must wait too, in order.
     private var hasDeferredWrites = false
@@ -176,7 +176,7 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
             poller.deferWrite(bytes, to: self)
             return true
         }
-        if hasDeferredWrites && !poller.sendDeferredWrites(of: self) { return false }
+        if !sendDeferredWritesNow() { return false }
         if hasPendingOutput || tls?.isHandshaking == true {
             // Bytes for a peer still shaking hands wait here; the handshake's end flushes them.
             pending.append(contentsOf: bytes)
@@ -242,7 +242,7 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
         if first.isEmpty { return write(second) }
         if second.isEmpty { return write(first) }
         lastWriteRound = poller.round
-        if hasDeferredWrites && !poller.sendDeferredWrites(of: self) { return false }
+        if !sendDeferredWritesNow() { return false }
         if tls != nil { return writeTLS(first, second) }
         if hasPendingOutput {
             pending.append(contentsOf: first)
@@ -338,7 +338,7 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
             handler?.channelConnected(self, error: error)
             return
         }
-        if hasDeferredWrites && !poller.sendDeferredWrites(of: self) {
+        if !sendDeferredWritesNow() {
             setWriteWanted(false)
             handler?.channelReadable(self)
             return
@@ -386,7 +386,7 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
     /// Gives the socket up without closing it: the poller forgets it and the descriptor is the
     /// caller's (a PROXY header was read; the session that serves the connection opens its own channel).
     func release() -> Int32 {
-        if hasDeferredWrites { _ = poller.sendDeferredWrites(of: self) }
+        sendDeferredWritesNow()
         poller.update(fd: fd, token: token, from: interest, to: 0)
         interest = 0
         poller.unregister(token: token)
@@ -398,7 +398,7 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
     /// Half-closes the sending side (propagates a peer's end of stream); over TLS, close_notify first.
     func shutdownWrite() {
         guard !isClosed else { return }
-        if hasDeferredWrites { _ = poller.sendDeferredWrites(of: self) }
+        sendDeferredWritesNow()
         tls?.sendCloseNotify()
         Glibc.shutdown(fd, Int32(SHUT_WR))
     }
@@ -407,7 +407,7 @@ final class SocketChannel: @unchecked Sendable {  // confined to its worker's qu
     func close() {
         guard !isClosed else { return }
         // What this round wrote goes out first: an answer followed by a close, typically.
-        if hasDeferredWrites { _ = poller.sendDeferredWrites(of: self) }
+        sendDeferredWritesNow()
         poller.update(fd: fd, token: token, from: interest, to: 0)
         interest = 0
         poller.unregister(token: token)
