@@ -6,7 +6,10 @@
 Reads DIR/meta.json, DIR/runs.jsonl (one line per wrk run) and DIR/idle.jsonl (one line per
 proxy), prints the tables and writes them to DIR/summary.md and the medians to DIR/summary.json.
 Figures are medians over repetitions, except errors, which are summed. Ratios compare every
-Cutover target (name starting with "cutover") with the targets named "haproxy" and "nginx".
+Cutover target (name starting with "cutover") with the targets named "haproxy" and "nginx": each is
+the median over reps of the ratio within one rep, where the targets ran back to back, so that the
+machine's drift from one rep to the next (this guest's has halved a proxy's req/s within an hour)
+cancels instead of landing on whichever target it hit.
 """
 import json
 import os
@@ -48,6 +51,24 @@ def ratio(a, b):
     return f"{a / b:.2f}"
 
 
+def cpu_per_request(run):
+    """Proxy CPU per request in µs (CPU % of one core ÷ req/s), or None without a proxy or requests."""
+    if run.get("proxy_cpu") is None or not run.get("rps"):
+        return None
+    return run["proxy_cpu"] / 100 / run["rps"] * 1e6
+
+
+def paired_ratio(runs, load, target, reference, figure):
+    """Median over reps of figure(target's run) ÷ figure(reference's run) within the same rep."""
+    by_rep = {}
+    for r in runs:
+        if r["load"] == load and r["target"] in (target, reference):
+            by_rep.setdefault(r["rep"], {})[r["target"]] = figure(r)
+    ratios = [pair[target] / pair[reference] for pair in by_rep.values()
+              if pair.get(target) is not None and pair.get(reference)]
+    return statistics.median(ratios) if ratios else None
+
+
 def medians(runs):
     """{(load, target): figures} with medians over reps."""
     out = {}
@@ -70,6 +91,7 @@ def medians(runs):
                 "proxy_cpu": med("proxy_cpu"), "proxy_rss_mib": med("proxy_rss_mib"),
                 "backend_cpu": med("backend_cpu"), "wrk_cpu": med("wrk_cpu"),
                 "other_cpu": med("other_cpu"), "other_cpu_max": max(r["other_cpu"] for r in reps),
+                "cpu_us_per_req": statistics.median(c) if (c := [x for x in map(cpu_per_request, reps) if x is not None]) else None,
                 "cv_pct": (statistics.stdev(rps) / statistics.mean(rps) * 100)
                 if len(rps) > 1 and statistics.mean(rps) else None,
             }
@@ -84,24 +106,26 @@ def load_tables(table, runs):
         lines.append(f"### {load}: `GET {urlparse(first['url']).path or '/'}`, {first['conns']} connections")
         lines.append("")
         lines.append("| target | req/s | MiB/s | p50 ms | p99 ms | errors | proxy CPU % | proxy RSS MiB "
-                     "| backend CPU % | wrk CPU % | other CPU % | cv % "
-                     "| req/s ×HAProxy | req/s ×nginx | p99 ×HAProxy | p99 ×nginx |")
-        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-        refs = {name: rows.get(name) for name in REFERENCES}
+                     "| backend CPU % | wrk CPU % | other CPU % | cv % | CPU µs/req "
+                     "| req/s ×HAProxy | req/s ×nginx | p99 ×HAProxy | p99 ×nginx | CPU/req ×HAProxy |")
+        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        figures = (("rps", lambda r: r["rps"]), ("p99", lambda r: r["p99_ms"]))
         for target, v in rows.items():
             if target.startswith("cutover"):
-                cells = []
-                for key in ("rps", "p99_ms"):
+                v["ratios"] = {}
+                for key, figure in figures:
                     for name in REFERENCES:
-                        ref = refs[name]
-                        cells.append(ratio(v[key], ref[key]) if ref else "-")
+                        v["ratios"][f"{key}_x_{name}"] = paired_ratio(runs, load, target, name, figure)
+                v["ratios"]["cpu_per_req_x_haproxy"] = paired_ratio(runs, load, target, "haproxy", cpu_per_request)
+                cells = [fmt(x, 2) for x in v["ratios"].values()]
             else:
-                cells = ["-"] * 4
+                cells = ["-"] * 5
             lines.append(
                 f"| {target} | {fmt(v['rps'])} | {fmt(v['mib_s'], 1)} | {fmt(v['p50_ms'], 2)} "
                 f"| {fmt(v['p99_ms'], 2)} | {v['errors']} | {fmt(v['proxy_cpu'])} "
                 f"| {fmt(v['proxy_rss_mib'], 1)} | {fmt(v['backend_cpu'])} | {fmt(v['wrk_cpu'])} "
-                f"| {fmt(v['other_cpu'])} | {fmt(v['cv_pct'], 1)} | " + " | ".join(cells) + " |")
+                f"| {fmt(v['other_cpu'])} | {fmt(v['cv_pct'], 1)} | {fmt(v['cpu_us_per_req'], 1)} | "
+                + " | ".join(cells) + " |")
         noisy = [f"{r['target']} rep {r['rep']} ({r['other_cpu']:.0f} %)" for r in runs
                  if r["load"] == load and r["other_cpu"] > NOISY_OTHER_CPU]
         if noisy:
@@ -153,8 +177,10 @@ def main():
         lines.append("")
     lines.append("CPU % is 100 per core, averaged over the run; RSS is the peak during the run, "
                  "summed over the proxy's processes; other CPU % is what the rest of the machine used "
-                 "meanwhile; cv % is the spread of req/s over reps; errors are summed over reps "
-                 "(socket errors + non-2xx).")
+                 "meanwhile; cv % is the spread of req/s over reps; CPU µs/req is the proxy's CPU "
+                 "time per request; errors are summed over reps (socket errors + non-2xx). Each "
+                 "ratio is the median over reps of the ratio within one rep, where the targets ran "
+                 "back to back.")
     lines.append("")
     lines += load_tables(table, runs)
     lines += idle_table(idle)
