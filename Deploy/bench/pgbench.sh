@@ -4,12 +4,13 @@
 #
 #   Deploy/bench/pgbench.sh [options]
 #
-# Starts a throwaway PostgreSQL 15 cluster on 127.0.0.1 (initdb as user postgres), initialises pgbench's
-# tables, then for every rep runs `pgbench` against each target in turn (direct A B C A B C ...), so the
-# machine's drift hits every target alike. Small round trips are where a TCP proxy's per-read cost
-# shows: the default load is select-only (`-S`), one statement per transaction. Prints the median TPS
-# per target and its ratio to direct and to HAProxy. Everything listens on 127.0.0.1 and is stopped on
-# exit. Runs as root (it drops to postgres for the cluster).
+# Starts a throwaway PostgreSQL 15 cluster on 127.0.0.1 (initdb as user postgres), initialises
+# pgbench's tables, then for every rep runs `pgbench` against each target in turn, each rep starting
+# one target later (direct A B C, then A B C direct, ...), so the machine's drift hits every target
+# alike. Small round trips are where a TCP proxy's per-read cost shows: the default load is
+# select-only (`-S`), one statement per transaction. Prints the median TPS per target and its ratio
+# to direct and to HAProxy (the median of the ratios within a rep). Everything listens on 127.0.0.1
+# and is stopped on exit. Runs as root (it drops to postgres for the cluster).
 #
 # Options
 #   --reps N        repetitions (default 3)
@@ -125,7 +126,9 @@ done
 log "$reps reps x ${duration}s, $clients clients, mode $mode, cutover workers $workers"
 : > "$out/runs.tsv"
 for rep in $(seq 1 "$reps"); do
-    for t in "${targets[@]}"; do
+    # Each rep starts one target later (as bench.sh does), so no target always runs first.
+    shift_by=$(( (rep - 1) % ${#targets[@]} ))
+    for t in "${targets[@]:shift_by}" "${targets[@]:0:shift_by}"; do
         name=${t%%:*}; port=${t#*:}
         tps=$(pgbench -h 127.0.0.1 -p "$port" -U postgres -n "${pgflags[@]}" -c "$clients" -j "$clients" \
                 -T "$duration" postgres 2> "$out/$name-$rep.err" | awk '/^tps = / { print $3; exit }')
@@ -137,14 +140,18 @@ done
 
 python3 - "$out/runs.tsv" <<'PY' | tee "$out/summary.md"
 import statistics, sys
-runs = {}
+runs = {}  # target -> {rep: tps}
 for line in open(sys.argv[1]):
-    name, _, tps = line.split("\t")
-    runs.setdefault(name, []).append(float(tps))
-med = {name: statistics.median(values) for name, values in runs.items()}
+    name, rep, tps = line.split("\t")
+    runs.setdefault(name, {})[rep] = float(tps)
+def paired(name, reference):
+    # The median over reps of the ratio within a rep: the machine's drift between reps cancels.
+    return statistics.median(tps / runs[reference][rep] for rep, tps in runs[name].items())
 print("| target | median TPS | ×direct | ×HAProxy |")
 print("|---|---:|---:|---:|")
-for name, value in med.items():
-    print(f"| {name} | {value:,.0f} | {value / med['direct']:.2f} | {value / med['haproxy']:.2f} |")
+for name, values in runs.items():
+    print(f"| {name} | {statistics.median(values.values()):,.0f} | {paired(name, 'direct'):.2f} | {paired(name, 'haproxy'):.2f} |")
+print()
+print("Ratios are medians over reps of the ratio within one rep, where the targets ran back to back.")
 PY
 log "results in $out"
