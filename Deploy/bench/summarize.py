@@ -9,7 +9,9 @@ Figures are medians over repetitions, except errors, which are summed. Ratios co
 Cutover target (name starting with "cutover") with the targets named "haproxy" and "nginx": each is
 the median over reps of the ratio within one rep, where the targets ran back to back, so that the
 machine's drift from one rep to the next (this guest's has halved a proxy's req/s within an hour)
-cancels instead of landing on whichever target it hit.
+cancels instead of landing on whichever target it hit. Reps where either run of a pair was
+disturbed (the rest of the machine used more than NOISY_OTHER_CPU) are left out of that pair's
+ratio, unless all of them were.
 """
 import json
 import os
@@ -58,14 +60,22 @@ def cpu_per_request(run):
     return run["proxy_cpu"] / 100 / run["rps"] * 1e6
 
 
-def paired_ratio(runs, load, target, reference, figure):
-    """Median over reps of figure(target's run) ÷ figure(reference's run) within the same rep."""
+def quiet_pairs(runs, load, target, reference):
+    """The (target's run, reference's run) of every rep, keeping only the reps where neither was
+    disturbed (the rest of the machine under NOISY_OTHER_CPU) when there are any: a run another
+    tenant slowed measures that tenant. Also returns how many reps there were."""
     by_rep = {}
     for r in runs:
         if r["load"] == load and r["target"] in (target, reference):
-            by_rep.setdefault(r["rep"], {})[r["target"]] = figure(r)
-    ratios = [pair[target] / pair[reference] for pair in by_rep.values()
-              if pair.get(target) is not None and pair.get(reference)]
+            by_rep.setdefault(r["rep"], {})[r["target"]] = r
+    pairs = [(p[target], p[reference]) for p in by_rep.values() if target in p and reference in p]
+    quiet = [(a, b) for a, b in pairs if max(a["other_cpu"], b["other_cpu"]) <= NOISY_OTHER_CPU]
+    return (quiet or pairs), len(pairs)
+
+
+def paired_ratio(pairs, figure):
+    """Median over the pairs of figure(target's run) ÷ figure(reference's run)."""
+    ratios = [figure(a) / figure(b) for a, b in pairs if figure(a) is not None and figure(b)]
     return statistics.median(ratios) if ratios else None
 
 
@@ -107,19 +117,24 @@ def load_tables(table, runs):
         lines.append("")
         lines.append("| target | req/s | MiB/s | p50 ms | p99 ms | errors | proxy CPU % | proxy RSS MiB "
                      "| backend CPU % | wrk CPU % | other CPU % | cv % | CPU µs/req "
-                     "| req/s ×HAProxy | req/s ×nginx | p99 ×HAProxy | p99 ×nginx | CPU/req ×HAProxy |")
-        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+                     "| req/s ×HAProxy | req/s ×nginx | p99 ×HAProxy | p99 ×nginx | CPU/req ×HAProxy "
+                     "| reps paired with HAProxy |")
+        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         figures = (("rps", lambda r: r["rps"]), ("p99", lambda r: r["p99_ms"]))
         for target, v in rows.items():
             if target.startswith("cutover"):
                 v["ratios"] = {}
+                pairs = {name: quiet_pairs(runs, load, target, name) for name in REFERENCES}
                 for key, figure in figures:
                     for name in REFERENCES:
-                        v["ratios"][f"{key}_x_{name}"] = paired_ratio(runs, load, target, name, figure)
-                v["ratios"]["cpu_per_req_x_haproxy"] = paired_ratio(runs, load, target, "haproxy", cpu_per_request)
-                cells = [fmt(x, 2) for x in v["ratios"].values()]
+                        v["ratios"][f"{key}_x_{name}"] = paired_ratio(pairs[name][0], figure)
+                v["ratios"]["cpu_per_req_x_haproxy"] = paired_ratio(pairs["haproxy"][0], cpu_per_request)
+                used, total = len(pairs["haproxy"][0]), pairs["haproxy"][1]
+                v["ratios"]["reps_paired_with_haproxy"] = used
+                cells = [fmt(x, 2) for k, x in v["ratios"].items() if k != "reps_paired_with_haproxy"]
+                cells.append(f"{used} / {total}")
             else:
-                cells = ["-"] * 5
+                cells = ["-"] * 6
             lines.append(
                 f"| {target} | {fmt(v['rps'])} | {fmt(v['mib_s'], 1)} | {fmt(v['p50_ms'], 2)} "
                 f"| {fmt(v['p99_ms'], 2)} | {v['errors']} | {fmt(v['proxy_cpu'])} "
@@ -180,7 +195,9 @@ def main():
                  "meanwhile; cv % is the spread of req/s over reps; CPU µs/req is the proxy's CPU "
                  "time per request; errors are summed over reps (socket errors + non-2xx). Each "
                  "ratio is the median over reps of the ratio within one rep, where the targets ran "
-                 "back to back.")
+                 f"back to back, leaving out the reps where either run was disturbed (other CPU "
+                 f"over {NOISY_OTHER_CPU} %) unless every rep was; the last column says how many "
+                 "reps were kept.")
     lines.append("")
     lines += load_tables(table, runs)
     lines += idle_table(idle)
