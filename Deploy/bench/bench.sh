@@ -10,8 +10,9 @@
 # machine before each run, and records req/s, MiB/s, p50/p99 latency, errors, the proxy's CPU and
 # RSS, and the CPU the rest of the machine used meanwhile. Then it holds 10,000 idle keep-alive
 # connections open through each proxy and records its RSS. Prints a markdown table of medians with
-# Cutover/HAProxy and Cutover/nginx ratios, each the median of the ratios within a rep (so that the
-# machine's drift between reps cancels). Everything listens on 127.0.0.1 and is stopped on exit.
+# Cutover/HAProxy and Cutover/nginx ratios, each the median of the ratios within a rep, so that the
+# machine's drift between reps cancels (reps another tenant disturbed are left out). Everything
+# listens on 127.0.0.1 and is stopped on exit.
 #
 # Options
 #   --quick            smoke run: 1 rep of 3 s, 1-s warm-ups, shorter quiet wait
