@@ -172,14 +172,21 @@ final class EventPoller: @unchecked Sendable {  // confined to the worker's queu
     /// or writes something that does not wait. False when the peer is gone.
     func sendDeferredWrites(of channel: SocketChannel) -> Bool {
         var delivered = true
+        // Each one is handed over, also after a failure: the channel drops it then, and it learns
+        // that nothing of the round waits any more.
         for index in roundWrites.indices where roundWrites[index].channel === channel {
-            let range = roundWrites[index].range
-            roundWrites[index].range = range.lowerBound..<range.lowerBound  // sent: the round's end skips it
-            // Each one is handed over, also after a failure: the channel drops it then, and it
-            // learns that nothing of the round waits any more.
-            if !roundOutput.withUnsafeBytes({ channel.sendDeferred(UnsafeRawBufferPointer(rebasing: $0[range])) }) { delivered = false }
+            if !sendRoundWrite(at: index) { delivered = false }
         }
         return delivered
+    }
+
+    /// Hands the waiting write at `index` to its channel and marks it sent (empty), so that the
+    /// round's end skips it; false when the peer is gone.
+    private func sendRoundWrite(at index: Int) -> Bool {
+        let write = roundWrites[index]
+        guard !write.range.isEmpty else { return true }
+        roundWrites[index].range = write.range.lowerBound..<write.range.lowerBound
+        return roundOutput.withUnsafeBytes { write.channel.sendDeferred(UnsafeRawBufferPointer(rebasing: $0[write.range])) }
     }
 
     /// Sends the round's waiting writes in the order they were made, then tells the owners of
@@ -187,11 +194,8 @@ final class EventPoller: @unchecked Sendable {  // confined to the worker's queu
     private func sendRoundOutput() {
         guard !roundWrites.isEmpty else { return }
         var failed: [SocketChannel] = []
-        roundOutput.withUnsafeBytes { output in
-            for index in roundWrites.indices where !roundWrites[index].range.isEmpty {
-                let write = roundWrites[index]
-                if !write.channel.sendDeferred(UnsafeRawBufferPointer(rebasing: output[write.range])) { failed.append(write.channel) }
-            }
+        for index in roundWrites.indices where !sendRoundWrite(at: index) {
+            failed.append(roundWrites[index].channel)
         }
         roundWrites.removeAll(keepingCapacity: true)
         if roundOutput.capacity > Self.roundOutputKeptCapacity {
