@@ -129,10 +129,9 @@ def load_tables(table, runs):
                     for name in REFERENCES:
                         v["ratios"][f"{key}_x_{name}"] = paired_ratio(pairs[name][0], figure)
                 v["ratios"]["cpu_per_req_x_haproxy"] = paired_ratio(pairs["haproxy"][0], cpu_per_request)
-                used, total = len(pairs["haproxy"][0]), pairs["haproxy"][1]
-                v["ratios"]["reps_paired_with_haproxy"] = used
-                cells = [fmt(x, 2) for k, x in v["ratios"].items() if k != "reps_paired_with_haproxy"]
-                cells.append(f"{used} / {total}")
+                v["reps_paired_with_haproxy"] = len(pairs["haproxy"][0])
+                cells = [fmt(x, 2) for x in v["ratios"].values()]
+                cells.append(f"{v['reps_paired_with_haproxy']} / {pairs['haproxy'][1]}")
             else:
                 cells = ["-"] * 6
             lines.append(
