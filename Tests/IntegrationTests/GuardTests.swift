@@ -44,10 +44,15 @@ final class GuardTests: XCTestCase {
     }
 
     private struct Event {
+        /// As the proxy prints it: truncated to the millisecond.
         let time: Date
         let endpoint: String?
         let state: String
         let cause: String
+
+        /// When the event had certainly happened. A request that starts within the millisecond of
+        /// `time` may still have been routed just before it (CI saw one at 2,000 requests/s).
+        var happenedBy: Date { time.addingTimeInterval(0.001) }
     }
 
     private func events(_ proxy: Proxy) throws -> [Event] {
@@ -79,6 +84,8 @@ final class GuardTests: XCTestCase {
         var reaction: TimeInterval
         var badAnswers: Int
         var greenAfterRevert: Int
+        /// Those requests' start and end, in ms after the revert (for the failure message).
+        var lateGreen: [String]
         var cause: String
         var failures: [String]
     }
@@ -107,12 +114,15 @@ final class GuardTests: XCTestCase {
         XCTAssertTrue(waitUntil(timeout: 10) { load.results.filter { $0.started > afterRevert.addingTimeInterval(0.5) }.count > 10 })
         load.stop()
         let results = load.results
-        let revertTime = revert?.time ?? Date()
+        let revertTime = revert?.happenedBy ?? Date()
         let firstBad = results.filter { $0.backend == "green" && $0.status == 500 }.map(\.ended).min() ?? revertTime
         return BreachRun(
             reaction: revertTime.timeIntervalSince(firstBad),
             badAnswers: results.filter { $0.backend == "green" && $0.status == 500 }.count,
             greenAfterRevert: results.filter { $0.started > revertTime && $0.backend == "green" }.count,
+            lateGreen: results.filter { $0.started > revertTime && $0.backend == "green" }.map {
+                "\(Int($0.started.timeIntervalSince(revertTime) * 1000))..\(Int($0.ended.timeIntervalSince(revertTime) * 1000)) ms \($0.status)"
+            },
             cause: revert?.cause ?? "",
             failures: load.failures)
     }
@@ -127,7 +137,7 @@ final class GuardTests: XCTestCase {
             backends = []
             print("guard breach at \(Int(rate)) req/s: revert \(Int(run.reaction * 1000)) ms after green's first bad answer, \(run.badAnswers) bad answers from green (blast radius); \(run.cause)")
             XCTAssertEqual(run.failures.prefix(3), [], "client errors at \(rate) req/s")
-            XCTAssertEqual(run.greenAfterRevert, 0, "requests that started after the revert reached green (\(rate) req/s)")
+            XCTAssertEqual(run.greenAfterRevert, 0, "requests that started after the revert reached green (\(rate) req/s): \(run.lateGreen)")
             XCTAssertTrue(run.cause.contains("guard breach: 5xx ratio 0.") && run.cause.contains("> 0.05 over"), run.cause)
             XCTAssertTrue(run.cause.contains("reverted to blue"), run.cause)
             // One interval (500 ms) after min_requests answers, plus a bound for a loaded 2-core machine.
@@ -176,7 +186,7 @@ final class GuardTests: XCTestCase {
             return !revert.isEmpty
         })
         XCTAssertTrue(revert.first?.cause.contains("connect failures") ?? false, revert.first?.cause ?? "")
-        let revertTime = revert.first?.time ?? Date()
+        let revertTime = revert.first?.happenedBy ?? Date()
         XCTAssertTrue(waitUntil(timeout: 10) { load.results.filter { $0.started > revertTime.addingTimeInterval(0.3) }.count > 10 })
         load.stop()
         let late = load.results.filter { $0.started > revertTime }

@@ -81,6 +81,11 @@ final class LoadClient: @unchecked Sendable {  // `records` is guarded by `lock`
 
     /// One request/response; false when the connection cannot be reused.
     private func exchange(_ connection: RawConnection, path: String, host: String = "test") -> Bool {
+        // A proxy that answered twice, or early, would shift every later answer onto the wrong request.
+        if let extra = connection.unsolicitedBytes() {
+            fail("bytes before the request for \(path) was sent: \(extra.debugDescription)")
+            return false
+        }
         let started = Date()
         connection.send("GET \(path) HTTP/1.1\r\nHost: \(host)\r\n\r\n")
         let response = connection.readResponse()

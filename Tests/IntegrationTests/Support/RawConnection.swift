@@ -96,6 +96,15 @@ final class RawConnection {
     /// Bytes received after the last complete response (pipelined answers).
     private var leftover: [UInt8] = []
 
+    /// What the peer sent that no request asked for yet: bytes after the last complete response,
+    /// or waiting unread. Call between exchanges of a client that does not pipeline.
+    func unsolicitedBytes() -> String? {
+        var waiting = [UInt8](repeating: 0, count: 512)
+        let n = waiting.withUnsafeMutableBytes { Glibc.recv(fd, $0.baseAddress, $0.count, Int32(MSG_PEEK | MSG_DONTWAIT)) }
+        let bytes = leftover + (n > 0 ? waiting[0..<n] : [])
+        return bytes.isEmpty ? nil : String(decoding: bytes.prefix(120), as: UTF8.self)
+    }
+
     /// Reads one HTTP response with a Content-Length body (or none), enough for keep-alive tests.
     func readResponse() -> String {
         var data = leftover
