@@ -51,7 +51,7 @@ final class GuardTests: XCTestCase {
         let cause: String
 
         /// When the event had certainly happened. A request that starts within the millisecond of
-        /// `time` may still have been routed just before it (CI saw one at 2,000 requests/s).
+        /// `time` may still have been routed just before it (seen at 200 and 2,000 requests/s).
         var happenedBy: Date { time.addingTimeInterval(0.001) }
     }
 
