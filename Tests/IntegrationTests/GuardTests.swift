@@ -83,9 +83,10 @@ final class GuardTests: XCTestCase {
     private struct BreachRun {
         var reaction: TimeInterval
         var badAnswers: Int
-        var greenAfterRevert: Int
-        /// Those requests' start and end, in ms after the revert (for the failure message).
+        /// Each request green answered that started after the revert: its start and end in ms after
+        /// the revert, and its status (for the failure message).
         var lateGreen: [String]
+        var greenAfterRevert: Int { lateGreen.count }
         var cause: String
         var failures: [String]
     }
@@ -115,11 +116,11 @@ final class GuardTests: XCTestCase {
         load.stop()
         let results = load.results
         let revertTime = revert?.happenedBy ?? Date()
-        let firstBad = results.filter { $0.backend == "green" && $0.status == 500 }.map(\.ended).min() ?? revertTime
+        let badFromGreen = results.filter { $0.backend == "green" && $0.status == 500 }
+        let firstBad = badFromGreen.map(\.ended).min() ?? revertTime
         return BreachRun(
             reaction: revertTime.timeIntervalSince(firstBad),
-            badAnswers: results.filter { $0.backend == "green" && $0.status == 500 }.count,
-            greenAfterRevert: results.filter { $0.started > revertTime && $0.backend == "green" }.count,
+            badAnswers: badFromGreen.count,
             lateGreen: results.filter { $0.started > revertTime && $0.backend == "green" }.map {
                 "\(Int($0.started.timeIntervalSince(revertTime) * 1000))..\(Int($0.ended.timeIntervalSince(revertTime) * 1000)) ms \($0.status)"
             },
