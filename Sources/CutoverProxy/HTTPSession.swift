@@ -640,7 +640,7 @@ final class HTTPSession: WorkerConnection, ChannelHandler, @unchecked Sendable {
             routed.target = nil
         }
         worker.unregister(self)
-        runtime.connectionClosed()
+        runtime.connectionClosed(on: worker)
     }
 
     // MARK: - Access log

@@ -38,7 +38,8 @@ struct ListenerTransport: Sendable {
 }
 
 /// One listening socket, accepted from by every worker (one read source per worker on the same
-/// descriptor), so a new connection starts on the worker that accepted it without a queue hop.
+/// descriptor). A new connection starts on the worker that accepted it, without a queue hop, unless
+/// another worker serves fewer client connections: then it is handed to that one.
 final class Listener: @unchecked Sendable {  // `config` and `slot` change only on the control queue
     let fd: Int32
     let slot: Int
@@ -73,7 +74,8 @@ final class Listener: @unchecked Sendable {  // `config` and `slot` change only 
     /// What a connection accepted now gets.
     var transport: ListenerTransport { currentTransport.withLock { $0 } }
 
-    /// Starts accepting on every worker; `accepted` runs on the accepting worker's queue.
+    /// Starts accepting on every worker; `accepted` runs on the queue of the worker that is to serve
+    /// the connection, which has already counted it in `clientConnections`.
     func start(workers: [Worker], accepted: @escaping @Sendable (Worker, Int32) -> Void) {
         for worker in workers {
             let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: worker.queue)
@@ -83,12 +85,39 @@ final class Listener: @unchecked Sendable {  // `config` and `slot` change only 
                 for _ in 0..<64 {
                     let client = Socket.accept(listenerFD)
                     if client < 0 { break }
-                    accepted(worker, client)
+                    let server = workers[Listener.server(acceptedBy: worker.index, of: workers.count) { workers[$0].clientConnectionCount }]
+                    server.clientConnections.wrappingAdd(1, ordering: .relaxed)
+                    if server === worker {
+                        accepted(worker, client)
+                    } else {
+                        server.queue.async { accepted(server, client) }
+                    }
                 }
             }
             sources.append(source)
             source.activate()
         }
+    }
+
+    /// The worker to serve a connection accepted by worker `acceptor`, of `count`, given the client
+    /// connections each serves: the acceptor unless another serves fewer, then the first that
+    /// serves fewest.
+    ///
+    /// Why: the workers race for each accept, and the winner of a burst (a client pool connecting
+    /// at once) took most of it: with `wrk -c50` and two workers, splits from 50:0 to 30:20 from one
+    /// run to the next. A worker that serves more connections than another is the one whose
+    /// requests wait (its thread is the busier), and on a machine with a core per worker an uneven
+    /// split leaves a core idle. HAProxy hands accepted connections to the least loaded thread too
+    /// (`tune.listener.multi-queue`). Connections, not requests, are counted: that is what a worker
+    /// keeps until the client leaves.
+    static func server(acceptedBy acceptor: Int, of count: Int, load: (Int) -> Int) -> Int {
+        var chosen = acceptor
+        var fewest = load(acceptor)
+        for index in 0..<count where index != acceptor {
+            let connections = load(index)
+            if connections < fewest { (chosen, fewest) = (index, connections) }
+        }
+        return chosen
     }
 
     /// Stops accepting and closes the socket once every worker's source has stopped.

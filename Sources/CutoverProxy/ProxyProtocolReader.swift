@@ -115,6 +115,6 @@ final class ProxyProtocolReader: WorkerConnection, ChannelHandler, @unchecked Se
         done = true
         worker.unregister(self)
         channel.close()
-        runtime.connectionClosed()
+        runtime.connectionClosed(on: worker)
     }
 }

@@ -109,6 +109,10 @@ extension ProxyRuntime {
             m.family(name, kind, help: help)
             m.sample(name, [], stats[key] ?? 0)
         }
+        m.family("cutover_worker_connections", .gauge, help: "Client connections each worker serves now (new ones go to the worker with the fewest).")
+        for worker in workers {
+            m.sample("cutover_worker_connections", [("worker", String(worker.index))], worker.clientConnectionCount)
+        }
         m.family("cutover_proxy_answers_total", .counter, help: "Requests answered by the proxy itself, by reason (the total is cutover_proxy_answered_total).")
         for (reason, counter) in zip(ProxyAnswerReason.allCases, self.stats.proxyAnswersByReason) {
             m.sample("cutover_proxy_answers_total", [("reason", reason.rawValue)], counter.value.load(ordering: .relaxed))

@@ -226,7 +226,8 @@ extension ProxyRuntime {
             tlsHandshakeFailures: stats.tls.handshakeFailures.load(ordering: .relaxed),
             tlsPlainHTTP: stats.tls.plainHTTP.load(ordering: .relaxed),
             tlsUpstreamHandshakeFailures: stats.tls.upstreamHandshakeFailures.load(ordering: .relaxed),
-            processGeneration: processGeneration, lastTakeover: tookOverAt.map(Timestamp.format))
+            processGeneration: processGeneration, lastTakeover: tookOverAt.map(Timestamp.format),
+            connectionsByWorker: workers.map(\.clientConnectionCount))
     }
 
     /// Process-wide totals by their snake_case names, in a fixed order (the text answer, metrics, status page).
@@ -258,7 +259,8 @@ extension ProxyRuntime {
     func showStats(json: Bool) -> String {
         if json { return JSONCoding.line(AdminAnswer(data: statsAnswer())) }
         let takeover = tookOverAt.map { "\nlast_takeover \(Timestamp.format($0))" } ?? ""
-        return statsValues().map { "\($0.0) \($0.1)" }.joined(separator: "\n") + takeover
+        let byWorker = "\nconnections_by_worker " + workers.map { String($0.clientConnectionCount) }.joined(separator: " ")
+        return statsValues().map { "\($0.0) \($0.1)" }.joined(separator: "\n") + byWorker + takeover
     }
 
     func showEvents(count: Int, json: Bool) -> String {

@@ -154,7 +154,7 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         // between requests) makes room: otherwise sockets that say nothing would turn every real
         // client away until `header_read` or `idle` expires.
         if open > worker.settings.limits.maxConnections && (shutting || !evictIdleClient(on: worker)) {
-            stats.openConnections.wrappingSubtract(1, ordering: .relaxed)
+            connectionClosed(on: worker)
             stats.refusedConnections.wrappingAdd(1, ordering: .relaxed)
             Self.refuse(fd, mode: transport.tls == nil ? mode : .tcp, reason: "the proxy is at max_connections")
             return
@@ -218,9 +218,10 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         close(fd)
     }
 
-    /// Called by a connection when it closes, on its worker's queue.
-    func connectionClosed() {
+    /// Called by a client connection when it closes, on its worker's queue.
+    func connectionClosed(on worker: Worker) {
         stats.openConnections.wrappingSubtract(1, ordering: .relaxed)
+        worker.clientConnections.wrappingSubtract(1, ordering: .relaxed)
     }
 
     /// The hold queue of a profile (created on first use).

@@ -345,7 +345,7 @@ final class TCPTunnel: WorkerConnection, ChannelHandler, @unchecked Sendable {  
         toUpstream = nil
         toClient = nil
         worker.unregister(self)
-        runtime.connectionClosed()
+        runtime.connectionClosed(on: worker)
         _ = reason
     }
 }

@@ -1,6 +1,7 @@
 import CutoverCore
 import Dispatch
 import Foundation
+import Synchronization
 
 /// Something a worker owns and checks for deadlines and drains.
 ///
@@ -33,6 +34,10 @@ final class Worker: @unchecked Sendable {  // confined to `queue`
     /// Socket readiness for every channel of this worker.
     let poller: EventPoller
     private var connections: [ObjectIdentifier: WorkerConnection] = [:]
+    /// Client connections this worker serves, counted from the moment an accept assigns one to it
+    /// until it closes: read by every worker's accepts (`Listener.server`), so an atomic.
+    let clientConnections = Atomic<Int>(0)
+    var clientConnectionCount: Int { clientConnections.load(ordering: .relaxed) }
     private var sweepTimer: DispatchSourceTimer?
     let accessLog: AccessLog?
     /// Ids for requests that come without a sane `X-Request-Id` (see `RequestIDGenerator`).

@@ -495,6 +495,9 @@ public struct StatsAnswer: Codable, Sendable, Equatable {
     public var snapshotGeneration: Int
     /// Worker queues.
     public var workers: Int
+    /// Client connections each worker serves now, by worker index: new connections go to the one
+    /// with the fewest, so these stay within one of each other while clients come and go evenly.
+    public var connectionsByWorker: [Int]?
     /// TLS handshakes completed on TLS listeners.
     public var tlsHandshakes: Int
     /// TLS handshakes on listeners that failed (bad version, no shared cipher, timeout, plain HTTP…).
@@ -512,8 +515,9 @@ public struct StatsAnswer: Codable, Sendable, Equatable {
         uptimeSeconds: Int, connectionsOpen: Int, connectionsAccepted: Int, connectionsRefused: Int, connectionsEvicted: Int = 0, requests: Int,
         proxyAnswered: Int, heldNow: Int, heldTotal: Int, holdTimeouts: Int, switches: Int, tunnels: Int,
         snapshotGeneration: Int, workers: Int, tlsHandshakes: Int = 0, tlsHandshakeFailures: Int = 0, tlsPlainHTTP: Int = 0,
-        tlsUpstreamHandshakeFailures: Int = 0, processGeneration: Int = 1, lastTakeover: String? = nil
+        tlsUpstreamHandshakeFailures: Int = 0, processGeneration: Int = 1, lastTakeover: String? = nil, connectionsByWorker: [Int]? = nil
     ) {
+        self.connectionsByWorker = connectionsByWorker
         self.processGeneration = processGeneration
         self.lastTakeover = lastTakeover
         self.tlsHandshakes = tlsHandshakes

@@ -2,7 +2,7 @@ import Foundation
 import XCTest
 
 /// A `cutover proxy` with one listener (`front`, mode http or tcp) in front of one profile `web`,
-/// one worker (so every client connection shares one upstream pool) and an admin socket.
+/// one worker unless asked (so every client connection shares one upstream pool) and an admin socket.
 final class ProxyRig {
     let proxy: Proxy
 
@@ -16,7 +16,7 @@ final class ProxyRig {
     /// Starts the proxy; `settings` are extra top-level config members, e.g. `"timeouts": {...}`;
     /// `adminHTTP` adds the admin HTTP listener, for tests that read `/metrics`; `probed: false`
     /// leaves the profile without an active probe (whose first run lands anywhere in its interval).
-    init(directory: TemporaryDirectory, endpoints: [Endpoint], mode: String = "http", settings: [String] = [], adminHTTP: Bool = false, probed: Bool = true) throws {
+    init(directory: TemporaryDirectory, endpoints: [Endpoint], mode: String = "http", settings: [String] = [], adminHTTP: Bool = false, probed: Bool = true, workers: Int = 1) throws {
         let socket = directory.path("admin-\(UUID().uuidString.prefix(4)).sock")
         let list = endpoints.map { #"{ "name": "\#($0.name)", "address": "\#($0.address)", "state": "\#($0.state)" }"# }
         let http = adminHTTP ? #", "http": "127.0.0.1:0""# : ""
@@ -24,7 +24,7 @@ final class ProxyRig {
         let members = [
             #""listeners": [{ "name": "front", "address": "127.0.0.1:0", "mode": "\#(mode)", "profile": "web" }]"#,
             #""profiles": [{ "name": "web", \#(probed ? #""probe": { "type": "tcp", "interval": "30s" }, "# : "")"endpoints": [\#(list.joined(separator: ", "))] }]"#,
-            #""admin": { "socket": "\#(socket)"\#(http) }"#, #""access_log": "off""#, #""workers": 1"#,
+            #""admin": { "socket": "\#(socket)"\#(http) }"#, #""access_log": "off""#, #""workers": \#(workers)"#,
         ] + settings
         proxy = try Proxy(config: "{ " + members.joined(separator: ",\n  ") + " }", directory: directory, socketPath: socket)
     }
