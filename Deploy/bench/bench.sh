@@ -4,8 +4,9 @@
 #   Deploy/bench/bench.sh [--quick] [options]
 #
 # Starts one nginx with two backends (blue, green), then Cutover twice (one worker queue, and its
-# default of one per CPU), HAProxy (nbthread 1) and nginx (1 worker) as proxies in front of blue with
-# green as the standby, each with an HTTP and a TCP listener. For every rep, for every load, it runs
+# default of one per CPU), HAProxy twice (nbthread 1, and one thread per CPU, as Cutover's default
+# has workers) and nginx (1 worker) as proxies in front of blue with green as the standby, each with
+# an HTTP and a TCP listener. For every rep, for every load, it runs
 # wrk against each proxy in turn (A B C D, then B C D A in the next rep, ...), waiting for a quiet
 # machine before each run, and records req/s, MiB/s, p50/p99 latency, errors, the proxy's CPU and
 # RSS, and the CPU the rest of the machine used meanwhile. Then it holds 10,000 idle keep-alive
@@ -33,7 +34,8 @@
 #   BENCH_PORT_BASE (default 18100), from which: BENCH_BLUE_PORT=+1 BENCH_GREEN_PORT=+2,
 #   BENCH_CUTOVER1_PORT=+11 BENCH_CUTOVER1_TCP_PORT=+12, BENCH_CUTOVER_PORT=+21
 #   BENCH_CUTOVER_TCP_PORT=+22, BENCH_HAPROXY_PORT=+31 BENCH_HAPROXY_TCP_PORT=+32,
-#   BENCH_NGINX_PORT=+41 BENCH_NGINX_TCP_PORT=+42.
+#   BENCH_NGINX_PORT=+41 BENCH_NGINX_TCP_PORT=+42, BENCH_HAPROXYN_PORT=+51 BENCH_HAPROXYN_TCP_PORT=+52
+#   (HAProxy with one thread per CPU; not started on one CPU).
 #
 # Needs: bash, python3, curl, ss (iproute2); installs nginx, haproxy, wrk and nginx's stream
 # module with apt-get when missing (as root, or with sudo). Re-print a finished run with
@@ -82,6 +84,8 @@ HAPROXY_PORT=${BENCH_HAPROXY_PORT:-$((base + 31))}
 HAPROXY_TCP_PORT=${BENCH_HAPROXY_TCP_PORT:-$((base + 32))}
 NGINX_PORT=${BENCH_NGINX_PORT:-$((base + 41))}
 NGINX_TCP_PORT=${BENCH_NGINX_TCP_PORT:-$((base + 42))}
+HAPROXYN_PORT=${BENCH_HAPROXYN_PORT:-$((base + 51))}
+HAPROXYN_TCP_PORT=${BENCH_HAPROXYN_TCP_PORT:-$((base + 52))}
 
 out=${out:-/tmp/cutover-bench-results/$(date +%Y%m%d-%H%M%S)}
 RUN=$out/run      # rendered configs, logs, pid list
@@ -132,7 +136,7 @@ ulimit -n "$(ulimit -Hn)" 2> /dev/null || true
 
 # --- ports -----------------------------------------------------------------------------------------
 ports=(BLUE_PORT GREEN_PORT CUTOVER1_PORT CUTOVER1_TCP_PORT CUTOVER_PORT CUTOVER_TCP_PORT
-       HAPROXY_PORT HAPROXY_TCP_PORT NGINX_PORT NGINX_TCP_PORT)
+       HAPROXY_PORT HAPROXY_TCP_PORT NGINX_PORT NGINX_TCP_PORT HAPROXYN_PORT HAPROXYN_TCP_PORT)
 read -r eph_lo eph_hi < /proc/sys/net/ipv4/ip_local_port_range
 declare -A seen_port
 for var in "${ports[@]}"; do
@@ -186,8 +190,8 @@ wait_http() { # wait_http NAME PORT: until GET / answers 200, while NAME is aliv
 render() { # render TEMPLATE DEST: replace @NAME@ with the value of shell variable NAME
     local text var
     text=$(< "$1")
-    for var in RUN WWW SMALL_BODY BLUE_PORT GREEN_PORT HAPROXY_PORT HAPROXY_TCP_PORT NGINX_PORT \
-               NGINX_TCP_PORT HTTP_PORT TCP_PORT WORKERS STREAM_LOAD STREAM_BLOCK; do
+    for var in RUN WWW SMALL_BODY BLUE_PORT GREEN_PORT HAPROXY_PORT HAPROXY_TCP_PORT HAPROXY_THREADS \
+               NGINX_PORT NGINX_TCP_PORT HTTP_PORT TCP_PORT WORKERS STREAM_LOAD STREAM_BLOCK; do
         text=${text//@$var@/${!var:-}}
     done
     printf '%s\n' "$text" > "$2"
@@ -213,8 +217,9 @@ if (( stream )); then
 fi
 render "$HERE/backends.nginx.conf" "$RUN/backends.nginx.conf"
 render "$HERE/proxy.nginx.conf" "$RUN/proxy.nginx.conf"
-render "$HERE/haproxy.cfg" "$RUN/haproxy.cfg"
 ncpu=$(nproc)
+HAPROXY_THREADS=1 render "$HERE/haproxy.cfg" "$RUN/haproxy.cfg"
+HAPROXY_PORT=$HAPROXYN_PORT HAPROXY_TCP_PORT=$HAPROXYN_TCP_PORT HAPROXY_THREADS=$ncpu render "$HERE/haproxy.cfg" "$RUN/haproxy-${ncpu}t.cfg"
 HTTP_PORT=$CUTOVER1_PORT TCP_PORT=$CUTOVER1_TCP_PORT WORKERS=1 render "$HERE/cutover.json" "$RUN/cutover-1w.json"
 HTTP_PORT=$CUTOVER_PORT TCP_PORT=$CUTOVER_TCP_PORT WORKERS=0 render "$HERE/cutover.json" "$RUN/cutover-default.json"
 
@@ -233,6 +238,11 @@ start "cutover-${ncpu}w" "$CUTOVER_BIN" proxy --config "$RUN/cutover-default.jso
 add_target "cutover-${ncpu}w" "$CUTOVER_PORT" "$CUTOVER_TCP_PORT" "cutover-${ncpu}w"
 start haproxy haproxy -db -f "$RUN/haproxy.cfg"
 add_target haproxy "$HAPROXY_PORT" "$HAPROXY_TCP_PORT" haproxy
+if (( ncpu > 1 )); then
+    # The reference for Cutover's default (summarize.py pairs cutover-Nw with haproxy-Nt).
+    start "haproxy-${ncpu}t" haproxy -db -f "$RUN/haproxy-${ncpu}t.cfg"
+    add_target "haproxy-${ncpu}t" "$HAPROXYN_PORT" "$HAPROXYN_TCP_PORT" "haproxy-${ncpu}t"
+fi
 start nginx nginx -p "$RUN" -e "$RUN/nginx-proxy.error.log" -c "$RUN/proxy.nginx.conf" -g 'daemon off;'
 add_target nginx "$NGINX_PORT" "$( (( stream )) && echo "$NGINX_TCP_PORT" || true)" nginx
 
@@ -262,6 +272,7 @@ cat > "$out/meta.json" << EOF
   "targets": "${targets[*]}",
   "ports": {"blue": $BLUE_PORT, "green": $GREEN_PORT, "cutover-1w": [$CUTOVER1_PORT, $CUTOVER1_TCP_PORT],
             "cutover-default": [$CUTOVER_PORT, $CUTOVER_TCP_PORT], "haproxy": [$HAPROXY_PORT, $HAPROXY_TCP_PORT],
+            "haproxy-default": [$HAPROXYN_PORT, $HAPROXYN_TCP_PORT],
             "nginx": [$NGINX_PORT, $( (( stream )) && echo "$NGINX_TCP_PORT" || echo null)]}
 }
 EOF

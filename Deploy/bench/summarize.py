@@ -11,10 +11,12 @@ the median over reps of the ratio within one rep, where the targets ran back to 
 machine's drift from one rep to the next (this guest's has halved a proxy's req/s within an hour)
 cancels instead of landing on whichever target it hit. Reps where either run of a pair was
 disturbed (the rest of the machine used more than NOISY_OTHER_CPU) are left out of that pair's
-ratio, unless all of them were.
+ratio, unless all of them were. A Cutover target with several workers ("cutover-2w") is also
+compared with the HAProxy that has as many threads ("haproxy-2t"), in a table of its own.
 """
 import json
 import os
+import re
 import statistics
 import sys
 from urllib.parse import urlparse
@@ -150,6 +152,37 @@ def load_tables(table, runs):
     return lines
 
 
+def same_threads_reference(target, targets):
+    """The HAProxy with as many threads as Cutover target `target` has workers ("cutover-2w" →
+    "haproxy-2t"), when it ran, else None."""
+    match = re.fullmatch(r"cutover-(\d+)w", target)
+    reference = f"haproxy-{match.group(1)}t" if match else None
+    return reference if reference in targets else None
+
+
+def same_threads_table(table, runs):
+    """Each multi-worker Cutover target against the HAProxy with as many threads, paired as above."""
+    targets = ordered(r["target"] for r in runs)
+    peers = [(t, ref) for t in targets if (ref := same_threads_reference(t, targets))]
+    if not peers:
+        return []
+    lines = ["### Against HAProxy with as many threads as Cutover has workers", "",
+             "| load | target | reference | req/s × | p99 × | CPU/req × | reps paired |",
+             "|---|---|---|---:|---:|---:|---:|"]
+    for load in ordered(k[0] for k in table):
+        for target, reference in peers:
+            if (load, target) not in table:
+                continue
+            pairs, total = quiet_pairs(runs, load, target, reference)
+            ratios = {"rps": paired_ratio(pairs, lambda r: r["rps"]), "p99": paired_ratio(pairs, lambda r: r["p99_ms"]),
+                      "cpu_per_req": paired_ratio(pairs, cpu_per_request)}
+            table[(load, target)].setdefault("ratios", {}).update({f"{k}_x_{reference}": v for k, v in ratios.items()})
+            lines.append(f"| {load} | {target} | {reference} | " + " | ".join(fmt(v, 2) for v in ratios.values())
+                         + f" | {len(pairs)} / {total} |")
+    lines.append("")
+    return lines
+
+
 def idle_table(idle):
     if not idle:
         return []
@@ -199,6 +232,7 @@ def main():
                  "reps were kept.")
     lines.append("")
     lines += load_tables(table, runs)
+    lines += same_threads_table(table, runs)
     lines += idle_table(idle)
     text = "\n".join(lines)
     print(text)
