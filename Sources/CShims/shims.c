@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/uio.h>
 #include <pthread.h>
+#include <sched.h>
 
 int cshims_accept4(int fd, int flags) {
     return accept4(fd, NULL, NULL, flags);
@@ -71,4 +72,22 @@ ssize_t cshims_recv_fds(int sock, int *fds, int max, int *count, void *data, siz
     }
     free(control);
     return received;
+}
+
+int cshims_allowed_cpus(int *cpus, int max) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return -1;
+    int count = 0;
+    for (int cpu = 0; cpu < CPU_SETSIZE && count < max; cpu++) {
+        if (CPU_ISSET(cpu, &set)) cpus[count++] = cpu;
+    }
+    return count;
+}
+
+int cshims_pin_this_thread(int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return pthread_setaffinity_np(pthread_self(), sizeof set, &set);
 }

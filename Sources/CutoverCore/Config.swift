@@ -17,6 +17,8 @@ public struct Config: Sendable, Equatable {
     public var accessLogFormat: AccessLogFormat = .text
     /// Number of worker queues that own connections; 0 means one per CPU.
     public var workers: Int
+    /// Whether each worker's poller thread is bound to a CPU of its own (`worker_cpu_affinity`).
+    public var workerCPUAffinity: WorkerCPUAffinity = .auto
     /// The fleet this proxy is one of (runtime state in etcd); `nil` keeps the state local.
     public var cluster: ClusterConfig?
     /// `trusted_proxies`: peers whose `X-Forwarded-For` is believed, for listeners without their own list.
@@ -46,6 +48,32 @@ public struct Config: Sendable, Equatable {
     /// The proxies `listener` believes: its own `trusted_proxies`, else the top-level list.
     public func trustedProxies(for listener: ListenerConfig) -> TrustedProxies {
         listener.trustedProxies ?? trustedProxies
+    }
+}
+
+/// `worker_cpu_affinity`: where the workers' poller threads may run.
+///
+/// Why bind them: with a worker per CPU on a machine whose CPUs also run the backend or the load,
+/// the scheduler sometimes stacks two pollers on one CPU for a while, and the connections of the one
+/// that waits stall. Bound, two workers' c50 p99 went from 1.3-1.8x HAProxy `nbthread 2`'s to 0.89x
+/// (docs/performance.md). Fewer workers than CPUs are left free: they cannot all stack, and the
+/// scheduler can move each onto a CPU that idles, which a bound one could not use.
+/// HAProxy (`cpu-map`) and nginx (`worker_cpu_affinity auto`) bind only when asked; Cutover's default
+/// is a worker per CPU, where binding is what measured better.
+public enum WorkerCPUAffinity: String, Sendable, Equatable, CaseIterable {
+    /// With at least as many workers as CPUs the process may run on, worker *i* is bound to the
+    /// *i*-th of those CPUs (wrapping round); with fewer, none is bound.
+    case auto
+    /// The scheduler places the poller threads wherever the process may run.
+    case off
+
+    /// The CPU worker `index` of `workers` is bound to, given the CPUs the process may run on in
+    /// ascending order; nil when it is left to the scheduler.
+    public func cpu(forWorker index: Int, of workers: Int, allowed: [Int]) -> Int? {
+        switch self {
+        case .off: return nil
+        case .auto: return allowed.isEmpty || workers < allowed.count ? nil : allowed[index % allowed.count]
+        }
     }
 }
 

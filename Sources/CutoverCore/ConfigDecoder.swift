@@ -11,7 +11,7 @@ struct ConfigDecoder {
 
     // The accepted keys of each object, in the order they are documented; unknown-key errors
     // list them in this order so the message reads like the reference.
-    static let rootKeys = ["listeners", "profiles", "admin", "state_file", "databases", "timeouts", "limits", "access_log", "access_log_format", "workers", "cluster", "trusted_proxies"]
+    static let rootKeys = ["listeners", "profiles", "admin", "state_file", "databases", "timeouts", "limits", "access_log", "access_log_format", "workers", "worker_cpu_affinity", "cluster", "trusted_proxies"]
     static let listenerKeys = ["name", "address", "mode", "profile", "routes", "tls", "redirect_https", "proxy_protocol", "trusted_proxies"]
     static let routeKeys = ["host", "path_prefix", "strip_prefix", "profile"]
     static let listenerTLSKeys = ["certificates", "min_version"]
@@ -72,6 +72,7 @@ struct ConfigDecoder {
         if let accessLog = try root.string("access_log") { config.accessLog = accessLog }
         if let format = try root.choice("access_log_format", AccessLogFormat.self, what: "format for the access log") { config.accessLogFormat = format }
         if let workers = try root.int("workers") { config.workers = workers }
+        if let affinity = try root.choice("worker_cpu_affinity", WorkerCPUAffinity.self, what: "worker CPU affinity") { config.workerCPUAffinity = affinity }
         if let cluster = try root.object("cluster", keys: Self.clusterKeys) { config.cluster = try decodeCluster(cluster) }
         if let trusted = try cidrList(root, "trusted_proxies") { config.trustedProxies = TrustedProxies(trusted) }
         return config

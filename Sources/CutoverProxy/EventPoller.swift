@@ -26,7 +26,8 @@ final class EventPoller: @unchecked Sendable {  // confined to the worker's queu
     /// clock on every read and write.
     private(set) var round: UInt64 = 1
 
-    init(queue: DispatchQueue, name: String) {
+    /// `cpu`: the one CPU the poller's thread is bound to, if any (`WorkerCPUAffinity`).
+    init(queue: DispatchQueue, name: String, cpu: Int?) {
         epollFD = epoll_create1(Int32(EPOLL_CLOEXEC))
         precondition(epollFD >= 0, "epoll_create1: \(String(cString: strerror(errno)))")
         events = .allocate(capacity: EventPoller.batch)
@@ -35,6 +36,9 @@ final class EventPoller: @unchecked Sendable {  // confined to the worker's queu
         let thread = Thread { [self] in
             // Named for top, ps and perf (Thread.name alone does not reach the kernel here).
             cshims_name_this_thread(name)
+            // The CPU comes from the process's own allowed set, so binding fails only if that set
+            // shrank since; then the thread stays where the scheduler puts it, which is still correct.
+            if let cpu { _ = cshims_pin_this_thread(Int32(cpu)) }
             wait()
         }
         thread.start()

@@ -1,3 +1,4 @@
+import CShims
 import CutoverCore
 import Dispatch
 import Foundation
@@ -64,6 +65,13 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     /// The link to the fleet's etcd (config `cluster`); `nil` for a proxy on its own.
     var fleet: FleetLink?
 
+    /// The CPUs this process may run on (its affinity mask), ascending; empty if it cannot be read.
+    static func allowedCPUs() -> [Int] {
+        var cpus = [Int32](repeating: 0, count: 1024)
+        let count = cshims_allowed_cpus(&cpus, Int32(cpus.count))
+        return count > 0 ? cpus.prefix(Int(count)).map(Int.init) : []
+    }
+
     /// Prepares the runtime (restoring the state file over the config); nothing listens until `start`.
     public init(config fileConfig: Config, configPath: String?) throws {
         var config = fileConfig
@@ -71,8 +79,9 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
         let workerCount = config.workers > 0 ? config.workers : max(1, ProcessInfo.processInfo.activeProcessorCount)
         let accessLog = config.accessLog == "off" ? nil : try AccessLog(destination: config.accessLog, format: config.accessLogFormat, workers: workerCount)
         self.accessLog = accessLog
+        let allowedCPUs = Self.allowedCPUs()
         self.workers = (0..<workerCount).map {
-            Worker(index: $0, accessLog: accessLog, settings: ConnectionSettings(config))
+            Worker(index: $0, cpu: config.workerCPUAffinity.cpu(forWorker: $0, of: workerCount, allowed: allowedCPUs), accessLog: accessLog, settings: ConnectionSettings(config))
         }
         self.stateFile = config.stateFile.map(StateFile.init(path:))
         var state = RuntimeState(config: config)
@@ -115,6 +124,8 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
             startLatencySampling()
         }
         for worker in workers { worker.queue.async { worker.start() } }
+        let cpus = workers.compactMap(\.cpu)
+        Log.info("\(workers.count) worker\(workers.count == 1 ? "" : "s")" + (cpus.isEmpty ? ", placed by the scheduler" : " on CPU\(cpus.count == 1 ? "" : "s") \(cpus.map(String.init).joined(separator: " ")) (worker_cpu_affinity auto)"))
         controlQueue.sync {
             for listener in listeners { startAccepting(listener) }
         }

@@ -23,6 +23,8 @@ protocol WorkerConnection: AnyObject {
 /// from all live on the same worker, so forwarding a request costs no queue switch.
 final class Worker: @unchecked Sendable {  // confined to `queue`
     let index: Int
+    /// The CPU its poller thread is bound to (`worker_cpu_affinity`); nil when the scheduler places it.
+    let cpu: Int?
     let queue: DispatchQueue
     /// One read's worth of bytes; reused by every connection of this worker.
     let scratch: UnsafeMutableRawBufferPointer
@@ -80,13 +82,14 @@ final class Worker: @unchecked Sendable {  // confined to `queue`
     static let scratchSize = 64 * 1024
     static let sweepInterval = DispatchTimeInterval.milliseconds(100)
 
-    init(index: Int, accessLog: AccessLog?, settings: ConnectionSettings) {
+    init(index: Int, cpu: Int?, accessLog: AccessLog?, settings: ConnectionSettings) {
         self.index = index
+        self.cpu = cpu
         self.queue = DispatchQueue(label: "cutover.worker.\(index)", qos: .userInitiated)
         self.scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: Worker.scratchSize, alignment: 16)
         self.settings = settings
         self.pool = UpstreamPool(maxIdlePerEndpoint: settings.limits.maxIdleUpstreamPerEndpoint)
-        self.poller = EventPoller(queue: queue, name: "cutover.poll.\(index)")
+        self.poller = EventPoller(queue: queue, name: "cutover.poll.\(index)", cpu: cpu)
         self.accessLog = accessLog
         self.requestIDs = RequestIDGenerator(processTag: Worker.processTag, worker: index)
         headBuffer.reserveCapacity(4096)

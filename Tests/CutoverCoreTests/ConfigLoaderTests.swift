@@ -409,10 +409,26 @@ final class ConfigLoaderTests: XCTestCase {
         assertError(parse(minimal(root: #", "access_log": """#)), key: "access_log", contains: "\"stderr\", \"off\" or a file path")
         assertError(parse(minimal(root: #", "access_log_format": "xml""#)), key: "access_log_format", contains: "\"xml\" is not a format for the access log (use text or json)")
         XCTAssertEqual(try ConfigLoader.parse(minimal(root: #", "access_log_format": "json""#), file: "c.json").accessLogFormat, .json)
+        assertError(parse(minimal(root: #", "worker_cpu_affinity": "on""#)), key: "worker_cpu_affinity", contains: "\"on\" is not a worker CPU affinity (use auto or off)")
+        XCTAssertEqual(try ConfigLoader.parse(minimal(root: #", "worker_cpu_affinity": "off""#), file: "c.json").workerCPUAffinity, .off)
+        XCTAssertEqual(try ConfigLoader.parse(minimal(), file: "c.json").workerCPUAffinity, .auto, "the default")
         assertError(parse(minimal(root: #", "limits": {"max_connections": 0}"#)), key: "limits.max_connections", contains: "must be 1 or more")
         assertError(parse(minimal(root: #", "limits": {"max_body_bytes": -1}"#)), key: "limits.max_body_bytes", contains: "must be 0 or more")
         assertError(parse(minimal(root: #", "timeouts": {"connect": "0s"}"#)), key: "timeouts.connect", contains: "greater than 0")
         assertError(parse(minimal(root: #", "workers": 99999999999999999999"#)), key: "workers", contains: "too large")
+    }
+
+    /// Worker *i* takes the *i*-th allowed CPU, not CPU *i*: a process confined to CPUs 2 and 5
+    /// (taskset, a cpuset) binds its workers there, and more workers than CPUs wrap round. Fewer
+    /// workers than CPUs, one worker on two CPUs say, are left free.
+    func testWorkerCPUAffinity_bindsAWorkerPerCPU_andLeavesFewerWorkersFree() {
+        XCTAssertEqual((0..<2).map { WorkerCPUAffinity.auto.cpu(forWorker: $0, of: 2, allowed: [0, 1]) }, [0, 1])
+        XCTAssertEqual((0..<5).map { WorkerCPUAffinity.auto.cpu(forWorker: $0, of: 5, allowed: [2, 5]) }, [2, 5, 2, 5, 2])
+        XCTAssertEqual(WorkerCPUAffinity.auto.cpu(forWorker: 0, of: 1, allowed: [0, 1]), nil, "one worker, two CPUs")
+        XCTAssertEqual((0..<3).map { WorkerCPUAffinity.auto.cpu(forWorker: $0, of: 3, allowed: [0, 1, 2, 3]) }, [nil, nil, nil])
+        XCTAssertEqual(WorkerCPUAffinity.auto.cpu(forWorker: 0, of: 1, allowed: [3]), 3, "one worker, one CPU")
+        XCTAssertEqual(WorkerCPUAffinity.auto.cpu(forWorker: 0, of: 2, allowed: []), nil, "no mask read: the scheduler decides")
+        XCTAssertEqual(WorkerCPUAffinity.off.cpu(forWorker: 1, of: 2, allowed: [0, 1]), nil)
     }
 
     // MARK: - Validation of flag-built configs

@@ -10,7 +10,7 @@ import XCTest
 /// round by hand on the worker's queue.
 final class RoundOutputTests: XCTestCase {
     /// One worker for the whole class: its poller thread lives as long as the process.
-    private static let worker = Worker(index: 0, accessLog: nil, settings: ConnectionSettings(Config(listeners: [], profiles: [])))
+    private static let worker = Worker(index: 0, cpu: nil, accessLog: nil, settings: ConnectionSettings(Config(listeners: [], profiles: [])))
 
     private final class Recorder: ChannelHandler {
         var readable = 0

@@ -17,6 +17,13 @@ int cshims_set_pipe_size(int fd, int size);
 /// which Glibc's module hides.
 void cshims_name_this_thread(const char *name);
 
+/// The CPUs the calling thread may run on (sched_getaffinity), ascending, at most `max` of them in
+/// `cpus`; returns how many, or -1 on failure.
+int cshims_allowed_cpus(int *cpus, int max);
+
+/// Binds the calling thread to one CPU (pthread_setaffinity_np); 0 on success, else an errno.
+int cshims_pin_this_thread(int cpu);
+
 /// Sends `length` bytes of `data` with `count` descriptors attached (SCM_RIGHTS) on a Unix
 /// stream socket, in one sendmsg(2); returns the bytes sent or -1 (errno set).
 ssize_t cshims_send_fds(int sock, const int *fds, int count, const void *data, size_t length);

@@ -38,11 +38,13 @@ final class Proxy {
     /// Bound port per listener name, read from the proxy's log.
     private(set) var ports: [String: UInt16] = [:]
 
-    /// Writes `config` (a JSON text) to the temp dir and starts the proxy on it.
-    init(config: String, directory: TemporaryDirectory, socketPath: String, extraArguments: [String] = [], expectListeners: Int = 1) throws {
+    /// Writes `config` (a JSON text) to the temp dir and starts the proxy on it; `launcher` is a
+    /// command that execs the proxy in its own process (`taskset -c 1`), so `child.pid` stays the proxy's.
+    init(config: String, directory: TemporaryDirectory, socketPath: String, extraArguments: [String] = [], expectListeners: Int = 1, launcher: [String] = []) throws {
         self.socketPath = socketPath
         configPath = try directory.write("cutover-\(UUID().uuidString.prefix(4)).json", config)
-        child = try ChildProcess(CutoverBinary.url, ["proxy", "--config", configPath] + extraArguments, directory: directory, label: "proxy-\(UUID().uuidString.prefix(4))")
+        let command = launcher + [CutoverBinary.url.path, "proxy", "--config", configPath] + extraArguments
+        child = try ChildProcess(URL(fileURLWithPath: command[0]), Array(command.dropFirst()), directory: directory, label: "proxy-\(UUID().uuidString.prefix(4))")
         try waitForListeners(expectListeners)
     }
 

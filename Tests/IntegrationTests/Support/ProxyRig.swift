@@ -15,8 +15,9 @@ final class ProxyRig {
 
     /// Starts the proxy; `settings` are extra top-level config members, e.g. `"timeouts": {...}`;
     /// `adminHTTP` adds the admin HTTP listener, for tests that read `/metrics`; `probed: false`
-    /// leaves the profile without an active probe (whose first run lands anywhere in its interval).
-    init(directory: TemporaryDirectory, endpoints: [Endpoint], mode: String = "http", settings: [String] = [], adminHTTP: Bool = false, probed: Bool = true, workers: Int = 1) throws {
+    /// leaves the profile without an active probe (whose first run lands anywhere in its interval);
+    /// `launcher` as in `Proxy`.
+    init(directory: TemporaryDirectory, endpoints: [Endpoint], mode: String = "http", settings: [String] = [], adminHTTP: Bool = false, probed: Bool = true, workers: Int = 1, launcher: [String] = []) throws {
         let socket = directory.path("admin-\(UUID().uuidString.prefix(4)).sock")
         let list = endpoints.map { #"{ "name": "\#($0.name)", "address": "\#($0.address)", "state": "\#($0.state)" }"# }
         let http = adminHTTP ? #", "http": "127.0.0.1:0""# : ""
@@ -26,7 +27,7 @@ final class ProxyRig {
             #""profiles": [{ "name": "web", \#(probed ? #""probe": { "type": "tcp", "interval": "30s" }, "# : "")"endpoints": [\#(list.joined(separator: ", "))] }]"#,
             #""admin": { "socket": "\#(socket)"\#(http) }"#, #""access_log": "off""#, #""workers": \#(workers)"#,
         ] + settings
-        proxy = try Proxy(config: "{ " + members.joined(separator: ",\n  ") + " }", directory: directory, socketPath: socket)
+        proxy = try Proxy(config: "{ " + members.joined(separator: ",\n  ") + " }", directory: directory, socketPath: socket, launcher: launcher)
     }
 
     var port: UInt16 { proxy.port() }
