@@ -15,7 +15,7 @@ public struct Config: Sendable, Equatable {
     public var accessLog: String
     /// How access lines are written: words (`text`) or one JSON object each (`json`).
     public var accessLogFormat: AccessLogFormat = .text
-    /// Number of worker queues that own connections; 0 means one per CPU.
+    /// Number of worker queues that own connections; 0 means one per CPU the process may run on.
     public var workers: Int
     /// Whether each worker's poller thread is bound to a CPU of its own (`worker_cpu_affinity`).
     public var workerCPUAffinity: WorkerCPUAffinity = .auto
@@ -38,6 +38,18 @@ public struct Config: Sendable, Equatable {
         self.limits = limits
         self.accessLog = accessLog
         self.workers = workers
+    }
+
+    /// How many workers start: `workers`, or with `0` one per CPU of the process's affinity mask
+    /// (`allowedCPUs`, empty when it could not be read: then one per online CPU).
+    ///
+    /// Why the mask and not the online count: under `taskset`, a cpuset or a container's CPU limit the
+    /// process may run on fewer CPUs than the machine has, and `worker_cpu_affinity auto` binds by
+    /// the mask, so counting online CPUs stacked two bound workers on one CPU. HAProxy's `nbthread`
+    /// default counts the CPUs it is bound to in the same way.
+    public func workerCount(allowedCPUs: [Int], onlineCPUs: Int) -> Int {
+        if workers > 0 { return workers }
+        return max(1, allowedCPUs.isEmpty ? onlineCPUs : allowedCPUs.count)
     }
 
     /// The profile with this name, if configured.

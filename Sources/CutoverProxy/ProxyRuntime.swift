@@ -76,10 +76,10 @@ public final class ProxyRuntime: @unchecked Sendable {  // mutable state confine
     public init(config fileConfig: Config, configPath: String?) throws {
         var config = fileConfig
         self.configPath = configPath
-        let workerCount = config.workers > 0 ? config.workers : max(1, ProcessInfo.processInfo.activeProcessorCount)
+        let allowedCPUs = Self.allowedCPUs()
+        let workerCount = config.workerCount(allowedCPUs: allowedCPUs, onlineCPUs: ProcessInfo.processInfo.activeProcessorCount)
         let accessLog = config.accessLog == "off" ? nil : try AccessLog(destination: config.accessLog, format: config.accessLogFormat, workers: workerCount)
         self.accessLog = accessLog
-        let allowedCPUs = Self.allowedCPUs()
         self.workers = (0..<workerCount).map {
             Worker(index: $0, cpu: config.workerCPUAffinity.cpu(forWorker: $0, of: workerCount, allowed: allowedCPUs), accessLog: accessLog, settings: ConnectionSettings(config))
         }

@@ -28,7 +28,7 @@ enum ProxyCommand {
               --admin-socket PATH   admin Unix socket for `cutover ctl` (with --config: overrides
                                     admin.socket; without: default $CUTOVER_SOCKET, else
                                     \(CtlCommand.defaultSocket), where `cutover ctl` looks)
-              --workers N           worker queues (default: one per CPU; overrides the config)
+              --workers N           worker queues (default: one per CPU it may run on; overrides the config)
               --access-log DEST     stderr (default), off, or a file path (overrides the config)
               --check               run every check start runs short of binding (config, endpoint
                                     names resolve, socket_group exists, state file readable,

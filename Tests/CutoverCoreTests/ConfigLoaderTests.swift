@@ -431,6 +431,20 @@ final class ConfigLoaderTests: XCTestCase {
         XCTAssertEqual(WorkerCPUAffinity.off.cpu(forWorker: 1, of: 2, allowed: [0, 1]), nil)
     }
 
+    /// `workers: 0` counts the CPUs the process may run on, not the machine's: under `taskset -c 3`
+    /// that is one worker. A mask that could not be read falls back to the online count.
+    func testWorkerCount_countsTheAffinityMask_orTheOnlineCPUs() throws {
+        let config = try ConfigLoader.parse(minimal(), file: "c.json")
+        XCTAssertEqual(config.workers, 0, "the default")
+        XCTAssertEqual(config.workerCount(allowedCPUs: [3], onlineCPUs: 2), 1)
+        XCTAssertEqual(config.workerCount(allowedCPUs: [0, 2, 5], onlineCPUs: 8), 3)
+        XCTAssertEqual(config.workerCount(allowedCPUs: [], onlineCPUs: 4), 4, "no mask read")
+        XCTAssertEqual(config.workerCount(allowedCPUs: [], onlineCPUs: 0), 1)
+        var three = config
+        three.workers = 3
+        XCTAssertEqual(three.workerCount(allowedCPUs: [1], onlineCPUs: 2), 3, "a configured count is kept")
+    }
+
     // MARK: - Validation of flag-built configs
 
     func testValidate_checksAFlagBuiltConfig() {

@@ -7,7 +7,8 @@ final class WorkerAffinityTests: XCTestCase {
     /// By default, with a worker per CPU, worker *i* is bound to the *i*-th CPU the process may
     /// use; with `off` each may run on all of them; fewer workers than CPUs are left free; a proxy
     /// started confined to one CPU (`taskset`) binds both its workers to that one, not to CPUs 0
-    /// and 1. Each serves requests either way.
+    /// and 1, and with the default worker count starts one worker there. Each serves requests
+    /// either way.
     func testPollerThreads_areBoundToTheProcessCPUsInTurn_orLeftToTheScheduler() throws {
         let dir = try TemporaryDirectory()
         let blue = try Backend(name: "blue", directory: dir)
@@ -44,6 +45,12 @@ final class WorkerAffinityTests: XCTestCase {
         let oneCPU = ["cutover.poll.0": [last], "cutover.poll.1": [last]]
         XCTAssertTrue(waitUntil { pollers(confined) == oneCPU }, "pollers: \(String(describing: pollers(confined)))")
         try Self.assertServes(confined, workers: 2)
+
+        // The default count follows the mask too: one CPU, one worker, bound to it.
+        let confinedDefault = try ProxyRig(directory: dir, endpoints: endpoints, workers: 0, launcher: ["/usr/bin/taskset", "-c", String(last)])
+        defer { confinedDefault.stop() }
+        XCTAssertTrue(waitUntil { pollers(confinedDefault) == ["cutover.poll.0": [last]] }, "pollers: \(String(describing: pollers(confinedDefault)))")
+        try Self.assertServes(confinedDefault, workers: 1)
     }
 
     /// A connection per worker lands one on each (`Listener.server`), and every one is answered.
