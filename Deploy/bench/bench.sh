@@ -4,9 +4,9 @@
 #   Deploy/bench/bench.sh [--quick] [options]
 #
 # Starts one nginx with two backends (blue, green), then Cutover twice (one worker queue, and its
-# default of one per CPU), HAProxy twice (nbthread 1, and one thread per CPU, as Cutover's default
-# has workers) and nginx (1 worker) as proxies in front of blue with green as the standby, each with
-# an HTTP and a TCP listener. For every rep, for every load, it runs
+# default of one per CPU), HAProxy three times (nbthread 1; one thread per CPU, as Cutover's default
+# has workers; and nbthread 1 adding the headers Cutover adds, "haproxy-fwd") and nginx (1 worker)
+# as proxies in front of blue with green as the standby, each with an HTTP and a TCP listener. For every rep, for every load, it runs
 # wrk against each proxy in turn (A B C D, then B C D A in the next rep, ...), waiting for a quiet
 # machine before each run, and records req/s, MiB/s, p50/p99 latency, errors, the proxy's CPU and
 # RSS, and the CPU the rest of the machine used meanwhile. Then it holds 10,000 idle keep-alive
@@ -35,7 +35,8 @@
 #   BENCH_CUTOVER1_PORT=+11 BENCH_CUTOVER1_TCP_PORT=+12, BENCH_CUTOVER_PORT=+21
 #   BENCH_CUTOVER_TCP_PORT=+22, BENCH_HAPROXY_PORT=+31 BENCH_HAPROXY_TCP_PORT=+32,
 #   BENCH_NGINX_PORT=+41 BENCH_NGINX_TCP_PORT=+42, BENCH_HAPROXYN_PORT=+51 BENCH_HAPROXYN_TCP_PORT=+52
-#   (HAProxy with one thread per CPU; not started on one CPU).
+#   (HAProxy with one thread per CPU; not started on one CPU), BENCH_HAPROXYF_PORT=+61
+#   BENCH_HAPROXYF_TCP_PORT=+62 (haproxy-fwd; its TCP listener is not measured: TCP has no headers).
 #
 # Needs: bash, python3, curl, ss (iproute2); installs nginx, haproxy, wrk and nginx's stream
 # module with apt-get when missing (as root, or with sudo). Re-print a finished run with
@@ -86,6 +87,8 @@ NGINX_PORT=${BENCH_NGINX_PORT:-$((base + 41))}
 NGINX_TCP_PORT=${BENCH_NGINX_TCP_PORT:-$((base + 42))}
 HAPROXYN_PORT=${BENCH_HAPROXYN_PORT:-$((base + 51))}
 HAPROXYN_TCP_PORT=${BENCH_HAPROXYN_TCP_PORT:-$((base + 52))}
+HAPROXYF_PORT=${BENCH_HAPROXYF_PORT:-$((base + 61))}
+HAPROXYF_TCP_PORT=${BENCH_HAPROXYF_TCP_PORT:-$((base + 62))}
 
 out=${out:-/tmp/cutover-bench-results/$(date +%Y%m%d-%H%M%S)}
 RUN=$out/run      # rendered configs, logs, pid list
@@ -136,7 +139,8 @@ ulimit -n "$(ulimit -Hn)" 2> /dev/null || true
 
 # --- ports -----------------------------------------------------------------------------------------
 ports=(BLUE_PORT GREEN_PORT CUTOVER1_PORT CUTOVER1_TCP_PORT CUTOVER_PORT CUTOVER_TCP_PORT
-       HAPROXY_PORT HAPROXY_TCP_PORT NGINX_PORT NGINX_TCP_PORT HAPROXYN_PORT HAPROXYN_TCP_PORT)
+       HAPROXY_PORT HAPROXY_TCP_PORT NGINX_PORT NGINX_TCP_PORT HAPROXYN_PORT HAPROXYN_TCP_PORT
+       HAPROXYF_PORT HAPROXYF_TCP_PORT)
 read -r eph_lo eph_hi < /proc/sys/net/ipv4/ip_local_port_range
 declare -A seen_port
 for var in "${ports[@]}"; do
@@ -191,7 +195,7 @@ render() { # render TEMPLATE DEST: replace @NAME@ with the value of shell variab
     local text var
     text=$(< "$1")
     for var in RUN WWW SMALL_BODY BLUE_PORT GREEN_PORT HAPROXY_PORT HAPROXY_TCP_PORT HAPROXY_THREADS \
-               NGINX_PORT NGINX_TCP_PORT HTTP_PORT TCP_PORT WORKERS STREAM_LOAD STREAM_BLOCK; do
+               HAPROXY_FORWARDING NGINX_PORT NGINX_TCP_PORT HTTP_PORT TCP_PORT WORKERS STREAM_LOAD STREAM_BLOCK; do
         text=${text//@$var@/${!var:-}}
     done
     printf '%s\n' "$text" > "$2"
@@ -220,6 +224,18 @@ render "$HERE/proxy.nginx.conf" "$RUN/proxy.nginx.conf"
 ncpu=$(nproc)
 HAPROXY_THREADS=1 render "$HERE/haproxy.cfg" "$RUN/haproxy.cfg"
 HAPROXY_PORT=$HAPROXYN_PORT HAPROXY_TCP_PORT=$HAPROXYN_TCP_PORT HAPROXY_THREADS=$ncpu render "$HERE/haproxy.cfg" "$RUN/haproxy-${ncpu}t.cfg"
+# What Cutover does to every exchange (docs/http.md), which the plain HAProxy above does not: the
+# client in X-Forwarded-For and Forwarded, X-Forwarded-Proto, Via on the request and the response,
+# a request id made for each request. Measured against this, the ratio compares equal work.
+HAPROXY_FORWARDING='    option forwardfor
+    http-request set-header X-Forwarded-Proto http
+    http-request set-header Forwarded "for=%[src];proto=http"
+    http-request add-header Via "1.1 haproxy"
+    http-response add-header Via "1.1 haproxy"
+    unique-id-format %{+X}o%pid-%rt-%Ts
+    unique-id-header X-Request-Id'
+HAPROXY_PORT=$HAPROXYF_PORT HAPROXY_TCP_PORT=$HAPROXYF_TCP_PORT HAPROXY_THREADS=1 render "$HERE/haproxy.cfg" "$RUN/haproxy-fwd.cfg"
+unset HAPROXY_FORWARDING
 HTTP_PORT=$CUTOVER1_PORT TCP_PORT=$CUTOVER1_TCP_PORT WORKERS=1 render "$HERE/cutover.json" "$RUN/cutover-1w.json"
 HTTP_PORT=$CUTOVER_PORT TCP_PORT=$CUTOVER_TCP_PORT WORKERS=0 render "$HERE/cutover.json" "$RUN/cutover-default.json"
 
@@ -243,6 +259,8 @@ if (( ncpu > 1 )); then
     start "haproxy-${ncpu}t" haproxy -db -f "$RUN/haproxy-${ncpu}t.cfg"
     add_target "haproxy-${ncpu}t" "$HAPROXYN_PORT" "$HAPROXYN_TCP_PORT" "haproxy-${ncpu}t"
 fi
+start haproxy-fwd haproxy -db -f "$RUN/haproxy-fwd.cfg"
+add_target haproxy-fwd "$HAPROXYF_PORT" "" haproxy-fwd
 start nginx nginx -p "$RUN" -e "$RUN/nginx-proxy.error.log" -c "$RUN/proxy.nginx.conf" -g 'daemon off;'
 add_target nginx "$NGINX_PORT" "$( (( stream )) && echo "$NGINX_TCP_PORT" || true)" nginx
 
@@ -272,7 +290,7 @@ cat > "$out/meta.json" << EOF
   "targets": "${targets[*]}",
   "ports": {"blue": $BLUE_PORT, "green": $GREEN_PORT, "cutover-1w": [$CUTOVER1_PORT, $CUTOVER1_TCP_PORT],
             "cutover-default": [$CUTOVER_PORT, $CUTOVER_TCP_PORT], "haproxy": [$HAPROXY_PORT, $HAPROXY_TCP_PORT],
-            "haproxy-default": [$HAPROXYN_PORT, $HAPROXYN_TCP_PORT],
+            "haproxy-default": [$HAPROXYN_PORT, $HAPROXYN_TCP_PORT], "haproxy-fwd": $HAPROXYF_PORT,
             "nginx": [$NGINX_PORT, $( (( stream )) && echo "$NGINX_TCP_PORT" || echo null)]}
 }
 EOF

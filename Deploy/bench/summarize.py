@@ -12,7 +12,8 @@ machine's drift from one rep to the next (this guest's has halved a proxy's req/
 cancels instead of landing on whichever target it hit. Reps where either run of a pair was
 disturbed (the rest of the machine used more than NOISY_OTHER_CPU) are left out of that pair's
 ratio, unless all of them were. A Cutover target with several workers ("cutover-2w") is also
-compared with the HAProxy that has as many threads ("haproxy-2t"), in a table of its own.
+compared with the HAProxy that has as many threads ("haproxy-2t"), and the one-worker target with
+the one-thread HAProxy that adds the headers Cutover adds ("haproxy-fwd"), in tables of their own.
 """
 import json
 import os
@@ -160,18 +161,25 @@ def same_threads_reference(target, targets):
     return reference if reference in targets else None
 
 
-def same_threads_table(table, runs):
-    """Each multi-worker Cutover target against the HAProxy with as many threads, paired as above."""
+def equal_work_reference(target, targets):
+    """"haproxy-fwd" (one thread, adding Cutover's forwarding headers and request id) for the
+    one-worker Cutover target, when it ran, else None."""
+    return "haproxy-fwd" if target == "cutover-1w" and "haproxy-fwd" in targets else None
+
+
+def peer_table(table, runs, title, reference_of):
+    """Each Cutover target that `reference_of(target, targets)` gives a reference against it, paired
+    as above; the ratios are also kept in the target's figures."""
     targets = ordered(r["target"] for r in runs)
-    peers = [(t, ref) for t in targets if (ref := same_threads_reference(t, targets))]
+    peers = [(t, ref) for t in targets if (ref := reference_of(t, targets))]
     if not peers:
         return []
-    lines = ["### Against HAProxy with as many threads as Cutover has workers", "",
+    lines = [f"### {title}", "",
              "| load | target | reference | req/s × | p99 × | CPU/req × | reps paired |",
              "|---|---|---|---:|---:|---:|---:|"]
     for load in ordered(k[0] for k in table):
         for target, reference in peers:
-            if (load, target) not in table:
+            if (load, target) not in table or (load, reference) not in table:
                 continue
             pairs, total = quiet_pairs(runs, load, target, reference)
             ratios = {"rps": paired_ratio(pairs, lambda r: r["rps"]), "p99": paired_ratio(pairs, lambda r: r["p99_ms"]),
@@ -232,7 +240,8 @@ def main():
                  "reps were kept.")
     lines.append("")
     lines += load_tables(table, runs)
-    lines += same_threads_table(table, runs)
+    lines += peer_table(table, runs, "Against HAProxy with as many threads as Cutover has workers", same_threads_reference)
+    lines += peer_table(table, runs, "Against HAProxy doing the same header work", equal_work_reference)
     lines += idle_table(idle)
     text = "\n".join(lines)
     print(text)
