@@ -3,8 +3,8 @@ import PackageDescription
 
 // Release builds of the hot path skip Swift's run-time exclusivity checks: every connection's state is
 // confined to one serial queue, and the checks cost about 2 % of a proxied request's CPU
-// (docs/performance.md). Debug builds, which `swift test` runs, keep them, so the suite still traps
-// any overlapping access.
+// (docs/performance-history.md, "Fewer reference counts"). Debug builds, which `swift test` runs,
+// keep them, so the suite still traps any overlapping access.
 let hotPathSettings: [SwiftSetting] = [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
 
 let package = Package(

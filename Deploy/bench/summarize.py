@@ -2,9 +2,13 @@
 """Markdown summary of a Deploy/bench/bench.sh results directory.
 
   summarize.py DIR
+  summarize.py DIR DIR...
 
 Reads DIR/meta.json, DIR/runs.jsonl (one line per wrk run) and DIR/idle.jsonl (one line per
 proxy), prints the tables and writes them to DIR/summary.md and the medians to DIR/summary.json.
+Given several directories, it pools their reps (rep 3 of the second is "2.3") and only prints:
+on a shared machine one run's medians of 5 reps still move by a tenth from run to run, and the
+median of 10 or 15 paired reps says more than any one of them.
 Figures are medians over repetitions, except errors, which are summed. Ratios compare every
 Cutover target (name starting with "cutover") with the targets named "haproxy" and "nginx": each is
 the median over reps of the ratio within one rep, where the targets ran back to back, so that the
@@ -212,13 +216,39 @@ def idle_table(idle):
     return lines
 
 
+def read_meta(out):
+    path = os.path.join(out, "meta.json")
+    return json.load(open(path)) if os.path.exists(path) else {}
+
+
+def pooled_runs(dirs):
+    """The runs of every directory, each rep renamed "RUN.REP" so that pairs stay within one rep."""
+    runs = []
+    for number, out in enumerate(dirs, 1):
+        for run in read_lines(os.path.join(out, "runs.jsonl")):
+            run["rep"] = f"{number}.{run['rep']}"
+            runs.append(run)
+    return runs
+
+
 def main():
-    if len(sys.argv) != 2:
+    if len(sys.argv) < 2:
         print(__doc__, file=sys.stderr)
         return 2
-    out = sys.argv[1]
-    meta_path = os.path.join(out, "meta.json")
-    meta = json.load(open(meta_path)) if os.path.exists(meta_path) else {}
+    dirs = sys.argv[1:]
+    if len(dirs) > 1:
+        runs = pooled_runs(dirs)
+        table = medians(runs)
+        lines = ["Pooled from " + "; ".join(f"run {n}: {d} ({read_meta(d).get('date', '?')}, "
+                                             f"{read_meta(d).get('versions', '?')})" for n, d in enumerate(dirs, 1))
+                 + ". Medians and paired ratios over all their reps; idle memory is in each run's own summary.", ""]
+        lines += load_tables(table, runs)
+        lines += peer_table(table, runs, "Against HAProxy with as many threads as Cutover has workers", same_threads_reference)
+        lines += peer_table(table, runs, "Against HAProxy doing the same header work", equal_work_reference)
+        print("\n".join(lines))
+        return 0
+    out = dirs[0]
+    meta = read_meta(out)
     runs = read_lines(os.path.join(out, "runs.jsonl"))
     idle = read_lines(os.path.join(out, "idle.jsonl"))
     table = medians(runs)

@@ -68,9 +68,10 @@ public struct Config: Sendable, Equatable {
 /// Why bind them: with a worker per CPU on a machine whose CPUs also run the backend or the load,
 /// the scheduler sometimes stacks two pollers on one CPU for a while, and the connections of the one
 /// that waits stall. Bound, two workers' c50 p99 went from 1.3-1.8x HAProxy `nbthread 2`'s to
-/// 0.89x and 0.67x (docs/performance.md). Fewer workers than CPUs are left free, so that the
-/// scheduler can move one onto a CPU that idles, which a bound one could not use; a single worker
-/// bound to CPU 0 on two CPUs had a longer tail in the one run that tried it (1.11x HAProxy's p99).
+/// 0.89x and 0.67x (docs/performance-history.md, "Worker CPU affinity"). Fewer workers than CPUs
+/// are left free, so that the scheduler can move one onto a CPU that idles, which a bound one
+/// could not use; a single worker bound to CPU 0 on two CPUs had a longer tail in the one run that
+/// tried it (1.11x HAProxy's p99).
 /// HAProxy (`cpu-map`) and nginx (`worker_cpu_affinity auto`) bind only when asked; Cutover's default
 /// is a worker per CPU, where binding is what measured better.
 public enum WorkerCPUAffinity: String, Sendable, Equatable, CaseIterable {

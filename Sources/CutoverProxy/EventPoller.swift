@@ -149,7 +149,8 @@ final class EventPoller: @unchecked Sendable {  // confined to the worker's queu
     /// Handling every ready socket first and sending after, as HAProxy's loop does, lets a peer
     /// (the backend, the client) find several messages per wake-up: with `wrk -c50` on 2 cores,
     /// about a fifth fewer wake-ups and a quarter fewer context switches machine-wide per request,
-    /// level with HAProxy (docs/performance.md). A write waits at most one round.
+    /// level with HAProxy (docs/performance-history.md, "Writes sent at the end of a round"). A
+    /// write waits at most one round.
     private(set) var inRound = false
     /// The waiting writes' bytes, one after another, and each write's channel and range, in order.
     private var roundOutput: [UInt8] = []

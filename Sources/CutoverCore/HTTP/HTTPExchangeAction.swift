@@ -128,7 +128,7 @@ public enum HTTPExchangeAbort: Sendable, Equatable {
 /// Actions are a few words each and carry no head: the request head being routed is the machine's
 /// `requestHead`, and the one final response head of a batch is the batch's `responseHead`. A head
 /// holds arrays, and copying actions that held heads retained and released them several times per
-/// request (docs/performance.md).
+/// request (docs/performance-history.md, "Small actions").
 public enum HTTPExchangeAction: Sendable, Equatable {
     /// Route `requestHead` (gates, holds, endpoint choice); answer with `routed(_:now:)`.
     case route
