@@ -6,14 +6,14 @@
 # Starts one nginx with two backends (blue, green), then Cutover twice (one worker queue, and its
 # default of one per CPU), HAProxy three times (nbthread 1; one thread per CPU, as Cutover's default
 # has workers; and nbthread 1 adding the headers Cutover adds, "haproxy-fwd") and nginx (1 worker)
-# as proxies in front of blue with green as the standby, each with an HTTP and a TCP listener. For every rep, for every load, it runs
-# wrk against each proxy in turn (A B C D, then B C D A in the next rep, ...), waiting for a quiet
-# machine before each run, and records req/s, MiB/s, p50/p99 latency, errors, the proxy's CPU and
-# RSS, and the CPU the rest of the machine used meanwhile. Then it holds 10,000 idle keep-alive
-# connections open through each proxy and records its RSS. Prints a markdown table of medians with
-# Cutover/HAProxy and Cutover/nginx ratios, each the median of the ratios within a rep, so that the
-# machine's drift between reps cancels (reps another tenant disturbed are left out). Everything
-# listens on 127.0.0.1 and is stopped on exit.
+# as proxies in front of blue with green as the standby, each with an HTTP and a TCP listener. For
+# every rep, for every load, it runs wrk against each proxy in turn (A B C D, then B C D A in the
+# next rep, ...), waiting for a quiet machine before each run, and records req/s, MiB/s, p50/p99
+# latency, errors, the proxy's CPU and RSS, and the CPU the rest of the machine used meanwhile. Then
+# it holds 10,000 idle keep-alive connections open through each proxy and records its RSS. Prints a
+# markdown table of medians with Cutover/HAProxy and Cutover/nginx ratios, each the median of the
+# ratios within a rep, so that the machine's drift between reps cancels (reps another tenant
+# disturbed are left out). Everything listens on 127.0.0.1 and is stopped on exit.
 #
 # Options
 #   --quick            smoke run: 1 rep of 3 s, 1-s warm-ups, shorter quiet wait

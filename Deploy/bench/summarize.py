@@ -195,6 +195,11 @@ def peer_table(table, runs, title, reference_of):
     return lines
 
 
+def peer_tables(table, runs):
+    return (peer_table(table, runs, "Against HAProxy with as many threads as Cutover has workers", same_threads_reference)
+            + peer_table(table, runs, "Against HAProxy doing the same header work", equal_work_reference))
+
+
 def idle_table(idle):
     if not idle:
         return []
@@ -243,8 +248,7 @@ def main():
                                              f"{read_meta(d).get('versions', '?')})" for n, d in enumerate(dirs, 1))
                  + ". Medians and paired ratios over all their reps; idle memory is in each run's own summary.", ""]
         lines += load_tables(table, runs)
-        lines += peer_table(table, runs, "Against HAProxy with as many threads as Cutover has workers", same_threads_reference)
-        lines += peer_table(table, runs, "Against HAProxy doing the same header work", equal_work_reference)
+        lines += peer_tables(table, runs)
         print("\n".join(lines))
         return 0
     out = dirs[0]
@@ -270,8 +274,7 @@ def main():
                  "reps were kept.")
     lines.append("")
     lines += load_tables(table, runs)
-    lines += peer_table(table, runs, "Against HAProxy with as many threads as Cutover has workers", same_threads_reference)
-    lines += peer_table(table, runs, "Against HAProxy doing the same header work", equal_work_reference)
+    lines += peer_tables(table, runs)
     lines += idle_table(idle)
     text = "\n".join(lines)
     print(text)
