@@ -227,15 +227,15 @@ HAPROXY_PORT=$HAPROXYN_PORT HAPROXY_TCP_PORT=$HAPROXYN_TCP_PORT HAPROXY_THREADS=
 # What Cutover does to every exchange (docs/http.md), which the plain HAProxy above does not: the
 # client in X-Forwarded-For and Forwarded, X-Forwarded-Proto, Via on the request and the response,
 # a request id made for each request. Measured against this, the ratio compares equal work.
-HAPROXY_FORWARDING='    option forwardfor
+haproxy_forwarding='    option forwardfor
     http-request set-header X-Forwarded-Proto http
     http-request set-header Forwarded "for=%[src];proto=http"
     http-request add-header Via "1.1 haproxy"
     http-response add-header Via "1.1 haproxy"
     unique-id-format %{+X}o%pid-%rt-%Ts
     unique-id-header X-Request-Id'
-HAPROXY_PORT=$HAPROXYF_PORT HAPROXY_TCP_PORT=$HAPROXYF_TCP_PORT HAPROXY_THREADS=1 render "$HERE/haproxy.cfg" "$RUN/haproxy-fwd.cfg"
-unset HAPROXY_FORWARDING
+HAPROXY_PORT=$HAPROXYF_PORT HAPROXY_TCP_PORT=$HAPROXYF_TCP_PORT HAPROXY_THREADS=1 HAPROXY_FORWARDING=$haproxy_forwarding \
+    render "$HERE/haproxy.cfg" "$RUN/haproxy-fwd.cfg"
 HTTP_PORT=$CUTOVER1_PORT TCP_PORT=$CUTOVER1_TCP_PORT WORKERS=1 render "$HERE/cutover.json" "$RUN/cutover-1w.json"
 HTTP_PORT=$CUTOVER_PORT TCP_PORT=$CUTOVER_TCP_PORT WORKERS=0 render "$HERE/cutover.json" "$RUN/cutover-default.json"
 
@@ -290,7 +290,7 @@ cat > "$out/meta.json" << EOF
   "targets": "${targets[*]}",
   "ports": {"blue": $BLUE_PORT, "green": $GREEN_PORT, "cutover-1w": [$CUTOVER1_PORT, $CUTOVER1_TCP_PORT],
             "cutover-default": [$CUTOVER_PORT, $CUTOVER_TCP_PORT], "haproxy": [$HAPROXY_PORT, $HAPROXY_TCP_PORT],
-            "haproxy-default": [$HAPROXYN_PORT, $HAPROXYN_TCP_PORT], "haproxy-fwd": $HAPROXYF_PORT,
+            "haproxy-default": [$HAPROXYN_PORT, $HAPROXYN_TCP_PORT], "haproxy-fwd": [$HAPROXYF_PORT, $HAPROXYF_TCP_PORT],
             "nginx": [$NGINX_PORT, $( (( stream )) && echo "$NGINX_TCP_PORT" || echo null)]}
 }
 EOF

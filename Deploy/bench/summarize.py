@@ -241,24 +241,23 @@ def main():
         print(__doc__, file=sys.stderr)
         return 2
     dirs = sys.argv[1:]
-    if len(dirs) > 1:
-        runs = pooled_runs(dirs)
-        table = medians(runs)
-        lines = ["Pooled from " + "; ".join(f"run {n}: {d} ({read_meta(d).get('date', '?')}, "
-                                             f"{read_meta(d).get('versions', '?')})" for n, d in enumerate(dirs, 1))
-                 + ". Medians and paired ratios over all their reps; idle memory is in each run's own summary.", ""]
-        lines += load_tables(table, runs)
-        lines += peer_tables(table, runs)
-        print("\n".join(lines))
-        return 0
+    pooled = len(dirs) > 1
     out = dirs[0]
     meta = read_meta(out)
-    runs = read_lines(os.path.join(out, "runs.jsonl"))
-    idle = read_lines(os.path.join(out, "idle.jsonl"))
+    runs = pooled_runs(dirs) if pooled else read_lines(os.path.join(out, "runs.jsonl"))
+    idle = [] if pooled else read_lines(os.path.join(out, "idle.jsonl"))
     table = medians(runs)
 
     lines = []
-    if meta:
+    if pooled:
+        sources = []
+        for number, d in enumerate(dirs, 1):
+            m = read_meta(d)
+            sources.append(f"run {number}: {d} ({m.get('date', '?')}, {m.get('versions', '?')})")
+        lines.append("Pooled from " + "; ".join(sources) + ". Medians and paired ratios over all "
+                     "their reps; idle memory is in each run's own summary.")
+        lines.append("")
+    elif meta:
         lines.append(f"Measured {meta.get('date', '?')} on {meta.get('cpu_model', '?')}, "
                      f"{meta.get('nproc', '?')} CPUs, Linux {meta.get('kernel', '?')}; "
                      f"{meta.get('reps', '?')} interleaved reps of {meta.get('duration', '?')} s, "
@@ -278,6 +277,8 @@ def main():
     lines += idle_table(idle)
     text = "\n".join(lines)
     print(text)
+    if pooled:
+        return 0
     with open(os.path.join(out, "summary.md"), "w") as f:
         f.write(text + "\n")
     with open(os.path.join(out, "summary.json"), "w") as f:
