@@ -290,8 +290,13 @@ final class RoutingTests: XCTestCase {
     private static func subject(port: UInt16, serverName: String?) throws -> String {
         let arguments = ["s_client", "-connect", "127.0.0.1:\(port)"] + (serverName.map { ["-servername", $0] } ?? ["-noservername"])
         let result = try IntegrationTests.run("/usr/bin/openssl", arguments, input: "", timeout: 15)
-        let line = result.stdout.split(separator: "\n").first { $0.hasPrefix("subject=") }
-        return line.map { String($0.dropFirst("subject=".count)).replacingOccurrences(of: " ", with: "") } ?? "(no certificate: \(result.stderr.suffix(200)))"
+        return subjectLine(in: result.stdout) ?? "(no certificate: \(result.stderr.suffix(200)))"
+    }
+
+    /// The `subject=` line of `openssl s_client`'s output, without spaces ("CN=alpha").
+    private static func subjectLine(in output: String) -> String? {
+        let line = output.split(separator: "\n").first { $0.hasPrefix("subject=") }
+        return line.map { String($0.dropFirst("subject=".count)).replacingOccurrences(of: " ", with: "") }
     }
 
     /// A TCP listener routes TLS connections by the ClientHello's server name, untouched (the
@@ -336,22 +341,23 @@ final class RoutingTests: XCTestCase {
         self.proxy = proxy
         let port = proxy.port("tls")
         XCTAssertEqual(try proxy.ctl("pause", "alpha").status, 0)
-        let heldSubject = SubjectBox()
-        let client = Thread {
-            let seen = try? RoutingTests.subject(port: port, serverName: "alpha.test")
-            heldSubject.withLock { $0 = seen }
-        }
-        client.start()
+        // Started from this thread and read from its output file: no second thread starting processes.
+        let held = try ChildProcess(
+            URL(fileURLWithPath: "/usr/bin/openssl"), ["s_client", "-connect", "127.0.0.1:\(port)", "-servername", "alpha.test"],
+            directory: directory, label: "s_client-held")
+        children.append(held)
+        func heldSubject() -> String? { Self.subjectLine(in: held.stdout) }
         func heldNow() -> Int? {
             let stats = try? JSONSerialization.jsonObject(with: Data(proxy.ctl("show", "stats", json: true).stdout.utf8)) as? [String: Any]
             return stats?["held_now"] as? Int
         }
         XCTAssertTrue(waitUntil(timeout: 10) { heldNow() == 1 }, "the alpha connection was not held")
         XCTAssertEqual(try Self.subject(port: port, serverName: "else.test"), "CN=other")
-        XCTAssertNil(heldSubject.withLock { $0 })
+        XCTAssertNil(heldSubject(), "the held connection was answered before resume")
+        XCTAssertTrue(held.isRunning, "the held client gave up: \(held.stderr)")
         XCTAssertEqual(try proxy.ctl("resume", "alpha").status, 0)
-        XCTAssertTrue(waitUntil(timeout: 15) { heldSubject.withLock { $0 } != nil })
-        XCTAssertEqual(heldSubject.withLock { $0 }, "CN=alpha")
+        XCTAssertTrue(waitUntil(timeout: 15) { heldSubject() != nil }, "no certificate after resume: \(held.stderr)")
+        XCTAssertEqual(heldSubject(), "CN=alpha")
     }
 
     /// Without a default, a server name no route knows gets its connection closed, unanswered.
@@ -368,12 +374,4 @@ final class RoutingTests: XCTestCase {
         XCTAssertEqual(try Self.subject(port: proxy.port("tls"), serverName: "alpha.test"), "CN=alpha")
         XCTAssertTrue(try Self.subject(port: proxy.port("tls"), serverName: "nope.test").hasPrefix("(no certificate"))
     }
-}
-
-/// What a background `openssl s_client` saw, read by the test thread.
-private final class SubjectBox: @unchecked Sendable {  // `value` is guarded by `lock`
-    private let lock = NSLock()
-    private var value: String?
-
-    func withLock<T>(_ body: (inout String?) -> T) -> T { lock.withLock { body(&value) } }
 }

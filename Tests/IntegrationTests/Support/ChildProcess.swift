@@ -1,6 +1,20 @@
 import Foundation
 import Glibc
 
+/// Starts `process`, one start at a time across the whole test process.
+///
+/// Foundation's `Process.run()` on Linux learns that a child has exited from a socketpair whose
+/// end the child inherits. It creates that pair without close-on-exec, and it closes the other
+/// descriptors in the child by a list made from `/proc/self/fd` just before the spawn. A socket made
+/// by a start on another thread in between is missing from that list and passes to this child too,
+/// and the other child's exit then goes unseen until this one exits. Tests that start clients on
+/// threads while the test thread runs `ctl` can land in that window; one start at a time closes it.
+func launch(_ process: Process) throws {
+    try processStartLock.withLock { try process.run() }
+}
+
+private let processStartLock = NSLock()
+
 /// A child process whose output is captured to files, always killed when the test ends.
 final class ChildProcess {
     let process = Process()
@@ -22,7 +36,7 @@ final class ChildProcess {
         process.standardError = outputHandles[1]
         process.standardInput = FileHandle.nullDevice
         if let environment { process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new } }
-        try process.run()
+        try launch(process)
         for handle in outputHandles { try? handle.close() }
         outputHandles = []
     }
@@ -83,7 +97,7 @@ func run(_ executable: String, _ arguments: [String], input: String? = nil, time
         process.standardInput = FileHandle.nullDevice
     }
     defer { for handle in handles { try? handle.close() } }
-    try process.run()
+    try launch(process)
     let deadline = Date().addingTimeInterval(timeout)
     while process.isRunning && Date() < deadline { usleep(5_000) }
     if process.isRunning {
