@@ -243,7 +243,8 @@ def main():
     dirs = sys.argv[1:]
     pooled = len(dirs) > 1
     out = dirs[0]
-    meta = read_meta(out)
+    metas = [read_meta(d) for d in dirs]
+    meta = metas[0]
     runs = pooled_runs(dirs) if pooled else read_lines(os.path.join(out, "runs.jsonl"))
     idle = [] if pooled else read_lines(os.path.join(out, "idle.jsonl"))
     table = medians(runs)
@@ -251,8 +252,7 @@ def main():
     lines = []
     if pooled:
         sources = []
-        for number, d in enumerate(dirs, 1):
-            m = read_meta(d)
+        for number, (d, m) in enumerate(zip(dirs, metas), 1):
             sources.append(f"run {number}: {d} ({m.get('date', '?')}, {m.get('versions', '?')})")
         lines.append("Pooled from " + "; ".join(sources) + ". Medians and paired ratios over all "
                      "their reps; idle memory is in each run's own summary.")
