@@ -93,19 +93,23 @@ final class TakeoverTests: BlueGreenTestCase {
         XCTAssertEqual(try old.ctl("switch", "web", "green", "--force").status, 0)
         let churn = Churn()
         churn.start(port: old.port(), connections: 6, adminSocket: socket)
-        XCTAssertTrue(waitUntil(timeout: 10) { churn.answers.count > 100 }, "the load did not start: \(churn.failures.prefix(3))")
+        XCTAssertTrue(waitUntil(timeout: 10) { churn.answers.count > 100 && churn.adminAnswers > 3 },
+                      "the load did not start: \(churn.failures.prefix(3))")
 
         let new = try Proxy(config: config, directory: dir, socketPath: socket, extraArguments: ["--takeover"])
         defer { new.stop() }
         XCTAssertEqual(new.port(), old.port(), "the new process listens on the same socket")
         XCTAssertEqual(old.child.waitForExit(timeout: 40), 0, "the old process did not drain and exit: \(old.child.stderr)")
         let afterExit = Date()
-        let before = churn.answers.count
-        XCTAssertTrue(waitUntil(timeout: 10) { churn.answers.count > before + 100 }, "nothing served after the old process exited")
+        let before = (requests: churn.answers.count, admin: churn.adminAnswers)
+        // What is counted after the old process exited was answered by the new one. The admin count
+        // is waited for, not compared with a fixed number: how many fit into the takeover depends on
+        // how fast the machine is (a loaded CI box fitted 8 where a quiet one fits 20).
+        XCTAssertTrue(waitUntil(timeout: 10) { churn.answers.count > before.requests + 100 }, "nothing served after the old process exited")
+        XCTAssertTrue(waitUntil(timeout: 10) { churn.adminAnswers > before.admin + 3 }, "the admin socket did not answer after the old process exited")
         churn.stop()
 
         XCTAssertEqual(churn.failures.prefix(5), [], "\(churn.failures.count) failures during the takeover")
-        XCTAssertGreaterThan(churn.adminAnswers, 10)
         XCTAssertEqual(churn.answers.filter { $0.backend != "green" }.count, 0, "the switch to green carried over")
         XCTAssertGreaterThan(churn.answers.filter { $0.started > afterExit }.count, 0)
         XCTAssertTrue(old.child.stderr.contains("takeover: the new process serves"), old.child.stderr)
